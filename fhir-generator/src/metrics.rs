@@ -1,0 +1,525 @@
+//! The metric definitions, evaluated on the in-memory model (the final state
+//! of a patient: newest versions applied, deleted Conditions removed).
+//!
+//! All dates are UTC calendar dates of the timestamps.
+//! - Inpatient stay: class IMP/ACUTE/NONAC, status finished, start and end
+//!   present, end >= start. Reported in the month of its discharge date.
+//! - LOS = max(1, discharge date - admission date); patient_days = sum LOS.
+//! - 30-day death: the patient's deceasedDateTime date lies in
+//!   [admission date, admission date + 30].
+//! - Index stay: no death date <= discharge date. Readmitted: another stay of
+//!   the same patient starts strictly after this discharge (timestamps) and
+//!   its admission date <= discharge date + 30.
+//! - HAI: HAI-coded Condition linked to the stay whose onset date
+//!   (onsetDateTime, else recordedDate) lies in [admission + 2, discharge].
+
+use std::collections::BTreeMap;
+
+use crate::model::{EncStatus, Encounter, Hospital, PatientRecord};
+use crate::time::civil_from_days;
+use crate::truth::{HaiByCode, HospitalMonth, MortalityYear};
+use crate::vocab::CODES;
+
+/// Whether an encounter counts as an inpatient stay.
+pub fn is_stay(e: &Encounter) -> bool {
+    e.class.is_inpatient()
+        && e.status == EncStatus::Finished
+        && e.end.is_some_and(|end| end.utc >= e.start.utc)
+}
+
+/// The evaluation of one stay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StayOutcome {
+    /// Index into the record's encounters.
+    pub encounter: usize,
+    pub hospital: usize,
+    pub admission_day: i64,
+    pub discharge_day: i64,
+    pub los: u64,
+    pub death_30d: bool,
+    pub index: bool,
+    pub readmitted: bool,
+    /// Codes (indices into `vocab::CODES`) of the HAIs counted on this stay.
+    pub hai_codes: Vec<usize>,
+}
+
+/// Evaluates every stay of one patient.
+pub fn stay_outcomes(rec: &PatientRecord) -> Vec<StayOutcome> {
+    let death_day = rec.patient.deceased.date_time().map(|t| t.utc_day());
+    let stays: Vec<usize> = (0..rec.encounters.len())
+        .filter(|&i| is_stay(&rec.encounters[i]))
+        .collect();
+    let mut out = Vec::with_capacity(stays.len());
+    for &i in &stays {
+        let e = &rec.encounters[i];
+        let Some(end) = e.end else { continue };
+        let adm = e.start.utc_day();
+        let dis = end.utc_day();
+        let los = (dis - adm).max(1) as u64;
+        let death_30d = death_day.is_some_and(|d| adm <= d && d <= adm + 30);
+        let index = death_day.is_none_or(|d| d > dis);
+        let readmitted = index
+            && stays.iter().any(|&j| {
+                let n = &rec.encounters[j];
+                n.start.utc > end.utc && n.start.utc_day() <= dis + 30
+            });
+        let hai_codes = rec
+            .conditions
+            .iter()
+            .filter(|c| c.encounter == Some(i) && c.is_hai())
+            .filter_map(|c| {
+                let day = c.onset.or(c.recorded)?.utc_day();
+                (adm + 2 <= day && day <= dis).then_some(c.code)
+            })
+            .collect();
+        out.push(StayOutcome {
+            encounter: i,
+            hospital: e.hospital,
+            admission_day: adm,
+            discharge_day: dis,
+            los,
+            death_30d,
+            index,
+            readmitted,
+            hai_codes,
+        });
+    }
+    out
+}
+
+#[derive(Default, Clone, Copy, Debug)]
+struct Cell {
+    stays: u64,
+    deaths_30d: u64,
+    index_stays: u64,
+    readmissions_30d: u64,
+    patient_days: u64,
+    hai_count: u64,
+    hai_stays: u64,
+}
+
+/// Sums stays per (hospital, discharge month), HAIs per (month, code) and
+/// mortality per discharge year.
+#[derive(Default, Debug, Clone)]
+pub struct MetricsAccumulator {
+    /// Key: (hospital index, (year, month)).
+    cells: BTreeMap<(usize, (i32, u32)), Cell>,
+    /// Key: ((year, month), code index).
+    hai: BTreeMap<((i32, u32), usize), u64>,
+    /// Key: year -> (stays, deaths_30d).
+    yearly: BTreeMap<i32, (u64, u64)>,
+}
+
+fn ratio(n: u64, d: u64) -> f64 {
+    if d == 0 { 0.0 } else { n as f64 / d as f64 }
+}
+
+impl MetricsAccumulator {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn add_patient(&mut self, rec: &PatientRecord) {
+        for s in stay_outcomes(rec) {
+            let (y, m, _) = civil_from_days(s.discharge_day);
+            let cell = self.cells.entry((s.hospital, (y, m))).or_default();
+            cell.stays += 1;
+            cell.deaths_30d += u64::from(s.death_30d);
+            cell.index_stays += u64::from(s.index);
+            cell.readmissions_30d += u64::from(s.readmitted);
+            cell.patient_days += s.los;
+            cell.hai_count += s.hai_codes.len() as u64;
+            cell.hai_stays += u64::from(!s.hai_codes.is_empty());
+            for &code in &s.hai_codes {
+                *self.hai.entry(((y, m), code)).or_default() += 1;
+            }
+            let year = self.yearly.entry(y).or_default();
+            year.0 += 1;
+            year.1 += u64::from(s.death_30d);
+        }
+    }
+
+    /// Produces the sorted report rows. `hospitals` is indexed by
+    /// `Encounter::hospital`.
+    pub fn finish(
+        &self,
+        hospitals: &[Hospital],
+    ) -> (Vec<HospitalMonth>, Vec<HaiByCode>, Vec<MortalityYear>) {
+        let label = |(y, m): (i32, u32)| format!("{y:04}-{m:02}");
+        let mut monthly: Vec<HospitalMonth> = self
+            .cells
+            .iter()
+            .map(|(&(h, ym), c)| {
+                let (name, ident) = hospitals
+                    .get(h)
+                    .map(|h| (h.name.clone(), h.id.to_string()))
+                    .unwrap_or_default();
+                HospitalMonth {
+                    hospital_name: name,
+                    hospital_identifier: ident,
+                    month: label(ym),
+                    stays: c.stays,
+                    deaths_30d: c.deaths_30d,
+                    mortality_rate: ratio(c.deaths_30d, c.stays),
+                    index_stays: c.index_stays,
+                    readmissions_30d: c.readmissions_30d,
+                    readmission_rate: ratio(c.readmissions_30d, c.index_stays),
+                    patient_days: c.patient_days,
+                    alos: ratio(c.patient_days, c.stays),
+                    hai_count: c.hai_count,
+                    hai_stays: c.hai_stays,
+                    hai_per_1000_patient_days: ratio(c.hai_count * 1000, c.patient_days),
+                }
+            })
+            .collect();
+        monthly.sort_by(|a, b| {
+            (&a.hospital_name, &a.hospital_identifier, &a.month).cmp(&(
+                &b.hospital_name,
+                &b.hospital_identifier,
+                &b.month,
+            ))
+        });
+        let mut hai: Vec<HaiByCode> = self
+            .hai
+            .iter()
+            .map(|(&(ym, code), &count)| HaiByCode {
+                month: label(ym),
+                code: CODES[code].code.to_string(),
+                display: CODES[code].display.to_string(),
+                count,
+            })
+            .collect();
+        hai.sort_by(|a, b| (&a.month, &a.code).cmp(&(&b.month, &b.code)));
+        let yearly = self
+            .yearly
+            .iter()
+            .map(|(&year, &(stays, deaths))| MortalityYear {
+                year,
+                stays,
+                deaths,
+                rate: ratio(deaths, stays),
+            })
+            .collect();
+        (monthly, hai, yearly)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Condition, Deceased, EncClass, Id, Meta, Patient};
+    use crate::time::{Ts, days_from_civil};
+    use crate::vocab::{DIABETES, PNEUMONIA, SEPSIS};
+
+    const META: Meta = Meta {
+        version: 1,
+        last_updated_ms: 0,
+    };
+
+    fn utc(y: i32, m: u32, d: u32, h: u32) -> Ts {
+        Ts::local(y, m, d, h, 0, 0, 0)
+    }
+
+    fn patient(n: u128, deceased: Deceased) -> Patient {
+        Patient {
+            id: Id(n),
+            birth_date: days_from_civil(1950, 1, 1),
+            deceased,
+            meta: META,
+        }
+    }
+
+    fn stay(n: u128, hospital: usize, start: Ts, end: Ts) -> Encounter {
+        Encounter {
+            id: Id(n),
+            class: EncClass::Imp,
+            status: EncStatus::Finished,
+            start,
+            end: Some(end),
+            hospital,
+            kind: 0,
+            disposition: 0,
+            meta: META,
+        }
+    }
+
+    fn cond(
+        n: u128,
+        code: usize,
+        enc: usize,
+        onset: Option<Ts>,
+        recorded: Option<Ts>,
+    ) -> Condition {
+        Condition {
+            id: Id(n),
+            code,
+            encounter: Some(enc),
+            onset,
+            recorded,
+            abatement: None,
+            meta: META,
+        }
+    }
+
+    fn hospitals() -> Vec<Hospital> {
+        ["Alpha Hospital", "Beta Hospital"]
+            .iter()
+            .enumerate()
+            .map(|(i, name)| Hospital {
+                id: Id(1000 + i as u128),
+                identifier: Id(2000 + i as u128),
+                name: name.to_string(),
+                street: String::new(),
+                city: "Boston",
+                state: "MA",
+                postal_code: String::new(),
+                phone: String::new(),
+                meta: META,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn stay_definition() {
+        let mut e = stay(1, 0, utc(2023, 1, 1, 10), utc(2023, 1, 3, 10));
+        assert!(is_stay(&e));
+        e.class = EncClass::Acute;
+        assert!(is_stay(&e));
+        e.class = EncClass::Nonac;
+        assert!(is_stay(&e));
+        e.class = EncClass::Emer;
+        assert!(!is_stay(&e));
+        e.class = EncClass::Imp;
+        e.status = EncStatus::Cancelled;
+        assert!(!is_stay(&e));
+        e.status = EncStatus::InProgress;
+        assert!(!is_stay(&e));
+        e.status = EncStatus::Finished;
+        e.end = None;
+        assert!(!is_stay(&e));
+        e.end = Some(utc(2022, 12, 31, 10));
+        assert!(!is_stay(&e));
+    }
+
+    /// Patient A: same-day stay (LOS 1), a 3-day stay, death exactly 30 days
+    /// after the second admission. Patient B: death 31 days after admission.
+    /// Patient C: readmitted at discharge + 30 (counts) then + 31 (does not).
+    #[test]
+    fn los_death_and_readmission_boundaries() {
+        // A
+        let a = PatientRecord {
+            patient: patient(1, Deceased::At(utc(2023, 4, 1, 12))),
+            encounters: vec![
+                stay(11, 0, utc(2023, 1, 10, 8), utc(2023, 1, 10, 18)), // LOS max(1,0)=1
+                stay(12, 0, utc(2023, 3, 2, 8), utc(2023, 3, 5, 9)),    // LOS 3, adm+30 = 04-01
+            ],
+            conditions: vec![],
+        };
+        let out = stay_outcomes(&a);
+        assert_eq!(out.iter().map(|s| s.los).collect::<Vec<_>>(), vec![1, 3]);
+        assert_eq!(
+            out.iter().map(|s| s.death_30d).collect::<Vec<_>>(),
+            vec![false, true]
+        );
+        // Both discharged alive (death after discharge) -> both index.
+        assert!(out.iter().all(|s| s.index));
+        // 03-02 is 51 days after 01-10: no readmission.
+        assert!(out.iter().all(|s| !s.readmitted));
+
+        // B: death at admission + 31 -> not counted; death at discharge day ->
+        // not an index stay.
+        let b = PatientRecord {
+            patient: patient(2, Deceased::At(utc(2023, 4, 2, 1))),
+            encounters: vec![stay(21, 1, utc(2023, 3, 2, 8), utc(2023, 3, 4, 9))],
+            conditions: vec![],
+        };
+        let out = stay_outcomes(&b);
+        assert!(!out[0].death_30d);
+        assert!(out[0].index);
+        let b_in_stay = PatientRecord {
+            patient: patient(3, Deceased::At(utc(2023, 3, 4, 9))),
+            ..b.clone()
+        };
+        let out = stay_outcomes(&b_in_stay);
+        assert!(out[0].death_30d);
+        assert!(!out[0].index);
+        // deceasedBoolean: deceased, never a 30-day death, still index.
+        let unknown = PatientRecord {
+            patient: patient(4, Deceased::Unknown),
+            ..b.clone()
+        };
+        let out = stay_outcomes(&unknown);
+        assert!(!out[0].death_30d && out[0].index);
+
+        // C: discharge 2023-05-01; next admission 05-31 (= +30, counted);
+        // discharge 06-02; next admission 07-03 (= +31, not counted).
+        let c = PatientRecord {
+            patient: patient(5, Deceased::Alive),
+            encounters: vec![
+                stay(31, 0, utc(2023, 4, 28, 8), utc(2023, 5, 1, 23)),
+                stay(32, 0, utc(2023, 5, 31, 0), utc(2023, 6, 2, 10)),
+                stay(33, 1, utc(2023, 7, 3, 0), utc(2023, 7, 6, 10)),
+            ],
+            conditions: vec![],
+        };
+        let out = stay_outcomes(&c);
+        assert_eq!(
+            out.iter().map(|s| s.readmitted).collect::<Vec<_>>(),
+            vec![true, false, false]
+        );
+
+        // Same-day readmission counts only if it starts after the discharge.
+        let d = PatientRecord {
+            patient: patient(6, Deceased::Alive),
+            encounters: vec![
+                stay(41, 0, utc(2023, 8, 1, 8), utc(2023, 8, 3, 12)),
+                stay(42, 0, utc(2023, 8, 3, 11), utc(2023, 8, 5, 12)), // overlaps: not after
+            ],
+            conditions: vec![],
+        };
+        let out = stay_outcomes(&d);
+        assert!(!out[0].readmitted);
+        let e = PatientRecord {
+            encounters: vec![
+                stay(41, 0, utc(2023, 8, 1, 8), utc(2023, 8, 3, 12)),
+                stay(42, 0, utc(2023, 8, 3, 13), utc(2023, 8, 5, 12)),
+            ],
+            ..d
+        };
+        assert!(stay_outcomes(&e)[0].readmitted);
+    }
+
+    #[test]
+    fn hai_window_and_timezones() {
+        // Admission 2023-01-10 22:00-05:00 = 2023-01-11T03:00Z: the UTC
+        // admission date is 01-11 although the local date is 01-10.
+        let start = Ts::local(2023, 1, 10, 22, 0, 0, -300);
+        let end = Ts::local(2023, 1, 16, 10, 0, 0, -300); // UTC 01-16
+        assert_eq!(start.utc_day(), days_from_civil(2023, 1, 11));
+        let rec = PatientRecord {
+            patient: patient(1, Deceased::Alive),
+            encounters: vec![stay(10, 0, start, end)],
+            conditions: vec![
+                // local 01-12 (adm+2 locally) but UTC 01-12 = adm+1: not counted
+                cond(
+                    100,
+                    SEPSIS,
+                    0,
+                    Some(Ts::local(2023, 1, 12, 12, 0, 0, -300)),
+                    None,
+                ),
+                // 01-12 23:30-05:00 = 01-13T04:30Z = adm+2: counted
+                cond(
+                    101,
+                    PNEUMONIA,
+                    0,
+                    Some(Ts::local(2023, 1, 12, 23, 30, 0, -300)),
+                    None,
+                ),
+                // 01-13 01:00+02:00 = 01-12T23:00Z = adm+1: not counted
+                cond(
+                    102,
+                    SEPSIS,
+                    0,
+                    Some(Ts::local(2023, 1, 13, 1, 0, 0, 120)),
+                    None,
+                ),
+                // only recordedDate, adm+3: counted
+                cond(103, SEPSIS, 0, None, Some(utc(2023, 1, 14, 9))),
+                // onset wins over recordedDate: onset adm+0, recorded in window -> not counted
+                cond(
+                    104,
+                    SEPSIS,
+                    0,
+                    Some(utc(2023, 1, 11, 9)),
+                    Some(utc(2023, 1, 14, 9)),
+                ),
+                // discharge day: counted; day after discharge: not
+                cond(105, SEPSIS, 0, Some(utc(2023, 1, 16, 23)), None),
+                cond(106, SEPSIS, 0, Some(utc(2023, 1, 17, 0)), None),
+                // not an HAI code
+                cond(107, DIABETES, 0, Some(utc(2023, 1, 14, 9)), None),
+            ],
+        };
+        let out = stay_outcomes(&rec);
+        assert_eq!(out[0].admission_day, days_from_civil(2023, 1, 11));
+        assert_eq!(out[0].los, 5);
+        assert_eq!(out[0].hai_codes, vec![PNEUMONIA, SEPSIS, SEPSIS]);
+
+        // A stay whose end is 2023-01-31T23:30-02:00 is discharged on
+        // 2023-02-01 UTC and reported in February.
+        let feb = PatientRecord {
+            patient: patient(2, Deceased::Alive),
+            encounters: vec![stay(
+                20,
+                1,
+                utc(2023, 1, 25, 10),
+                Ts::local(2023, 1, 31, 23, 30, 0, -120),
+            )],
+            conditions: vec![],
+        };
+        let mut acc = MetricsAccumulator::new();
+        acc.add_patient(&rec);
+        acc.add_patient(&feb);
+        let (monthly, hai, yearly) = acc.finish(&hospitals());
+        assert_eq!(monthly.len(), 2);
+        assert_eq!(monthly[0].hospital_name, "Alpha Hospital");
+        assert_eq!(monthly[0].month, "2023-01");
+        assert_eq!(monthly[0].hai_count, 3);
+        assert_eq!(monthly[0].hai_stays, 1);
+        assert_eq!(monthly[0].patient_days, 5);
+        assert!((monthly[0].hai_per_1000_patient_days - 600.0).abs() < 1e-9);
+        assert_eq!(monthly[1].hospital_name, "Beta Hospital");
+        assert_eq!(monthly[1].month, "2023-02");
+        assert_eq!(monthly[1].patient_days, 7);
+        assert_eq!(hai.len(), 2);
+        assert_eq!((hai[0].code.as_str(), hai[0].count), ("233604007", 1));
+        assert_eq!((hai[1].code.as_str(), hai[1].count), ("91302008", 2));
+        assert_eq!(yearly.len(), 1);
+        assert_eq!(
+            (yearly[0].year, yearly[0].stays, yearly[0].deaths),
+            (2023, 2, 0)
+        );
+    }
+
+    #[test]
+    fn monthly_rates_by_hand() {
+        // Hospital 0, all discharged in 2024-03:
+        //  P1: stay 03-01..03-04 (LOS 3), dies 03-20 (adm+19: 30d death, index).
+        //  P2: stay 02-28..03-02 (LOS 3, leap year), readmitted 03-10..03-10
+        //      (same day, LOS 1), alive.
+        // stays 3, deaths 1, index 3, readmissions 1, patient_days 7.
+        let p1 = PatientRecord {
+            patient: patient(1, Deceased::At(utc(2024, 3, 20, 5))),
+            encounters: vec![stay(1, 0, utc(2024, 3, 1, 5), utc(2024, 3, 4, 5))],
+            conditions: vec![],
+        };
+        let p2 = PatientRecord {
+            patient: patient(2, Deceased::Alive),
+            encounters: vec![
+                stay(2, 0, utc(2024, 2, 28, 5), utc(2024, 3, 2, 5)),
+                stay(3, 0, utc(2024, 3, 10, 5), utc(2024, 3, 10, 9)),
+            ],
+            conditions: vec![],
+        };
+        let mut acc = MetricsAccumulator::new();
+        acc.add_patient(&p1);
+        acc.add_patient(&p2);
+        let (monthly, hai, yearly) = acc.finish(&hospitals());
+        assert_eq!(monthly.len(), 1);
+        let m = &monthly[0];
+        assert_eq!(m.month, "2024-03");
+        assert_eq!(m.hospital_identifier, Id(1000).to_string());
+        assert_eq!(
+            (m.stays, m.deaths_30d, m.index_stays, m.readmissions_30d),
+            (3, 1, 3, 1)
+        );
+        assert_eq!(m.patient_days, 7);
+        assert!((m.alos - 7.0 / 3.0).abs() < 1e-12);
+        assert!((m.mortality_rate - 1.0 / 3.0).abs() < 1e-12);
+        assert!((m.readmission_rate - 1.0 / 3.0).abs() < 1e-12);
+        assert_eq!(m.hai_per_1000_patient_days, 0.0);
+        assert!(hai.is_empty());
+        assert_eq!((yearly[0].stays, yearly[0].deaths), (3, 1));
+    }
+}

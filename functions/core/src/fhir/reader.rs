@@ -1,0 +1,553 @@
+//! Streams the resources out of one raw file without building a DOM of it.
+//!
+//! Accepted: FHIR R4 `Bundle` JSON (one document, pretty-printed or not) and Bulk-FHIR NDJSON (one
+//! resource — or one Bundle, as in a Bulk export's `deleted` file — per line), either of them
+//! gzip-compressed. The format is sniffed from the bytes, not trusted from the file name.
+//!
+//! Memory: NDJSON is read a line at a time; a Bundle document is walked with serde's streaming
+//! deserializer and each `entry.resource` is captured alone as raw JSON text, so only one resource
+//! is ever held. A file-level problem (not JSON, truncated, unknown encoding, not FHIR) ends the
+//! stream with [`FileError`] and the caller quarantines the file; a resource-level problem is
+//! reported as [`Item::Rejected`] and the stream goes on.
+
+use std::borrow::Cow;
+use std::cell::Cell;
+use std::rc::Rc;
+use std::fmt;
+use std::io::{self, BufRead, BufReader, Read};
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// What the reader hands to its sink, in file order.
+#[derive(Debug)]
+pub enum Item<'a> {
+    /// A resource as raw JSON text, with its Bundle `fullUrl` when it came from a Bundle.
+    Resource { raw: &'a str, full_url: Option<&'a str>, position: Position },
+    /// A Bundle entry whose `request.method` is DELETE: `url` is `Type/id`.
+    Delete { url: &'a str, position: Position },
+    /// An entry or line that cannot become a resource; the rest of the file goes on.
+    Rejected { reason: String, raw: Option<&'a str>, position: Position },
+}
+
+/// Where an item sits in its file, for reject reasons a person can find again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    /// 1-based line (NDJSON) or 1 for a single document.
+    pub line: u64,
+    /// 1-based Bundle entry index, 0 when the item is not a Bundle entry.
+    pub entry: u64,
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.entry {
+            0 => write!(f, "line {}", self.line),
+            n => write!(f, "line {} entry {}", self.line, n),
+        }
+    }
+}
+
+/// Why a whole file could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FileError {
+    /// The content is bad (not JSON, truncated, unknown encoding, not FHIR): quarantine the file.
+    #[error("{0}")]
+    Invalid(String),
+    /// The bytes could not be fetched (storage or network): a retry may succeed.
+    #[error("reading the file failed: {0}")]
+    Unreadable(String),
+}
+
+fn invalid(reason: impl Into<String>) -> FileError {
+    FileError::Invalid(reason.into())
+}
+
+/// Limits that keep hostile files from exhausting memory.
+#[derive(Debug, Clone)]
+pub struct ReadLimits {
+    /// Longest NDJSON line kept; a longer line is rejected without being buffered whole.
+    pub max_line_bytes: usize,
+    /// Most bytes a gzip file may expand to.
+    pub max_decompressed_bytes: u64,
+    /// Largest expansion ratio of a gzip file once it has produced `ratio_grace_bytes`.
+    pub max_gzip_ratio: u64,
+    pub ratio_grace_bytes: u64,
+}
+
+impl Default for ReadLimits {
+    fn default() -> Self {
+        Self {
+            max_line_bytes: 64 << 20,
+            max_decompressed_bytes: 32 << 30,
+            max_gzip_ratio: 200,
+            ratio_grace_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Summary of a read: how the file was understood.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadSummary {
+    pub format: &'static str,
+    pub gzip: bool,
+    /// Bytes after decompression.
+    pub bytes: u64,
+}
+
+const BUNDLE_TYPES: [&str; 4] = ["collection", "transaction", "batch", "searchset"];
+
+/// Reads `input` (the raw object's bytes), calling `sink` for every item. `name` is the object
+/// key, used only to cross-check a `.gz` suffix.
+pub fn read_file(
+    input: impl Read,
+    name: &str,
+    limits: &ReadLimits,
+    sink: &mut dyn FnMut(Item<'_>),
+) -> Result<ReadSummary, FileError> {
+    let mut raw = BufReader::with_capacity(256 << 10, input);
+    let head = raw.fill_buf().map_err(read_error)?;
+    let gzip = head.starts_with(&[0x1f, 0x8b]);
+    if name.ends_with(".gz") && !gzip && !head.is_empty() {
+        return Err(invalid("the file name ends in .gz but the content is not gzip"));
+    }
+    let compressed = Rc::new(Cell::new(0u64));
+    let counter = if gzip {
+        let source = BufReader::new(CompressedCounter { inner: raw, count: compressed.clone() });
+        let decoder = flate2::bufread::MultiGzDecoder::new(source);
+        CountingReader::new(Box::new(decoder), Some((limits.clone(), compressed)))
+    } else {
+        CountingReader::new(Box::new(raw), None)
+    };
+    let mut reader = BufReader::with_capacity(256 << 10, counter);
+    let format = read_decoded(&mut reader, limits, sink)?;
+    Ok(ReadSummary { format, gzip, bytes: reader.get_ref().count })
+}
+
+fn read_error(e: io::Error) -> FileError {
+    match e.kind() {
+        io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput | io::ErrorKind::UnexpectedEof => {
+            invalid(format!("corrupt or unreadable content: {e}"))
+        }
+        _ => FileError::Unreadable(e.to_string()),
+    }
+}
+
+fn read_decoded(
+    reader: &mut BufReader<CountingReader<'_>>,
+    limits: &ReadLimits,
+    sink: &mut dyn FnMut(Item<'_>),
+) -> Result<&'static str, FileError> {
+    skip_bom_and_whitespace(reader)?;
+    let head = reader.fill_buf().map_err(read_error)?;
+    match head.first() {
+        None => return Err(invalid("the file is empty")),
+        Some(b'{') => {}
+        Some(b'[') => {
+            return Err(invalid("a JSON array is neither a FHIR Bundle nor NDJSON (one resource per line)"));
+        }
+        Some(_) => return Err(invalid("the file is not JSON (it does not start with '{')")),
+    }
+    // NDJSON when the first line is a complete JSON value on its own; a pretty-printed document's
+    // first line (`{`) is not. A first line longer than the sniff window is streamed as a document.
+    let first_line_end = head.iter().position(|b| *b == b'\n');
+    let is_ndjson = match first_line_end {
+        Some(end) => {
+            let line = &head[..end];
+            serde_json::from_slice::<IgnoredAny>(line).is_ok()
+                && (end + 1 < head.len() || peek_more(reader, end + 1)?)
+        }
+        None => false,
+    };
+    if is_ndjson {
+        read_ndjson(reader, limits, sink)?;
+        Ok("ndjson")
+    } else {
+        read_document(reader, sink)?;
+        Ok("json")
+    }
+}
+
+/// Whether anything but whitespace follows the first line (a one-line Bundle is a document).
+fn peek_more(reader: &mut BufReader<CountingReader<'_>>, from: usize) -> Result<bool, FileError> {
+    let head = reader.fill_buf().map_err(read_error)?;
+    Ok(head[from.min(head.len())..].iter().any(|b| !b.is_ascii_whitespace()))
+}
+
+fn skip_bom_and_whitespace(reader: &mut BufReader<CountingReader<'_>>) -> Result<(), FileError> {
+    let head = reader.fill_buf().map_err(read_error)?;
+    if head.starts_with(&[0xff, 0xfe]) || head.starts_with(&[0xfe, 0xff]) {
+        return Err(invalid("the file is UTF-16; FHIR JSON must be UTF-8"));
+    }
+    if head.starts_with(&[0xef, 0xbb, 0xbf]) {
+        reader.consume(3);
+    }
+    loop {
+        let head = reader.fill_buf().map_err(read_error)?;
+        let blanks = head.iter().take_while(|b| b.is_ascii_whitespace()).count();
+        let done = blanks < head.len() || head.is_empty();
+        reader.consume(blanks);
+        if done {
+            return Ok(());
+        }
+    }
+}
+
+fn read_ndjson(
+    reader: &mut BufReader<CountingReader<'_>>,
+    limits: &ReadLimits,
+    sink: &mut dyn FnMut(Item<'_>),
+) -> Result<(), FileError> {
+    let mut line = Vec::with_capacity(64 << 10);
+    let mut line_no = 0u64;
+    let mut resources_seen = 0u64;
+    loop {
+        line.clear();
+        line_no += 1;
+        let (read, complete, overflow) = read_line(reader, &mut line, limits.max_line_bytes)?;
+        if read == 0 {
+            break;
+        }
+        let position = Position { line: line_no, entry: 0 };
+        if overflow {
+            sink(Item::Rejected {
+                reason: format!("line longer than {} bytes", limits.max_line_bytes),
+                raw: None,
+                position,
+            });
+            continue;
+        }
+        let text = trim_ascii(&line);
+        if text.is_empty() {
+            continue;
+        }
+        let Ok(text) = std::str::from_utf8(text) else {
+            sink(Item::Rejected { reason: "line is not valid UTF-8".into(), raw: None, position });
+            continue;
+        };
+        match resource_type_of(text) {
+            Ok(kind) if kind == "Bundle" => {
+                let mut de = serde_json::Deserializer::from_str(text);
+                let seed = TopLevel { sink: &mut *sink, line: line_no };
+                let outcome = seed.deserialize(&mut de).and_then(|()| de.end());
+                match outcome {
+                    Ok(()) => resources_seen += 1,
+                    Err(e) if !complete => return Err(truncated(e)),
+                    Err(e) => sink(Item::Rejected {
+                        reason: format!("invalid Bundle line: {e}"),
+                        raw: Some(text),
+                        position,
+                    }),
+                }
+            }
+            Ok(_) => {
+                resources_seen += 1;
+                sink(Item::Resource { raw: text, full_url: None, position });
+            }
+            Err(reason) if !complete => {
+                return Err(invalid(format!("the file is truncated: last line {reason}")));
+            }
+            Err(reason) => sink(Item::Rejected { reason, raw: Some(text), position }),
+        }
+    }
+    if resources_seen == 0 {
+        return Err(invalid("no line of the file is a FHIR resource"));
+    }
+    Ok(())
+}
+
+fn truncated(e: serde_json::Error) -> FileError {
+    invalid(format!("the file is truncated: {e}"))
+}
+
+/// Reads one line into `line` without the newline. Returns (bytes consumed, ended with a newline,
+/// longer than `max`); past `max` the rest of the line is skipped, not buffered.
+fn read_line(
+    reader: &mut impl BufRead,
+    line: &mut Vec<u8>,
+    max: usize,
+) -> Result<(usize, bool, bool), FileError> {
+    let mut consumed = 0;
+    let mut overflow = false;
+    loop {
+        let chunk = reader.fill_buf().map_err(read_error)?;
+        if chunk.is_empty() {
+            return Ok((consumed, false, overflow));
+        }
+        let (part, found) = match chunk.iter().position(|b| *b == b'\n') {
+            Some(i) => (&chunk[..i], Some(i)),
+            None => (chunk, None),
+        };
+        if !overflow && line.len() + part.len() <= max {
+            line.extend_from_slice(part);
+        } else {
+            overflow = true;
+            line.clear();
+        }
+        let used = found.map_or(part.len(), |i| i + 1);
+        consumed += used;
+        reader.consume(used);
+        if found.is_some() {
+            return Ok((consumed, true, overflow));
+        }
+    }
+}
+
+fn trim_ascii(bytes: &[u8]) -> &[u8] {
+    bytes.trim_ascii()
+}
+
+fn read_document(
+    reader: &mut BufReader<CountingReader<'_>>,
+    sink: &mut dyn FnMut(Item<'_>),
+) -> Result<(), FileError> {
+    let mut de = serde_json::Deserializer::from_reader(reader);
+    let seed = TopLevel { sink, line: 1 };
+    seed.deserialize(&mut de)
+        .and_then(|()| de.end())
+        .map_err(|e| match e.classify() {
+            serde_json::error::Category::Eof => truncated(e),
+            serde_json::error::Category::Io => read_error(io::Error::from(e)),
+            _ => invalid(format!("not a valid FHIR JSON document: {e}")),
+        })
+}
+
+/// The `resourceType` of a resource's JSON text. Bulk exports put it first, so the common case is
+/// read off the prefix without parsing; anything else is probed with a skipping parse.
+pub fn resource_type_of(raw: &str) -> Result<Cow<'_, str>, String> {
+    const PREFIX: &str = "{\"resourceType\":\"";
+    if let Some(rest) = raw.strip_prefix(PREFIX)
+        && let Some(end) = rest.find('"')
+        && !rest[..end].contains('\\')
+    {
+        let kind = &rest[..end];
+        if !kind.is_empty() {
+            return Ok(Cow::Borrowed(kind));
+        }
+    }
+    #[derive(Deserialize)]
+    struct Probe<'a> {
+        #[serde(borrow, rename = "resourceType")]
+        resource_type: Option<Cow<'a, str>>,
+    }
+    match serde_json::from_str::<Probe<'_>>(raw) {
+        Ok(Probe { resource_type: Some(kind) }) if !kind.is_empty() => Ok(kind),
+        Ok(_) => Err("resource has no resourceType".into()),
+        Err(e) => Err(format!("not valid JSON: {e}")),
+    }
+}
+
+/// The top-level value of a document, or of an NDJSON line that is a Bundle: streams `entry`
+/// elements to the sink; any other top-level resource is re-assembled and handed on whole.
+struct TopLevel<'s> {
+    sink: &'s mut dyn FnMut(Item<'_>),
+    line: u64,
+}
+
+impl<'de> DeserializeSeed<'de> for TopLevel<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TopLevel<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a FHIR resource object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut resource_type: Option<String> = None;
+        let mut bundle_type: Option<String> = None;
+        let mut fields: Vec<(String, Box<RawValue>)> = Vec::new();
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "resourceType" => resource_type = Some(map.next_value()?),
+                "entry" if resource_type.as_deref().is_none_or(|t| t == "Bundle") => {
+                    check_bundle_type(bundle_type.as_deref()).map_err(de::Error::custom)?;
+                    map.next_value_seed(Entries { sink: &mut *self.sink, line: self.line })?;
+                }
+                _ => {
+                    let value: Box<RawValue> = map.next_value()?;
+                    if key == "type" {
+                        bundle_type = serde_json::from_str::<String>(value.get()).ok();
+                    }
+                    fields.push((key, value));
+                }
+            }
+        }
+        match resource_type.as_deref() {
+            None | Some("") => Err(de::Error::custom("no resourceType: not a FHIR resource")),
+            Some("Bundle") => {
+                check_bundle_type(bundle_type.as_deref()).map_err(de::Error::custom)?;
+                if bundle_type.is_none() {
+                    return Err(de::Error::custom("the Bundle has no type"));
+                }
+                Ok(())
+            }
+            Some(kind) => {
+                // A single resource as a whole document (rare): rebuild its text for the parser.
+                let mut text = format!("{{\"resourceType\":{}", serde_json::Value::from(kind));
+                for (key, value) in &fields {
+                    text.push(',');
+                    text.push_str(&serde_json::Value::from(key.as_str()).to_string());
+                    text.push(':');
+                    text.push_str(value.get());
+                }
+                text.push('}');
+                let position = Position { line: self.line, entry: 0 };
+                (self.sink)(Item::Resource { raw: &text, full_url: None, position });
+                Ok(())
+            }
+        }
+    }
+}
+
+fn check_bundle_type(bundle_type: Option<&str>) -> Result<(), String> {
+    match bundle_type {
+        Some(t) if !BUNDLE_TYPES.contains(&t) => Err(format!(
+            "Bundle type {t:?} is not accepted (accepted: {})",
+            BUNDLE_TYPES.join(", ")
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The `entry` array of a Bundle, one element at a time.
+struct Entries<'s> {
+    sink: &'s mut dyn FnMut(Item<'_>),
+    line: u64,
+}
+
+impl<'de> DeserializeSeed<'de> for Entries<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+/// One Bundle entry with its parts kept as raw JSON, so a malformed part rejects only the entry.
+#[derive(Deserialize)]
+struct RawEntry {
+    #[serde(rename = "fullUrl")]
+    full_url: Option<Box<RawValue>>,
+    resource: Option<Box<RawValue>>,
+    request: Option<Box<RawValue>>,
+}
+
+#[derive(Deserialize)]
+struct Request<'a> {
+    #[serde(borrow)]
+    method: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    url: Option<Cow<'a, str>>,
+}
+
+impl<'de> Visitor<'de> for Entries<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the Bundle's entry array")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut index = 0u64;
+        while let Some(entry) = seq.next_element::<RawEntry>()? {
+            index += 1;
+            let position = Position { line: self.line, entry: index };
+            emit_entry(&entry, position, &mut *self.sink);
+        }
+        Ok(())
+    }
+}
+
+fn emit_entry(entry: &RawEntry, position: Position, sink: &mut dyn FnMut(Item<'_>)) {
+    let request = entry
+        .request
+        .as_ref()
+        .map(|r| serde_json::from_str::<Request<'_>>(r.get()));
+    if let Some(Ok(Request { method: Some(method), url })) = &request
+        && method.eq_ignore_ascii_case("DELETE")
+    {
+        match url {
+            Some(url) => sink(Item::Delete { url, position }),
+            None => sink(Item::Rejected {
+                reason: "DELETE entry without request.url".into(),
+                raw: None,
+                position,
+            }),
+        }
+        return;
+    }
+    let Some(resource) = &entry.resource else {
+        sink(Item::Rejected { reason: "Bundle entry without a resource".into(), raw: None, position });
+        return;
+    };
+    let raw = resource.get();
+    if !raw.starts_with('{') {
+        sink(Item::Rejected {
+            reason: "Bundle entry resource is not a JSON object".into(),
+            raw: Some(raw),
+            position,
+        });
+        return;
+    }
+    let full_url = entry
+        .full_url
+        .as_ref()
+        .and_then(|u| serde_json::from_str::<&str>(u.get()).ok());
+    sink(Item::Resource { raw, full_url, position });
+}
+
+/// Counts decompressed bytes and enforces the gzip-bomb limits against the compressed count.
+struct CountingReader<'a> {
+    inner: Box<dyn Read + 'a>,
+    count: u64,
+    gzip: Option<(ReadLimits, Rc<Cell<u64>>)>,
+}
+
+impl<'a> CountingReader<'a> {
+    fn new(inner: Box<dyn Read + 'a>, gzip: Option<(ReadLimits, Rc<Cell<u64>>)>) -> Self {
+        Self { inner, count: 0, gzip }
+    }
+}
+
+impl Read for CountingReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count += n as u64;
+        if let Some((limits, compressed)) = &self.gzip {
+            let ratio_exceeded = self.count > limits.ratio_grace_bytes
+                && self.count > compressed.get().max(1).saturating_mul(limits.max_gzip_ratio);
+            if self.count > limits.max_decompressed_bytes || ratio_exceeded {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "gzip content expands beyond the decompression-bomb limits ({} bytes or {}x)",
+                        limits.max_decompressed_bytes, limits.max_gzip_ratio
+                    ),
+                ));
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// Counts the compressed bytes the gzip decoder consumes.
+struct CompressedCounter<R> {
+    inner: R,
+    count: Rc<Cell<u64>>,
+}
+
+impl<R: Read> Read for CompressedCounter<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.set(self.count.get() + n as u64);
+        Ok(n)
+    }
+}

@@ -1,0 +1,183 @@
+//! The latest committed state of a table: its timeline and, per file group, the newest base file
+//! whose instant is completed. Uncommitted files (a writer still running, or one that crashed) are
+//! never part of a snapshot.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use arrow_array::RecordBatch;
+use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::path::Path;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use super::TableDef;
+use crate::error::{CoreError, Result};
+
+/// One base file: the newest version of a file group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileSlice {
+    pub partition: String,
+    pub file_id: String,
+    pub instant: String,
+    pub path: Path,
+    pub size: u64,
+}
+
+/// A table's timeline: which instants completed and which are pending (requested or inflight).
+#[derive(Debug, Clone, Default)]
+pub struct Timeline {
+    pub completed: BTreeSet<String>,
+    /// Pending instants with the time their newest timeline file was written (µs).
+    pub pending: BTreeMap<String, i64>,
+}
+
+impl Timeline {
+    pub async fn load(store: &dyn ObjectStore, def: &TableDef) -> Result<Self> {
+        let listing = store.list_with_delimiter(Some(&def.base.clone().join(".hoodie"))).await?;
+        let mut timeline = Timeline::default();
+        for object in listing.objects {
+            let Some(name) = object.location.filename() else { continue };
+            let Some((instant, action)) = name.split_once('.') else { continue };
+            if instant.len() != 17 || !instant.bytes().all(|b| b.is_ascii_digit()) {
+                continue;
+            }
+            match action {
+                "commit" => {
+                    timeline.completed.insert(instant.to_owned());
+                }
+                "commit.requested" | "inflight" => {
+                    let written = object.last_modified.timestamp_micros();
+                    let entry = timeline.pending.entry(instant.to_owned()).or_insert(written);
+                    *entry = (*entry).max(written);
+                }
+                _ => {}
+            }
+        }
+        let completed = timeline.completed.clone();
+        timeline.pending.retain(|instant, _| !completed.contains(instant));
+        Ok(timeline)
+    }
+
+    /// The newest instant of any state: a new instant must be later than this.
+    pub fn newest_instant(&self) -> Option<&str> {
+        let completed = self.completed.last().map(String::as_str);
+        let pending = self.pending.keys().next_back().map(String::as_str);
+        completed.max(pending)
+    }
+}
+
+/// The committed state of a table.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub timeline: Timeline,
+    /// Latest committed slice per (partition, file id).
+    pub slices: BTreeMap<(String, String), FileSlice>,
+}
+
+impl Snapshot {
+    /// Loads the snapshot of the given partitions (all partitions when `None`).
+    pub async fn load(
+        store: &dyn ObjectStore,
+        def: &TableDef,
+        partitions: Option<&[String]>,
+    ) -> Result<Self> {
+        let timeline = Timeline::load(store, def).await?;
+        let partitions = match partitions {
+            Some(list) => list.to_vec(),
+            None => list_partitions(store, def).await?,
+        };
+        let mut slices = BTreeMap::new();
+        for partition in partitions {
+            let listing = store.list_with_delimiter(Some(&def.partition_dir(&partition))).await?;
+            for object in listing.objects {
+                let Some(name) = object.location.filename() else { continue };
+                let Some((file_id, instant)) = parse_base_file_name(name) else { continue };
+                if !timeline.completed.contains(instant) {
+                    continue;
+                }
+                let slice = FileSlice {
+                    partition: partition.clone(),
+                    file_id: file_id.to_owned(),
+                    instant: instant.to_owned(),
+                    path: object.location.clone(),
+                    size: object.size,
+                };
+                let key = (partition.clone(), file_id.to_owned());
+                match slices.get(&key) {
+                    Some(current) if current_is_newer(current, &slice) => {}
+                    _ => {
+                        slices.insert(key, slice);
+                    }
+                }
+            }
+        }
+        Ok(Self { timeline, slices })
+    }
+
+    pub fn latest_instant(&self) -> Option<&str> {
+        self.timeline.completed.last().map(String::as_str)
+    }
+
+    /// Reads every record of the snapshot (or of one partition), all columns.
+    pub async fn read(
+        &self,
+        store: &dyn ObjectStore,
+        partition: Option<&str>,
+    ) -> Result<Vec<RecordBatch>> {
+        let mut batches = Vec::new();
+        for slice in self.slices.values() {
+            if partition.is_some_and(|p| p != slice.partition) {
+                continue;
+            }
+            batches.extend(read_base_file(store, &slice.path).await?);
+        }
+        Ok(batches)
+    }
+}
+
+fn current_is_newer(current: &FileSlice, candidate: &FileSlice) -> bool {
+    current.instant >= candidate.instant
+}
+
+/// Partition folders of a table (`tenant_id=...`), from a listing of its base folder.
+pub async fn list_partitions(store: &dyn ObjectStore, def: &TableDef) -> Result<Vec<String>> {
+    let listing = store.list_with_delimiter(Some(&def.base)).await?;
+    Ok(listing
+        .common_prefixes
+        .iter()
+        .filter_map(|p| p.filename().map(str::to_owned))
+        .filter(|name| !name.starts_with('.'))
+        .collect())
+}
+
+/// `<fileId>_<writeToken>_<instant>.parquet` → (file id, instant).
+pub fn parse_base_file_name(name: &str) -> Option<(&str, &str)> {
+    let stem = name.strip_suffix(".parquet")?;
+    let mut parts = stem.split('_');
+    let (file_id, _token, instant) = (parts.next()?, parts.next()?, parts.next()?);
+    (parts.next().is_none() && instant.len() == 17).then_some((file_id, instant))
+}
+
+pub async fn read_base_file(store: &dyn ObjectStore, path: &Path) -> Result<Vec<RecordBatch>> {
+    let bytes = store.get(path).await?.bytes().await?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?
+        .with_batch_size(64 * 1024)
+        .build()?;
+    reader
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(CoreError::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_base_file_names() {
+        assert_eq!(
+            parse_base_file_name("00000001-ab-0_0-0-0_20240101000000000.parquet"),
+            Some(("00000001-ab-0", "20240101000000000"))
+        );
+        assert_eq!(parse_base_file_name("x.parquet"), None);
+        assert_eq!(parse_base_file_name(".hoodie_partition_metadata"), None);
+    }
+}

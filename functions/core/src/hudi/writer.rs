@@ -1,0 +1,683 @@
+//! Upserts and deletes into a Hudi copy-on-write table, safe against crashes and concurrent writers.
+//!
+//! One commit:
+//! 1. load the committed snapshot of the touched partitions;
+//! 2. reserve a unique instant by creating `.hoodie/<instant>.commit.requested` with a
+//!    create-if-absent put (two writers never share an instant, so never a file name);
+//! 3. write `.hoodie/<instant>.inflight` listing the files about to be written (what a rollback
+//!    deletes), then the new base files — invisible to readers until the instant completes;
+//! 4. claim the next commit sequence number by creating `_metriccare/commits/<table>/<seq>.json`
+//!    (create-if-absent: the linearisation point, the same idea as a Delta log entry). It holds the
+//!    whole commit metadata;
+//! 5. write `.hoodie/<instant>.commit`: now readers see the commit, whole.
+//!
+//! If step 4 finds the sequence taken, another writer committed since step 1. When its file groups
+//! and ours are disjoint (different tenants, different buckets) ours are still based on the latest
+//! state and we take the next number; otherwise we delete our files and start again from a fresh
+//! snapshot, so no writer ever loses another's rows. A writer that dies after step 4 is completed
+//! by the next one (the sequence file has the commit metadata); one that dies before it leaves only
+//! invisible files, which the next writer removes once the instant is older than the stale limit.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::TimestampMicrosecondType;
+use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
+use arrow_select::concat::concat_batches;
+use arrow_select::interleave::interleave;
+use bytes::Bytes;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::snapshot::{Snapshot, Timeline, read_base_file};
+use super::{TableDef, avro_schema, bucket_of, file_id};
+use crate::error::{CoreError, Result};
+use crate::time::{hudi_instant, now_micros, parse_hudi_instant};
+
+/// Rows and deletes for one partition value (tenant).
+#[derive(Debug, Clone, Default)]
+pub struct PartitionWrite {
+    pub partition_value: String,
+    /// Batches with the table's data schema.
+    pub upserts: Vec<RecordBatch>,
+    pub deletes: Vec<Delete>,
+}
+
+/// Removal of a record; `ordering` competes with the precombine value like an upsert's would.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delete {
+    pub key: String,
+    pub ordering: i64,
+}
+
+/// What a commit did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitOutcome {
+    /// `None` when nothing changed (every incoming row stale or identical deletes): no commit.
+    pub instant: Option<String>,
+    pub sequence: Option<u64>,
+    pub inserted: u64,
+    pub updated: u64,
+    pub deleted: u64,
+    /// Incoming rows older than the stored version (or superseded within the batch).
+    pub ignored: u64,
+    pub partitions: Vec<String>,
+}
+
+/// Sequence-file content: everything needed to complete the commit if its writer dies.
+#[derive(Debug, Serialize, Deserialize)]
+struct SequenceEntry {
+    sequence: u64,
+    instant: String,
+    file_groups: Vec<(String, String)>,
+    commit: Value,
+}
+
+/// How old an abandoned pending instant must be before another writer removes its files. Longer
+/// than any legitimate write (a Lambda runs 15 minutes at most).
+const STALE_PENDING_MICROS: i64 = 30 * 60 * 1_000_000;
+
+const MAX_ATTEMPTS: usize = 20;
+
+pub struct HudiTable {
+    store: Arc<dyn ObjectStore>,
+    def: TableDef,
+    /// `_metriccare/commits/<table base>`: the commit sequence, outside the table folder.
+    sequence_dir: Path,
+}
+
+impl HudiTable {
+    /// Opens the table, creating `hoodie.properties` if the table does not exist yet. An existing
+    /// table whose key, partition, precombine or bucket settings differ is refused.
+    pub async fn open(store: Arc<dyn ObjectStore>, def: TableDef) -> Result<Self> {
+        let properties_path = def.hoodie_path("hoodie.properties");
+        let wanted = def.properties();
+        match store.get(&properties_path).await {
+            Ok(existing) => {
+                let existing = String::from_utf8_lossy(&existing.bytes().await?).into_owned();
+                check_compatible(&def, &existing)?;
+            }
+            Err(object_store::Error::NotFound { .. }) => {
+                let create = PutOptions::from(PutMode::Create);
+                match store.put_opts(&properties_path, wanted.into(), create).await {
+                    Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let mut sequence_dir = Path::from("_metriccare").join("commits");
+        for part in def.base.parts() {
+            sequence_dir = sequence_dir.join(part);
+        }
+        Ok(Self { store, def, sequence_dir })
+    }
+
+    pub fn def(&self) -> &TableDef {
+        &self.def
+    }
+
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// The committed snapshot (all partitions when `partitions` is `None`).
+    pub async fn snapshot(&self, partitions: Option<&[String]>) -> Result<Snapshot> {
+        Snapshot::load(self.store.as_ref(), &self.def, partitions).await
+    }
+
+    /// Applies the writes as one atomic commit. Retries on conflicts with concurrent writers.
+    pub async fn commit(&self, writes: &[PartitionWrite]) -> Result<CommitOutcome> {
+        // One entry per partition, whatever the caller passed.
+        let mut grouped: BTreeMap<String, PartitionWrite> = BTreeMap::new();
+        for write in writes {
+            if write.deletes.is_empty() && write.upserts.iter().all(|b| b.num_rows() == 0) {
+                continue;
+            }
+            let partition = format!("{}={}", self.def.partition_field, write.partition_value);
+            let entry = grouped.entry(partition).or_insert_with(|| PartitionWrite {
+                partition_value: write.partition_value.clone(),
+                ..PartitionWrite::default()
+            });
+            entry.upserts.extend(write.upserts.iter().cloned());
+            entry.deletes.extend(write.deletes.iter().cloned());
+        }
+        if grouped.is_empty() {
+            return Ok(CommitOutcome::default());
+        }
+        let partitions: Vec<String> = grouped.keys().cloned().collect();
+        let writes: Vec<(&String, &PartitionWrite)> = grouped.iter().collect();
+        for _ in 0..MAX_ATTEMPTS {
+            let base_sequence = self.recover().await?;
+            let snapshot = self.snapshot(Some(&partitions)).await?;
+            let instant = self.reserve_instant(&snapshot.timeline).await?;
+            let attempt = self.write_files(&writes, &snapshot, &instant).await;
+            let (plan, outcome) = match attempt {
+                Ok(done) => done,
+                Err(e) => {
+                    self.roll_back(&instant).await?;
+                    return Err(e);
+                }
+            };
+            if plan.is_empty() {
+                self.roll_back(&instant).await?;
+                return Ok(CommitOutcome { partitions, ..outcome });
+            }
+            match self.claim_sequence(base_sequence, &instant, &plan).await? {
+                Some(sequence) => {
+                    let commit_text = plan_commit_text(&self.def, &plan)?;
+                    self.put(&self.def.hoodie_path(&format!("{instant}.commit")), commit_text).await?;
+                    return Ok(CommitOutcome {
+                        instant: Some(instant),
+                        sequence: Some(sequence),
+                        partitions,
+                        ..outcome
+                    });
+                }
+                None => {
+                    self.roll_back(&instant).await?;
+                }
+            }
+        }
+        Err(CoreError::Table {
+            table: self.def.name.clone(),
+            message: format!("gave up after {MAX_ATTEMPTS} conflicting concurrent commits"),
+        })
+    }
+
+    /// Completes a commit whose writer died after claiming its sequence number, removes the files
+    /// of writers that died before, and returns the latest sequence number.
+    async fn recover(&self) -> Result<u64> {
+        let latest = self.latest_sequence().await?;
+        if latest > 0 {
+            self.complete_sequence(latest).await?;
+        }
+        let timeline = Timeline::load(self.store.as_ref(), &self.def).await?;
+        let now = now_micros();
+        for (instant, written) in &timeline.pending {
+            if now - written > STALE_PENDING_MICROS {
+                tracing::warn!(table = %self.def.name, %instant, "rolling back an abandoned write");
+                self.roll_back(instant).await?;
+            }
+        }
+        Ok(latest)
+    }
+
+    async fn latest_sequence(&self) -> Result<u64> {
+        let listing = self.store.list_with_delimiter(Some(&self.sequence_dir)).await?;
+        Ok(listing
+            .objects
+            .iter()
+            .filter_map(|o| o.location.filename()?.strip_suffix(".json")?.parse::<u64>().ok())
+            .max()
+            .unwrap_or(0))
+    }
+
+    fn sequence_path(&self, sequence: u64) -> Path {
+        self.sequence_dir.clone().join(format!("{sequence:020}.json"))
+    }
+
+    async fn read_sequence(&self, sequence: u64) -> Result<SequenceEntry> {
+        let bytes = self.store.get(&self.sequence_path(sequence)).await?.bytes().await?;
+        Ok(serde_json::from_slice(&bytes)?)
+    }
+
+    /// Makes sure the `.commit` of a claimed sequence number exists (idempotent: same bytes).
+    async fn complete_sequence(&self, sequence: u64) -> Result<SequenceEntry> {
+        let entry = self.read_sequence(sequence).await?;
+        let commit_path = self.def.hoodie_path(&format!("{}.commit", entry.instant));
+        match self.store.head(&commit_path).await {
+            Ok(_) => {}
+            Err(object_store::Error::NotFound { .. }) => {
+                tracing::warn!(table = %self.def.name, instant = %entry.instant, "completing a commit whose writer stopped");
+                self.put(&commit_path, entry.commit.to_string()).await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        Ok(entry)
+    }
+
+    /// Claims the first free sequence number after `base` whose earlier claimants touched none of
+    /// our file groups. `None`: a conflicting commit landed first; start again.
+    async fn claim_sequence(&self, base: u64, instant: &str, plan: &[PlannedFile]) -> Result<Option<u64>> {
+        let ours: BTreeSet<(String, String)> =
+            plan.iter().map(|f| (f.partition.clone(), f.file_id.clone())).collect();
+        let entry_for = |sequence: u64| -> Result<Bytes> {
+            let entry = SequenceEntry {
+                sequence,
+                instant: instant.to_owned(),
+                file_groups: ours.iter().cloned().collect(),
+                commit: serde_json::from_str(&plan_commit_text(&self.def, plan)?)?,
+            };
+            Ok(Bytes::from(serde_json::to_vec(&entry)?))
+        };
+        let mut sequence = base + 1;
+        loop {
+            let create = PutOptions::from(PutMode::Create);
+            let payload = PutPayload::from(entry_for(sequence)?);
+            match self.store.put_opts(&self.sequence_path(sequence), payload, create).await {
+                Ok(_) => return Ok(Some(sequence)),
+                Err(object_store::Error::AlreadyExists { .. }) => {
+                    let other = self.complete_sequence(sequence).await?;
+                    if other.file_groups.iter().any(|g| ours.contains(g)) {
+                        tracing::info!(table = %self.def.name, sequence, "commit conflict, retrying on fresh state");
+                        return Ok(None);
+                    }
+                    sequence += 1;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Reserves an instant later than every instant on the timeline and unique among writers.
+    async fn reserve_instant(&self, timeline: &Timeline) -> Result<String> {
+        let newest = timeline.newest_instant().and_then(parse_hudi_instant).unwrap_or(0);
+        let mut micros = now_micros().max(newest + 1000);
+        loop {
+            let instant = hudi_instant(micros);
+            let path = self.def.hoodie_path(&format!("{instant}.commit.requested"));
+            let create = PutOptions::from(PutMode::Create);
+            match self.store.put_opts(&path, PutPayload::new(), create).await {
+                Ok(_) => return Ok(instant),
+                Err(object_store::Error::AlreadyExists { .. }) => micros += 1000,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Deletes an uncommitted instant's base files and timeline files.
+    async fn roll_back(&self, instant: &str) -> Result<()> {
+        let inflight = self.def.hoodie_path(&format!("{instant}.inflight"));
+        match self.store.get(&inflight).await {
+            Ok(found) => {
+                let planned: Value = serde_json::from_slice(&found.bytes().await?).unwrap_or_default();
+                for (partition, file) in planned_paths(&planned) {
+                    let path = self.def.partition_dir(&partition).join(file.as_str());
+                    self.delete_if_present(&path).await?;
+                }
+            }
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.delete_if_present(&inflight).await?;
+        self.delete_if_present(&self.def.hoodie_path(&format!("{instant}.commit.requested"))).await
+    }
+
+    async fn delete_if_present(&self, path: &Path) -> Result<()> {
+        match self.store.delete(path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn put(&self, path: &Path, text: String) -> Result<()> {
+        self.store.put(path, PutPayload::from(text)).await?;
+        Ok(())
+    }
+
+    /// Merges every touched bucket with its committed slice and writes the new base files.
+    async fn write_files(
+        &self,
+        writes: &[(&String, &PartitionWrite)],
+        snapshot: &Snapshot,
+        instant: &str,
+    ) -> Result<(Vec<PlannedFile>, CommitOutcome)> {
+        let mut buckets: BTreeMap<(String, u32), BucketInput> = BTreeMap::new();
+        for (partition, write) in writes {
+            self.route(write, partition, &mut buckets)?;
+        }
+        let token = write_token();
+        let mut plan: Vec<PlannedFile> = buckets
+            .keys()
+            .map(|(partition, bucket)| {
+                let file_id = file_id(&self.def.name, partition, *bucket);
+                let file_name = format!("{file_id}_{token}_{instant}.parquet");
+                PlannedFile { partition: partition.clone(), file_id, file_name, stats: Value::Null }
+            })
+            .collect();
+        self.put(&self.def.hoodie_path(&format!("{instant}.inflight")), inflight_text(&plan)).await?;
+
+        let mut outcome = CommitOutcome::default();
+        let mut written = Vec::new();
+        for (planned, ((partition, _), input)) in plan.drain(..).zip(buckets) {
+            let existing = snapshot.slices.get(&(partition.clone(), planned.file_id.clone()));
+            let existing_rows = match existing {
+                Some(slice) => {
+                    let batches = read_base_file(self.store.as_ref(), &slice.path).await?;
+                    Some(concat_batches(&self.def.file_schema(), &batches)?)
+                }
+                None => None,
+            };
+            let merged = merge(&self.def, existing_rows.as_ref(), input, instant, &planned)?;
+            outcome.ignored += merged.ignored;
+            if !merged.changed {
+                continue;
+            }
+            outcome.inserted += merged.inserted;
+            outcome.updated += merged.updated;
+            outcome.deleted += merged.deleted;
+            let bytes = encode_parquet(&merged.batch)?;
+            let size = bytes.len() as u64;
+            let dir = self.def.partition_dir(&partition);
+            self.store.put(&dir.clone().join(planned.file_name.as_str()), PutPayload::from(bytes)).await?;
+            self.ensure_partition_metadata(&dir, instant).await?;
+            let stats = json!({
+                "fileId": planned.file_id,
+                "path": format!("{}/{}", partition, planned.file_name),
+                "prevCommit": existing.map_or("null".to_owned(), |s| s.instant.clone()),
+                "numWrites": merged.batch.num_rows(),
+                "numDeletes": merged.deleted,
+                "numUpdateWrites": merged.updated,
+                "numInserts": merged.inserted,
+                "totalWriteBytes": size,
+                "totalWriteErrors": 0,
+                "partitionPath": partition,
+                "fileSizeInBytes": size,
+            });
+            written.push(PlannedFile { stats, ..planned });
+        }
+        Ok((written, outcome))
+    }
+
+    /// Splits a partition's upserts and deletes into buckets by record key.
+    fn route(
+        &self,
+        write: &PartitionWrite,
+        partition: &str,
+        buckets: &mut BTreeMap<(String, u32), BucketInput>,
+    ) -> Result<()> {
+        let schema = self.def.data_schema.clone();
+        let upserts = concat_batches(&schema, &write.upserts)?;
+        let keys = string_column(&upserts, &self.def.record_key)?;
+        for row in 0..upserts.num_rows() {
+            let bucket = bucket_of(keys.value(row), self.def.buckets);
+            let input = buckets.entry((partition.to_owned(), bucket)).or_default();
+            input.rows.push(row as u32);
+        }
+        for input in buckets.values_mut().filter(|i| i.batch.is_none() && !i.rows.is_empty()) {
+            input.batch = Some(upserts.clone());
+        }
+        for delete in &write.deletes {
+            let bucket = bucket_of(&delete.key, self.def.buckets);
+            let input = buckets.entry((partition.to_owned(), bucket)).or_default();
+            input.deletes.push(delete.clone());
+        }
+        Ok(())
+    }
+
+    async fn ensure_partition_metadata(&self, dir: &Path, instant: &str) -> Result<()> {
+        let path = dir.clone().join(".hoodie_partition_metadata");
+        let text = format!("#partition metadata\ncommitTime={instant}\npartitionDepth=1\n");
+        let create = PutOptions::from(PutMode::Create);
+        match self.store.put_opts(&path, text.into(), create).await {
+            Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Incoming work for one bucket of one partition.
+#[derive(Default)]
+struct BucketInput {
+    batch: Option<RecordBatch>,
+    /// Rows of `batch` that fall in this bucket, in input order.
+    rows: Vec<u32>,
+    deletes: Vec<Delete>,
+}
+
+#[derive(Debug, Clone)]
+struct PlannedFile {
+    partition: String,
+    file_id: String,
+    file_name: String,
+    stats: Value,
+}
+
+struct Merged {
+    batch: RecordBatch,
+    changed: bool,
+    inserted: u64,
+    updated: u64,
+    deleted: u64,
+    ignored: u64,
+}
+
+enum Op {
+    Upsert(u32),
+    Delete,
+}
+
+/// Copy-on-write merge of one file group: the newest version of each key wins (ties go to the
+/// incoming record, then to the later one in input order); deletes remove keys.
+fn merge(
+    def: &TableDef,
+    existing: Option<&RecordBatch>,
+    input: BucketInput,
+    instant: &str,
+    planned: &PlannedFile,
+) -> Result<Merged> {
+    let mut ignored = 0u64;
+    // The winning incoming operation per key.
+    let mut incoming: HashMap<String, (i64, Op)> = HashMap::new();
+    if let Some(batch) = &input.batch {
+        let keys = string_column(batch, &def.record_key)?;
+        let ordering = timestamp_column(batch, &def.precombine)?;
+        for &row in &input.rows {
+            let key = keys.value(row as usize);
+            let order = ordering.value(row as usize);
+            match incoming.get(key) {
+                Some((current, _)) if *current > order => ignored += 1,
+                Some(_) => {
+                    ignored += 1;
+                    incoming.insert(key.to_owned(), (order, Op::Upsert(row)));
+                }
+                None => {
+                    incoming.insert(key.to_owned(), (order, Op::Upsert(row)));
+                }
+            }
+        }
+    }
+    for delete in input.deletes {
+        match incoming.get(&delete.key) {
+            Some((current, _)) if *current > delete.ordering => ignored += 1,
+            _ => {
+                incoming.insert(delete.key, (delete.ordering, Op::Delete));
+            }
+        }
+    }
+
+    // Picks: (0, row) from the existing file, (1, n) from the n-th accepted incoming row.
+    let mut picks: Vec<(usize, usize)> = Vec::new();
+    let mut accepted: Vec<u32> = Vec::new();
+    let (mut inserted, mut updated, mut deleted) = (0u64, 0u64, 0u64);
+    if let Some(existing) = existing {
+        let keys = string_column(existing, &def.record_key)?;
+        let ordering = timestamp_column(existing, &def.precombine)?;
+        for row in 0..existing.num_rows() {
+            let key = keys.value(row);
+            match incoming.remove(key) {
+                Some((order, _)) if order < ordering.value(row) => {
+                    ignored += 1;
+                    picks.push((0, row));
+                }
+                Some((_, Op::Upsert(incoming_row))) => {
+                    updated += 1;
+                    picks.push((1, accepted.len()));
+                    accepted.push(incoming_row);
+                }
+                Some((_, Op::Delete)) => deleted += 1,
+                None => picks.push((0, row)),
+            }
+        }
+    }
+    // Keys new to this file group, in input order for a stable file layout.
+    let mut new_rows: Vec<u32> = incoming
+        .into_values()
+        .filter_map(|(_, op)| match op {
+            Op::Upsert(row) => Some(row),
+            Op::Delete => None,
+        })
+        .collect();
+    new_rows.sort_unstable();
+    for row in new_rows {
+        inserted += 1;
+        picks.push((1, accepted.len()));
+        accepted.push(row);
+    }
+
+    let file_schema = def.file_schema();
+    let changed = inserted + updated + deleted > 0;
+    let incoming_rows = match (&input.batch, changed) {
+        (Some(batch), true) => with_meta_columns(def, batch, &accepted, instant, planned)?,
+        _ => RecordBatch::new_empty(file_schema.clone()),
+    };
+    let existing_rows = existing.cloned().unwrap_or_else(|| RecordBatch::new_empty(file_schema.clone()));
+    let batch = if changed {
+        let columns = (0..file_schema.fields().len())
+            .map(|c| {
+                let sources: [&dyn Array; 2] = [existing_rows.column(c).as_ref(), incoming_rows.column(c).as_ref()];
+                interleave(&sources, &picks)
+            })
+            .collect::<Result<Vec<ArrayRef>, _>>()?;
+        RecordBatch::try_new(file_schema, columns)?
+    } else {
+        RecordBatch::new_empty(file_schema)
+    };
+    Ok(Merged { batch, changed, inserted, updated, deleted, ignored })
+}
+
+/// The accepted incoming rows with the five Hudi meta columns in front.
+fn with_meta_columns(
+    def: &TableDef,
+    batch: &RecordBatch,
+    rows: &[u32],
+    instant: &str,
+    planned: &PlannedFile,
+) -> Result<RecordBatch> {
+    let indices = arrow_array::UInt32Array::from(rows.to_vec());
+    let data = arrow_select::take::take_record_batch(batch, &indices)?;
+    let keys = string_column(&data, &def.record_key)?;
+    let n = data.num_rows();
+    let bucket = &planned.file_id[..8];
+    let repeat = |value: &str| Arc::new(StringArray::from(vec![value; n])) as ArrayRef;
+    let seqno: StringArray = (0..n).map(|i| Some(format!("{instant}_{bucket}_{i}"))).collect();
+    let mut columns: Vec<ArrayRef> = vec![
+        repeat(instant),
+        Arc::new(seqno),
+        Arc::new(keys.clone()),
+        repeat(&planned.partition),
+        repeat(&planned.file_name),
+    ];
+    columns.extend(data.columns().iter().cloned());
+    Ok(RecordBatch::try_new(def.file_schema(), columns)?)
+}
+
+fn string_column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a StringArray> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_string_opt::<i32>())
+        .ok_or_else(|| CoreError::Table { table: name.to_owned(), message: format!("missing string column {name}") })
+}
+
+fn timestamp_column<'a>(
+    batch: &'a RecordBatch,
+    name: &str,
+) -> Result<&'a arrow_array::PrimitiveArray<TimestampMicrosecondType>> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>())
+        .ok_or_else(|| CoreError::Table { table: name.to_owned(), message: format!("missing timestamp column {name}") })
+}
+
+/// zstd level 1: most of the size win of zstd at a fraction of the CPU of higher levels.
+pub(crate) fn encode_parquet(batch: &RecordBatch) -> Result<Vec<u8>> {
+    let properties = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1)?))
+        .set_max_row_group_row_count(Some(128 * 1024))
+        .build();
+    let mut buffer = Vec::with_capacity(1 << 20);
+    let mut writer = ArrowWriter::try_new(&mut buffer, batch.schema(), Some(properties))?;
+    writer.write(batch)?;
+    writer.close()?;
+    Ok(buffer)
+}
+
+/// A write token unique to this process and attempt (Hudi's `<task>-<stage>-<attempt>` shape).
+fn write_token() -> String {
+    let nanos = now_micros().rem_euclid(1_000_000);
+    format!("{}-{}-0", std::process::id() % 100_000, nanos)
+}
+
+fn inflight_text(plan: &[PlannedFile]) -> String {
+    let mut by_partition: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
+    for file in plan {
+        by_partition.entry(&file.partition).or_default().push(json!({
+            "fileId": file.file_id,
+            "path": format!("{}/{}", file.partition, file.file_name),
+            "partitionPath": file.partition,
+        }));
+    }
+    json!({"partitionToWriteStats": by_partition, "compacted": false, "extraMetadata": {}, "operationType": "UPSERT"})
+        .to_string()
+}
+
+/// (partition, file name) of every file an inflight instant planned to write.
+fn planned_paths(inflight: &Value) -> Vec<(String, String)> {
+    inflight["partitionToWriteStats"]
+        .as_object()
+        .into_iter()
+        .flat_map(|m| m.values())
+        .filter_map(Value::as_array)
+        .flatten()
+        .filter_map(|s| {
+            let (partition, file) = s["path"].as_str()?.split_once('/')?;
+            Some((partition.to_owned(), file.to_owned()))
+        })
+        .collect()
+}
+
+fn plan_commit_text(def: &TableDef, plan: &[PlannedFile]) -> Result<String> {
+    let mut by_partition: BTreeMap<&str, Vec<&Value>> = BTreeMap::new();
+    for file in plan {
+        by_partition.entry(&file.partition).or_default().push(&file.stats);
+    }
+    Ok(json!({
+        "partitionToWriteStats": by_partition,
+        "compacted": false,
+        "extraMetadata": {"schema": avro_schema(&def.name, &def.data_schema)?},
+        "operationType": "UPSERT",
+    })
+    .to_string())
+}
+
+fn check_compatible(def: &TableDef, existing: &str) -> Result<()> {
+    let wanted = def.properties();
+    let value_of = |text: &str, key: &str| -> Option<String> {
+        text.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix('=').map(str::to_owned))
+    };
+    for key in [
+        "hoodie.table.name",
+        "hoodie.table.type",
+        "hoodie.table.version",
+        "hoodie.table.recordkey.fields",
+        "hoodie.table.partition.fields",
+        "hoodie.table.precombine.field",
+        "hoodie.bucket.index.num.buckets",
+    ] {
+        let (have, want) = (value_of(existing, key), value_of(&wanted, key));
+        if have != want {
+            return Err(CoreError::Table {
+                table: def.name.clone(),
+                message: format!("existing table has {key}={have:?}, this build expects {want:?}"),
+            });
+        }
+    }
+    Ok(())
+}

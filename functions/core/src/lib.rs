@@ -1,0 +1,16 @@
+//! MetricCare's domain core: FHIR R4 in, de-identified Apache Hudi silver tables out.
+//!
+//! The core knows three ports and nothing of AWS or SQLite: object storage (the `object_store`
+//! crate), the [`ports::Ledger`] and the [`ports::Notifier`]. Adapters live in their own crates.
+
+pub mod deid;
+pub mod error;
+pub mod fhir;
+pub mod hudi;
+pub mod ingest;
+pub mod ports;
+pub mod silver;
+pub mod tenant;
+pub mod time;
+
+pub use error::{CoreError, Result};

@@ -1,1 +1,9 @@
+//! The embedded default's adapters: a SQLite ledger and a JSON-lines notifier. No AWS, no server.
 
+mod jsonl;
+pub mod lake;
+mod sqlite;
+
+pub use jsonl::JsonLinesNotifier;
+pub use lake::LocalLake;
+pub use sqlite::SqliteLedger;

@@ -167,7 +167,10 @@ pub enum Parsed {
 /// The error is the reject reason.
 pub fn parse_resource(raw: &str, full_url: Option<&str>) -> Result<Parsed, String> {
     let kind = resource_type_of(raw)?;
-    let bad_field = |e: serde_json::Error| format!("{kind} has an invalid field: {e}");
+    let bad_field = |e: serde_json::Error| match e.classify() {
+        serde_json::error::Category::Data => format!("{kind} has an invalid field: {e}"),
+        _ => format!("not valid JSON: {e}"),
+    };
     let record = match kind.as_ref() {
         "Patient" => Record::Patient(patient(serde_json::from_str(raw).map_err(bad_field)?, full_url)?),
         "Encounter" => Record::Encounter(encounter(serde_json::from_str(raw).map_err(bad_field)?, full_url)?),

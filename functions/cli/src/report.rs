@@ -1,0 +1,134 @@
+//! What the CLI prints: a progress line per file, run totals, the ledger and the silver tables.
+
+use std::collections::BTreeMap;
+
+use arrow_array::cast::AsArray;
+use metriccare_core::ingest::{FileReport, FileResult};
+use metriccare_core::ports::LedgerEntry;
+use metriccare_core::silver::SilverTable;
+use metriccare_core::time::rfc3339;
+use metriccare_local::LocalLake;
+
+#[derive(Default)]
+pub struct RunSummary {
+    pub files: usize,
+    pub completed: usize,
+    pub already_done: usize,
+    pub busy: usize,
+    pub quarantined: usize,
+    pub failed: usize,
+    pub rejected: u64,
+    pub deleted: u64,
+    pub bytes: u64,
+    pub resources: BTreeMap<String, u64>,
+    pub instants: Vec<String>,
+}
+
+impl RunSummary {
+    /// Counts one file and prints its progress line to stderr.
+    pub fn add(&mut self, index: usize, total: usize, report: &FileReport) {
+        self.files += 1;
+        self.bytes += report.bytes;
+        match report.result {
+            FileResult::Completed => self.completed += 1,
+            FileResult::AlreadyDone => self.already_done += 1,
+            FileResult::Busy => self.busy += 1,
+            FileResult::Quarantined => self.quarantined += 1,
+            FileResult::Failed => self.failed += 1,
+        }
+        if report.result == FileResult::Completed {
+            self.rejected += report.outcome.rejected;
+            self.deleted += report.outcome.deleted;
+            for (kind, count) in &report.outcome.counts {
+                *self.resources.entry(kind.clone()).or_default() += count;
+            }
+            self.instants.extend(report.outcome.silver_instants.iter().cloned());
+        }
+        let detail = match report.result {
+            FileResult::Completed => {
+                let resources: u64 = report.outcome.counts.values().sum();
+                format!("{resources} resources, {} rejected", report.outcome.rejected)
+            }
+            FileResult::AlreadyDone => "already processed (same version)".to_owned(),
+            FileResult::Busy => "being processed by another worker".to_owned(),
+            FileResult::Quarantined | FileResult::Failed => report.outcome.error.clone().unwrap_or_default(),
+        };
+        eprintln!(
+            "[{index}/{total}] {:<11} {} {} ({:.1} kB): {detail}",
+            format!("{:?}", report.result).to_lowercase(),
+            report.tenant_id,
+            report.key,
+            report.bytes as f64 / 1e3
+        );
+    }
+
+    pub fn print(&self) {
+        println!(
+            "files: {} ({} loaded, {} already processed, {} busy, {} quarantined, {} failed), {:.1} MB",
+            self.files,
+            self.completed,
+            self.already_done,
+            self.busy,
+            self.quarantined,
+            self.failed,
+            self.bytes as f64 / 1e6
+        );
+        let resources: Vec<String> = self.resources.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        println!("resources: {}", if resources.is_empty() { "none".to_owned() } else { resources.join(", ") });
+        println!("rejected resources: {}, deletes applied: {}", self.rejected, self.deleted);
+        if let Some(last) = self.instants.last() {
+            println!("silver commits: {} (latest {last})", self.instants.len());
+        }
+    }
+}
+
+pub fn print_ledger(entries: &[LedgerEntry], json: bool) {
+    if json {
+        for entry in entries {
+            println!("{}", serde_json::to_string(entry).unwrap_or_default());
+        }
+        return;
+    }
+    println!("{:<24} {:<12} {:<14} {:>9} {:>8} {:>8} {:<24} key / error", "ledger id", "status", "tenant", "resources", "rejected", "attempts", "updated");
+    for e in entries {
+        let resources: u64 = e.counts.values().sum();
+        let note = e.error.as_deref().map(|err| format!(" — {err}")).unwrap_or_default();
+        println!(
+            "{:<24} {:<12} {:<14} {:>9} {:>8} {:>8} {:<24} {}{note}",
+            e.id,
+            e.status.as_str(),
+            e.tenant_id,
+            resources,
+            e.rejected,
+            e.attempts,
+            rfc3339(e.updated_at),
+            e.object.key
+        );
+    }
+    println!("{} ledger items", entries.len());
+}
+
+/// Rows per silver table and tenant, read back from the committed snapshots.
+pub async fn print_silver(lake: &LocalLake) -> metriccare_core::Result<()> {
+    println!("\nsilver (latest committed snapshot)");
+    println!("{:<14} {:<14} {:>8}  latest instant", "table", "tenant", "rows");
+    for table in SilverTable::ALL {
+        let hudi = lake.services.silver_table(table).await?;
+        let snapshot = hudi.snapshot(None).await?;
+        let mut rows: BTreeMap<String, usize> = BTreeMap::new();
+        for batch in snapshot.read(lake.services.lake.as_ref(), None).await? {
+            let Some(tenants) = batch.column_by_name("tenant_id").and_then(|c| c.as_string_opt::<i32>()) else {
+                continue;
+            };
+            for tenant in tenants.iter().flatten() {
+                *rows.entry(tenant.to_owned()).or_default() += 1;
+            }
+        }
+        let instant = snapshot.latest_instant().unwrap_or("-");
+        for (tenant, count) in rows {
+            println!("{:<14} {:<14} {:>8}  {instant}", table.name(), tenant, count);
+        }
+    }
+    println!("tables: {}", lake.dir.join("silver").display());
+    Ok(())
+}

@@ -1,0 +1,189 @@
+//! The embedded default wired together: a directory is the lake (`raw/`, `silver/`, `quarantine/`,
+//! `ledger.sqlite`, `notifications.jsonl`), and the same core pipeline the Lambdas run processes
+//! its files.
+
+use std::io::Read;
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use metriccare_core::deid::{MIN_KEY_BYTES, Pseudonymizer};
+use metriccare_core::ingest::{FileReport, Services, Settings};
+use metriccare_core::tenant::TenantId;
+use metriccare_core::{CoreError, Result};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ObjectMeta, ObjectStore};
+
+use crate::{JsonLinesNotifier, SqliteLedger};
+
+/// Environment variable with the pseudonymisation key (hex, or any text of at least 32 bytes).
+pub const KEY_VARIABLE: &str = "METRICCARE_PSEUDONYM_KEY";
+/// Environment variable with the claim lease in seconds.
+pub const LEASE_VARIABLE: &str = "METRICCARE_LEASE_SECONDS";
+
+/// A lake directory and its services.
+pub struct LocalLake {
+    pub dir: PathBuf,
+    pub services: Services,
+    /// `<lake>/raw`, the bronze zone `watch` scans.
+    pub raw: Arc<dyn ObjectStore>,
+    /// The whole file system, for `ingest PATH…` of files outside the lake.
+    pub files: Arc<dyn ObjectStore>,
+}
+
+/// Where the raw zone and the rest live inside a lake directory.
+pub const RAW_DIR: &str = "raw";
+pub const QUARANTINE_DIR: &str = "quarantine";
+pub const LEDGER_FILE: &str = "ledger.sqlite";
+pub const NOTIFICATIONS_FILE: &str = "notifications.jsonl";
+const LOCAL_KEY_FILE: &str = "_metriccare/secret/pseudonym.key";
+
+fn config_error(message: String) -> CoreError {
+    CoreError::Config(message)
+}
+
+impl LocalLake {
+    /// Opens (creating) the lake at `dir`, reading configuration from the environment.
+    pub fn open(dir: &FsPath) -> Result<Self> {
+        for sub in [RAW_DIR, QUARANTINE_DIR, "silver", "_metriccare"] {
+            std::fs::create_dir_all(dir.join(sub))?;
+        }
+        let dir = dir.canonicalize()?;
+        let lake: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new_with_prefix(&dir)?);
+        let quarantine: Arc<dyn ObjectStore> =
+            Arc::new(LocalFileSystem::new_with_prefix(dir.join(QUARANTINE_DIR))?);
+        let raw: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new_with_prefix(dir.join(RAW_DIR))?);
+        let ledger = Arc::new(SqliteLedger::open(&dir.join(LEDGER_FILE))?);
+        let notifier = Arc::new(JsonLinesNotifier::new(dir.join(NOTIFICATIONS_FILE)));
+        let pseudonymizer = Pseudonymizer::new(&load_key(&dir)?)?;
+        let settings = Settings { lease: lease_from_env()?, ..Settings::default() };
+        let services = Services::new(lake, quarantine, ledger, notifier, pseudonymizer, settings);
+        Ok(Self { dir, services, raw, files: Arc::new(LocalFileSystem::new()) })
+    }
+
+    /// Ingests local files (not necessarily inside the lake) for one tenant, in the order given.
+    pub async fn ingest_file(&self, file: &FsPath, tenant: &TenantId) -> Result<FileReport> {
+        let absolute = file.canonicalize()?;
+        let key = Path::from_absolute_path(&absolute)
+            .map_err(|e| config_error(format!("{}: {e}", absolute.display())))?;
+        self.services.ingest_object(&self.files, "file://", &key, tenant).await
+    }
+
+    /// Processes one object of the raw zone (`<tenant>/<any path>/<file>`), as an S3 event would.
+    pub async fn ingest_raw(&self, key: &Path) -> Result<FileReport> {
+        let tenant = raw_tenant(key)?;
+        self.services.ingest_object(&self.raw, RAW_DIR, key, &tenant).await
+    }
+
+    /// Every object of the raw zone under a tenant folder, sorted by key.
+    pub async fn list_raw(&self) -> Result<Vec<ObjectMeta>> {
+        let mut objects: Vec<ObjectMeta> = Vec::new();
+        let mut listing = self.raw.list(None);
+        while let Some(object) = listing.next().await {
+            let object = object?;
+            if object.location.parts().count() >= 2 {
+                objects.push(object);
+            }
+        }
+        objects.sort_by(|a, b| a.location.cmp(&b.location));
+        Ok(objects)
+    }
+}
+
+/// The tenant of a raw-zone key: its first segment, validated.
+pub fn raw_tenant(key: &Path) -> Result<TenantId> {
+    let first = key.parts().next().ok_or_else(|| config_error(format!("raw key {key} has no tenant folder")))?;
+    if key.parts().count() < 2 {
+        return Err(config_error(format!("raw key {key} is not inside a tenant folder")));
+    }
+    TenantId::parse(first.as_ref())
+}
+
+/// Every file under the given paths (folders are walked), sorted within each folder so that an
+/// incremental export (`export-2`) loads after the one before it.
+pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for path in paths {
+        let metadata = std::fs::metadata(path)
+            .map_err(|e| config_error(format!("{}: {e}", path.display())))?;
+        if metadata.is_dir() {
+            let mut found = Vec::new();
+            walk(path, &mut found)?;
+            found.sort();
+            files.extend(found);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    Ok(files)
+}
+
+fn walk(dir: &FsPath, out: &mut Vec<PathBuf>) -> Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        if entry.file_type()?.is_dir() {
+            walk(&entry.path(), out)?;
+        } else {
+            out.push(entry.path());
+        }
+    }
+    Ok(())
+}
+
+fn lease_from_env() -> Result<Duration> {
+    match std::env::var(LEASE_VARIABLE) {
+        Ok(text) => text
+            .parse::<u64>()
+            .ok()
+            .filter(|s| *s > 0)
+            .map(Duration::from_secs)
+            .ok_or_else(|| config_error(format!("{LEASE_VARIABLE}={text:?} is not a positive number of seconds"))),
+        Err(_) => Ok(Settings::default().lease),
+    }
+}
+
+/// The key from `METRICCARE_PSEUDONYM_KEY`, else the lake's local key file, created on first use
+/// from the operating system's random source. A shared deployment must set the variable.
+fn load_key(lake: &FsPath) -> Result<Vec<u8>> {
+    if let Ok(text) = std::env::var(KEY_VARIABLE) {
+        let key = match hex::decode(text.trim()) {
+            Ok(bytes) if bytes.len() >= MIN_KEY_BYTES => bytes,
+            _ => text.into_bytes(),
+        };
+        if key.len() < MIN_KEY_BYTES {
+            return Err(config_error(format!("{KEY_VARIABLE} must hold at least {MIN_KEY_BYTES} bytes")));
+        }
+        return Ok(key);
+    }
+    let path = lake.join(LOCAL_KEY_FILE);
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        return hex::decode(text.trim()).map_err(|e| config_error(format!("{}: {e}", path.display())));
+    }
+    let mut key = vec![0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut key))
+        .map_err(|e| config_error(format!("no random source to create a key ({e}); set {KEY_VARIABLE}")))?;
+    std::fs::create_dir_all(path.parent().unwrap_or(lake))?;
+    write_private(&path, hex::encode(&key).as_bytes())?;
+    tracing::warn!(path = %path.display(), "created a local pseudonymisation key; set {KEY_VARIABLE} for a shared lake");
+    Ok(key)
+}
+
+#[cfg(unix)]
+fn write_private(path: &FsPath, content: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    Ok(file.write_all(content)?)
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &FsPath, content: &[u8]) -> Result<()> {
+    Ok(std::fs::write(path, content)?)
+}

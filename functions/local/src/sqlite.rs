@@ -1,0 +1,214 @@
+//! The ledger in a SQLite file. A claim is one conditional upsert, atomic across processes, so two
+//! `metriccare` processes on the same lake never both process an object.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use metriccare_core::ports::{Claim, Ledger, LedgerEntry, LedgerStatus, ObjectRef, Outcome};
+use metriccare_core::{CoreError, Result};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+pub struct SqliteLedger {
+    connection: Mutex<Connection>,
+}
+
+fn ledger_error(e: rusqlite::Error) -> CoreError {
+    CoreError::Ledger(format!("sqlite: {e}"))
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS ledger (
+    id              TEXT PRIMARY KEY,
+    bucket          TEXT NOT NULL,
+    object_key      TEXT NOT NULL,
+    etag            TEXT NOT NULL,
+    size            INTEGER NOT NULL,
+    tenant_id       TEXT NOT NULL,
+    status          TEXT NOT NULL,
+    attempts        INTEGER NOT NULL,
+    lease_until     INTEGER NOT NULL,
+    counts          TEXT NOT NULL,
+    deleted         INTEGER NOT NULL,
+    rejected        INTEGER NOT NULL,
+    silver_instants TEXT NOT NULL,
+    error           TEXT,
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ledger_by_update ON ledger (updated_at);
+";
+
+const COLUMNS: &str = "id, bucket, object_key, etag, size, tenant_id, status, attempts, lease_until, counts, \
+                       deleted, rejected, silver_instants, error, created_at, updated_at";
+
+impl SqliteLedger {
+    /// Opens (creating if needed) the ledger database at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        let connection = Connection::open(path).map_err(ledger_error)?;
+        connection.busy_timeout(Duration::from_secs(30)).map_err(ledger_error)?;
+        connection
+            .pragma_update(None, "journal_mode", "WAL")
+            .map_err(ledger_error)?;
+        connection.execute_batch(SCHEMA).map_err(ledger_error)?;
+        Ok(Self { connection: Mutex::new(connection) })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+        let connection = self
+            .connection
+            .lock()
+            .map_err(|_| CoreError::Ledger("ledger connection poisoned".into()))?;
+        f(&connection).map_err(ledger_error)
+    }
+}
+
+fn entry(row: &Row<'_>) -> rusqlite::Result<LedgerEntry> {
+    let json_column = |index: usize| -> rusqlite::Result<String> { row.get(index) };
+    let status: String = row.get(6)?;
+    Ok(LedgerEntry {
+        id: row.get(0)?,
+        object: ObjectRef { bucket: row.get(1)?, key: row.get(2)?, etag: row.get(3)?, size: row.get::<_, i64>(4)? as u64 },
+        tenant_id: row.get(5)?,
+        status: LedgerStatus::parse(&status).unwrap_or(LedgerStatus::Failed),
+        attempts: row.get(7)?,
+        lease_until: row.get(8)?,
+        counts: serde_json::from_str(&json_column(9)?).unwrap_or_default(),
+        deleted: row.get::<_, i64>(10)? as u64,
+        rejected: row.get::<_, i64>(11)? as u64,
+        silver_instants: serde_json::from_str(&json_column(12)?).unwrap_or_default(),
+        error: row.get(13)?,
+        created_at: row.get(14)?,
+        updated_at: row.get(15)?,
+    })
+}
+
+#[async_trait]
+impl Ledger for SqliteLedger {
+    async fn claim(&self, object: &ObjectRef, tenant_id: &str, now: i64, lease: Duration) -> Result<Claim> {
+        let id = object.ledger_id();
+        let lease_until = now + lease.as_micros() as i64;
+        self.with(|c| {
+            // Insert, or take over a FAILED item or an expired PROCESSING lease; otherwise no row
+            // changes and the existing item says why.
+            let changed = c.execute(
+                "INSERT INTO ledger (id, bucket, object_key, etag, size, tenant_id, status, attempts, lease_until,
+                                     counts, deleted, rejected, silver_instants, error, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'PROCESSING', 1, ?7, '{}', 0, 0, '[]', NULL, ?8, ?8)
+                 ON CONFLICT(id) DO UPDATE SET
+                     status = 'PROCESSING', attempts = ledger.attempts + 1, lease_until = excluded.lease_until,
+                     error = NULL, updated_at = excluded.updated_at
+                 WHERE ledger.status = 'FAILED'
+                    OR (ledger.status = 'PROCESSING' AND ledger.lease_until < excluded.updated_at)",
+                params![id, object.bucket, object.key, object.etag, object.size as i64, tenant_id, lease_until, now],
+            )?;
+            let current = c.query_row(&format!("SELECT {COLUMNS} FROM ledger WHERE id = ?1"), [&id], entry)?;
+            Ok(match (changed, current.status) {
+                (1, _) => Claim::Claimed { attempt: current.attempts },
+                (_, status) if status.is_final() => Claim::Done(current),
+                _ => Claim::Busy(current),
+            })
+        })
+    }
+
+    async fn finish(&self, id: &str, status: LedgerStatus, outcome: &Outcome, now: i64) -> Result<()> {
+        let counts = serde_json::to_string(&outcome.counts)?;
+        let instants = serde_json::to_string(&outcome.silver_instants)?;
+        let updated = self.with(|c| {
+            c.execute(
+                "UPDATE ledger SET status = ?2, counts = ?3, deleted = ?4, rejected = ?5, silver_instants = ?6,
+                                   error = ?7, lease_until = 0, updated_at = ?8
+                 WHERE id = ?1",
+                params![
+                    id,
+                    status.as_str(),
+                    counts,
+                    outcome.deleted as i64,
+                    outcome.rejected as i64,
+                    instants,
+                    outcome.error,
+                    now
+                ],
+            )
+        })?;
+        if updated == 0 {
+            return Err(CoreError::Ledger(format!("no ledger item {id} to finish")));
+        }
+        Ok(())
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<LedgerEntry>> {
+        self.with(|c| {
+            c.query_row(&format!("SELECT {COLUMNS} FROM ledger WHERE id = ?1"), [id], entry)
+                .optional()
+        })
+    }
+
+    async fn list(&self) -> Result<Vec<LedgerEntry>> {
+        self.with(|c| {
+            let mut statement = c.prepare(&format!("SELECT {COLUMNS} FROM ledger ORDER BY updated_at DESC, id"))?;
+            let rows = statement.query_map([], entry)?;
+            rows.collect()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(etag: &str) -> ObjectRef {
+        ObjectRef { bucket: "raw".into(), key: "t1/a.ndjson".into(), etag: etag.into(), size: 10 }
+    }
+
+    const LEASE: Duration = Duration::from_secs(60);
+
+    #[tokio::test]
+    async fn a_completed_object_is_never_claimed_again() {
+        // GIVEN a ledger with an object processed to completion
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = SqliteLedger::open(&dir.path().join("ledger.db")).unwrap();
+        let id = object("e1").ledger_id();
+        assert_eq!(ledger.claim(&object("e1"), "t1", 0, LEASE).await.unwrap(), Claim::Claimed { attempt: 1 });
+        let outcome = Outcome { rejected: 2, ..Outcome::default() };
+        ledger.finish(&id, LedgerStatus::Completed, &outcome, 5).await.unwrap();
+        // WHEN the same version is delivered again, much later
+        let again = ledger.claim(&object("e1"), "t1", 1_000_000_000_000, LEASE).await.unwrap();
+        // THEN it is done, with the recorded outcome; a new version is claimable
+        let Claim::Done(entry) = again else { panic!("expected Done, got {again:?}") };
+        assert_eq!((entry.status, entry.rejected), (LedgerStatus::Completed, 2));
+        assert!(matches!(ledger.claim(&object("e2"), "t1", 0, LEASE).await.unwrap(), Claim::Claimed { .. }));
+    }
+
+    #[tokio::test]
+    async fn a_lease_blocks_until_it_expires_and_failures_are_retried() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = SqliteLedger::open(&dir.path().join("ledger.db")).unwrap();
+        let lease_micros = LEASE.as_micros() as i64;
+        assert!(matches!(ledger.claim(&object("e"), "t1", 0, LEASE).await.unwrap(), Claim::Claimed { .. }));
+        assert!(matches!(ledger.claim(&object("e"), "t1", lease_micros - 1, LEASE).await.unwrap(), Claim::Busy(_)));
+        assert_eq!(
+            ledger.claim(&object("e"), "t1", lease_micros + 1, LEASE).await.unwrap(),
+            Claim::Claimed { attempt: 2 }
+        );
+        let id = object("e").ledger_id();
+        let failed = Outcome { error: Some("lake unreachable".into()), ..Outcome::default() };
+        ledger.finish(&id, LedgerStatus::Failed, &failed, 10).await.unwrap();
+        assert_eq!(ledger.claim(&object("e"), "t1", 11, LEASE).await.unwrap(), Claim::Claimed { attempt: 3 });
+        assert_eq!(ledger.get(&id).await.unwrap().unwrap().error, None);
+    }
+
+    #[tokio::test]
+    async fn two_connections_never_both_claim() {
+        // Two ledgers on one file behave like two processes.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.db");
+        let (a, b) = (SqliteLedger::open(&path).unwrap(), SqliteLedger::open(&path).unwrap());
+        let first = a.claim(&object("x"), "t1", 0, LEASE).await.unwrap();
+        let second = b.claim(&object("x"), "t1", 0, LEASE).await.unwrap();
+        assert!(matches!(first, Claim::Claimed { .. }));
+        assert!(matches!(second, Claim::Busy(_)));
+        assert_eq!(a.list().await.unwrap().len(), 1);
+    }
+}

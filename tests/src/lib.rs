@@ -1,1 +1,222 @@
+//! Test support: temp-dir lake contexts, fixtures, a silver reader that turns rows into JSON for
+//! assertions, and a storage wrapper that fails chosen writes (crash simulation).
 
+use std::fmt;
+use std::io::Write;
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int32Type, TimestampMicrosecondType};
+use arrow_array::{Array, RecordBatch};
+use arrow_schema::DataType;
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use metriccare_core::deid::Pseudonymizer;
+use metriccare_core::ingest::{FileReport, Services, Settings};
+use metriccare_core::silver::SilverTable;
+use metriccare_core::tenant::TenantId;
+use metriccare_local::{LocalConfig, LocalLake};
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions,
+    PutOptions, PutPayload, PutResult,
+};
+use serde_json::{Map, Value};
+
+/// The key every test lake uses, so tests can compute expected pseudonyms.
+pub const TEST_KEY: [u8; 32] = *b"metriccare-test-key-32-bytes-ok!";
+
+pub fn test_pseudonymizer() -> Pseudonymizer {
+    Pseudonymizer::new(&TEST_KEY).expect("valid test key")
+}
+
+pub fn pseudonym(tenant: &str, kind: &str, id: &str) -> String {
+    test_pseudonymizer().pseudonym(&tenant_id(tenant), kind, id)
+}
+
+pub fn tenant_id(tenant: &str) -> TenantId {
+    TenantId::parse(tenant).expect("valid tenant in test")
+}
+
+/// The repository's `tests/fixtures` folder.
+pub fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(bytes).expect("gzip in memory");
+    encoder.finish().expect("gzip in memory")
+}
+
+/// A lake in a temporary directory with the test key.
+pub struct TestLake {
+    pub dir: tempfile::TempDir,
+    pub lake: LocalLake,
+}
+
+impl TestLake {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let lake = open_lake(dir.path());
+        Self { dir, lake }
+    }
+
+    /// Another process's view of the same lake (its own ledger connection and services).
+    pub fn another_process(&self) -> LocalLake {
+        open_lake(self.dir.path())
+    }
+
+    pub fn path(&self) -> &FsPath {
+        self.dir.path()
+    }
+
+    /// Writes a file into a scratch folder outside the lake and returns its path.
+    pub fn write_input(&self, name: &str, content: &[u8]) -> PathBuf {
+        let path = self.dir.path().join("input").join(name);
+        std::fs::create_dir_all(path.parent().expect("has parent")).expect("mkdir");
+        std::fs::write(&path, content).expect("write input");
+        path
+    }
+
+    /// Drops a file into the raw zone (`<lake>/raw/<key>`), as an upload would.
+    pub fn drop_raw(&self, key: &str, content: &[u8]) -> Path {
+        let path = self.lake.dir.join("raw").join(key);
+        std::fs::create_dir_all(path.parent().expect("has parent")).expect("mkdir");
+        std::fs::write(&path, content).expect("write raw");
+        Path::from(key)
+    }
+
+    pub async fn ingest(&self, file: &FsPath, tenant: &str) -> FileReport {
+        self.lake.ingest_file(file, &tenant_id(tenant)).await.expect("ingest runs")
+    }
+
+    /// Every row of a silver table's latest snapshot, as JSON objects without the meta columns.
+    pub async fn rows(&self, table: SilverTable) -> Vec<Map<String, Value>> {
+        silver_rows(&self.lake.services, table).await
+    }
+
+    pub async fn latest_instant(&self, table: SilverTable) -> Option<String> {
+        let hudi = self.lake.services.silver_table(table).await.expect("open table");
+        hudi.snapshot(None).await.expect("snapshot").latest_instant().map(str::to_owned)
+    }
+}
+
+impl Default for TestLake {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn open_lake(dir: &FsPath) -> LocalLake {
+    let config = LocalConfig { key: Some(TEST_KEY.to_vec()), settings: Settings::default() };
+    LocalLake::open_with(dir, config).expect("open test lake")
+}
+
+/// Rows of a silver table (sorted by record key) as JSON objects, meta columns left out.
+pub async fn silver_rows(services: &Services, table: SilverTable) -> Vec<Map<String, Value>> {
+    let hudi = services.silver_table(table).await.expect("open table");
+    let snapshot = hudi.snapshot(None).await.expect("snapshot");
+    let batches = snapshot.read(services.lake.as_ref(), None).await.expect("read snapshot");
+    let mut rows: Vec<Map<String, Value>> = batches.iter().flat_map(batch_rows).collect();
+    rows.sort_by(|a, b| a[table.record_key()].as_str().cmp(&b[table.record_key()].as_str()));
+    rows
+}
+
+fn batch_rows(batch: &RecordBatch) -> Vec<Map<String, Value>> {
+    let schema = batch.schema();
+    (0..batch.num_rows())
+        .map(|row| {
+            schema
+                .fields()
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| !f.name().starts_with("_hoodie_"))
+                .map(|(i, field)| (field.name().clone(), cell(batch.column(i).as_ref(), row)))
+                .collect()
+        })
+        .collect()
+}
+
+fn cell(column: &dyn Array, row: usize) -> Value {
+    if column.is_null(row) {
+        return Value::Null;
+    }
+    match column.data_type() {
+        DataType::Utf8 => Value::from(column.as_string::<i32>().value(row)),
+        DataType::Int32 => Value::from(column.as_primitive::<Int32Type>().value(row)),
+        DataType::Boolean => Value::from(column.as_boolean().value(row)),
+        DataType::Timestamp(_, _) => {
+            Value::from(metriccare_core::time::rfc3339(column.as_primitive::<TimestampMicrosecondType>().value(row)))
+        }
+        other => Value::from(format!("<{other}>")),
+    }
+}
+
+/// Wraps a store and fails the `n`-th put (counting from 1) whose path ends with `suffix`:
+/// the process "stops" at that write.
+#[derive(Debug)]
+pub struct FailingStore {
+    inner: Arc<dyn ObjectStore>,
+    suffix: String,
+    fail_on: usize,
+    seen: AtomicUsize,
+}
+
+impl FailingStore {
+    pub fn new(inner: Arc<dyn ObjectStore>, suffix: &str, fail_on: usize) -> Self {
+        Self { inner, suffix: suffix.to_owned(), fail_on, seen: AtomicUsize::new(0) }
+    }
+}
+
+impl fmt::Display for FailingStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FailingStore({})", self.inner)
+    }
+}
+
+#[async_trait]
+impl ObjectStore for FailingStore {
+    async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> object_store::Result<PutResult> {
+        if location.as_ref().ends_with(&self.suffix) && self.seen.fetch_add(1, Ordering::SeqCst) + 1 == self.fail_on {
+            return Err(object_store::Error::Generic {
+                store: "FailingStore",
+                source: format!("injected failure writing {location}").into(),
+            });
+        }
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> object_store::Result<GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<Path>>,
+    ) -> BoxStream<'static, object_store::Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}

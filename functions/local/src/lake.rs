@@ -44,9 +44,44 @@ fn config_error(message: String) -> CoreError {
     CoreError::Config(message)
 }
 
+/// Configuration of a local lake; [`LocalConfig::from_env`] reads it from the environment.
+#[derive(Debug, Clone, Default)]
+pub struct LocalConfig {
+    /// The pseudonymisation key; `None` uses (creating) the lake's local key file.
+    pub key: Option<Vec<u8>>,
+    pub settings: Settings,
+}
+
+impl LocalConfig {
+    pub fn from_env() -> Result<Self> {
+        let key = match std::env::var(KEY_VARIABLE) {
+            Ok(text) => Some(parse_key(&text)?),
+            Err(_) => None,
+        };
+        Ok(Self { key, settings: Settings { lease: lease_from_env()?, ..Settings::default() } })
+    }
+}
+
+/// A key given as hex, or as any text of at least 32 bytes.
+pub fn parse_key(text: &str) -> Result<Vec<u8>> {
+    let key = match hex::decode(text.trim()) {
+        Ok(bytes) if bytes.len() >= MIN_KEY_BYTES => bytes,
+        _ => text.as_bytes().to_vec(),
+    };
+    if key.len() < MIN_KEY_BYTES {
+        return Err(config_error(format!("{KEY_VARIABLE} must hold at least {MIN_KEY_BYTES} bytes")));
+    }
+    Ok(key)
+}
+
 impl LocalLake {
-    /// Opens (creating) the lake at `dir`, reading configuration from the environment.
+    /// Opens (creating) the lake at `dir`, configured from the environment.
     pub fn open(dir: &FsPath) -> Result<Self> {
+        Self::open_with(dir, LocalConfig::from_env()?)
+    }
+
+    /// Opens (creating) the lake at `dir` with explicit configuration.
+    pub fn open_with(dir: &FsPath, config: LocalConfig) -> Result<Self> {
         for sub in [RAW_DIR, QUARANTINE_DIR, "silver", "_metriccare"] {
             std::fs::create_dir_all(dir.join(sub))?;
         }
@@ -57,9 +92,12 @@ impl LocalLake {
         let raw: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new_with_prefix(dir.join(RAW_DIR))?);
         let ledger = Arc::new(SqliteLedger::open(&dir.join(LEDGER_FILE))?);
         let notifier = Arc::new(JsonLinesNotifier::new(dir.join(NOTIFICATIONS_FILE)));
-        let pseudonymizer = Pseudonymizer::new(&load_key(&dir)?)?;
-        let settings = Settings { lease: lease_from_env()?, ..Settings::default() };
-        let services = Services::new(lake, quarantine, ledger, notifier, pseudonymizer, settings);
+        let key = match config.key {
+            Some(key) => key,
+            None => local_key(&dir)?,
+        };
+        let pseudonymizer = Pseudonymizer::new(&key)?;
+        let services = Services::new(lake, quarantine, ledger, notifier, pseudonymizer, config.settings);
         Ok(Self { dir, services, raw, files: Arc::new(LocalFileSystem::new()) })
     }
 
@@ -148,19 +186,9 @@ fn lease_from_env() -> Result<Duration> {
     }
 }
 
-/// The key from `METRICCARE_PSEUDONYM_KEY`, else the lake's local key file, created on first use
-/// from the operating system's random source. A shared deployment must set the variable.
-fn load_key(lake: &FsPath) -> Result<Vec<u8>> {
-    if let Ok(text) = std::env::var(KEY_VARIABLE) {
-        let key = match hex::decode(text.trim()) {
-            Ok(bytes) if bytes.len() >= MIN_KEY_BYTES => bytes,
-            _ => text.into_bytes(),
-        };
-        if key.len() < MIN_KEY_BYTES {
-            return Err(config_error(format!("{KEY_VARIABLE} must hold at least {MIN_KEY_BYTES} bytes")));
-        }
-        return Ok(key);
-    }
+/// The lake's local key file, created on first use from the operating system's random source.
+/// A shared deployment sets `METRICCARE_PSEUDONYM_KEY` instead.
+fn local_key(lake: &FsPath) -> Result<Vec<u8>> {
     let path = lake.join(LOCAL_KEY_FILE);
     if let Ok(text) = std::fs::read_to_string(&path) {
         return hex::decode(text.trim()).map_err(|e| config_error(format!("{}: {e}", path.display())));

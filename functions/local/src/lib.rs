@@ -5,5 +5,5 @@ pub mod lake;
 mod sqlite;
 
 pub use jsonl::JsonLinesNotifier;
-pub use lake::LocalLake;
+pub use lake::{LocalConfig, LocalLake};
 pub use sqlite::SqliteLedger;

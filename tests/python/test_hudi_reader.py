@@ -1,0 +1,158 @@
+"""The silver tables read back with the Apache Hudi reader (`hudi` on PyPI): exact rows after a first
+load, after an upsert with newer (and stale) versions, after re-ingesting the same files, after a
+delete, and for a whole generated data set."""
+import datetime as dt
+import json
+import os
+import subprocess
+
+from conftest import TABLES, pseudonym
+
+UTC = dt.timezone.utc
+
+
+def ts(text):
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def rows(table, key):
+    """Rows sorted by record key, with the ingest time left out (checked separately)."""
+    out = []
+    for row in sorted(table.to_pylist(), key=lambda r: r[key]):
+        row.pop("ingested_at")
+        out.append(row)
+    return out
+
+
+PATIENT_V1 = [
+    {"resourceType": "Patient", "id": "p1", "meta": {"lastUpdated": "2024-01-01T00:00:00Z", "versionId": "1"},
+     "name": [{"family": "Mokoena", "given": ["Thandi"]}], "telecom": [{"system": "phone", "value": "082 555 0101"}],
+     "gender": "female", "birthDate": "1980-05-05",
+     "address": [{"line": ["7 Kloof Street"], "city": "Cape Town", "state": "WC", "postalCode": "8001", "country": "ZA"}]},
+    {"resourceType": "Patient", "id": "p2", "meta": {"lastUpdated": "2024-01-01T00:00:00Z", "versionId": "1"},
+     "gender": "male", "birthDate": "1955"},
+]
+ENCOUNTERS = [
+    {"resourceType": "Encounter", "id": "e1", "meta": {"lastUpdated": "2024-01-01T00:00:00Z"}, "status": "finished",
+     "class": {"code": "IMP"}, "subject": {"reference": "Patient/p1"},
+     "period": {"start": "2023-12-01T08:00:00+02:00", "end": "2023-12-05T23:30:00-05:00"},
+     "serviceProvider": {"reference": "Organization/o1", "display": "Tygerberg"}},
+]
+CONDITIONS = [
+    {"resourceType": "Condition", "id": "c1", "meta": {"lastUpdated": "2024-01-01T00:00:00Z"},
+     "code": {"coding": [{"system": "http://snomed.info/sct", "code": "91302008", "display": "Sepsis (disorder)"}]},
+     "subject": {"reference": "Patient/p1"}, "encounter": {"reference": "Encounter/e1"},
+     "onsetDateTime": "2023-12-03T10:00:00Z"},
+    {"resourceType": "Condition", "id": "c2", "meta": {"lastUpdated": "2024-01-01T00:00:00Z"},
+     "code": {"coding": [{"system": "http://snomed.info/sct", "code": "38341003", "display": "Hypertensive disorder"}]},
+     "subject": {"reference": "Patient/p2"}, "recordedDate": "2023-11-01"},
+]
+
+
+def expected_patient(source_id, p, ledger_id, **changes):
+    row = {
+        "_hoodie_record_key": pseudonym("t1", "Patient", source_id),
+        "_hoodie_partition_path": "tenant_id=t1",
+        "patient_key": pseudonym("t1", "Patient", source_id),
+        "tenant_id": "t1",
+        "gender": p["gender"],
+        "birth_year": int(p["birthDate"][:4]),
+        "deceased": None,
+        "deceased_at": None,
+        "postal_prefix": "800" if source_id == "p1" else None,
+        "state": "WC" if source_id == "p1" else None,
+        "country": "ZA" if source_id == "p1" else None,
+        "marital_status": None,
+        "last_updated": ts(p["meta"]["lastUpdated"]),
+        "version_id": p["meta"]["versionId"],
+        "source_file_id": ledger_id,
+    }
+    row.update(changes)
+    return row
+
+
+def patient_rows(lake):
+    table = lake.read("patient")
+    selected = [r for r in rows(table, "patient_key")]
+    for r in selected:
+        for meta in ("_hoodie_commit_time", "_hoodie_commit_seqno", "_hoodie_file_name"):
+            assert r.pop(meta)
+    return selected
+
+
+def test_first_load_upsert_and_reingest_read_back_exactly(lake, write):
+    # GIVEN a first export of one tenant
+    v1 = [write("v1/Patient.ndjson", PATIENT_V1), write("v1/Encounter.ndjson", ENCOUNTERS),
+          write("v1/Condition.ndjson", CONDITIONS)]
+    # WHEN it is ingested
+    lake.ingest("t1", *v1)
+    ledger_v1 = {e["object"]["key"].rsplit("/", 1)[-1]: e["id"] for e in lake.ledger()}
+    # THEN the Hudi reader sees exactly the de-identified rows
+    first = patient_rows(lake)
+    assert first == [
+        expected_patient(sid, p, ledger_v1["Patient.ndjson"])
+        for sid, p in sorted((("p1", PATIENT_V1[0]), ("p2", PATIENT_V1[1])), key=lambda x: pseudonym("t1", "Patient", x[0]))
+    ]
+    encounter = rows(lake.read("encounter"), "encounter_key")
+    assert len(encounter) == 1
+    e = encounter[0]
+    assert e["encounter_key"] == pseudonym("t1", "Encounter", "e1")
+    assert e["patient_key"] == pseudonym("t1", "Patient", "p1")
+    assert e["hospital_key"] == pseudonym("t1", "Organization", "o1")
+    assert (e["period_start"], e["period_end"]) == (ts("2023-12-01T06:00:00Z"), ts("2023-12-06T04:30:00Z"))
+    assert (e["class_code"], e["status"], e["hospital_name"]) == ("IMP", "finished", "Tygerberg")
+    conditions = {c["condition_key"]: c for c in rows(lake.read("condition"), "condition_key")}
+    c1 = conditions[pseudonym("t1", "Condition", "c1")]
+    assert (c1["code"], c1["encounter_key"], c1["onset_at"]) == ("91302008", e["encounter_key"], ts("2023-12-03T10:00:00Z"))
+    c2 = conditions[pseudonym("t1", "Condition", "c2")]
+    assert (c2["encounter_key"], c2["recorded_at"], c2["onset_at"]) == (None, ts("2023-11-01T00:00:00Z"), None)
+
+    # WHEN a second export brings a newer p1 (now deceased) and a stale p2
+    newer_p1 = {**PATIENT_V1[0], "meta": {"lastUpdated": "2024-02-01T00:00:00Z", "versionId": "2"},
+                "deceasedDateTime": "2024-01-20T01:00:00+02:00"}
+    stale_p2 = {**PATIENT_V1[1], "meta": {"lastUpdated": "2023-06-01T00:00:00Z", "versionId": "0"}, "gender": "female"}
+    v2 = write("v2/Patient.ndjson", [newer_p1, stale_p2])
+    lake.ingest("t1", v2)
+    ledger_v2 = next(e["id"] for e in lake.ledger() if "v2/" in e["object"]["key"])
+    # THEN the newest version wins and the stale one never overwrites
+    after = {r["patient_key"]: r for r in patient_rows(lake)}
+    p1 = after[pseudonym("t1", "Patient", "p1")]
+    assert p1 == expected_patient("p1", newer_p1, ledger_v2, deceased=True, deceased_at=ts("2024-01-19T23:00:00Z"))
+    p2 = after[pseudonym("t1", "Patient", "p2")]
+    assert p2 == expected_patient("p2", PATIENT_V1[1], ledger_v1["Patient.ndjson"])
+
+    # WHEN every file is delivered again
+    before_commits = {t: lake.commits(t) for t in TABLES}
+    before_rows = {t: rows(lake.read(t), lake.read(t).column_names[5]) for t in ["patient", "encounter", "condition"]}
+    done = lake.ingest("t1", *v1, v2)
+    # THEN nothing is processed, written or changed
+    assert "already processed" in done.stderr
+    assert {t: lake.commits(t) for t in TABLES} == before_commits
+    assert {t: rows(lake.read(t), lake.read(t).column_names[5]) for t in before_rows} == before_rows
+
+
+def test_a_delete_entry_removes_the_record_in_a_new_commit(lake, write):
+    lake.ingest("t1", write("Condition.ndjson", CONDITIONS))
+    deleted = {"resourceType": "Bundle", "type": "transaction",
+               "entry": [{"request": {"method": "DELETE", "url": "Condition/c1"}}]}
+    lake.ingest("t1", write("deleted/Bundle.ndjson", [deleted]))
+    keys = [r["condition_key"] for r in lake.read("condition").to_pylist()]
+    assert keys == [pseudonym("t1", "Condition", "c2")]
+    assert len(lake.commits("condition")) == 2
+
+
+def test_a_generated_dirty_data_set_reads_back_with_the_ground_truth_counts(lake, tmp_path):
+    out = tmp_path / "generated"
+    subprocess.run([os.environ["FHIR_GENERATOR_BIN"], "--out", str(out), "--patients", "80", "--tenants", "2",
+                    "--seed", "11", "--format", "bundle", "--dirty"], check=True, capture_output=True)
+    truth = json.loads((out / "ground-truth.json").read_text())
+    for tenant in truth["tenants"]:
+        # Exit status 3: files loaded, some resources rejected (the dirty records).
+        lake.ingest(tenant["tenant"], out / tenant["tenant"], expect=3)
+    for table in TABLES:
+        data = lake.read(table)
+        keys = data.column(5).to_pylist()
+        assert len(keys) == len(set(keys)), f"{table}: a record key appears twice"
+        for tenant in truth["tenants"]:
+            count = sum(1 for t in data.column("tenant_id").to_pylist() if t == tenant["tenant"])
+            assert count == tenant["resources"][table], (table, tenant["tenant"])

@@ -20,8 +20,8 @@ use metriccare_core::tenant::TenantId;
 use metriccare_local::{LocalConfig, LocalLake};
 use object_store::path::Path;
 use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions,
-    PutOptions, PutPayload, PutResult,
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult,
 };
 use serde_json::{Map, Value};
 
@@ -90,7 +90,10 @@ impl TestLake {
     }
 
     pub async fn ingest(&self, file: &FsPath, tenant: &str) -> FileReport {
-        self.lake.ingest_file(file, &tenant_id(tenant)).await.expect("ingest runs")
+        self.lake
+            .ingest_file(file, &tenant_id(tenant))
+            .await
+            .expect("ingest runs")
     }
 
     /// Every row of a silver table's latest snapshot, as JSON objects without the meta columns.
@@ -99,8 +102,17 @@ impl TestLake {
     }
 
     pub async fn latest_instant(&self, table: SilverTable) -> Option<String> {
-        let hudi = self.lake.services.silver_table(table).await.expect("open table");
-        hudi.snapshot(None).await.expect("snapshot").latest_instant().map(str::to_owned)
+        let hudi = self
+            .lake
+            .services
+            .silver_table(table)
+            .await
+            .expect("open table");
+        hudi.snapshot(None)
+            .await
+            .expect("snapshot")
+            .latest_instant()
+            .map(str::to_owned)
     }
 }
 
@@ -111,7 +123,10 @@ impl Default for TestLake {
 }
 
 fn open_lake(dir: &FsPath) -> LocalLake {
-    let config = LocalConfig { key: Some(TEST_KEY.to_vec()), settings: Settings::default() };
+    let config = LocalConfig {
+        key: Some(TEST_KEY.to_vec()),
+        settings: Settings::default(),
+    };
     LocalLake::open_with(dir, config).expect("open test lake")
 }
 
@@ -119,9 +134,16 @@ fn open_lake(dir: &FsPath) -> LocalLake {
 pub async fn silver_rows(services: &Services, table: SilverTable) -> Vec<Map<String, Value>> {
     let hudi = services.silver_table(table).await.expect("open table");
     let snapshot = hudi.snapshot(None).await.expect("snapshot");
-    let batches = snapshot.read(services.lake.as_ref(), None).await.expect("read snapshot");
+    let batches = snapshot
+        .read(services.lake.as_ref(), None)
+        .await
+        .expect("read snapshot");
     let mut rows: Vec<Map<String, Value>> = batches.iter().flat_map(batch_rows).collect();
-    rows.sort_by(|a, b| a[table.record_key()].as_str().cmp(&b[table.record_key()].as_str()));
+    rows.sort_by(|a, b| {
+        a[table.record_key()]
+            .as_str()
+            .cmp(&b[table.record_key()].as_str())
+    });
     rows
 }
 
@@ -148,9 +170,9 @@ fn cell(column: &dyn Array, row: usize) -> Value {
         DataType::Utf8 => Value::from(column.as_string::<i32>().value(row)),
         DataType::Int32 => Value::from(column.as_primitive::<Int32Type>().value(row)),
         DataType::Boolean => Value::from(column.as_boolean().value(row)),
-        DataType::Timestamp(_, _) => {
-            Value::from(metriccare_core::time::rfc3339(column.as_primitive::<TimestampMicrosecondType>().value(row)))
-        }
+        DataType::Timestamp(_, _) => Value::from(metriccare_core::time::rfc3339(
+            column.as_primitive::<TimestampMicrosecondType>().value(row),
+        )),
         other => Value::from(format!("<{other}>")),
     }
 }
@@ -167,7 +189,12 @@ pub struct FailingStore {
 
 impl FailingStore {
     pub fn new(inner: Arc<dyn ObjectStore>, suffix: &str, fail_on: usize) -> Self {
-        Self { inner, suffix: suffix.to_owned(), fail_on, seen: AtomicUsize::new(0) }
+        Self {
+            inner,
+            suffix: suffix.to_owned(),
+            fail_on,
+            seen: AtomicUsize::new(0),
+        }
     }
 }
 
@@ -179,8 +206,15 @@ impl fmt::Display for FailingStore {
 
 #[async_trait]
 impl ObjectStore for FailingStore {
-    async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> object_store::Result<PutResult> {
-        if location.as_ref().ends_with(&self.suffix) && self.seen.fetch_add(1, Ordering::SeqCst) + 1 == self.fail_on {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        if location.as_ref().ends_with(&self.suffix)
+            && self.seen.fetch_add(1, Ordering::SeqCst) + 1 == self.fail_on
+        {
             return Err(object_store::Error::Generic {
                 store: "FailingStore",
                 source: format!("injected failure writing {location}").into(),
@@ -197,7 +231,11 @@ impl ObjectStore for FailingStore {
         self.inner.put_multipart_opts(location, opts).await
     }
 
-    async fn get_opts(&self, location: &Path, options: GetOptions) -> object_store::Result<GetResult> {
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
         self.inner.get_opts(location, options).await
     }
 
@@ -216,7 +254,12 @@ impl ObjectStore for FailingStore {
         self.inner.list_with_delimiter(prefix).await
     }
 
-    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> object_store::Result<()> {
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
         self.inner.copy_opts(from, to, options).await
     }
 }

@@ -9,10 +9,18 @@ use metriccare_tests::{TestLake, fixtures, gzip};
 async fn every_kind_of_bad_file_is_quarantined_and_the_others_still_load() {
     let lake = TestLake::new();
     let truncated_bundle = {
-        let text = std::fs::read(fixtures().join("synthea/Jana_Kertzmann_transaction.json")).unwrap();
+        let text =
+            std::fs::read(fixtures().join("synthea/Jana_Kertzmann_transaction.json")).unwrap();
         text[..text.len() / 2].to_vec()
     };
-    let utf16: Vec<u8> = [0xff, 0xfe].into_iter().chain("{\"resourceType\":\"Patient\"}".encode_utf16().flat_map(u16::to_le_bytes)).collect();
+    let utf16: Vec<u8> = [0xff, 0xfe]
+        .into_iter()
+        .chain(
+            "{\"resourceType\":\"Patient\"}"
+                .encode_utf16()
+                .flat_map(u16::to_le_bytes),
+        )
+        .collect();
     let gzip_truncated = {
         let full = gzip(&std::fs::read(fixtures().join("bulk/Patient.ndjson")).unwrap());
         full[..full.len() - 12].to_vec()
@@ -20,15 +28,39 @@ async fn every_kind_of_bad_file_is_quarantined_and_the_others_still_load() {
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("empty.json", Vec::new(), "empty"),
         ("blank.ndjson", b"  \n\n".to_vec(), "empty"),
-        ("notes.txt", b"patient list, confidential".to_vec(), "not JSON"),
-        ("array.json", b"[{\"resourceType\":\"Patient\",\"id\":\"a\"}]".to_vec(), "JSON array"),
+        (
+            "notes.txt",
+            b"patient list, confidential".to_vec(),
+            "not JSON",
+        ),
+        (
+            "array.json",
+            b"[{\"resourceType\":\"Patient\",\"id\":\"a\"}]".to_vec(),
+            "JSON array",
+        ),
         ("truncated.json", truncated_bundle, "truncated"),
         ("utf16.json", utf16, "UTF-16"),
-        ("fake.json.gz", b"{\"resourceType\":\"Patient\",\"id\":\"x\"}".to_vec(), "not gzip"),
+        (
+            "fake.json.gz",
+            b"{\"resourceType\":\"Patient\",\"id\":\"x\"}".to_vec(),
+            "not gzip",
+        ),
         ("cut.ndjson.gz", gzip_truncated, "corrupt"),
-        ("no-fhir.ndjson", b"{\"hello\":1}\n{\"world\":2}\n".to_vec(), "no line of the file is a FHIR resource"),
-        ("message.json", b"{\"resourceType\":\"Bundle\",\"type\":\"message\",\"entry\":[]}".to_vec(), "not accepted"),
-        ("object-without-type.json", b"{\n\"id\": \"x\"\n}".to_vec(), "no resourceType"),
+        (
+            "no-fhir.ndjson",
+            b"{\"hello\":1}\n{\"world\":2}\n".to_vec(),
+            "no line of the file is a FHIR resource",
+        ),
+        (
+            "message.json",
+            b"{\"resourceType\":\"Bundle\",\"type\":\"message\",\"entry\":[]}".to_vec(),
+            "not accepted",
+        ),
+        (
+            "object-without-type.json",
+            b"{\n\"id\": \"x\"\n}".to_vec(),
+            "no resourceType",
+        ),
     ];
     let good = fixtures().join("bulk/Patient.ndjson");
     let mut names = Vec::new();
@@ -40,22 +72,50 @@ async fn every_kind_of_bad_file_is_quarantined_and_the_others_still_load() {
         let report = lake.ingest(path, "t1").await;
         assert_eq!(report.result, FileResult::Quarantined, "{name}: {report:?}");
         let error = report.outcome.error.clone().unwrap_or_default();
-        assert!(error.contains(reason), "{name}: reason {error:?} should mention {reason:?}");
+        assert!(
+            error.contains(reason),
+            "{name}: reason {error:?} should mention {reason:?}"
+        );
         // The file is copied to quarantine with a readable reason beside it.
-        let dir = lake.lake.dir.join("quarantine/files/t1").join(&report.ledger_id);
-        assert_eq!(std::fs::read(dir.join(name)).unwrap(), std::fs::read(path).unwrap(), "{name}");
-        let reason_file: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("reason.json")).unwrap()).unwrap();
+        let dir = lake
+            .lake
+            .dir
+            .join("quarantine/files/t1")
+            .join(&report.ledger_id);
+        assert_eq!(
+            std::fs::read(dir.join(name)).unwrap(),
+            std::fs::read(path).unwrap(),
+            "{name}"
+        );
+        let reason_file: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("reason.json")).unwrap()).unwrap();
         assert_eq!(reason_file["reason"], error.as_str());
-        let entry = lake.lake.services.ledger.get(&report.ledger_id).await.unwrap().unwrap();
+        let entry = lake
+            .lake
+            .services
+            .ledger
+            .get(&report.ledger_id)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(entry.status, LedgerStatus::Quarantined);
     }
-    assert!(lake.rows(SilverTable::Patient).await.is_empty(), "nothing from a quarantined file reaches silver");
+    assert!(
+        lake.rows(SilverTable::Patient).await.is_empty(),
+        "nothing from a quarantined file reaches silver"
+    );
     let report = lake.ingest(&good, "t1").await;
     assert_eq!(report.result, FileResult::Completed);
     assert_eq!(lake.rows(SilverTable::Patient).await.len(), 2);
     // Each quarantine raised one alert.
     let alerts = std::fs::read_to_string(lake.lake.dir.join("notifications.jsonl")).unwrap();
-    assert_eq!(alerts.lines().filter(|l| l.contains("file.quarantined")).count(), cases.len());
+    assert_eq!(
+        alerts
+            .lines()
+            .filter(|l| l.contains("file.quarantined"))
+            .count(),
+        cases.len()
+    );
     // A redelivered quarantined file stays quarantined without a second copy or alert.
     let again = lake.ingest(&names[0], "t1").await;
     assert_eq!(again.result, FileResult::AlreadyDone);
@@ -76,18 +136,42 @@ async fn bad_resources_are_rejected_alone_with_their_reasons() {
         r#"{"resourceType":"Patient","id":"ok-3","birthDate":"1990-12-01"}"#,
     ]
     .join("\n");
-    let report = lake.ingest(&lake.write_input("mixed.ndjson", ndjson.as_bytes()), "t1").await;
+    let report = lake
+        .ingest(&lake.write_input("mixed.ndjson", ndjson.as_bytes()), "t1")
+        .await;
     assert_eq!(report.result, FileResult::Completed, "{report:?}");
     assert_eq!(report.outcome.rejected, 7);
     let patients = lake.rows(SilverTable::Patient).await;
     assert_eq!(patients.len(), 2, "ok-1 and ok-3 load");
-    let rejects = std::fs::read_to_string(lake.lake.dir.join("quarantine/rejects/t1").join(format!("{}.ndjson", report.ledger_id))).unwrap();
+    let rejects = std::fs::read_to_string(
+        lake.lake
+            .dir
+            .join("quarantine/rejects/t1")
+            .join(format!("{}.ndjson", report.ledger_id)),
+    )
+    .unwrap();
     let reasons: Vec<String> = rejects
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["reason"].as_str().unwrap().to_owned())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["reason"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
         .collect();
-    for expected in ["not valid JSON", "no id", "impossible date", "does not point to a Patient", "has no valid id", "not a valid FHIR id", "Patient.birthDate"] {
-        assert!(reasons.iter().any(|r| r.contains(expected)), "no reject mentions {expected:?}: {reasons:?}");
+    for expected in [
+        "not valid JSON",
+        "no id",
+        "impossible date",
+        "does not point to a Patient",
+        "has no valid id",
+        "not a valid FHIR id",
+        "Patient.birthDate",
+    ] {
+        assert!(
+            reasons.iter().any(|r| r.contains(expected)),
+            "no reject mentions {expected:?}: {reasons:?}"
+        );
     }
 }
 
@@ -101,9 +185,14 @@ async fn a_bundle_reference_to_a_missing_entry_rejects_only_that_resource() {
         {"fullUrl":"urn:uuid:b","resource":{"resourceType":"Bundle","type":"collection"}},
         {"request":{"method":"POST","url":"Patient"}}
     ]}"#;
-    let report = lake.ingest(&lake.write_input("b.json", bundle.as_bytes()), "t1").await;
+    let report = lake
+        .ingest(&lake.write_input("b.json", bundle.as_bytes()), "t1")
+        .await;
     assert_eq!(report.result, FileResult::Completed, "{report:?}");
-    assert_eq!(report.outcome.rejected, 3, "missing target, nested Bundle, entry without resource");
+    assert_eq!(
+        report.outcome.rejected, 3,
+        "missing target, nested Bundle, entry without resource"
+    );
     assert_eq!(lake.rows(SilverTable::Patient).await.len(), 1);
     assert_eq!(lake.rows(SilverTable::Encounter).await.len(), 1);
 }

@@ -7,7 +7,8 @@ use metriccare_tests::{TestLake, fixtures, gzip, pseudonym};
 use serde_json::{Map, Value};
 
 const SYNTHEA_PATIENT: &str = "8c95253e-8ee8-9b4b-d9c5-a9e4b3b1b0f4";
-const SYNTHEA_ORG_IDENTIFIER: &str = "https://github.com/synthetichealth/synthea|5103c940-0c08-392f-95cd-446e0cea042a";
+const SYNTHEA_ORG_IDENTIFIER: &str =
+    "https://github.com/synthetichealth/synthea|5103c940-0c08-392f-95cd-446e0cea042a";
 
 fn only(rows: &[Map<String, Value>]) -> &Map<String, Value> {
     assert_eq!(rows.len(), 1, "expected exactly one row, got {rows:?}");
@@ -20,10 +21,17 @@ async fn a_synthea_export_loads_with_every_reference_resolved() {
     let lake = TestLake::new();
     let dir = fixtures().join("synthea");
     // WHEN both are ingested for tenant t1
-    let hospitals = lake.ingest(&dir.join("hospitalInformation1700000000000.json"), "t1").await;
-    let patient_file = lake.ingest(&dir.join("Jana_Kertzmann_transaction.json"), "t1").await;
+    let hospitals = lake
+        .ingest(&dir.join("hospitalInformation1700000000000.json"), "t1")
+        .await;
+    let patient_file = lake
+        .ingest(&dir.join("Jana_Kertzmann_transaction.json"), "t1")
+        .await;
     // THEN every resource loads, the Observation is counted and skipped
-    assert_eq!((hospitals.result, patient_file.result), (FileResult::Completed, FileResult::Completed));
+    assert_eq!(
+        (hospitals.result, patient_file.result),
+        (FileResult::Completed, FileResult::Completed)
+    );
     assert_eq!(patient_file.outcome.rejected, 0);
     assert_eq!(patient_file.outcome.counts.get("Observation"), Some(&1));
 
@@ -56,7 +64,12 @@ async fn a_synthea_export_loads_with_every_reference_resolved() {
     assert_eq!(encounter["hospital_key"], organization["identifier_key"]);
     assert_eq!(
         organization["identifier_key"],
-        pseudonym("t1", "Organization", &format!("?identifier={SYNTHEA_ORG_IDENTIFIER}")).as_str()
+        pseudonym(
+            "t1",
+            "Organization",
+            &format!("?identifier={SYNTHEA_ORG_IDENTIFIER}")
+        )
+        .as_str()
     );
     assert_eq!(organization["name"], "MOUNT AUBURN HOSPITAL");
 
@@ -74,25 +87,46 @@ async fn a_synthea_export_loads_with_every_reference_resolved() {
 async fn bulk_ndjson_links_the_tables_by_pseudonymous_key() {
     let lake = TestLake::new();
     for file in ["Organization", "Patient", "Encounter", "Condition"] {
-        let report = lake.ingest(&fixtures().join("bulk").join(format!("{file}.ndjson")), "za-clinic").await;
+        let report = lake
+            .ingest(
+                &fixtures().join("bulk").join(format!("{file}.ndjson")),
+                "za-clinic",
+            )
+            .await;
         assert_eq!(report.result, FileResult::Completed, "{file}: {report:?}");
     }
     let patients = lake.rows(SilverTable::Patient).await;
     assert_eq!(patients.len(), 2);
-    let by_key = |key: String| patients.iter().find(|p| p["patient_key"] == key.as_str()).cloned().unwrap();
+    let by_key = |key: String| {
+        patients
+            .iter()
+            .find(|p| p["patient_key"] == key.as_str())
+            .cloned()
+            .unwrap()
+    };
     let kiran = by_key(pseudonym("za-clinic", "Patient", "pat-2"));
-    assert_eq!((kiran["birth_year"].clone(), kiran["deceased"].clone()), (Value::from(1948), Value::from(true)));
+    assert_eq!(
+        (kiran["birth_year"].clone(), kiran["deceased"].clone()),
+        (Value::from(1948), Value::from(true))
+    );
     assert_eq!(kiran["deceased_at"], Value::Null);
     let encounters = lake.rows(SilverTable::Encounter).await;
     let enc1 = encounters
         .iter()
         .find(|e| e["encounter_key"] == pseudonym("za-clinic", "Encounter", "enc-1").as_str())
         .unwrap();
-    assert_eq!(enc1["hospital_key"], pseudonym("za-clinic", "Organization", "org-1").as_str());
+    assert_eq!(
+        enc1["hospital_key"],
+        pseudonym("za-clinic", "Organization", "org-1").as_str()
+    );
     assert_eq!(enc1["period_start"], "2023-12-30T20:00:00.000Z");
     let conditions = lake.rows(SilverTable::Condition).await;
     assert_eq!(conditions.len(), 2);
-    assert!(conditions.iter().any(|c| c["encounter_key"] == enc1["encounter_key"] && c["code"] == "91302008"));
+    assert!(
+        conditions
+            .iter()
+            .any(|c| c["encounter_key"] == enc1["encounter_key"] && c["code"] == "91302008")
+    );
 }
 
 /// Rows without the lineage columns, which differ between two loads of the same content (and
@@ -115,31 +149,58 @@ async fn gzip_minified_and_pretty_inputs_give_the_same_rows() {
     let minified = serde_json::to_vec(&value).unwrap();
 
     let plain = TestLake::new();
-    plain.ingest(&fixtures().join("synthea/Jana_Kertzmann_transaction.json"), "t1").await;
-    let variants = [("bundle.json.gz", gzip(&bundle)), ("minified.json", minified.clone()), ("min.json.gz", gzip(&minified))];
+    plain
+        .ingest(
+            &fixtures().join("synthea/Jana_Kertzmann_transaction.json"),
+            "t1",
+        )
+        .await;
+    let variants = [
+        ("bundle.json.gz", gzip(&bundle)),
+        ("minified.json", minified.clone()),
+        ("min.json.gz", gzip(&minified)),
+    ];
     for (name, bytes) in variants {
         let other = TestLake::new();
         let report = other.ingest(&other.write_input(name, &bytes), "t1").await;
         assert_eq!(report.result, FileResult::Completed, "{name}: {report:?}");
         for table in SilverTable::ALL {
-            assert_eq!(content(other.rows(table).await), content(plain.rows(table).await), "{name} {table:?}");
+            assert_eq!(
+                content(other.rows(table).await),
+                content(plain.rows(table).await),
+                "{name} {table:?}"
+            );
         }
     }
 
     // NDJSON, gzipped, with a UTF-8 byte order mark and CRLF line ends.
     let mut ndjson = b"\xef\xbb\xbf".to_vec();
-    ndjson.extend(std::fs::read(fixtures().join("bulk/Patient.ndjson")).unwrap().split(|b| *b == b'\n').flat_map(|l| [l, b"\r\n"].concat()));
+    ndjson.extend(
+        std::fs::read(fixtures().join("bulk/Patient.ndjson"))
+            .unwrap()
+            .split(|b| *b == b'\n')
+            .flat_map(|l| [l, b"\r\n"].concat()),
+    );
     let a = TestLake::new();
-    a.ingest(&fixtures().join("bulk/Patient.ndjson"), "t1").await;
+    a.ingest(&fixtures().join("bulk/Patient.ndjson"), "t1")
+        .await;
     let b = TestLake::new();
-    let report = b.ingest(&b.write_input("Patient.ndjson.gz", &gzip(&ndjson)), "t1").await;
+    let report = b
+        .ingest(&b.write_input("Patient.ndjson.gz", &gzip(&ndjson)), "t1")
+        .await;
     assert_eq!(report.result, FileResult::Completed, "{report:?}");
-    assert_eq!(content(b.rows(SilverTable::Patient).await), content(a.rows(SilverTable::Patient).await));
+    assert_eq!(
+        content(b.rows(SilverTable::Patient).await),
+        content(a.rows(SilverTable::Patient).await)
+    );
 }
 
 #[tokio::test]
 async fn the_generator_output_loads_to_exactly_its_ground_truth_counts() {
-    for format in [fhir_generator::Format::Ndjson, fhir_generator::Format::Bundle] {
+    for format in [
+        fhir_generator::Format::Ndjson,
+        fhir_generator::Format::Bundle,
+    ] {
         let lake = TestLake::new();
         let out = lake.path().join("generated");
         let config = fhir_generator::Config {
@@ -151,23 +212,50 @@ async fn the_generator_output_loads_to_exactly_its_ground_truth_counts() {
             gzip: matches!(format, fhir_generator::Format::Ndjson),
             patients_per_bundle: 10,
         };
-        let truth = fhir_generator::generate(&config, &out).unwrap().ground_truth;
+        let truth = fhir_generator::generate(&config, &out)
+            .unwrap()
+            .ground_truth;
         for tenant in &truth.tenants {
             let files = metriccare_local::lake::expand_paths(&[out.join(&tenant.tenant)]).unwrap();
             let mut rejected = 0;
             for file in files {
                 let report = lake.ingest(&file, &tenant.tenant).await;
-                assert_eq!(report.result, FileResult::Completed, "{}: {report:?}", file.display());
+                assert_eq!(
+                    report.result,
+                    FileResult::Completed,
+                    "{}: {report:?}",
+                    file.display()
+                );
                 rejected += report.outcome.rejected;
             }
             assert_eq!(rejected, tenant.rejected, "{format:?} {}", tenant.tenant);
         }
         for tenant in &truth.tenants {
-            let count = |rows: &Vec<Map<String, Value>>| rows.iter().filter(|r| r["tenant_id"] == tenant.tenant.as_str()).count() as u64;
-            assert_eq!(count(&lake.rows(SilverTable::Patient).await), tenant.resources.patient, "{format:?}");
-            assert_eq!(count(&lake.rows(SilverTable::Encounter).await), tenant.resources.encounter, "{format:?}");
-            assert_eq!(count(&lake.rows(SilverTable::Condition).await), tenant.resources.condition, "{format:?}");
-            assert_eq!(count(&lake.rows(SilverTable::Organization).await), tenant.resources.organization, "{format:?}");
+            let count = |rows: &Vec<Map<String, Value>>| {
+                rows.iter()
+                    .filter(|r| r["tenant_id"] == tenant.tenant.as_str())
+                    .count() as u64
+            };
+            assert_eq!(
+                count(&lake.rows(SilverTable::Patient).await),
+                tenant.resources.patient,
+                "{format:?}"
+            );
+            assert_eq!(
+                count(&lake.rows(SilverTable::Encounter).await),
+                tenant.resources.encounter,
+                "{format:?}"
+            );
+            assert_eq!(
+                count(&lake.rows(SilverTable::Condition).await),
+                tenant.resources.condition,
+                "{format:?}"
+            );
+            assert_eq!(
+                count(&lake.rows(SilverTable::Organization).await),
+                tenant.resources.organization,
+                "{format:?}"
+            );
         }
     }
 }

@@ -103,7 +103,10 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => return fail(&format!("cannot start the runtime: {e}")),
     };
@@ -121,12 +124,21 @@ fn fail(message: &str) -> ExitCode {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("METRICCARE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 async fn run(cli: Cli) -> metriccare_core::Result<u8> {
     match cli.command {
-        Command::Demo { patients, tenants, seed, dirty } => demo(&cli.lake, patients, tenants, seed, dirty).await,
+        Command::Demo {
+            patients,
+            tenants,
+            seed,
+            dirty,
+        } => demo(&cli.lake, patients, tenants, seed, dirty).await,
         Command::Ingest { tenant, paths } => {
             let tenant = TenantId::parse(&tenant)?;
             let lake = LocalLake::open(&cli.lake)?;
@@ -139,7 +151,11 @@ async fn run(cli: Cli) -> metriccare_core::Result<u8> {
             summary.print();
             Ok(exit_code(&summary))
         }
-        Command::Watch { once, interval, settle } => watch(&cli.lake, once, interval, settle).await,
+        Command::Watch {
+            once,
+            interval,
+            settle,
+        } => watch(&cli.lake, once, interval, settle).await,
         Command::Status { json } => {
             let lake = LocalLake::open(&cli.lake)?;
             print_ledger(&lake.services.ledger.list().await?, json);
@@ -158,12 +174,24 @@ fn exit_code(summary: &RunSummary) -> u8 {
     }
 }
 
-async fn demo(dir: &std::path::Path, patients: usize, tenants: usize, seed: u64, dirty: bool) -> metriccare_core::Result<u8> {
+async fn demo(
+    dir: &std::path::Path,
+    patients: usize,
+    tenants: usize,
+    seed: u64,
+    dirty: bool,
+) -> metriccare_core::Result<u8> {
     let lake = LocalLake::open(dir)?;
     let raw_dir = lake.dir.join(metriccare_local::lake::RAW_DIR);
     let raw_is_empty = std::fs::read_dir(&raw_dir)?.next().is_none();
     if raw_is_empty {
-        let config = fhir_generator::Config { patients, tenants, seed, dirty, ..fhir_generator::Config::default() };
+        let config = fhir_generator::Config {
+            patients,
+            tenants,
+            seed,
+            dirty,
+            ..fhir_generator::Config::default()
+        };
         let started = Instant::now();
         let generated = fhir_generator::generate(&config, &raw_dir)?;
         // The ground truth is not a raw file: keep it beside the raw zone, not in it.
@@ -181,7 +209,10 @@ async fn demo(dir: &std::path::Path, patients: usize, tenants: usize, seed: u64,
             raw_dir.display()
         );
     } else {
-        println!("{} already holds raw files: ingesting what is there", raw_dir.display());
+        println!(
+            "{} already holds raw files: ingesting what is there",
+            raw_dir.display()
+        );
     }
     let objects = lake.list_raw().await?;
     let mut summary = RunSummary::default();
@@ -194,12 +225,20 @@ async fn demo(dir: &std::path::Path, patients: usize, tenants: usize, seed: u64,
     Ok(exit_code(&summary))
 }
 
-async fn watch(dir: &std::path::Path, once: bool, interval: u64, settle: u64) -> metriccare_core::Result<u8> {
+async fn watch(
+    dir: &std::path::Path,
+    once: bool,
+    interval: u64,
+    settle: u64,
+) -> metriccare_core::Result<u8> {
     let lake = LocalLake::open(dir)?;
     let mut seen = std::collections::HashSet::new();
     let mut summary = RunSummary::default();
     if !once {
-        eprintln!("watching {} (Ctrl-C to stop)", lake.dir.join(metriccare_local::lake::RAW_DIR).display());
+        eprintln!(
+            "watching {} (Ctrl-C to stop)",
+            lake.dir.join(metriccare_local::lake::RAW_DIR).display()
+        );
     }
     loop {
         let now = chrono_now();
@@ -214,7 +253,8 @@ async fn watch(dir: &std::path::Path, once: bool, interval: u64, settle: u64) ->
             match lake.ingest_raw(&object.location).await {
                 Ok(report) => summary.add(index + 1, ready.len(), &report),
                 // A file outside a valid tenant folder is reported and left alone.
-                Err(e @ metriccare_core::CoreError::InvalidTenant(_)) | Err(e @ metriccare_core::CoreError::Config(_)) => {
+                Err(e @ metriccare_core::CoreError::InvalidTenant(_))
+                | Err(e @ metriccare_core::CoreError::Config(_)) => {
                     eprintln!("skipped {}: {e}", object.location);
                 }
                 Err(e) => return Err(e),

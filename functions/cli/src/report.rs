@@ -42,16 +42,22 @@ impl RunSummary {
             for (kind, count) in &report.outcome.counts {
                 *self.resources.entry(kind.clone()).or_default() += count;
             }
-            self.instants.extend(report.outcome.silver_instants.iter().cloned());
+            self.instants
+                .extend(report.outcome.silver_instants.iter().cloned());
         }
         let detail = match report.result {
             FileResult::Completed => {
                 let resources: u64 = report.outcome.counts.values().sum();
-                format!("{resources} resources, {} rejected", report.outcome.rejected)
+                format!(
+                    "{resources} resources, {} rejected",
+                    report.outcome.rejected
+                )
             }
             FileResult::AlreadyDone => "already processed (same version)".to_owned(),
             FileResult::Busy => "being processed by another worker".to_owned(),
-            FileResult::Quarantined | FileResult::Failed => report.outcome.error.clone().unwrap_or_default(),
+            FileResult::Quarantined | FileResult::Failed => {
+                report.outcome.error.clone().unwrap_or_default()
+            }
         };
         eprintln!(
             "[{index}/{total}] {:<11} {} {} ({:.1} kB): {detail}",
@@ -73,9 +79,23 @@ impl RunSummary {
             self.failed,
             self.bytes as f64 / 1e6
         );
-        let resources: Vec<String> = self.resources.iter().map(|(k, v)| format!("{k} {v}")).collect();
-        println!("resources: {}", if resources.is_empty() { "none".to_owned() } else { resources.join(", ") });
-        println!("rejected resources: {}, deletes applied: {}", self.rejected, self.deleted);
+        let resources: Vec<String> = self
+            .resources
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        println!(
+            "resources: {}",
+            if resources.is_empty() {
+                "none".to_owned()
+            } else {
+                resources.join(", ")
+            }
+        );
+        println!(
+            "rejected resources: {}, deletes applied: {}",
+            self.rejected, self.deleted
+        );
         if let Some(last) = self.instants.last() {
             println!("silver commits: {} (latest {last})", self.instants.len());
         }
@@ -89,10 +109,17 @@ pub fn print_ledger(entries: &[LedgerEntry], json: bool) {
         }
         return;
     }
-    println!("{:<24} {:<12} {:<14} {:>9} {:>8} {:>8} {:<24} key / error", "ledger id", "status", "tenant", "resources", "rejected", "attempts", "updated");
+    println!(
+        "{:<24} {:<12} {:<14} {:>9} {:>8} {:>8} {:<24} key / error",
+        "ledger id", "status", "tenant", "resources", "rejected", "attempts", "updated"
+    );
     for e in entries {
         let resources: u64 = e.counts.values().sum();
-        let note = e.error.as_deref().map(|err| format!(" — {err}")).unwrap_or_default();
+        let note = e
+            .error
+            .as_deref()
+            .map(|err| format!(" — {err}"))
+            .unwrap_or_default();
         println!(
             "{:<24} {:<12} {:<14} {:>9} {:>8} {:>8} {:<24} {}{note}",
             e.id,
@@ -111,13 +138,19 @@ pub fn print_ledger(entries: &[LedgerEntry], json: bool) {
 /// Rows per silver table and tenant, read back from the committed snapshots.
 pub async fn print_silver(lake: &LocalLake) -> metriccare_core::Result<()> {
     println!("\nsilver (latest committed snapshot)");
-    println!("{:<14} {:<14} {:>8}  latest instant", "table", "tenant", "rows");
+    println!(
+        "{:<14} {:<14} {:>8}  latest instant",
+        "table", "tenant", "rows"
+    );
     for table in SilverTable::ALL {
         let hudi = lake.services.silver_table(table).await?;
         let snapshot = hudi.snapshot(None).await?;
         let mut rows: BTreeMap<String, usize> = BTreeMap::new();
         for batch in snapshot.read(lake.services.lake.as_ref(), None).await? {
-            let Some(tenants) = batch.column_by_name("tenant_id").and_then(|c| c.as_string_opt::<i32>()) else {
+            let Some(tenants) = batch
+                .column_by_name("tenant_id")
+                .and_then(|c| c.as_string_opt::<i32>())
+            else {
                 continue;
             };
             for tenant in tenants.iter().flatten() {
@@ -126,7 +159,12 @@ pub async fn print_silver(lake: &LocalLake) -> metriccare_core::Result<()> {
         }
         let instant = snapshot.latest_instant().unwrap_or("-");
         for (tenant, count) in rows {
-            println!("{:<14} {:<14} {:>8}  {instant}", table.name(), tenant, count);
+            println!(
+                "{:<14} {:<14} {:>8}  {instant}",
+                table.name(),
+                tenant,
+                count
+            );
         }
     }
     println!("tables: {}", lake.dir.join("silver").display());

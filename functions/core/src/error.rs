@@ -34,7 +34,11 @@ pub enum CoreError {
         "pseudonymisation key mismatch: the lake at {lake} was written with key fingerprint {expected}, \
          this run uses {actual}; refusing to write (set METRICCARE_PSEUDONYM_KEY to the lake's key)"
     )]
-    KeyMismatch { lake: String, expected: String, actual: String },
+    KeyMismatch {
+        lake: String,
+        expected: String,
+        actual: String,
+    },
 
     #[error("hudi table {table}: {message}")]
     Table { table: String, message: String },

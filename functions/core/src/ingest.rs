@@ -10,7 +10,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use object_store::path::Path;
-use object_store::{GetResultPayload, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
+use object_store::{
+    GetResultPayload, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::OnceCell;
@@ -19,7 +21,9 @@ use crate::deid::Pseudonymizer;
 use crate::error::{CoreError, Result};
 use crate::fhir::{self, FileError, Item, Parsed, Position, ReadLimits, Record, RefTarget};
 use crate::hudi::{Delete, HudiTable, PartitionWrite};
-use crate::ports::{Claim, Ledger, LedgerStatus, Message, Notifier, ObjectRef, Outcome, ResourceCounts, Topic};
+use crate::ports::{
+    Claim, Ledger, LedgerStatus, Message, Notifier, ObjectRef, Outcome, ResourceCounts, Topic,
+};
 use crate::silver::{BatchBuilder, SilverTable, Value};
 use crate::tenant::TenantId;
 use crate::time::{hudi_instant, now_micros};
@@ -34,7 +38,10 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { lease: Duration::from_secs(900), limits: ReadLimits::default() }
+        Self {
+            lease: Duration::from_secs(900),
+            limits: ReadLimits::default(),
+        }
     }
 }
 
@@ -86,7 +93,15 @@ impl Services {
         pseudonymizer: Pseudonymizer,
         settings: Settings,
     ) -> Self {
-        Self { lake, quarantine, ledger, notifier, pseudonymizer, settings, key_checked: OnceCell::new() }
+        Self {
+            lake,
+            quarantine,
+            ledger,
+            notifier,
+            pseudonymizer,
+            settings,
+            key_checked: OnceCell::new(),
+        }
     }
 
     /// Records the key fingerprint on first write; refuses a lake written with another key.
@@ -104,11 +119,18 @@ impl Services {
                 }
                 let stored: serde_json::Value =
                     serde_json::from_slice(&self.lake.get(&path).await?.bytes().await?)?;
-                let expected = stored["fingerprint"].as_str().unwrap_or_default().to_owned();
+                let expected = stored["fingerprint"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
                 if expected == ours {
                     Ok(())
                 } else {
-                    Err(CoreError::KeyMismatch { lake: path.to_string(), expected, actual: ours })
+                    Err(CoreError::KeyMismatch {
+                        lake: path.to_string(),
+                        expected,
+                        actual: ours,
+                    })
                 }
             })
             .await
@@ -134,9 +156,13 @@ impl Services {
         let object = ObjectRef {
             bucket: bucket.to_owned(),
             key: key.to_string(),
-            etag: meta.e_tag.clone().or(meta.version.clone()).unwrap_or_else(|| {
-                format!("{}-{}", meta.size, meta.last_modified.timestamp_micros())
-            }),
+            etag: meta
+                .e_tag
+                .clone()
+                .or(meta.version.clone())
+                .unwrap_or_else(|| {
+                    format!("{}-{}", meta.size, meta.last_modified.timestamp_micros())
+                }),
             size: meta.size,
         };
         let ledger_id = object.ledger_id();
@@ -149,7 +175,11 @@ impl Services {
             bytes: object.size,
         };
         let now = now_micros();
-        match self.ledger.claim(&object, tenant.as_str(), now, self.settings.lease).await? {
+        match self
+            .ledger
+            .claim(&object, tenant.as_str(), now, self.settings.lease)
+            .await?
+        {
             Claim::Claimed { .. } => {}
             Claim::Done(entry) => {
                 let outcome = Outcome {
@@ -168,27 +198,51 @@ impl Services {
         let (result, outcome) = match parsed {
             Ok(parse) => match self.load(parse, tenant, &ledger_id, now).await {
                 Ok(outcome) => (FileResult::Completed, outcome),
-                Err(e) => (FileResult::Failed, Outcome { error: Some(e.to_string()), ..Outcome::default() }),
+                Err(e) => (
+                    FileResult::Failed,
+                    Outcome {
+                        error: Some(e.to_string()),
+                        ..Outcome::default()
+                    },
+                ),
             },
             Err(FileError::Invalid(reason)) => {
-                match self.quarantine(source, &object, tenant, &ledger_id, &reason).await {
-                    Ok(()) => (FileResult::Quarantined, Outcome { error: Some(reason), ..Outcome::default() }),
+                match self
+                    .quarantine(source, &object, tenant, &ledger_id, &reason)
+                    .await
+                {
+                    Ok(()) => (
+                        FileResult::Quarantined,
+                        Outcome {
+                            error: Some(reason),
+                            ..Outcome::default()
+                        },
+                    ),
                     Err(e) => (
                         FileResult::Failed,
-                        Outcome { error: Some(format!("quarantine failed: {e}")), ..Outcome::default() },
+                        Outcome {
+                            error: Some(format!("quarantine failed: {e}")),
+                            ..Outcome::default()
+                        },
                     ),
                 }
             }
-            Err(FileError::Unreadable(reason)) => {
-                (FileResult::Failed, Outcome { error: Some(reason), ..Outcome::default() })
-            }
+            Err(FileError::Unreadable(reason)) => (
+                FileResult::Failed,
+                Outcome {
+                    error: Some(reason),
+                    ..Outcome::default()
+                },
+            ),
         };
         let status = match result {
             FileResult::Completed => LedgerStatus::Completed,
             FileResult::Quarantined => LedgerStatus::Quarantined,
             _ => LedgerStatus::Failed,
         };
-        self.ledger.finish(&ledger_id, status, &outcome, now_micros()).await?;
+        self.ledger
+            .finish(&ledger_id, status, &outcome, now_micros())
+            .await?;
         tracing::info!(
             ledger_id = %ledger_id,
             tenant_id = %tenant,
@@ -216,10 +270,14 @@ impl Services {
             topic: Topic::Alerts,
             event: event.to_owned(),
             tenant_id: Some(report.tenant_id.clone()),
-            subject: format!("MetricCare: a file of tenant {} was {}", report.tenant_id, match report.result {
-                FileResult::Quarantined => "quarantined",
-                _ => "not processed",
-            }),
+            subject: format!(
+                "MetricCare: a file of tenant {} was {}",
+                report.tenant_id,
+                match report.result {
+                    FileResult::Quarantined => "quarantined",
+                    _ => "not processed",
+                }
+            ),
             text: format!(
                 "Ledger id {} ({} bytes): {}",
                 report.ledger_id,
@@ -234,31 +292,64 @@ impl Services {
     }
 
     /// Pseudonymises the parsed file and upserts every silver table it touches.
-    async fn load(&self, parse: FileParse, tenant: &TenantId, ledger_id: &str, now: i64) -> Result<Outcome> {
-        let FileParse { records, deletes, mut rejects, counts, uuids, identifiers } = parse;
-        let resolver = Resolver { tenant, pseudonymizer: &self.pseudonymizer, uuids: &uuids, identifiers: &identifiers };
+    async fn load(
+        &self,
+        parse: FileParse,
+        tenant: &TenantId,
+        ledger_id: &str,
+        now: i64,
+    ) -> Result<Outcome> {
+        let FileParse {
+            records,
+            deletes,
+            mut rejects,
+            counts,
+            uuids,
+            identifiers,
+        } = parse;
+        let resolver = Resolver {
+            tenant,
+            pseudonymizer: &self.pseudonymizer,
+            uuids: &uuids,
+            identifiers: &identifiers,
+        };
         let mut builders: HashMap<SilverTable, BatchBuilder> = HashMap::new();
         for (record, position) in records {
-            let table = SilverTable::from_resource_type(record.resource_type()).unwrap_or(SilverTable::Patient);
+            let table = SilverTable::from_resource_type(record.resource_type())
+                .unwrap_or(SilverTable::Patient);
             match silver_row(&resolver, &record, ledger_id, now) {
                 Ok(values) => builders
                     .entry(table)
                     .or_insert_with(|| BatchBuilder::new(table.schema()))
                     .push(values),
-                Err(reason) => rejects.push(Reject { position, reason, resource: None }),
+                Err(reason) => rejects.push(Reject {
+                    position,
+                    reason,
+                    resource: None,
+                }),
             }
         }
         let mut deletes_by_table: HashMap<SilverTable, Vec<Delete>> = HashMap::new();
         for (table, id) in &deletes {
-            let key = self.pseudonymizer.pseudonym(tenant, table.resource_type(), id);
-            deletes_by_table.entry(*table).or_default().push(Delete { key, ordering: now });
+            let key = self
+                .pseudonymizer
+                .pseudonym(tenant, table.resource_type(), id);
+            deletes_by_table
+                .entry(*table)
+                .or_default()
+                .push(Delete { key, ordering: now });
         }
         if !rejects.is_empty() {
             self.write_rejects(tenant, ledger_id, &rejects).await?;
         }
         let mut silver_instants = Vec::new();
         // Referenced tables first, so a reader never sees a condition before its patient.
-        for table in [SilverTable::Organization, SilverTable::Patient, SilverTable::Encounter, SilverTable::Condition] {
+        for table in [
+            SilverTable::Organization,
+            SilverTable::Patient,
+            SilverTable::Encounter,
+            SilverTable::Condition,
+        ] {
             let upserts = match builders.get_mut(&table) {
                 Some(builder) => vec![builder.finish()?],
                 None => Vec::new(),
@@ -267,16 +358,31 @@ impl Services {
             if upserts.is_empty() && table_deletes.is_empty() {
                 continue;
             }
-            let write = PartitionWrite { partition_value: tenant.to_string(), upserts, deletes: table_deletes };
+            let write = PartitionWrite {
+                partition_value: tenant.to_string(),
+                upserts,
+                deletes: table_deletes,
+            };
             let outcome = self.silver_table(table).await?.commit(&[write]).await?;
             if let Some(instant) = outcome.instant {
                 silver_instants.push(format!("{}@{}", table.name(), instant));
             }
         }
-        Ok(Outcome { counts, deleted: deletes.len() as u64, rejected: rejects.len() as u64, silver_instants, error: None })
+        Ok(Outcome {
+            counts,
+            deleted: deletes.len() as u64,
+            rejected: rejects.len() as u64,
+            silver_instants,
+            error: None,
+        })
     }
 
-    async fn write_rejects(&self, tenant: &TenantId, ledger_id: &str, rejects: &[Reject]) -> Result<()> {
+    async fn write_rejects(
+        &self,
+        tenant: &TenantId,
+        ledger_id: &str,
+        rejects: &[Reject],
+    ) -> Result<()> {
         let mut text = String::new();
         for reject in rejects {
             let line = json!({
@@ -288,7 +394,9 @@ impl Services {
             text.push_str(&line.to_string());
             text.push('\n');
         }
-        let path = Path::from("rejects").join(tenant.as_str()).join(format!("{ledger_id}.ndjson"));
+        let path = Path::from("rejects")
+            .join(tenant.as_str())
+            .join(format!("{ledger_id}.ndjson"));
         self.quarantine.put(&path, text.into()).await?;
         Ok(())
     }
@@ -303,10 +411,21 @@ impl Services {
         reason: &str,
     ) -> Result<()> {
         let dir = Path::from("files").join(tenant.as_str()).join(ledger_id);
-        let name = object.key.rsplit('/').next().filter(|n| !n.is_empty()).unwrap_or("object");
-        let upload = self.quarantine.put_multipart(&dir.clone().join(name)).await?;
+        let name = object
+            .key
+            .rsplit('/')
+            .next()
+            .filter(|n| !n.is_empty())
+            .unwrap_or("object");
+        let upload = self
+            .quarantine
+            .put_multipart(&dir.clone().join(name))
+            .await?;
         let mut writer = WriteMultipart::new(upload);
-        let mut stream = source.get(&Path::from(object.key.as_str())).await?.into_stream();
+        let mut stream = source
+            .get(&Path::from(object.key.as_str()))
+            .await?
+            .into_stream();
         while let Some(chunk) = stream.next().await {
             writer.write(&chunk?);
         }
@@ -319,7 +438,12 @@ impl Services {
             "reason": reason,
             "quarantined_at": crate::time::rfc3339(now_micros()),
         });
-        self.quarantine.put(&dir.clone().join("reason.json"), PutPayload::from(record.to_string())).await?;
+        self.quarantine
+            .put(
+                &dir.clone().join("reason.json"),
+                PutPayload::from(record.to_string()),
+            )
+            .await?;
         Ok(())
     }
 }
@@ -349,21 +473,31 @@ struct FileParse {
 impl FileParse {
     fn take(&mut self, item: Item<'_>) {
         match item {
-            Item::Resource { raw, full_url, position } => match fhir::parse_resource(raw, full_url) {
+            Item::Resource {
+                raw,
+                full_url,
+                position,
+            } => match fhir::parse_resource(raw, full_url) {
                 Ok(Parsed::Kept(record)) => {
                     let kind = record.resource_type();
                     let common = record.common();
                     *self.counts.entry(kind.to_owned()).or_default() += 1;
                     if let Some(uuid) = full_url.and_then(|u| u.strip_prefix("urn:uuid:")) {
-                        self.uuids.insert(uuid.to_owned(), (kind.to_owned(), common.id.clone()));
+                        self.uuids
+                            .insert(uuid.to_owned(), (kind.to_owned(), common.id.clone()));
                     }
                     for identifier in &common.identifiers {
-                        self.identifiers.insert((kind.to_owned(), identifier.clone()), common.id.clone());
+                        self.identifiers
+                            .insert((kind.to_owned(), identifier.clone()), common.id.clone());
                     }
                     self.records.push((record, position));
                 }
                 Ok(Parsed::Skipped(kind)) => *self.counts.entry(kind).or_default() += 1,
-                Err(reason) => self.rejects.push(Reject { position, reason, resource: Some(raw.to_owned()) }),
+                Err(reason) => self.rejects.push(Reject {
+                    position,
+                    reason,
+                    resource: Some(raw.to_owned()),
+                }),
             },
             Item::Delete { url, position } => {
                 let target = url.split_once('/').and_then(|(kind, id)| {
@@ -372,7 +506,9 @@ impl FileParse {
                 });
                 match target {
                     Some(target) => self.deletes.push(target),
-                    None if url.split_once('/').is_some_and(|(k, _)| SilverTable::from_resource_type(k).is_none()) => {}
+                    None if url
+                        .split_once('/')
+                        .is_some_and(|(k, _)| SilverTable::from_resource_type(k).is_none()) => {}
                     None => self.rejects.push(Reject {
                         position,
                         reason: format!("DELETE url {url:?} is not Type/id"),
@@ -380,15 +516,27 @@ impl FileParse {
                     }),
                 }
             }
-            Item::Rejected { reason, raw, position } => {
-                self.rejects.push(Reject { position, reason, resource: raw.map(str::to_owned) });
+            Item::Rejected {
+                reason,
+                raw,
+                position,
+            } => {
+                self.rejects.push(Reject {
+                    position,
+                    reason,
+                    resource: raw.map(str::to_owned),
+                });
             }
         }
     }
 }
 
 /// Streams the object through the FHIR reader on a blocking thread (parsing is CPU work).
-async fn parse_object(source: Arc<dyn ObjectStore>, key: Path, limits: ReadLimits) -> Result<FileParse, FileError> {
+async fn parse_object(
+    source: Arc<dyn ObjectStore>,
+    key: Path,
+    limits: ReadLimits,
+) -> Result<FileParse, FileError> {
     let unreadable = |e: object_store::Error| FileError::Unreadable(e.to_string());
     let result = source.get(&key).await.map_err(unreadable)?;
     let name = key.filename().unwrap_or_default().to_owned();
@@ -405,7 +553,10 @@ async fn parse_object(source: Arc<dyn ObjectStore>, key: Path, limits: ReadLimit
                     }
                 }
             });
-            Box::new(ChannelReader { receiver, current: Bytes::new() })
+            Box::new(ChannelReader {
+                receiver,
+                current: Bytes::new(),
+            })
         }
     };
     tokio::task::spawn_blocking(move || {
@@ -457,10 +608,14 @@ impl Resolver<'_> {
             RefTarget::Literal { kind, id } => Ok(self.key_of(kind, id)),
             RefTarget::Uuid(uuid) => match self.uuids.get(uuid) {
                 Some((kind, id)) => Ok(self.key_of(kind, id)),
-                None => Err(format!("{field}: urn:uuid reference to a resource that is not in this Bundle")),
+                None => Err(format!(
+                    "{field}: urn:uuid reference to a resource that is not in this Bundle"
+                )),
             },
             RefTarget::Conditional { kind, query } => {
-                let identifier = query.strip_prefix("identifier=").map(|v| v.replace("%7C", "|").replace("%7c", "|"));
+                let identifier = query
+                    .strip_prefix("identifier=")
+                    .map(|v| v.replace("%7C", "|").replace("%7c", "|"));
                 match identifier.and_then(|i| self.identifiers.get(&(kind.clone(), i))) {
                     Some(id) => Ok(self.key_of(kind, id)),
                     // Not in this file: the key of the search itself, which equals the
@@ -486,7 +641,12 @@ fn text(value: &Option<String>) -> Value {
 }
 
 /// One silver row, in the table's schema order. Fails when a reference cannot be resolved.
-fn silver_row(resolver: &Resolver<'_>, record: &Record, ledger_id: &str, now: i64) -> Result<Vec<Value>, String> {
+fn silver_row(
+    resolver: &Resolver<'_>,
+    record: &Record,
+    ledger_id: &str,
+    now: i64,
+) -> Result<Vec<Value>, String> {
     let common = record.common();
     let kind = record.resource_type();
     let mut row = vec![
@@ -494,7 +654,12 @@ fn silver_row(resolver: &Resolver<'_>, record: &Record, ledger_id: &str, now: i6
         Value::Str(Some(resolver.tenant.to_string())),
     ];
     let optional_ref = |target: &Option<RefTarget>, field: &str| -> Result<Value, String> {
-        Ok(Value::Str(target.as_ref().map(|t| resolver.resolve(t, field)).transpose()?))
+        Ok(Value::Str(
+            target
+                .as_ref()
+                .map(|t| resolver.resolve(t, field))
+                .transpose()?,
+        ))
     };
     match record {
         Record::Patient(p) => row.extend([
@@ -534,7 +699,12 @@ fn silver_row(resolver: &Resolver<'_>, record: &Record, ledger_id: &str, now: i6
             ts(c.recorded_at),
         ]),
         Record::Organization(o) => row.extend([
-            Value::Str(common.identifiers.first().map(|i| resolver.conditional_key(kind, &format!("identifier={i}")))),
+            Value::Str(
+                common
+                    .identifiers
+                    .first()
+                    .map(|i| resolver.conditional_key(kind, &format!("identifier={i}"))),
+            ),
             text(&o.name),
             text(&o.type_code),
             Value::Bool(o.active),

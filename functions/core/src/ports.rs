@@ -125,10 +125,22 @@ pub enum Claim {
 pub trait Ledger: Send + Sync {
     /// Claims an object with a conditional write: succeeds when the item is absent, FAILED, or
     /// PROCESSING with an expired lease.
-    async fn claim(&self, object: &ObjectRef, tenant_id: &str, now: i64, lease: Duration) -> Result<Claim>;
+    async fn claim(
+        &self,
+        object: &ObjectRef,
+        tenant_id: &str,
+        now: i64,
+        lease: Duration,
+    ) -> Result<Claim>;
 
     /// Records the final status of a claimed object.
-    async fn finish(&self, id: &str, status: LedgerStatus, outcome: &Outcome, now: i64) -> Result<()>;
+    async fn finish(
+        &self,
+        id: &str,
+        status: LedgerStatus,
+        outcome: &Outcome,
+        now: i64,
+    ) -> Result<()>;
 
     async fn get(&self, id: &str) -> Result<Option<LedgerEntry>>;
 
@@ -168,12 +180,31 @@ mod tests {
 
     #[test]
     fn ledger_ids_change_with_any_part_and_hide_the_key() {
-        let base = ObjectRef { bucket: "raw".into(), key: "t/jane-doe.json".into(), etag: "e1".into(), size: 1 };
+        let base = ObjectRef {
+            bucket: "raw".into(),
+            key: "t/jane-doe.json".into(),
+            etag: "e1".into(),
+            size: 1,
+        };
         let id = base.ledger_id();
         assert_eq!(id.len(), 24);
         assert!(!id.contains("jane"));
-        assert_ne!(id, ObjectRef { etag: "e2".into(), ..base.clone() }.ledger_id());
-        assert_ne!(id, ObjectRef { key: "t/other.json".into(), ..base.clone() }.ledger_id());
+        assert_ne!(
+            id,
+            ObjectRef {
+                etag: "e2".into(),
+                ..base.clone()
+            }
+            .ledger_id()
+        );
+        assert_ne!(
+            id,
+            ObjectRef {
+                key: "t/other.json".into(),
+                ..base.clone()
+            }
+            .ledger_id()
+        );
         assert_eq!(id, ObjectRef { size: 99, ..base }.ledger_id());
     }
 }

@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use arrow_array::builder::{BooleanBuilder, Int32Builder, StringBuilder, TimestampMicrosecondBuilder};
+use arrow_array::builder::{
+    BooleanBuilder, Int32Builder, StringBuilder, TimestampMicrosecondBuilder,
+};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use object_store::path::Path;
@@ -23,7 +25,12 @@ pub enum SilverTable {
 }
 
 impl SilverTable {
-    pub const ALL: [SilverTable; 4] = [Self::Patient, Self::Encounter, Self::Condition, Self::Organization];
+    pub const ALL: [SilverTable; 4] = [
+        Self::Patient,
+        Self::Encounter,
+        Self::Condition,
+        Self::Organization,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -117,8 +124,15 @@ impl SilverTable {
                 ("state", Str, true),
             ],
         };
-        let mut fields = vec![field(self.record_key(), Str, false), field("tenant_id", Str, false)];
-        fields.extend(specific.iter().map(|(name, kind, nullable)| field(name, *kind, *nullable)));
+        let mut fields = vec![
+            field(self.record_key(), Str, false),
+            field("tenant_id", Str, false),
+        ];
+        fields.extend(
+            specific
+                .iter()
+                .map(|(name, kind, nullable)| field(name, *kind, *nullable)),
+        );
         fields.extend([
             field("last_updated", Ts, false),
             field("version_id", Str, true),
@@ -182,7 +196,11 @@ impl BatchBuilder {
                 _ => ColumnBuilder::Ts(TimestampMicrosecondBuilder::new().with_timezone("UTC")),
             })
             .collect();
-        Self { schema, columns, rows: 0 }
+        Self {
+            schema,
+            columns,
+            rows: 0,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -195,7 +213,11 @@ impl BatchBuilder {
 
     /// Appends one row; `values` must follow the schema (checked in debug builds).
     pub fn push(&mut self, values: Vec<Value>) {
-        debug_assert_eq!(values.len(), self.columns.len(), "row width differs from the schema");
+        debug_assert_eq!(
+            values.len(),
+            self.columns.len(),
+            "row width differs from the schema"
+        );
         for (column, value) in self.columns.iter_mut().zip(values) {
             match (column, value) {
                 (ColumnBuilder::Str(b), Value::Str(v)) => b.append_option(v),
@@ -237,7 +259,12 @@ mod tests {
             assert_eq!(schema.field(0).name(), table.record_key());
             assert_eq!(schema.field(1).name(), "tenant_id");
             let names: Vec<_> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-            assert!(names.ends_with(&["last_updated", "version_id", "source_file_id", "ingested_at"]));
+            assert!(names.ends_with(&[
+                "last_updated",
+                "version_id",
+                "source_file_id",
+                "ingested_at"
+            ]));
             assert!(crate::hudi::avro_schema(table.name(), &schema).is_ok());
         }
     }

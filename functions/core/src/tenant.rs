@@ -55,7 +55,17 @@ mod tests {
 
     #[test]
     fn rejects_traversal_case_and_length() {
-        for bad in ["", "-a", "A", "a/b", "..", "a.b", "a_b", "ä", &"x".repeat(64)] {
+        for bad in [
+            "",
+            "-a",
+            "A",
+            "a/b",
+            "..",
+            "a.b",
+            "a_b",
+            "ä",
+            &"x".repeat(64),
+        ] {
             assert!(TenantId::parse(bad).is_err(), "{bad}");
         }
     }

@@ -22,7 +22,9 @@ pub fn parse_fhir_datetime(text: &str) -> Result<i64, String> {
     let digits = |range: std::ops::Range<usize>| -> Result<u32, String> {
         let part = b.get(range).ok_or_else(bad)?;
         if part.iter().all(u8::is_ascii_digit) {
-            Ok(part.iter().fold(0u32, |acc, d| acc * 10 + u32::from(d - b'0')))
+            Ok(part
+                .iter()
+                .fold(0u32, |acc, d| acc * 10 + u32::from(d - b'0')))
         } else {
             Err(bad())
         }
@@ -135,14 +137,25 @@ mod tests {
     use super::*;
 
     fn micros(iso: &str) -> i64 {
-        DateTime::parse_from_rfc3339(iso).unwrap().timestamp_micros()
+        DateTime::parse_from_rfc3339(iso)
+            .unwrap()
+            .timestamp_micros()
     }
 
     #[test]
     fn parses_every_fhir_precision() {
-        assert_eq!(parse_fhir_datetime("2021").unwrap(), micros("2021-01-01T00:00:00Z"));
-        assert_eq!(parse_fhir_datetime("2021-03").unwrap(), micros("2021-03-01T00:00:00Z"));
-        assert_eq!(parse_fhir_datetime("2021-03-04").unwrap(), micros("2021-03-04T00:00:00Z"));
+        assert_eq!(
+            parse_fhir_datetime("2021").unwrap(),
+            micros("2021-01-01T00:00:00Z")
+        );
+        assert_eq!(
+            parse_fhir_datetime("2021-03").unwrap(),
+            micros("2021-03-01T00:00:00Z")
+        );
+        assert_eq!(
+            parse_fhir_datetime("2021-03-04").unwrap(),
+            micros("2021-03-04T00:00:00Z")
+        );
         assert_eq!(
             parse_fhir_datetime("2021-03-04T10:15:30Z").unwrap(),
             micros("2021-03-04T10:15:30Z")
@@ -156,16 +169,30 @@ mod tests {
     #[test]
     fn an_offset_can_move_the_utc_date() {
         let late_evening_in_new_york = parse_fhir_datetime("2021-01-31T23:30:00-05:00").unwrap();
-        assert_eq!(utc_day(late_evening_in_new_york), utc_day(micros("2021-02-01T00:00:00Z")));
+        assert_eq!(
+            utc_day(late_evening_in_new_york),
+            utc_day(micros("2021-02-01T00:00:00Z"))
+        );
     }
 
     #[test]
     fn rejects_impossible_and_malformed_values() {
         for bad in [
-            "", "2023-02-30", "2023-13-01", "20230101", "2023-01-01T25:00:00Z", "2023-01-01T10:00",
-            "2023-01-01T10:00:00+5", "2023-01-01 10:00:00Z", "abcd", "2023-01-01T10:00:00.Z",
+            "",
+            "2023-02-30",
+            "2023-13-01",
+            "20230101",
+            "2023-01-01T25:00:00Z",
+            "2023-01-01T10:00",
+            "2023-01-01T10:00:00+5",
+            "2023-01-01 10:00:00Z",
+            "abcd",
+            "2023-01-01T10:00:00.Z",
         ] {
-            assert!(parse_fhir_datetime(bad).is_err(), "{bad:?} should be rejected");
+            assert!(
+                parse_fhir_datetime(bad).is_err(),
+                "{bad:?} should be rejected"
+            );
         }
     }
 

@@ -64,7 +64,10 @@ mod tests {
         notifier.publish(&message).await.unwrap();
         notifier.publish(&message).await.unwrap();
         let text = std::fs::read_to_string(dir.path().join("n.jsonl")).unwrap();
-        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0]["topic"], "alerts");
         assert_eq!(lines[1]["data"]["ledger_id"], "abc");

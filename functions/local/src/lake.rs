@@ -58,7 +58,13 @@ impl LocalConfig {
             Ok(text) => Some(parse_key(&text)?),
             Err(_) => None,
         };
-        Ok(Self { key, settings: Settings { lease: lease_from_env()?, ..Settings::default() } })
+        Ok(Self {
+            key,
+            settings: Settings {
+                lease: lease_from_env()?,
+                ..Settings::default()
+            },
+        })
     }
 }
 
@@ -69,7 +75,9 @@ pub fn parse_key(text: &str) -> Result<Vec<u8>> {
         _ => text.as_bytes().to_vec(),
     };
     if key.len() < MIN_KEY_BYTES {
-        return Err(config_error(format!("{KEY_VARIABLE} must hold at least {MIN_KEY_BYTES} bytes")));
+        return Err(config_error(format!(
+            "{KEY_VARIABLE} must hold at least {MIN_KEY_BYTES} bytes"
+        )));
     }
     Ok(key)
 }
@@ -89,7 +97,8 @@ impl LocalLake {
         let lake: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new_with_prefix(&dir)?);
         let quarantine: Arc<dyn ObjectStore> =
             Arc::new(LocalFileSystem::new_with_prefix(dir.join(QUARANTINE_DIR))?);
-        let raw: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new_with_prefix(dir.join(RAW_DIR))?);
+        let raw: Arc<dyn ObjectStore> =
+            Arc::new(LocalFileSystem::new_with_prefix(dir.join(RAW_DIR))?);
         let ledger = Arc::new(SqliteLedger::open(&dir.join(LEDGER_FILE))?);
         let notifier = Arc::new(JsonLinesNotifier::new(dir.join(NOTIFICATIONS_FILE)));
         let key = match config.key {
@@ -97,22 +106,40 @@ impl LocalLake {
             None => local_key(&dir)?,
         };
         let pseudonymizer = Pseudonymizer::new(&key)?;
-        let services = Services::new(lake, quarantine, ledger, notifier, pseudonymizer, config.settings);
-        Ok(Self { dir, services, raw, files: Arc::new(LocalFileSystem::new()) })
+        let services = Services::new(
+            lake,
+            quarantine,
+            ledger,
+            notifier,
+            pseudonymizer,
+            config.settings,
+        );
+        Ok(Self {
+            dir,
+            services,
+            raw,
+            files: Arc::new(LocalFileSystem::new()),
+        })
     }
 
-    /// Ingests local files (not necessarily inside the lake) for one tenant, in the order given.
+    /// Ingests a local file (not necessarily inside the lake) for one tenant. The tenant is part of
+    /// the ledger's source name: the same file loaded for two tenants is two ledger items.
     pub async fn ingest_file(&self, file: &FsPath, tenant: &TenantId) -> Result<FileReport> {
         let absolute = file.canonicalize()?;
         let key = Path::from_absolute_path(&absolute)
             .map_err(|e| config_error(format!("{}: {e}", absolute.display())))?;
-        self.services.ingest_object(&self.files, "file://", &key, tenant).await
+        let source = format!("file:tenant={tenant}");
+        self.services
+            .ingest_object(&self.files, &source, &key, tenant)
+            .await
     }
 
     /// Processes one object of the raw zone (`<tenant>/<any path>/<file>`), as an S3 event would.
     pub async fn ingest_raw(&self, key: &Path) -> Result<FileReport> {
         let tenant = raw_tenant(key)?;
-        self.services.ingest_object(&self.raw, RAW_DIR, key, &tenant).await
+        self.services
+            .ingest_object(&self.raw, RAW_DIR, key, &tenant)
+            .await
     }
 
     /// Every object of the raw zone under a tenant folder, sorted by key.
@@ -132,9 +159,14 @@ impl LocalLake {
 
 /// The tenant of a raw-zone key: its first segment, validated.
 pub fn raw_tenant(key: &Path) -> Result<TenantId> {
-    let first = key.parts().next().ok_or_else(|| config_error(format!("raw key {key} has no tenant folder")))?;
+    let first = key
+        .parts()
+        .next()
+        .ok_or_else(|| config_error(format!("raw key {key} has no tenant folder")))?;
     if key.parts().count() < 2 {
-        return Err(config_error(format!("raw key {key} is not inside a tenant folder")));
+        return Err(config_error(format!(
+            "raw key {key} is not inside a tenant folder"
+        )));
     }
     TenantId::parse(first.as_ref())
 }
@@ -181,7 +213,11 @@ fn lease_from_env() -> Result<Duration> {
             .ok()
             .filter(|s| *s > 0)
             .map(Duration::from_secs)
-            .ok_or_else(|| config_error(format!("{LEASE_VARIABLE}={text:?} is not a positive number of seconds"))),
+            .ok_or_else(|| {
+                config_error(format!(
+                    "{LEASE_VARIABLE}={text:?} is not a positive number of seconds"
+                ))
+            }),
         Err(_) => Ok(Settings::default().lease),
     }
 }
@@ -191,12 +227,17 @@ fn lease_from_env() -> Result<Duration> {
 fn local_key(lake: &FsPath) -> Result<Vec<u8>> {
     let path = lake.join(LOCAL_KEY_FILE);
     if let Ok(text) = std::fs::read_to_string(&path) {
-        return hex::decode(text.trim()).map_err(|e| config_error(format!("{}: {e}", path.display())));
+        return hex::decode(text.trim())
+            .map_err(|e| config_error(format!("{}: {e}", path.display())));
     }
     let mut key = vec![0u8; 32];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut key))
-        .map_err(|e| config_error(format!("no random source to create a key ({e}); set {KEY_VARIABLE}")))?;
+        .map_err(|e| {
+            config_error(format!(
+                "no random source to create a key ({e}); set {KEY_VARIABLE}"
+            ))
+        })?;
     std::fs::create_dir_all(path.parent().unwrap_or(lake))?;
     write_private(&path, hex::encode(&key).as_bytes())?;
     tracing::warn!(path = %path.display(), "created a local pseudonymisation key; set {KEY_VARIABLE} for a shared lake");
@@ -207,7 +248,11 @@ fn local_key(lake: &FsPath) -> Result<Vec<u8>> {
 fn write_private(path: &FsPath, content: &[u8]) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
     Ok(file.write_all(content)?)
 }
 

@@ -47,12 +47,16 @@ impl SqliteLedger {
     /// Opens (creating if needed) the ledger database at `path`.
     pub fn open(path: &Path) -> Result<Self> {
         let connection = Connection::open(path).map_err(ledger_error)?;
-        connection.busy_timeout(Duration::from_secs(30)).map_err(ledger_error)?;
+        connection
+            .busy_timeout(Duration::from_secs(30))
+            .map_err(ledger_error)?;
         connection
             .pragma_update(None, "journal_mode", "WAL")
             .map_err(ledger_error)?;
         connection.execute_batch(SCHEMA).map_err(ledger_error)?;
-        Ok(Self { connection: Mutex::new(connection) })
+        Ok(Self {
+            connection: Mutex::new(connection),
+        })
     }
 
     fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
@@ -69,7 +73,12 @@ fn entry(row: &Row<'_>) -> rusqlite::Result<LedgerEntry> {
     let status: String = row.get(6)?;
     Ok(LedgerEntry {
         id: row.get(0)?,
-        object: ObjectRef { bucket: row.get(1)?, key: row.get(2)?, etag: row.get(3)?, size: row.get::<_, i64>(4)? as u64 },
+        object: ObjectRef {
+            bucket: row.get(1)?,
+            key: row.get(2)?,
+            etag: row.get(3)?,
+            size: row.get::<_, i64>(4)? as u64,
+        },
         tenant_id: row.get(5)?,
         status: LedgerStatus::parse(&status).unwrap_or(LedgerStatus::Failed),
         attempts: row.get(7)?,
@@ -86,7 +95,13 @@ fn entry(row: &Row<'_>) -> rusqlite::Result<LedgerEntry> {
 
 #[async_trait]
 impl Ledger for SqliteLedger {
-    async fn claim(&self, object: &ObjectRef, tenant_id: &str, now: i64, lease: Duration) -> Result<Claim> {
+    async fn claim(
+        &self,
+        object: &ObjectRef,
+        tenant_id: &str,
+        now: i64,
+        lease: Duration,
+    ) -> Result<Claim> {
         let id = object.ledger_id();
         let lease_until = now + lease.as_micros() as i64;
         self.with(|c| {
@@ -112,7 +127,13 @@ impl Ledger for SqliteLedger {
         })
     }
 
-    async fn finish(&self, id: &str, status: LedgerStatus, outcome: &Outcome, now: i64) -> Result<()> {
+    async fn finish(
+        &self,
+        id: &str,
+        status: LedgerStatus,
+        outcome: &Outcome,
+        now: i64,
+    ) -> Result<()> {
         let counts = serde_json::to_string(&outcome.counts)?;
         let instants = serde_json::to_string(&outcome.silver_instants)?;
         let updated = self.with(|c| {
@@ -140,14 +161,20 @@ impl Ledger for SqliteLedger {
 
     async fn get(&self, id: &str) -> Result<Option<LedgerEntry>> {
         self.with(|c| {
-            c.query_row(&format!("SELECT {COLUMNS} FROM ledger WHERE id = ?1"), [id], entry)
-                .optional()
+            c.query_row(
+                &format!("SELECT {COLUMNS} FROM ledger WHERE id = ?1"),
+                [id],
+                entry,
+            )
+            .optional()
         })
     }
 
     async fn list(&self) -> Result<Vec<LedgerEntry>> {
         self.with(|c| {
-            let mut statement = c.prepare(&format!("SELECT {COLUMNS} FROM ledger ORDER BY updated_at DESC, id"))?;
+            let mut statement = c.prepare(&format!(
+                "SELECT {COLUMNS} FROM ledger ORDER BY updated_at DESC, id"
+            ))?;
             let rows = statement.query_map([], entry)?;
             rows.collect()
         })
@@ -159,7 +186,12 @@ mod tests {
     use super::*;
 
     fn object(etag: &str) -> ObjectRef {
-        ObjectRef { bucket: "raw".into(), key: "t1/a.ndjson".into(), etag: etag.into(), size: 10 }
+        ObjectRef {
+            bucket: "raw".into(),
+            key: "t1/a.ndjson".into(),
+            etag: etag.into(),
+            size: 10,
+        }
     }
 
     const LEASE: Duration = Duration::from_secs(60);
@@ -170,15 +202,32 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ledger = SqliteLedger::open(&dir.path().join("ledger.db")).unwrap();
         let id = object("e1").ledger_id();
-        assert_eq!(ledger.claim(&object("e1"), "t1", 0, LEASE).await.unwrap(), Claim::Claimed { attempt: 1 });
-        let outcome = Outcome { rejected: 2, ..Outcome::default() };
-        ledger.finish(&id, LedgerStatus::Completed, &outcome, 5).await.unwrap();
+        assert_eq!(
+            ledger.claim(&object("e1"), "t1", 0, LEASE).await.unwrap(),
+            Claim::Claimed { attempt: 1 }
+        );
+        let outcome = Outcome {
+            rejected: 2,
+            ..Outcome::default()
+        };
+        ledger
+            .finish(&id, LedgerStatus::Completed, &outcome, 5)
+            .await
+            .unwrap();
         // WHEN the same version is delivered again, much later
-        let again = ledger.claim(&object("e1"), "t1", 1_000_000_000_000, LEASE).await.unwrap();
+        let again = ledger
+            .claim(&object("e1"), "t1", 1_000_000_000_000, LEASE)
+            .await
+            .unwrap();
         // THEN it is done, with the recorded outcome; a new version is claimable
-        let Claim::Done(entry) = again else { panic!("expected Done, got {again:?}") };
+        let Claim::Done(entry) = again else {
+            panic!("expected Done, got {again:?}")
+        };
         assert_eq!((entry.status, entry.rejected), (LedgerStatus::Completed, 2));
-        assert!(matches!(ledger.claim(&object("e2"), "t1", 0, LEASE).await.unwrap(), Claim::Claimed { .. }));
+        assert!(matches!(
+            ledger.claim(&object("e2"), "t1", 0, LEASE).await.unwrap(),
+            Claim::Claimed { .. }
+        ));
     }
 
     #[tokio::test]
@@ -186,16 +235,37 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ledger = SqliteLedger::open(&dir.path().join("ledger.db")).unwrap();
         let lease_micros = LEASE.as_micros() as i64;
-        assert!(matches!(ledger.claim(&object("e"), "t1", 0, LEASE).await.unwrap(), Claim::Claimed { .. }));
-        assert!(matches!(ledger.claim(&object("e"), "t1", lease_micros - 1, LEASE).await.unwrap(), Claim::Busy(_)));
+        assert!(matches!(
+            ledger.claim(&object("e"), "t1", 0, LEASE).await.unwrap(),
+            Claim::Claimed { .. }
+        ));
+        assert!(matches!(
+            ledger
+                .claim(&object("e"), "t1", lease_micros - 1, LEASE)
+                .await
+                .unwrap(),
+            Claim::Busy(_)
+        ));
         assert_eq!(
-            ledger.claim(&object("e"), "t1", lease_micros + 1, LEASE).await.unwrap(),
+            ledger
+                .claim(&object("e"), "t1", lease_micros + 1, LEASE)
+                .await
+                .unwrap(),
             Claim::Claimed { attempt: 2 }
         );
         let id = object("e").ledger_id();
-        let failed = Outcome { error: Some("lake unreachable".into()), ..Outcome::default() };
-        ledger.finish(&id, LedgerStatus::Failed, &failed, 10).await.unwrap();
-        assert_eq!(ledger.claim(&object("e"), "t1", 11, LEASE).await.unwrap(), Claim::Claimed { attempt: 3 });
+        let failed = Outcome {
+            error: Some("lake unreachable".into()),
+            ..Outcome::default()
+        };
+        ledger
+            .finish(&id, LedgerStatus::Failed, &failed, 10)
+            .await
+            .unwrap();
+        assert_eq!(
+            ledger.claim(&object("e"), "t1", 11, LEASE).await.unwrap(),
+            Claim::Claimed { attempt: 3 }
+        );
         assert_eq!(ledger.get(&id).await.unwrap().unwrap().error, None);
     }
 
@@ -204,7 +274,10 @@ mod tests {
         // Two ledgers on one file behave like two processes.
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ledger.db");
-        let (a, b) = (SqliteLedger::open(&path).unwrap(), SqliteLedger::open(&path).unwrap());
+        let (a, b) = (
+            SqliteLedger::open(&path).unwrap(),
+            SqliteLedger::open(&path).unwrap(),
+        );
         let first = a.claim(&object("x"), "t1", 0, LEASE).await.unwrap();
         let second = b.claim(&object("x"), "t1", 0, LEASE).await.unwrap();
         assert!(matches!(first, Claim::Claimed { .. }));

@@ -25,24 +25,35 @@ pub enum RefTarget {
 
 /// FHIR's id rule: `[A-Za-z0-9\-\.]{1,64}`. It also rules out path traversal and separators.
 pub fn is_valid_id(id: &str) -> bool {
-    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-        && id != "." && id != ".."
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        && id != "."
+        && id != ".."
 }
 
 /// Parses a reference that must point at a resource of type `expected`.
 pub fn parse_reference(reference: &str, expected: &str) -> Result<RefTarget, String> {
     if let Some(uuid) = reference.strip_prefix("urn:uuid:") {
         return if uuid.is_empty() {
-            Err(format!("empty urn:uuid reference where {expected} expected"))
+            Err(format!(
+                "empty urn:uuid reference where {expected} expected"
+            ))
         } else {
             Ok(RefTarget::Uuid(uuid.to_owned()))
         };
     }
     if let Some((kind, query)) = reference.split_once('?') {
         return if kind == expected && !query.is_empty() {
-            Ok(RefTarget::Conditional { kind: kind.to_owned(), query: query.to_owned() })
+            Ok(RefTarget::Conditional {
+                kind: kind.to_owned(),
+                query: query.to_owned(),
+            })
         } else {
-            Err(format!("conditional reference {reference:?} where {expected} expected"))
+            Err(format!(
+                "conditional reference {reference:?} where {expected} expected"
+            ))
         };
     }
     let path = match reference.find("/_history/") {
@@ -50,14 +61,22 @@ pub fn parse_reference(reference: &str, expected: &str) -> Result<RefTarget, Str
         None => reference,
     };
     let mut segments = path.rsplit('/');
-    let (id, kind) = (segments.next().unwrap_or_default(), segments.next().unwrap_or_default());
+    let (id, kind) = (
+        segments.next().unwrap_or_default(),
+        segments.next().unwrap_or_default(),
+    );
     if kind != expected {
-        return Err(format!("reference {reference:?} does not point to a {expected}"));
+        return Err(format!(
+            "reference {reference:?} does not point to a {expected}"
+        ));
     }
     if !is_valid_id(id) {
         return Err(format!("reference {reference:?} has no valid id"));
     }
-    Ok(RefTarget::Literal { kind: kind.to_owned(), id: id.to_owned() })
+    Ok(RefTarget::Literal {
+        kind: kind.to_owned(),
+        id: id.to_owned(),
+    })
 }
 
 /// The lineage-free content of a source resource, before pseudonymisation.
@@ -172,12 +191,22 @@ pub fn parse_resource(raw: &str, full_url: Option<&str>) -> Result<Parsed, Strin
         _ => format!("not valid JSON: {e}"),
     };
     let record = match kind.as_ref() {
-        "Patient" => Record::Patient(patient(serde_json::from_str(raw).map_err(bad_field)?, full_url)?),
-        "Encounter" => Record::Encounter(encounter(serde_json::from_str(raw).map_err(bad_field)?, full_url)?),
-        "Condition" => Record::Condition(condition(serde_json::from_str(raw).map_err(bad_field)?, full_url)?),
-        "Organization" => {
-            Record::Organization(organization(serde_json::from_str(raw).map_err(bad_field)?, full_url)?)
-        }
+        "Patient" => Record::Patient(patient(
+            serde_json::from_str(raw).map_err(bad_field)?,
+            full_url,
+        )?),
+        "Encounter" => Record::Encounter(encounter(
+            serde_json::from_str(raw).map_err(bad_field)?,
+            full_url,
+        )?),
+        "Condition" => Record::Condition(condition(
+            serde_json::from_str(raw).map_err(bad_field)?,
+            full_url,
+        )?),
+        "Organization" => Record::Organization(organization(
+            serde_json::from_str(raw).map_err(bad_field)?,
+            full_url,
+        )?),
         "Bundle" => return Err("a Bundle nested inside a Bundle is not accepted".into()),
         other => {
             if !other.bytes().all(|b| b.is_ascii_alphabetic()) || other.len() > 64 {
@@ -207,9 +236,20 @@ fn common(
     let last_updated = date_field(kind, "meta.lastUpdated", meta.last_updated.as_deref())?;
     let identifiers = identifiers
         .iter()
-        .filter_map(|i| Some(format!("{}|{}", i.system.as_deref().unwrap_or_default(), i.value.as_deref()?)))
+        .filter_map(|i| {
+            Some(format!(
+                "{}|{}",
+                i.system.as_deref().unwrap_or_default(),
+                i.value.as_deref()?
+            ))
+        })
         .collect();
-    Ok(Common { id, last_updated, version_id: owned(meta.version_id), identifiers })
+    Ok(Common {
+        id,
+        last_updated,
+        version_id: owned(meta.version_id),
+        identifiers,
+    })
 }
 
 fn date_field(kind: &str, name: &str, value: Option<&str>) -> Result<Option<i64>, String> {
@@ -222,9 +262,16 @@ fn owned(value: Option<Cow<'_, str>>) -> Option<String> {
     value.map(Cow::into_owned)
 }
 
-fn reference(kind: &str, name: &str, value: Option<model::Reference<'_>>, expected: &str) -> Result<Option<RefTarget>, String> {
+fn reference(
+    kind: &str,
+    name: &str,
+    value: Option<model::Reference<'_>>,
+    expected: &str,
+) -> Result<Option<RefTarget>, String> {
     match value.and_then(|r| r.reference) {
-        Some(text) => parse_reference(&text, expected).map(Some).map_err(|e| format!("{kind}.{name}: {e}")),
+        Some(text) => parse_reference(&text, expected)
+            .map(Some)
+            .map_err(|e| format!("{kind}.{name}: {e}")),
         None => Ok(None),
     }
 }
@@ -240,7 +287,11 @@ fn patient(p: model::Patient<'_>, full_url: Option<&str>) -> Result<PatientRecor
         .as_deref()
         .map(|d| parse_fhir_year(d).map_err(|e| format!("Patient.birthDate: {e}")))
         .transpose()?;
-    let deceased_at = date_field("Patient", "deceasedDateTime", p.deceased_date_time.as_deref())?;
+    let deceased_at = date_field(
+        "Patient",
+        "deceasedDateTime",
+        p.deceased_date_time.as_deref(),
+    )?;
     let deceased = match (p.deceased_boolean, deceased_at) {
         (_, Some(_)) => Some(true),
         (flag, None) => flag,
@@ -253,7 +304,11 @@ fn patient(p: model::Patient<'_>, full_url: Option<&str>) -> Result<PatientRecor
         birth_year,
         deceased,
         deceased_at,
-        postal_prefix: address.postal_code.as_deref().map(postal_prefix).filter(|s| !s.is_empty()),
+        postal_prefix: address
+            .postal_code
+            .as_deref()
+            .map(postal_prefix)
+            .filter(|s| !s.is_empty()),
         state: owned(address.state),
         country: owned(address.country),
         marital_status: first_code(p.marital_status.as_ref()),
@@ -274,7 +329,10 @@ fn encounter(e: model::Encounter<'_>, full_url: Option<&str>) -> Result<Encounte
     let hospital = reference(
         "Encounter",
         "serviceProvider",
-        Some(model::Reference { reference: service_provider.reference, display: None }),
+        Some(model::Reference {
+            reference: service_provider.reference,
+            display: None,
+        }),
         "Organization",
     )?;
     let kind = e.kind.first();
@@ -294,7 +352,11 @@ fn encounter(e: model::Encounter<'_>, full_url: Option<&str>) -> Result<Encounte
         period_end,
         hospital,
         hospital_name,
-        discharge_disposition: first_code(e.hospitalization.and_then(|h| h.discharge_disposition).as_ref()),
+        discharge_disposition: first_code(
+            e.hospitalization
+                .and_then(|h| h.discharge_disposition)
+                .as_ref(),
+        ),
     })
 }
 
@@ -320,12 +382,19 @@ fn condition(c: model::Condition<'_>, full_url: Option<&str>) -> Result<Conditio
         verification_status: first_code(c.verification_status.as_ref()),
         category: first_code(c.category.first()),
         onset_at: date_field("Condition", "onsetDateTime", c.onset_date_time.as_deref())?,
-        abatement_at: date_field("Condition", "abatementDateTime", c.abatement_date_time.as_deref())?,
+        abatement_at: date_field(
+            "Condition",
+            "abatementDateTime",
+            c.abatement_date_time.as_deref(),
+        )?,
         recorded_at: date_field("Condition", "recordedDate", c.recorded_date.as_deref())?,
     })
 }
 
-fn organization(o: model::Organization<'_>, full_url: Option<&str>) -> Result<OrganizationRecord, String> {
+fn organization(
+    o: model::Organization<'_>,
+    full_url: Option<&str>,
+) -> Result<OrganizationRecord, String> {
     let common = common("Organization", o.id, o.meta, full_url, &o.identifier)?;
     let address = o.address.into_iter().next().unwrap_or_default();
     Ok(OrganizationRecord {
@@ -344,20 +413,45 @@ mod tests {
 
     #[test]
     fn parses_every_reference_shape() {
-        let literal = |k: &str, i: &str| RefTarget::Literal { kind: k.into(), id: i.into() };
-        assert_eq!(parse_reference("Patient/123", "Patient").unwrap(), literal("Patient", "123"));
-        assert_eq!(parse_reference("http://x.org/fhir/Patient/a-1", "Patient").unwrap(), literal("Patient", "a-1"));
-        assert_eq!(parse_reference("Patient/9/_history/2", "Patient").unwrap(), literal("Patient", "9"));
-        assert_eq!(parse_reference("urn:uuid:abc", "Patient").unwrap(), RefTarget::Uuid("abc".into()));
+        let literal = |k: &str, i: &str| RefTarget::Literal {
+            kind: k.into(),
+            id: i.into(),
+        };
+        assert_eq!(
+            parse_reference("Patient/123", "Patient").unwrap(),
+            literal("Patient", "123")
+        );
+        assert_eq!(
+            parse_reference("http://x.org/fhir/Patient/a-1", "Patient").unwrap(),
+            literal("Patient", "a-1")
+        );
+        assert_eq!(
+            parse_reference("Patient/9/_history/2", "Patient").unwrap(),
+            literal("Patient", "9")
+        );
+        assert_eq!(
+            parse_reference("urn:uuid:abc", "Patient").unwrap(),
+            RefTarget::Uuid("abc".into())
+        );
         assert_eq!(
             parse_reference("Organization?identifier=s|v", "Organization").unwrap(),
-            RefTarget::Conditional { kind: "Organization".into(), query: "identifier=s|v".into() }
+            RefTarget::Conditional {
+                kind: "Organization".into(),
+                query: "identifier=s|v".into()
+            }
         );
     }
 
     #[test]
     fn rejects_wrong_or_empty_references() {
-        for bad in ["Patient/", "Observation/xyz", "Patient/../etc", "urn:uuid:", "nonsense", "Encounter?x=1"] {
+        for bad in [
+            "Patient/",
+            "Observation/xyz",
+            "Patient/../etc",
+            "urn:uuid:",
+            "nonsense",
+            "Encounter?x=1",
+        ] {
             assert!(parse_reference(bad, "Patient").is_err(), "{bad}");
         }
     }
@@ -372,12 +466,17 @@ mod tests {
             "address":[{"line":["1 Main St"],"city":"Boston","state":"MA","postalCode":"02139","country":"US"}],
             "maritalStatus":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v3-MaritalStatus","code":"M"}]},
             "futureField":{"anything":[1,2,3]}}"#;
-        let Parsed::Kept(Record::Patient(p)) = parse_resource(raw, None).unwrap() else { panic!("not a patient") };
+        let Parsed::Kept(Record::Patient(p)) = parse_resource(raw, None).unwrap() else {
+            panic!("not a patient")
+        };
         assert_eq!(p.common.id, "p1");
         assert_eq!(p.birth_year, Some(1980));
         assert_eq!(p.deceased, Some(true));
         assert_eq!(p.postal_prefix.as_deref(), Some("021"));
-        assert_eq!(p.common.identifiers, vec!["http://hospital.smarthealthit.org|MRN-1".to_owned()]);
+        assert_eq!(
+            p.common.identifiers,
+            vec!["http://hospital.smarthealthit.org|MRN-1".to_owned()]
+        );
         let text = format!("{p:?}");
         for phi in ["Doe", "Jane", "555-1234", "1 Main St", "Boston"] {
             assert!(!text.contains(phi), "{phi} survived parsing");
@@ -387,7 +486,9 @@ mod tests {
     #[test]
     fn a_bundle_entry_without_id_takes_its_full_url() {
         let raw = r#"{"resourceType":"Encounter","subject":{"reference":"urn:uuid:p"},"class":{"code":"IMP"}}"#;
-        let Parsed::Kept(record) = parse_resource(raw, Some("urn:uuid:e-1")).unwrap() else { panic!() };
+        let Parsed::Kept(record) = parse_resource(raw, Some("urn:uuid:e-1")).unwrap() else {
+            panic!()
+        };
         assert_eq!(record.common().id, "e-1");
     }
 
@@ -395,10 +496,22 @@ mod tests {
     fn invalid_resources_get_reasons() {
         let cases = [
             (r#"{"resourceType":"Patient"}"#, "no id"),
-            (r#"{"resourceType":"Patient","id":"../x"}"#, "not a valid FHIR id"),
-            (r#"{"resourceType":"Patient","id":"a","gender":5}"#, "invalid field"),
-            (r#"{"resourceType":"Encounter","id":"e","subject":{"reference":"Patient/1"},"period":{"start":"2023-02-30T10:00:00Z"}}"#, "impossible date"),
-            (r#"{"resourceType":"Condition","id":"c","subject":{"reference":"Observation/x"}}"#, "does not point to a Patient"),
+            (
+                r#"{"resourceType":"Patient","id":"../x"}"#,
+                "not a valid FHIR id",
+            ),
+            (
+                r#"{"resourceType":"Patient","id":"a","gender":5}"#,
+                "invalid field",
+            ),
+            (
+                r#"{"resourceType":"Encounter","id":"e","subject":{"reference":"Patient/1"},"period":{"start":"2023-02-30T10:00:00Z"}}"#,
+                "impossible date",
+            ),
+            (
+                r#"{"resourceType":"Condition","id":"c","subject":{"reference":"Observation/x"}}"#,
+                "does not point to a Patient",
+            ),
             (r#"{"resourceType":"Encounter","id":"e"}"#, "no subject"),
             (r#"{"id":"e"}"#, "no resourceType"),
         ];
@@ -411,6 +524,9 @@ mod tests {
     #[test]
     fn other_resource_types_are_skipped() {
         let raw = r#"{"resourceType":"Observation","id":"o","code":{"text":5}}"#;
-        assert_eq!(parse_resource(raw, None).unwrap(), Parsed::Skipped("Observation".into()));
+        assert_eq!(
+            parse_resource(raw, None).unwrap(),
+            Parsed::Skipped("Observation".into())
+        );
     }
 }

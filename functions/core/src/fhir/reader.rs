@@ -12,23 +12,31 @@
 
 use std::borrow::Cow;
 use std::cell::Cell;
-use std::rc::Rc;
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Read};
+use std::rc::Rc;
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 /// What the reader hands to its sink, in file order.
 #[derive(Debug)]
 pub enum Item<'a> {
     /// A resource as raw JSON text, with its Bundle `fullUrl` when it came from a Bundle.
-    Resource { raw: &'a str, full_url: Option<&'a str>, position: Position },
+    Resource {
+        raw: &'a str,
+        full_url: Option<&'a str>,
+        position: Position,
+    },
     /// A Bundle entry whose `request.method` is DELETE: `url` is `Type/id`.
     Delete { url: &'a str, position: Position },
     /// An entry or line that cannot become a resource; the rest of the file goes on.
-    Rejected { reason: String, raw: Option<&'a str>, position: Position },
+    Rejected {
+        reason: String,
+        raw: Option<&'a str>,
+        position: Position,
+    },
 }
 
 /// Where an item sits in its file, for reject reasons a person can find again.
@@ -110,11 +118,16 @@ pub fn read_file(
     let head = raw.fill_buf().map_err(read_error)?;
     let gzip = head.starts_with(&[0x1f, 0x8b]);
     if name.ends_with(".gz") && !gzip && !head.is_empty() {
-        return Err(invalid("the file name ends in .gz but the content is not gzip"));
+        return Err(invalid(
+            "the file name ends in .gz but the content is not gzip",
+        ));
     }
     let compressed = Rc::new(Cell::new(0u64));
     let counter = if gzip {
-        let source = BufReader::new(CompressedCounter { inner: raw, count: compressed.clone() });
+        let source = BufReader::new(CompressedCounter {
+            inner: raw,
+            count: compressed.clone(),
+        });
         let decoder = flate2::bufread::MultiGzDecoder::new(source);
         CountingReader::new(Box::new(decoder), Some((limits.clone(), compressed)))
     } else {
@@ -122,7 +135,11 @@ pub fn read_file(
     };
     let mut reader = BufReader::with_capacity(256 << 10, counter);
     let format = read_decoded(&mut reader, limits, sink)?;
-    Ok(ReadSummary { format, gzip, bytes: reader.get_ref().count })
+    Ok(ReadSummary {
+        format,
+        gzip,
+        bytes: reader.get_ref().count,
+    })
 }
 
 fn read_error(e: io::Error) -> FileError {
@@ -145,7 +162,9 @@ fn read_decoded(
         None => return Err(invalid("the file is empty")),
         Some(b'{') => {}
         Some(b'[') => {
-            return Err(invalid("a JSON array is neither a FHIR Bundle nor NDJSON (one resource per line)"));
+            return Err(invalid(
+                "a JSON array is neither a FHIR Bundle nor NDJSON (one resource per line)",
+            ));
         }
         Some(_) => return Err(invalid("the file is not JSON (it does not start with '{')")),
     }
@@ -172,7 +191,9 @@ fn read_decoded(
 /// Whether anything but whitespace follows the first line (a one-line Bundle is a document).
 fn peek_more(reader: &mut BufReader<CountingReader<'_>>, from: usize) -> Result<bool, FileError> {
     let head = reader.fill_buf().map_err(read_error)?;
-    Ok(head[from.min(head.len())..].iter().any(|b| !b.is_ascii_whitespace()))
+    Ok(head[from.min(head.len())..]
+        .iter()
+        .any(|b| !b.is_ascii_whitespace()))
 }
 
 fn skip_bom_and_whitespace(reader: &mut BufReader<CountingReader<'_>>) -> Result<(), FileError> {
@@ -209,7 +230,10 @@ fn read_ndjson(
         if read == 0 {
             break;
         }
-        let position = Position { line: line_no, entry: 0 };
+        let position = Position {
+            line: line_no,
+            entry: 0,
+        };
         if overflow {
             sink(Item::Rejected {
                 reason: format!("line longer than {} bytes", limits.max_line_bytes),
@@ -223,13 +247,20 @@ fn read_ndjson(
             continue;
         }
         let Ok(text) = std::str::from_utf8(text) else {
-            sink(Item::Rejected { reason: "line is not valid UTF-8".into(), raw: None, position });
+            sink(Item::Rejected {
+                reason: "line is not valid UTF-8".into(),
+                raw: None,
+                position,
+            });
             continue;
         };
         match resource_type_of(text) {
             Ok(kind) if kind == "Bundle" => {
                 let mut de = serde_json::Deserializer::from_str(text);
-                let seed = TopLevel { sink: &mut *sink, line: line_no };
+                let seed = TopLevel {
+                    sink: &mut *sink,
+                    line: line_no,
+                };
                 let outcome = seed.deserialize(&mut de).and_then(|()| de.end());
                 match outcome {
                     Ok(()) => resources_seen += 1,
@@ -243,12 +274,22 @@ fn read_ndjson(
             }
             Ok(_) => {
                 resources_seen += 1;
-                sink(Item::Resource { raw: text, full_url: None, position });
+                sink(Item::Resource {
+                    raw: text,
+                    full_url: None,
+                    position,
+                });
             }
             Err(reason) if !complete => {
-                return Err(invalid(format!("the file is truncated: last line {reason}")));
+                return Err(invalid(format!(
+                    "the file is truncated: last line {reason}"
+                )));
             }
-            Err(reason) => sink(Item::Rejected { reason, raw: Some(text), position }),
+            Err(reason) => sink(Item::Rejected {
+                reason,
+                raw: Some(text),
+                position,
+            }),
         }
     }
     if resources_seen == 0 {
@@ -332,7 +373,9 @@ pub fn resource_type_of(raw: &str) -> Result<Cow<'_, str>, String> {
         resource_type: Option<Cow<'a, str>>,
     }
     match serde_json::from_str::<Probe<'_>>(raw) {
-        Ok(Probe { resource_type: Some(kind) }) if !kind.is_empty() => Ok(kind),
+        Ok(Probe {
+            resource_type: Some(kind),
+        }) if !kind.is_empty() => Ok(kind),
         Ok(_) => Err("resource has no resourceType".into()),
         Err(e) => Err(format!("not valid JSON: {e}")),
     }
@@ -369,7 +412,10 @@ impl<'de> Visitor<'de> for TopLevel<'_> {
                 "resourceType" => resource_type = Some(map.next_value()?),
                 "entry" if resource_type.as_deref().is_none_or(|t| t == "Bundle") => {
                     check_bundle_type(bundle_type.as_deref()).map_err(de::Error::custom)?;
-                    map.next_value_seed(Entries { sink: &mut *self.sink, line: self.line })?;
+                    map.next_value_seed(Entries {
+                        sink: &mut *self.sink,
+                        line: self.line,
+                    })?;
                 }
                 _ => {
                     let value: Box<RawValue> = map.next_value()?;
@@ -399,8 +445,15 @@ impl<'de> Visitor<'de> for TopLevel<'_> {
                     text.push_str(value.get());
                 }
                 text.push('}');
-                let position = Position { line: self.line, entry: 0 };
-                (self.sink)(Item::Resource { raw: &text, full_url: None, position });
+                let position = Position {
+                    line: self.line,
+                    entry: 0,
+                };
+                (self.sink)(Item::Resource {
+                    raw: &text,
+                    full_url: None,
+                    position,
+                });
                 Ok(())
             }
         }
@@ -459,7 +512,10 @@ impl<'de> Visitor<'de> for Entries<'_> {
         let mut index = 0u64;
         while let Some(entry) = seq.next_element::<RawEntry>()? {
             index += 1;
-            let position = Position { line: self.line, entry: index };
+            let position = Position {
+                line: self.line,
+                entry: index,
+            };
             emit_entry(&entry, position, &mut *self.sink);
         }
         Ok(())
@@ -471,7 +527,10 @@ fn emit_entry(entry: &RawEntry, position: Position, sink: &mut dyn FnMut(Item<'_
         .request
         .as_ref()
         .map(|r| serde_json::from_str::<Request<'_>>(r.get()));
-    if let Some(Ok(Request { method: Some(method), url })) = &request
+    if let Some(Ok(Request {
+        method: Some(method),
+        url,
+    })) = &request
         && method.eq_ignore_ascii_case("DELETE")
     {
         match url {
@@ -485,7 +544,11 @@ fn emit_entry(entry: &RawEntry, position: Position, sink: &mut dyn FnMut(Item<'_
         return;
     }
     let Some(resource) = &entry.resource else {
-        sink(Item::Rejected { reason: "Bundle entry without a resource".into(), raw: None, position });
+        sink(Item::Rejected {
+            reason: "Bundle entry without a resource".into(),
+            raw: None,
+            position,
+        });
         return;
     };
     let raw = resource.get();
@@ -501,7 +564,11 @@ fn emit_entry(entry: &RawEntry, position: Position, sink: &mut dyn FnMut(Item<'_
         .full_url
         .as_ref()
         .and_then(|u| serde_json::from_str::<&str>(u.get()).ok());
-    sink(Item::Resource { raw, full_url, position });
+    sink(Item::Resource {
+        raw,
+        full_url,
+        position,
+    });
 }
 
 /// Counts decompressed bytes and enforces the gzip-bomb limits against the compressed count.
@@ -513,7 +580,11 @@ struct CountingReader<'a> {
 
 impl<'a> CountingReader<'a> {
     fn new(inner: Box<dyn Read + 'a>, gzip: Option<(ReadLimits, Rc<Cell<u64>>)>) -> Self {
-        Self { inner, count: 0, gzip }
+        Self {
+            inner,
+            count: 0,
+            gzip,
+        }
     }
 }
 
@@ -523,7 +594,11 @@ impl Read for CountingReader<'_> {
         self.count += n as u64;
         if let Some((limits, compressed)) = &self.gzip {
             let ratio_exceeded = self.count > limits.ratio_grace_bytes
-                && self.count > compressed.get().max(1).saturating_mul(limits.max_gzip_ratio);
+                && self.count
+                    > compressed
+                        .get()
+                        .max(1)
+                        .saturating_mul(limits.max_gzip_ratio);
             if self.count > limits.max_decompressed_bytes || ratio_exceeded {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,

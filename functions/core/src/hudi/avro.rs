@@ -16,7 +16,11 @@ pub fn avro_schema(table_name: &str, schema: &Schema) -> Result<String> {
         .map(|field| {
             let base = avro_type(field.data_type()).ok_or_else(|| CoreError::Table {
                 table: table_name.to_owned(),
-                message: format!("column {} has no Avro mapping: {}", field.name(), field.data_type()),
+                message: format!(
+                    "column {} has no Avro mapping: {}",
+                    field.name(),
+                    field.data_type()
+                ),
             })?;
             Ok(if field.is_nullable() {
                 json!({"name": field.name(), "type": ["null", base], "default": null})
@@ -61,13 +65,20 @@ mod tests {
     fn maps_logical_types_and_nullability() {
         let schema = Schema::new(vec![
             Field::new("k", DataType::Utf8, false),
-            Field::new("t", DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("UTC"))), true),
+            Field::new(
+                "t",
+                DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("UTC"))),
+                true,
+            ),
             Field::new("d", DataType::Date32, true),
         ]);
         let avro: Value = serde_json::from_str(&avro_schema("patient", &schema).unwrap()).unwrap();
         assert_eq!(avro["name"], "patient_record");
         assert_eq!(avro["fields"][0]["type"], "string");
-        assert_eq!(avro["fields"][1]["type"][1]["logicalType"], "timestamp-micros");
+        assert_eq!(
+            avro["fields"][1]["type"][1]["logicalType"],
+            "timestamp-micros"
+        );
         assert_eq!(avro["fields"][2]["type"][1]["logicalType"], "date");
         assert_eq!(avro["fields"][2]["default"], Value::Null);
     }

@@ -26,7 +26,7 @@ use object_store::path::Path;
 
 pub use avro::avro_schema;
 pub use snapshot::{FileSlice, Snapshot};
-pub use writer::{CommitOutcome, HudiTable, PartitionWrite, Delete};
+pub use writer::{CommitOutcome, Delete, HudiTable, PartitionWrite};
 
 /// Names of the five Hudi meta columns, in file order.
 pub const META_COLUMNS: [&str; 5] = [
@@ -72,10 +72,19 @@ impl TableDef {
             ("hoodie.table.version", "6".into()),
             ("hoodie.timeline.layout.version", "1".into()),
             ("hoodie.table.recordkey.fields", self.record_key.clone()),
-            ("hoodie.table.partition.fields", self.partition_field.clone()),
+            (
+                "hoodie.table.partition.fields",
+                self.partition_field.clone(),
+            ),
             ("hoodie.table.precombine.field", self.precombine.clone()),
-            ("hoodie.table.keygenerator.class", "org.apache.hudi.keygen.SimpleKeyGenerator".into()),
-            ("hoodie.datasource.write.hive_style_partitioning", "true".into()),
+            (
+                "hoodie.table.keygenerator.class",
+                "org.apache.hudi.keygen.SimpleKeyGenerator".into(),
+            ),
+            (
+                "hoodie.datasource.write.hive_style_partitioning",
+                "true".into(),
+            ),
             ("hoodie.table.base.file.format", "PARQUET".into()),
             ("hoodie.populate.meta.fields", "true".into()),
             ("hoodie.archivelog.folder", "archived".into()),
@@ -107,9 +116,9 @@ impl TableDef {
 /// same arithmetic as Hudi's Java `BucketIdentifier`, so a Spark writer configured with the same
 /// bucket count routes every key to the same file group.
 pub fn bucket_of(record_key: &str, buckets: u32) -> u32 {
-    let string_hash = record_key
-        .encode_utf16()
-        .fold(0i32, |h, unit| h.wrapping_mul(31).wrapping_add(i32::from(unit)));
+    let string_hash = record_key.encode_utf16().fold(0i32, |h, unit| {
+        h.wrapping_mul(31).wrapping_add(i32::from(unit))
+    });
     let list_hash = 31i32.wrapping_add(string_hash);
     ((list_hash & i32::MAX) as u32) % buckets.max(1)
 }
@@ -119,7 +128,14 @@ pub fn bucket_of(record_key: &str, buckets: u32) -> u32 {
 pub fn file_id(table: &str, partition: &str, bucket: u32) -> String {
     let a = crc32fast::hash(format!("{table}/{partition}").as_bytes());
     let b = crc32fast::hash(format!("{partition}/{table}").as_bytes());
-    format!("{bucket:08}-{:04x}-{:04x}-{:04x}-{:08x}{:04x}-0", a >> 16, a & 0xffff, b >> 16, b, bucket & 0xffff)
+    format!(
+        "{bucket:08}-{:04x}-{:04x}-{:04x}-{:08x}{:04x}-0",
+        a >> 16,
+        a & 0xffff,
+        b >> 16,
+        b,
+        bucket & 0xffff
+    )
 }
 
 #[cfg(test)]
@@ -157,6 +173,9 @@ mod tests {
             data_schema: Arc::new(Schema::empty()),
         };
         // CRC32(".patient"), the value Hudi's Java HoodieTableConfig computes.
-        assert!(def.properties().contains("hoodie.table.checksum=241739672\n"));
+        assert!(
+            def.properties()
+                .contains("hoodie.table.checksum=241739672\n")
+        );
     }
 }

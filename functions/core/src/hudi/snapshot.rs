@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use arrow_array::RecordBatch;
-use object_store::{ObjectStore, ObjectStoreExt};
 use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::TableDef;
@@ -32,11 +32,17 @@ pub struct Timeline {
 
 impl Timeline {
     pub async fn load(store: &dyn ObjectStore, def: &TableDef) -> Result<Self> {
-        let listing = store.list_with_delimiter(Some(&def.base.clone().join(".hoodie"))).await?;
+        let listing = store
+            .list_with_delimiter(Some(&def.base.clone().join(".hoodie")))
+            .await?;
         let mut timeline = Timeline::default();
         for object in listing.objects {
-            let Some(name) = object.location.filename() else { continue };
-            let Some((instant, action)) = name.split_once('.') else { continue };
+            let Some(name) = object.location.filename() else {
+                continue;
+            };
+            let Some((instant, action)) = name.split_once('.') else {
+                continue;
+            };
             if instant.len() != 17 || !instant.bytes().all(|b| b.is_ascii_digit()) {
                 continue;
             }
@@ -46,14 +52,19 @@ impl Timeline {
                 }
                 "commit.requested" | "inflight" => {
                     let written = object.last_modified.timestamp_micros();
-                    let entry = timeline.pending.entry(instant.to_owned()).or_insert(written);
+                    let entry = timeline
+                        .pending
+                        .entry(instant.to_owned())
+                        .or_insert(written);
                     *entry = (*entry).max(written);
                 }
                 _ => {}
             }
         }
         let completed = timeline.completed.clone();
-        timeline.pending.retain(|instant, _| !completed.contains(instant));
+        timeline
+            .pending
+            .retain(|instant, _| !completed.contains(instant));
         Ok(timeline)
     }
 
@@ -87,10 +98,16 @@ impl Snapshot {
         };
         let mut slices = BTreeMap::new();
         for partition in partitions {
-            let listing = store.list_with_delimiter(Some(&def.partition_dir(&partition))).await?;
+            let listing = store
+                .list_with_delimiter(Some(&def.partition_dir(&partition)))
+                .await?;
             for object in listing.objects {
-                let Some(name) = object.location.filename() else { continue };
-                let Some((file_id, instant)) = parse_base_file_name(name) else { continue };
+                let Some(name) = object.location.filename() else {
+                    continue;
+                };
+                let Some((file_id, instant)) = parse_base_file_name(name) else {
+                    continue;
+                };
                 if !timeline.completed.contains(instant) {
                     continue;
                 }

@@ -105,7 +105,10 @@ impl HudiTable {
             }
             Err(object_store::Error::NotFound { .. }) => {
                 let create = PutOptions::from(PutMode::Create);
-                match store.put_opts(&properties_path, wanted.into(), create).await {
+                match store
+                    .put_opts(&properties_path, wanted.into(), create)
+                    .await
+                {
                     Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => {}
                     Err(e) => return Err(e.into()),
                 }
@@ -116,7 +119,11 @@ impl HudiTable {
         for part in def.base.parts() {
             sequence_dir = sequence_dir.join(part);
         }
-        Ok(Self { store, def, sequence_dir })
+        Ok(Self {
+            store,
+            def,
+            sequence_dir,
+        })
     }
 
     pub fn def(&self) -> &TableDef {
@@ -167,12 +174,19 @@ impl HudiTable {
             };
             if plan.is_empty() {
                 self.roll_back(&instant).await?;
-                return Ok(CommitOutcome { partitions, ..outcome });
+                return Ok(CommitOutcome {
+                    partitions,
+                    ..outcome
+                });
             }
             match self.claim_sequence(base_sequence, &instant, &plan).await? {
                 Some(sequence) => {
                     let commit_text = plan_commit_text(&self.def, &plan)?;
-                    self.put(&self.def.hoodie_path(&format!("{instant}.commit")), commit_text).await?;
+                    self.put(
+                        &self.def.hoodie_path(&format!("{instant}.commit")),
+                        commit_text,
+                    )
+                    .await?;
                     return Ok(CommitOutcome {
                         instant: Some(instant),
                         sequence: Some(sequence),
@@ -210,21 +224,37 @@ impl HudiTable {
     }
 
     async fn latest_sequence(&self) -> Result<u64> {
-        let listing = self.store.list_with_delimiter(Some(&self.sequence_dir)).await?;
+        let listing = self
+            .store
+            .list_with_delimiter(Some(&self.sequence_dir))
+            .await?;
         Ok(listing
             .objects
             .iter()
-            .filter_map(|o| o.location.filename()?.strip_suffix(".json")?.parse::<u64>().ok())
+            .filter_map(|o| {
+                o.location
+                    .filename()?
+                    .strip_suffix(".json")?
+                    .parse::<u64>()
+                    .ok()
+            })
             .max()
             .unwrap_or(0))
     }
 
     fn sequence_path(&self, sequence: u64) -> Path {
-        self.sequence_dir.clone().join(format!("{sequence:020}.json"))
+        self.sequence_dir
+            .clone()
+            .join(format!("{sequence:020}.json"))
     }
 
     async fn read_sequence(&self, sequence: u64) -> Result<SequenceEntry> {
-        let bytes = self.store.get(&self.sequence_path(sequence)).await?.bytes().await?;
+        let bytes = self
+            .store
+            .get(&self.sequence_path(sequence))
+            .await?
+            .bytes()
+            .await?;
         Ok(serde_json::from_slice(&bytes)?)
     }
 
@@ -245,9 +275,16 @@ impl HudiTable {
 
     /// Claims the first free sequence number after `base` whose earlier claimants touched none of
     /// our file groups. `None`: a conflicting commit landed first; start again.
-    async fn claim_sequence(&self, base: u64, instant: &str, plan: &[PlannedFile]) -> Result<Option<u64>> {
-        let ours: BTreeSet<(String, String)> =
-            plan.iter().map(|f| (f.partition.clone(), f.file_id.clone())).collect();
+    async fn claim_sequence(
+        &self,
+        base: u64,
+        instant: &str,
+        plan: &[PlannedFile],
+    ) -> Result<Option<u64>> {
+        let ours: BTreeSet<(String, String)> = plan
+            .iter()
+            .map(|f| (f.partition.clone(), f.file_id.clone()))
+            .collect();
         let entry_for = |sequence: u64| -> Result<Bytes> {
             let entry = SequenceEntry {
                 sequence,
@@ -261,7 +298,11 @@ impl HudiTable {
         loop {
             let create = PutOptions::from(PutMode::Create);
             let payload = PutPayload::from(entry_for(sequence)?);
-            match self.store.put_opts(&self.sequence_path(sequence), payload, create).await {
+            match self
+                .store
+                .put_opts(&self.sequence_path(sequence), payload, create)
+                .await
+            {
                 Ok(_) => return Ok(Some(sequence)),
                 Err(object_store::Error::AlreadyExists { .. }) => {
                     let other = self.complete_sequence(sequence).await?;
@@ -278,7 +319,10 @@ impl HudiTable {
 
     /// Reserves an instant later than every instant on the timeline and unique among writers.
     async fn reserve_instant(&self, timeline: &Timeline) -> Result<String> {
-        let newest = timeline.newest_instant().and_then(parse_hudi_instant).unwrap_or(0);
+        let newest = timeline
+            .newest_instant()
+            .and_then(parse_hudi_instant)
+            .unwrap_or(0);
         let mut micros = now_micros().max(newest + 1000);
         loop {
             let instant = hudi_instant(micros);
@@ -297,7 +341,8 @@ impl HudiTable {
         let inflight = self.def.hoodie_path(&format!("{instant}.inflight"));
         match self.store.get(&inflight).await {
             Ok(found) => {
-                let planned: Value = serde_json::from_slice(&found.bytes().await?).unwrap_or_default();
+                let planned: Value =
+                    serde_json::from_slice(&found.bytes().await?).unwrap_or_default();
                 for (partition, file) in planned_paths(&planned) {
                     let path = self.def.partition_dir(&partition).join(file.as_str());
                     self.delete_if_present(&path).await?;
@@ -307,7 +352,8 @@ impl HudiTable {
             Err(e) => return Err(e.into()),
         }
         self.delete_if_present(&inflight).await?;
-        self.delete_if_present(&self.def.hoodie_path(&format!("{instant}.commit.requested"))).await
+        self.delete_if_present(&self.def.hoodie_path(&format!("{instant}.commit.requested")))
+            .await
     }
 
     async fn delete_if_present(&self, path: &Path) -> Result<()> {
@@ -339,15 +385,26 @@ impl HudiTable {
             .map(|(partition, bucket)| {
                 let file_id = file_id(&self.def.name, partition, *bucket);
                 let file_name = format!("{file_id}_{token}_{instant}.parquet");
-                PlannedFile { partition: partition.clone(), file_id, file_name, stats: Value::Null }
+                PlannedFile {
+                    partition: partition.clone(),
+                    file_id,
+                    file_name,
+                    stats: Value::Null,
+                }
             })
             .collect();
-        self.put(&self.def.hoodie_path(&format!("{instant}.inflight")), inflight_text(&plan)).await?;
+        self.put(
+            &self.def.hoodie_path(&format!("{instant}.inflight")),
+            inflight_text(&plan),
+        )
+        .await?;
 
         let mut outcome = CommitOutcome::default();
         let mut written = Vec::new();
         for (planned, ((partition, _), input)) in plan.drain(..).zip(buckets) {
-            let existing = snapshot.slices.get(&(partition.clone(), planned.file_id.clone()));
+            let existing = snapshot
+                .slices
+                .get(&(partition.clone(), planned.file_id.clone()));
             let existing_rows = match existing {
                 Some(slice) => {
                     let batches = read_base_file(self.store.as_ref(), &slice.path).await?;
@@ -366,7 +423,12 @@ impl HudiTable {
             let bytes = encode_parquet(&merged.batch)?;
             let size = bytes.len() as u64;
             let dir = self.def.partition_dir(&partition);
-            self.store.put(&dir.clone().join(planned.file_name.as_str()), PutPayload::from(bytes)).await?;
+            self.store
+                .put(
+                    &dir.clone().join(planned.file_name.as_str()),
+                    PutPayload::from(bytes),
+                )
+                .await?;
             self.ensure_partition_metadata(&dir, instant).await?;
             let stats = json!({
                 "fileId": planned.file_id,
@@ -401,7 +463,10 @@ impl HudiTable {
             let input = buckets.entry((partition.to_owned(), bucket)).or_default();
             input.rows.push(row as u32);
         }
-        for input in buckets.values_mut().filter(|i| i.batch.is_none() && !i.rows.is_empty()) {
+        for input in buckets
+            .values_mut()
+            .filter(|i| i.batch.is_none() && !i.rows.is_empty())
+        {
             input.batch = Some(upserts.clone());
         }
         for delete in &write.deletes {
@@ -538,11 +603,16 @@ fn merge(
         (Some(batch), true) => with_meta_columns(def, batch, &accepted, instant, planned)?,
         _ => RecordBatch::new_empty(file_schema.clone()),
     };
-    let existing_rows = existing.cloned().unwrap_or_else(|| RecordBatch::new_empty(file_schema.clone()));
+    let existing_rows = existing
+        .cloned()
+        .unwrap_or_else(|| RecordBatch::new_empty(file_schema.clone()));
     let batch = if changed {
         let columns = (0..file_schema.fields().len())
             .map(|c| {
-                let sources: [&dyn Array; 2] = [existing_rows.column(c).as_ref(), incoming_rows.column(c).as_ref()];
+                let sources: [&dyn Array; 2] = [
+                    existing_rows.column(c).as_ref(),
+                    incoming_rows.column(c).as_ref(),
+                ];
                 interleave(&sources, &picks)
             })
             .collect::<Result<Vec<ArrayRef>, _>>()?;
@@ -550,7 +620,14 @@ fn merge(
     } else {
         RecordBatch::new_empty(file_schema)
     };
-    Ok(Merged { batch, changed, inserted, updated, deleted, ignored })
+    Ok(Merged {
+        batch,
+        changed,
+        inserted,
+        updated,
+        deleted,
+        ignored,
+    })
 }
 
 /// The accepted incoming rows with the five Hudi meta columns in front.
@@ -567,7 +644,9 @@ fn with_meta_columns(
     let n = data.num_rows();
     let bucket = &planned.file_id[..8];
     let repeat = |value: &str| Arc::new(StringArray::from(vec![value; n])) as ArrayRef;
-    let seqno: StringArray = (0..n).map(|i| Some(format!("{instant}_{bucket}_{i}"))).collect();
+    let seqno: StringArray = (0..n)
+        .map(|i| Some(format!("{instant}_{bucket}_{i}")))
+        .collect();
     let mut columns: Vec<ArrayRef> = vec![
         repeat(instant),
         Arc::new(seqno),
@@ -583,7 +662,10 @@ fn string_column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a StringArr
     batch
         .column_by_name(name)
         .and_then(|c| c.as_string_opt::<i32>())
-        .ok_or_else(|| CoreError::Table { table: name.to_owned(), message: format!("missing string column {name}") })
+        .ok_or_else(|| CoreError::Table {
+            table: name.to_owned(),
+            message: format!("missing string column {name}"),
+        })
 }
 
 fn timestamp_column<'a>(
@@ -593,7 +675,10 @@ fn timestamp_column<'a>(
     batch
         .column_by_name(name)
         .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>())
-        .ok_or_else(|| CoreError::Table { table: name.to_owned(), message: format!("missing timestamp column {name}") })
+        .ok_or_else(|| CoreError::Table {
+            table: name.to_owned(),
+            message: format!("missing timestamp column {name}"),
+        })
 }
 
 /// zstd level 1: most of the size win of zstd at a fraction of the CPU of higher levels.
@@ -618,11 +703,14 @@ fn write_token() -> String {
 fn inflight_text(plan: &[PlannedFile]) -> String {
     let mut by_partition: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
     for file in plan {
-        by_partition.entry(&file.partition).or_default().push(json!({
-            "fileId": file.file_id,
-            "path": format!("{}/{}", file.partition, file.file_name),
-            "partitionPath": file.partition,
-        }));
+        by_partition
+            .entry(&file.partition)
+            .or_default()
+            .push(json!({
+                "fileId": file.file_id,
+                "path": format!("{}/{}", file.partition, file.file_name),
+                "partitionPath": file.partition,
+            }));
     }
     json!({"partitionToWriteStats": by_partition, "compacted": false, "extraMetadata": {}, "operationType": "UPSERT"})
         .to_string()
@@ -646,7 +734,10 @@ fn planned_paths(inflight: &Value) -> Vec<(String, String)> {
 fn plan_commit_text(def: &TableDef, plan: &[PlannedFile]) -> Result<String> {
     let mut by_partition: BTreeMap<&str, Vec<&Value>> = BTreeMap::new();
     for file in plan {
-        by_partition.entry(&file.partition).or_default().push(&file.stats);
+        by_partition
+            .entry(&file.partition)
+            .or_default()
+            .push(&file.stats);
     }
     Ok(json!({
         "partitionToWriteStats": by_partition,
@@ -660,7 +751,8 @@ fn plan_commit_text(def: &TableDef, plan: &[PlannedFile]) -> Result<String> {
 fn check_compatible(def: &TableDef, existing: &str) -> Result<()> {
     let wanted = def.properties();
     let value_of = |text: &str, key: &str| -> Option<String> {
-        text.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix('=').map(str::to_owned))
+        text.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix('=').map(str::to_owned))
     };
     for key in [
         "hoodie.table.name",

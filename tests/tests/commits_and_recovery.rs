@@ -1,0 +1,235 @@
+//! Crashes between the steps of a commit, concurrent writers, and redelivery.
+
+use std::sync::Arc;
+
+use metriccare_core::ingest::{FileResult, Services, Settings};
+use metriccare_core::silver::SilverTable;
+use metriccare_local::{JsonLinesNotifier, SqliteLedger};
+use metriccare_tests::{FailingStore, TestLake, fixtures, tenant_id, test_pseudonymizer};
+use object_store::ObjectStore;
+use object_store::local::LocalFileSystem;
+
+/// Services on the test lake whose lake store fails the first write ending in `suffix`.
+fn crashing_services(lake: &TestLake, suffix: &str) -> Services {
+    let dir = &lake.lake.dir;
+    let store: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new_with_prefix(dir).unwrap());
+    Services::new(
+        Arc::new(FailingStore::new(store, suffix, 1)),
+        Arc::new(LocalFileSystem::new_with_prefix(dir.join("quarantine")).unwrap()),
+        Arc::new(SqliteLedger::open(&dir.join("ledger.sqlite")).unwrap()),
+        Arc::new(JsonLinesNotifier::new(dir.join("notifications.jsonl"))),
+        test_pseudonymizer(),
+        // An expired lease at once, so the retry can take the failed claim over.
+        Settings {
+            lease: std::time::Duration::from_micros(1),
+            ..Settings::default()
+        },
+    )
+}
+
+async fn ingest_with(services: &Services, lake: &TestLake, file: &str) -> FileResult {
+    let files: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new());
+    let path = fixtures().join(file).canonicalize().unwrap();
+    let key = object_store::path::Path::from_absolute_path(&path).unwrap();
+    let _ = lake;
+    services
+        .ingest_object(&files, "file:tenant=t1", &key, &tenant_id("t1"))
+        .await
+        .unwrap()
+        .result
+}
+
+#[tokio::test]
+async fn a_crash_before_the_commit_point_leaves_nothing_visible_and_the_retry_completes() {
+    // GIVEN a writer that stops after writing base files, before claiming its commit sequence
+    let lake = TestLake::new();
+    let crashing = crashing_services(&lake, "00000000000000000001.json");
+    // WHEN it ingests a file
+    assert_eq!(
+        ingest_with(&crashing, &lake, "bulk/Patient.ndjson").await,
+        FileResult::Failed
+    );
+    // THEN its base files exist but no reader sees them
+    let partition = lake.lake.dir.join("silver/patient/tenant_id=t1");
+    assert!(std::fs::read_dir(&partition).unwrap().any(|f| {
+        f.unwrap()
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".parquet")
+    }));
+    assert!(lake.rows(SilverTable::Patient).await.is_empty());
+    let entry = crashing.ledger.list().await.unwrap().remove(0);
+    assert_eq!(entry.status.as_str(), "FAILED");
+    // AND the next run completes the work, every row once
+    let report = lake
+        .ingest(&fixtures().join("bulk/Patient.ndjson"), "t1")
+        .await;
+    assert_eq!(report.result, FileResult::Completed);
+    assert_eq!(lake.rows(SilverTable::Patient).await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_crash_after_the_commit_point_is_completed_by_the_next_writer() {
+    // GIVEN a writer that claimed its commit sequence but stopped before writing `.commit`
+    let lake = TestLake::new();
+    let crashing = crashing_services(&lake, ".commit");
+    assert_eq!(
+        ingest_with(&crashing, &lake, "bulk/Patient.ndjson").await,
+        FileResult::Failed
+    );
+    assert!(
+        lake.rows(SilverTable::Patient).await.is_empty(),
+        "not visible before completion"
+    );
+    // WHEN another file is written to the same table
+    let other = lake.write_input(
+        "more.ndjson",
+        br#"{"resourceType":"Patient","id":"pat-9","gender":"other"}"#,
+    );
+    assert_eq!(
+        lake.ingest(&other, "t1").await.result,
+        FileResult::Completed
+    );
+    // THEN the stopped commit was completed first, and nothing is lost or doubled
+    let rows = lake.rows(SilverTable::Patient).await;
+    assert_eq!(rows.len(), 3);
+    // AND the failed file, retried, changes nothing more
+    assert_eq!(
+        lake.ingest(&fixtures().join("bulk/Patient.ndjson"), "t1")
+            .await
+            .result,
+        FileResult::Completed
+    );
+    assert_eq!(lake.rows(SilverTable::Patient).await.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_ingests_into_one_partition_keep_every_row() {
+    // GIVEN eight files of different patients of one tenant, and eight processes
+    let lake = TestLake::new();
+    let mut tasks = Vec::new();
+    for writer in 0..8 {
+        let lines: Vec<String> = (0..25)
+            .map(|i| {
+                format!(r#"{{"resourceType":"Patient","id":"w{writer}-p{i}","gender":"female"}}"#)
+            })
+            .collect();
+        let file = lake.write_input(&format!("w{writer}.ndjson"), lines.join("\n").as_bytes());
+        let process = lake.another_process();
+        // WHEN they all ingest at once
+        tasks.push(tokio::spawn(async move {
+            process
+                .ingest_file(&file, &tenant_id("t1"))
+                .await
+                .unwrap()
+                .result
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), FileResult::Completed);
+    }
+    // THEN every row of every writer is there, once
+    let rows = lake.rows(SilverTable::Patient).await;
+    assert_eq!(rows.len(), 200);
+    let sequences = std::fs::read_dir(lake.lake.dir.join("_metriccare/commits/silver/patient"))
+        .unwrap()
+        .count();
+    assert_eq!(sequences, 8, "one commit per file");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_same_file_delivered_many_times_at_once_is_processed_once() {
+    let lake = TestLake::new();
+    let file = fixtures().join("bulk/Encounter.ndjson");
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let process = lake.another_process();
+        let file = file.clone();
+        tasks.push(tokio::spawn(async move {
+            process
+                .ingest_file(&file, &tenant_id("t1"))
+                .await
+                .unwrap()
+                .result
+        }));
+    }
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.unwrap());
+    }
+    assert_eq!(
+        results
+            .iter()
+            .filter(|r| **r == FileResult::Completed)
+            .count(),
+        1,
+        "{results:?}"
+    );
+    assert!(results.iter().all(|r| matches!(
+        r,
+        FileResult::Completed | FileResult::Busy | FileResult::AlreadyDone
+    )));
+    assert_eq!(lake.rows(SilverTable::Encounter).await.len(), 2);
+    assert_eq!(
+        std::fs::read_dir(lake.lake.dir.join("_metriccare/commits/silver/encounter"))
+            .unwrap()
+            .count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn the_raw_zone_is_processed_like_upload_events_and_redelivery_does_nothing() {
+    let lake = TestLake::new();
+    let key = lake.drop_raw(
+        "clinic-7/2024/06/Patient.ndjson",
+        &std::fs::read(fixtures().join("bulk/Patient.ndjson")).unwrap(),
+    );
+    let first = lake.lake.ingest_raw(&key).await.unwrap();
+    assert_eq!(
+        (first.result, first.tenant_id.as_str()),
+        (FileResult::Completed, "clinic-7")
+    );
+    let instant = lake.latest_instant(SilverTable::Patient).await;
+    let again = lake.lake.ingest_raw(&key).await.unwrap();
+    assert_eq!(again.result, FileResult::AlreadyDone);
+    assert_eq!(
+        lake.latest_instant(SilverTable::Patient).await,
+        instant,
+        "no new commit"
+    );
+    // A changed file (new content, so a new ETag) is a new version and is processed.
+    lake.drop_raw(
+        "clinic-7/2024/06/Patient.ndjson",
+        br#"{"resourceType":"Patient","id":"pat-3"}"#,
+    );
+    assert_eq!(
+        lake.lake.ingest_raw(&key).await.unwrap().result,
+        FileResult::Completed
+    );
+    assert_eq!(lake.rows(SilverTable::Patient).await.len(), 3);
+    // A file outside a valid tenant folder is refused before any work.
+    let stray = lake.drop_raw("Bad_Tenant/x.ndjson", b"{}");
+    assert!(lake.lake.ingest_raw(&stray).await.is_err());
+}
+
+#[tokio::test]
+async fn a_lake_written_with_another_key_refuses_to_write() {
+    let lake = TestLake::new();
+    lake.ingest(&fixtures().join("bulk/Patient.ndjson"), "t1")
+        .await;
+    let config = metriccare_local::LocalConfig {
+        key: Some(vec![9u8; 32]),
+        settings: Settings::default(),
+    };
+    let other = metriccare_local::LocalLake::open_with(lake.path(), config).unwrap();
+    let error = other
+        .ingest_file(&fixtures().join("bulk/Encounter.ndjson"), &tenant_id("t1"))
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("pseudonymisation key mismatch"),
+        "{error}"
+    );
+    assert!(lake.rows(SilverTable::Encounter).await.is_empty());
+}

@@ -7,21 +7,27 @@ use serde_json::Value;
 
 /// Every string a source file holds under a PHI-bearing key, and every resource id.
 fn phi_strings(value: &Value, key: &str, out: &mut Vec<String>) {
-    const PHI_KEYS: [&str; 7] = [
+    // `div` is the narrative; everything under `subject` or `individual` (references and the
+    // person's display name) and every `reference` carries a person's name or a source id.
+    // Of an address, the street lines and the full postal code (the city may also be a hospital's).
+    const PHI_KEYS: [&str; 10] = [
         "name",
         "telecom",
-        "address",
+        "line",
+        "postalCode",
         "identifier",
-        "text",
-        "display",
+        "div",
         "id",
+        "subject",
+        "individual",
+        "reference",
     ];
     match value {
         Value::Object(map) => {
             let organization = map.get("resourceType") == Some(&Value::from("Organization"));
             for (k, v) in map {
-                // An organization's name and address, and a hospital's name on serviceProvider or location, are
-                // not PHI; an organization's id is still pseudonymised.
+                // An organization's name and address, and a hospital's name on serviceProvider or
+                // location, are not PHI; an organization's id is still pseudonymised.
                 if (organization && matches!(k.as_str(), "name" | "address" | "telecom"))
                     || matches!(k.as_str(), "serviceProvider" | "location")
                 {

@@ -233,3 +233,68 @@ async fn a_lake_written_with_another_key_refuses_to_write() {
     );
     assert!(lake.rows(SilverTable::Encounter).await.is_empty());
 }
+
+#[tokio::test]
+async fn an_abandoned_write_is_removed_once_it_is_older_than_the_stale_limit() {
+    // GIVEN a writer that stopped after its base files and its seal, before claiming a sequence
+    // number, two hours ago
+    let lake = TestLake::new();
+    let crashing = crashing_services(&lake, "00000000000000000001.json");
+    assert_eq!(
+        ingest_with(&crashing, &lake, "bulk/Patient.ndjson").await,
+        FileResult::Failed
+    );
+    let hoodie = lake.lake.dir.join("silver/patient/.hoodie");
+    let sealed = lake.lake.dir.join("_metriccare/sealed/silver/patient");
+    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    let mut abandoned = Vec::new();
+    let files = std::fs::read_dir(&hoodie)
+        .unwrap()
+        .chain(std::fs::read_dir(&sealed).unwrap());
+    for entry in files {
+        let path = entry.unwrap().path();
+        if path.starts_with(&sealed) {
+            let file = std::fs::File::options().append(true).open(&path).unwrap();
+            file.set_modified(two_hours_ago).unwrap();
+            continue;
+        }
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.ends_with(".commit.requested") || name.ends_with(".inflight") {
+            let file = std::fs::File::options().append(true).open(&path).unwrap();
+            file.set_modified(two_hours_ago).unwrap();
+            abandoned.push(name.split('.').next().unwrap().to_owned());
+        }
+    }
+    assert_eq!(abandoned.len(), 2);
+    let partition = lake.lake.dir.join("silver/patient/tenant_id=t1");
+    let orphans = |instant: &str| {
+        std::fs::read_dir(&partition)
+            .unwrap()
+            .filter(|f| {
+                f.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .contains(instant)
+            })
+            .count()
+    };
+    assert!(orphans(&abandoned[0]) > 0);
+    // WHEN another writer commits to the table
+    let other = lake.write_input("p.ndjson", br#"{"resourceType":"Patient","id":"z"}"#);
+    assert_eq!(
+        lake.ingest(&other, "t1").await.result,
+        FileResult::Completed
+    );
+    // THEN the abandoned instant's files and timeline entries are gone
+    assert_eq!(orphans(&abandoned[0]), 0);
+    assert!(!hoodie.join(format!("{}.inflight", abandoned[0])).exists());
+    assert!(
+        lake.lake
+            .dir
+            .join("_metriccare/sealed/silver/patient")
+            .join(&abandoned[0])
+            .exists()
+    );
+    assert_eq!(lake.rows(SilverTable::Patient).await.len(), 1);
+}

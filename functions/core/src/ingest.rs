@@ -3,7 +3,7 @@
 //! a redelivered object does nothing, and a failure leaves the object claimable again.
 
 use std::collections::HashMap;
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,13 +20,13 @@ use tokio::sync::OnceCell;
 use crate::deid::Pseudonymizer;
 use crate::error::{CoreError, Result};
 use crate::fhir::{self, FileError, Item, Parsed, Position, ReadLimits, Record, RefTarget};
-use crate::hudi::{Delete, HudiTable, PartitionWrite};
+use crate::hudi::{Delete, HudiTable, StagedRows};
 use crate::ports::{
     Claim, Ledger, LedgerStatus, Message, Notifier, ObjectRef, Outcome, ResourceCounts, Topic,
 };
 use crate::silver::{BatchBuilder, SilverTable, Value};
 use crate::tenant::TenantId;
-use crate::time::{hudi_instant, now_micros};
+use crate::time::now_micros;
 
 /// Tunables, from environment variables in the binaries.
 #[derive(Debug, Clone)]
@@ -175,12 +175,12 @@ impl Services {
             bytes: object.size,
         };
         let now = now_micros();
-        match self
+        let attempt = match self
             .ledger
             .claim(&object, tenant.as_str(), now, self.settings.lease)
             .await?
         {
-            Claim::Claimed { .. } => {}
+            Claim::Claimed { attempt } => attempt,
             Claim::Done(entry) => {
                 let outcome = Outcome {
                     counts: entry.counts,
@@ -192,11 +192,18 @@ impl Services {
                 return Ok(report(FileResult::AlreadyDone, outcome));
             }
             Claim::Busy(_) => return Ok(report(FileResult::Busy, Outcome::default())),
-        }
+        };
 
-        let parsed = parse_object(source.clone(), key.clone(), self.settings.limits.clone()).await;
+        let context = LoadContext {
+            tenant: tenant.clone(),
+            ledger_id: ledger_id.clone(),
+            now,
+            pseudonymizer: self.pseudonymizer.clone(),
+        };
+        let limits = self.settings.limits.clone();
+        let parsed = parse_object(source.clone(), key.clone(), limits, context).await;
         let (result, outcome) = match parsed {
-            Ok(parse) => match self.load(parse, tenant, &ledger_id, now).await {
+            Ok(load) => match self.load(load, tenant, &ledger_id).await {
                 Ok(outcome) => (FileResult::Completed, outcome),
                 Err(e) => (
                     FileResult::Failed,
@@ -240,9 +247,15 @@ impl Services {
             FileResult::Quarantined => LedgerStatus::Quarantined,
             _ => LedgerStatus::Failed,
         };
-        self.ledger
-            .finish(&ledger_id, status, &outcome, now_micros())
+        let recorded = self
+            .ledger
+            .finish(&ledger_id, attempt, status, &outcome, now_micros())
             .await?;
+        if !recorded {
+            // Our lease expired and another worker took the object over: its outcome stands.
+            tracing::warn!(ledger_id = %ledger_id, "claim lost before the outcome was recorded");
+            return Ok(report(FileResult::Busy, outcome));
+        }
         tracing::info!(
             ledger_id = %ledger_id,
             tenant_id = %tenant,
@@ -291,56 +304,16 @@ impl Services {
         }
     }
 
-    /// Pseudonymises the parsed file and upserts every silver table it touches.
+    /// Commits the staged rows of every silver table the file touches and stores its rejects.
     async fn load(
         &self,
-        parse: FileParse,
+        mut load: FileLoad,
         tenant: &TenantId,
         ledger_id: &str,
-        now: i64,
     ) -> Result<Outcome> {
-        let FileParse {
-            records,
-            deletes,
-            mut rejects,
-            counts,
-            uuids,
-            identifiers,
-        } = parse;
-        let resolver = Resolver {
-            tenant,
-            pseudonymizer: &self.pseudonymizer,
-            uuids: &uuids,
-            identifiers: &identifiers,
-        };
-        let mut builders: HashMap<SilverTable, BatchBuilder> = HashMap::new();
-        for (record, position) in records {
-            let table = SilverTable::from_resource_type(record.resource_type())
-                .unwrap_or(SilverTable::Patient);
-            match silver_row(&resolver, &record, ledger_id, now) {
-                Ok(values) => builders
-                    .entry(table)
-                    .or_insert_with(|| BatchBuilder::new(table.schema()))
-                    .push(values),
-                Err(reason) => rejects.push(Reject {
-                    position,
-                    reason,
-                    resource: None,
-                }),
-            }
-        }
-        let mut deletes_by_table: HashMap<SilverTable, Vec<Delete>> = HashMap::new();
-        for (table, id) in &deletes {
-            let key = self
-                .pseudonymizer
-                .pseudonym(tenant, table.resource_type(), id);
-            deletes_by_table
-                .entry(*table)
-                .or_default()
-                .push(Delete { key, ordering: now });
-        }
-        if !rejects.is_empty() {
-            self.write_rejects(tenant, ledger_id, &rejects).await?;
+        if load.rejects.count > 0 {
+            self.upload_rejects(tenant, ledger_id, &mut load.rejects)
+                .await?;
         }
         let mut silver_instants = Vec::new();
         // Referenced tables first, so a reader never sees a condition before its patient.
@@ -350,54 +323,49 @@ impl Services {
             SilverTable::Encounter,
             SilverTable::Condition,
         ] {
-            let upserts = match builders.get_mut(&table) {
-                Some(builder) => vec![builder.finish()?],
-                None => Vec::new(),
-            };
-            let table_deletes = deletes_by_table.remove(&table).unwrap_or_default();
-            if upserts.is_empty() && table_deletes.is_empty() {
+            let Some(staged) = load.staged.get_mut(&table) else {
                 continue;
-            }
-            let write = PartitionWrite {
-                partition_value: tenant.to_string(),
-                upserts,
-                deletes: table_deletes,
             };
-            let outcome = self.silver_table(table).await?.commit(&[write]).await?;
+            let outcome = self
+                .silver_table(table)
+                .await?
+                .commit_staged(staged)
+                .await?;
             if let Some(instant) = outcome.instant {
                 silver_instants.push(format!("{}@{}", table.name(), instant));
             }
         }
         Ok(Outcome {
-            counts,
-            deleted: deletes.len() as u64,
-            rejected: rejects.len() as u64,
+            counts: load.counts,
+            deleted: load.deleted,
+            rejected: load.rejects.count,
             silver_instants,
             error: None,
         })
     }
 
-    async fn write_rejects(
+    /// Uploads the file's rejects to `rejects/<tenant>/<ledger id>.ndjson`, streamed from disk.
+    async fn upload_rejects(
         &self,
         tenant: &TenantId,
         ledger_id: &str,
-        rejects: &[Reject],
+        rejects: &mut RejectLog,
     ) -> Result<()> {
-        let mut text = String::new();
-        for reject in rejects {
-            let line = json!({
-                "source_file_id": ledger_id,
-                "position": reject.position.to_string(),
-                "reason": reject.reason,
-                "resource": reject.resource.as_deref().and_then(|r| serde_json::from_str::<serde_json::Value>(r).ok()),
-            });
-            text.push_str(&line.to_string());
-            text.push('\n');
-        }
+        let file = rejects.seal()?;
         let path = Path::from("rejects")
             .join(tenant.as_str())
             .join(format!("{ledger_id}.ndjson"));
-        self.quarantine.put(&path, text.into()).await?;
+        let mut writer = WriteMultipart::new(self.quarantine.put_multipart(&path).await?);
+        let mut reader = std::io::BufReader::new(file);
+        let mut chunk = vec![0u8; 1 << 20];
+        loop {
+            let n = reader.read(&mut chunk)?;
+            if n == 0 {
+                break;
+            }
+            writer.write(&chunk[..n]);
+        }
+        writer.finish().await?;
         Ok(())
     }
 
@@ -448,31 +416,107 @@ impl Services {
     }
 }
 
-/// A resource that could not be loaded, with the reason a person can act on.
-#[derive(Debug, Clone)]
-struct Reject {
-    position: Position,
-    reason: String,
-    /// The source resource (PHI: written only to the quarantine store).
-    resource: Option<String>,
+/// Rows staged per silver table before the commit: a file's rows go to disk in batches of this
+/// many, so memory does not grow with the file.
+const BATCH_ROWS: usize = 8192;
+
+/// What a file is loaded for: tenant, lineage and the key.
+struct LoadContext {
+    tenant: TenantId,
+    ledger_id: String,
+    now: i64,
+    pseudonymizer: Pseudonymizer,
 }
 
-/// Everything read from one file, before pseudonymisation.
-#[derive(Default)]
-struct FileParse {
-    records: Vec<(Record, Position)>,
-    deletes: Vec<(SilverTable, String)>,
-    rejects: Vec<Reject>,
+/// The rejected resources of one file, as JSON lines in a local temporary file (they can be as
+/// many as the resources).
+struct RejectLog {
+    file: Option<std::io::BufWriter<std::fs::File>>,
+    count: u64,
+}
+
+impl RejectLog {
+    fn add(
+        &mut self,
+        ledger_id: &str,
+        position: Position,
+        reason: &str,
+        raw: Option<&str>,
+    ) -> Result<()> {
+        let writer = match &mut self.file {
+            Some(writer) => writer,
+            None => self
+                .file
+                .insert(std::io::BufWriter::new(tempfile::tempfile()?)),
+        };
+        let resource =
+            raw.map(|r| serde_json::from_str::<serde_json::Value>(r).unwrap_or_else(|_| r.into()));
+        let line = json!({
+            "source_file_id": ledger_id,
+            "position": position.to_string(),
+            "reason": reason,
+            "resource": resource,
+        });
+        serde_json::to_writer(&mut *writer, &line)?;
+        writer.write_all(b"\n")?;
+        self.count += 1;
+        Ok(())
+    }
+
+    /// The log rewound for reading.
+    fn seal(&mut self) -> Result<std::fs::File> {
+        let writer = self
+            .file
+            .take()
+            .ok_or_else(|| CoreError::Config("no rejects to upload".into()))?;
+        let mut file = writer
+            .into_inner()
+            .map_err(|e| CoreError::Io(e.into_error()))?;
+        file.seek(std::io::SeekFrom::Start(0))?;
+        Ok(file)
+    }
+}
+
+/// The state of one file's load while it streams: counts, `urn:uuid` map, rows being built and
+/// staged, resources waiting for a reference further down the file, rejects.
+struct FileLoad {
+    context: LoadContext,
     counts: ResourceCounts,
+    deleted: u64,
     /// `urn:uuid` of each Bundle entry → (resource type, id).
     uuids: HashMap<String, (String, String)>,
-    /// (resource type, `system|value`) → id, for conditional references.
-    identifiers: HashMap<(String, String), String>,
+    builders: HashMap<SilverTable, BatchBuilder>,
+    staged: HashMap<SilverTable, StagedRows>,
+    /// Resources whose `urn:uuid` reference points further down the Bundle.
+    pending: Vec<(Record, Position)>,
+    rejects: RejectLog,
+    /// The first local staging failure: the file fails (and is retried), it is not quarantined.
+    error: Option<CoreError>,
 }
 
-impl FileParse {
+impl FileLoad {
+    fn new(context: LoadContext) -> Self {
+        Self {
+            context,
+            counts: ResourceCounts::new(),
+            deleted: 0,
+            uuids: HashMap::new(),
+            builders: HashMap::new(),
+            staged: HashMap::new(),
+            pending: Vec::new(),
+            rejects: RejectLog {
+                file: None,
+                count: 0,
+            },
+            error: None,
+        }
+    }
+
     fn take(&mut self, item: Item<'_>) {
-        match item {
+        if self.error.is_some() {
+            return;
+        }
+        let result = match item {
             Item::Resource {
                 raw,
                 full_url,
@@ -480,63 +524,147 @@ impl FileParse {
             } => match fhir::parse_resource(raw, full_url) {
                 Ok(Parsed::Kept(record)) => {
                     let kind = record.resource_type();
-                    let common = record.common();
                     *self.counts.entry(kind.to_owned()).or_default() += 1;
                     if let Some(uuid) = full_url.and_then(|u| u.strip_prefix("urn:uuid:")) {
-                        self.uuids
-                            .insert(uuid.to_owned(), (kind.to_owned(), common.id.clone()));
+                        self.uuids.insert(
+                            uuid.to_owned(),
+                            (kind.to_owned(), record.common().id.clone()),
+                        );
                     }
-                    for identifier in &common.identifiers {
-                        self.identifiers
-                            .insert((kind.to_owned(), identifier.clone()), common.id.clone());
-                    }
-                    self.records.push((record, position));
+                    self.add(record, position, false)
                 }
-                Ok(Parsed::Skipped(kind)) => *self.counts.entry(kind).or_default() += 1,
-                Err(reason) => self.rejects.push(Reject {
-                    position,
-                    reason,
-                    resource: Some(raw.to_owned()),
-                }),
+                Ok(Parsed::Skipped(kind)) => {
+                    *self.counts.entry(kind).or_default() += 1;
+                    Ok(())
+                }
+                Err(reason) => self.reject(position, &reason, Some(raw)),
             },
-            Item::Delete { url, position } => {
-                let target = url.split_once('/').and_then(|(kind, id)| {
-                    let table = SilverTable::from_resource_type(kind)?;
-                    fhir::is_valid_id(id).then(|| (table, id.to_owned()))
-                });
-                match target {
-                    Some(target) => self.deletes.push(target),
-                    None if url
-                        .split_once('/')
-                        .is_some_and(|(k, _)| SilverTable::from_resource_type(k).is_none()) => {}
-                    None => self.rejects.push(Reject {
-                        position,
-                        reason: format!("DELETE url {url:?} is not Type/id"),
-                        resource: None,
-                    }),
-                }
-            }
+            Item::Delete { url, position } => self.delete(url, position),
             Item::Rejected {
                 reason,
                 raw,
                 position,
-            } => {
-                self.rejects.push(Reject {
-                    position,
-                    reason,
-                    resource: raw.map(str::to_owned),
-                });
-            }
+            } => self.reject(position, &reason, raw),
+        };
+        if let Err(e) = result {
+            self.error = Some(e);
         }
+    }
+
+    fn reject(&mut self, position: Position, reason: &str, raw: Option<&str>) -> Result<()> {
+        self.rejects
+            .add(&self.context.ledger_id, position, reason, raw)
+    }
+
+    fn delete(&mut self, url: &str, position: Position) -> Result<()> {
+        let Some((kind, id)) = url.split_once('/') else {
+            return self.reject(
+                position,
+                &format!("DELETE url {url:?} is not Type/id"),
+                None,
+            );
+        };
+        // Deletes of resource types silver does not hold are nothing to do.
+        let Some(table) = SilverTable::from_resource_type(kind) else {
+            return Ok(());
+        };
+        if !fhir::is_valid_id(id) {
+            return self.reject(
+                position,
+                &format!("DELETE url {url:?} has no valid id"),
+                None,
+            );
+        }
+        let key = self
+            .context
+            .pseudonymizer
+            .pseudonym(&self.context.tenant, kind, id);
+        let tenant = self.context.tenant.to_string();
+        let ordering = self.context.now;
+        self.staged_rows(table)
+            .delete(&tenant, Delete { key, ordering });
+        self.deleted += 1;
+        Ok(())
+    }
+
+    fn staged_rows(&mut self, table: SilverTable) -> &mut StagedRows {
+        self.staged
+            .entry(table)
+            .or_insert_with(|| StagedRows::new(&table.def()))
+    }
+
+    /// Builds the record's row, or keeps it for later while `last_chance` is false and one of its
+    /// `urn:uuid` references has not been seen yet.
+    fn add(&mut self, record: Record, position: Position, last_chance: bool) -> Result<()> {
+        let resolver = Resolver {
+            tenant: &self.context.tenant,
+            pseudonymizer: &self.context.pseudonymizer,
+            uuids: &self.uuids,
+            last_chance,
+        };
+        let row = silver_row(
+            &resolver,
+            &record,
+            &self.context.ledger_id,
+            self.context.now,
+        );
+        let table = SilverTable::from_resource_type(record.resource_type())
+            .expect("kept records have a table");
+        match row {
+            Ok(values) => {
+                let builder = self
+                    .builders
+                    .entry(table)
+                    .or_insert_with(|| BatchBuilder::new(table.schema()));
+                builder.push(values);
+                if builder.len() >= BATCH_ROWS {
+                    self.flush(table)?;
+                }
+                Ok(())
+            }
+            Err(RowError::Pending) => {
+                self.pending.push((record, position));
+                Ok(())
+            }
+            Err(RowError::Invalid(reason)) => self.reject(position, &reason, None),
+        }
+    }
+
+    fn flush(&mut self, table: SilverTable) -> Result<()> {
+        let Some(builder) = self.builders.get_mut(&table) else {
+            return Ok(());
+        };
+        if builder.is_empty() {
+            return Ok(());
+        }
+        let batch = builder.finish()?;
+        let tenant = self.context.tenant.to_string();
+        self.staged_rows(table).push(&tenant, &batch)
+    }
+
+    /// Resolves what waited for the end of the file and stages the last rows.
+    fn finish(mut self) -> Result<Self> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        for (record, position) in std::mem::take(&mut self.pending) {
+            self.add(record, position, true)?;
+        }
+        for table in SilverTable::ALL {
+            self.flush(table)?;
+        }
+        Ok(self)
     }
 }
 
-/// Streams the object through the FHIR reader on a blocking thread (parsing is CPU work).
+/// Streams the object through the FHIR reader on a blocking thread (parsing is CPU work), building
+/// and staging silver rows as it goes.
 async fn parse_object(
     source: Arc<dyn ObjectStore>,
     key: Path,
     limits: ReadLimits,
-) -> Result<FileParse, FileError> {
+    context: LoadContext,
+) -> Result<FileLoad, FileError> {
     let unreadable = |e: object_store::Error| FileError::Unreadable(e.to_string());
     let result = source.get(&key).await.map_err(unreadable)?;
     let name = key.filename().unwrap_or_default().to_owned();
@@ -560,9 +688,10 @@ async fn parse_object(
         }
     };
     tokio::task::spawn_blocking(move || {
-        let mut parse = FileParse::default();
-        fhir::read_file(input, &name, &limits, &mut |item| parse.take(item))?;
-        Ok(parse)
+        let mut load = FileLoad::new(context);
+        fhir::read_file(input, &name, &limits, &mut |item| load.take(item))?;
+        load.finish()
+            .map_err(|e| FileError::Unreadable(format!("staging rows on local disk failed: {e}")))
     })
     .await
     .map_err(|e| FileError::Unreadable(format!("parser task failed: {e}")))?
@@ -595,7 +724,13 @@ struct Resolver<'a> {
     tenant: &'a TenantId,
     pseudonymizer: &'a Pseudonymizer,
     uuids: &'a HashMap<String, (String, String)>,
-    identifiers: &'a HashMap<(String, String), String>,
+    /// At the end of the file an unknown `urn:uuid` is an error, before it may still come.
+    last_chance: bool,
+}
+
+enum RowError {
+    Pending,
+    Invalid(String),
 }
 
 impl Resolver<'_> {
@@ -603,26 +738,19 @@ impl Resolver<'_> {
         self.pseudonymizer.pseudonym(self.tenant, kind, id)
     }
 
-    fn resolve(&self, target: &RefTarget, field: &str) -> Result<String, String> {
+    fn resolve(&self, target: &RefTarget, field: &str) -> Result<String, RowError> {
         match target {
             RefTarget::Literal { kind, id } => Ok(self.key_of(kind, id)),
             RefTarget::Uuid(uuid) => match self.uuids.get(uuid) {
                 Some((kind, id)) => Ok(self.key_of(kind, id)),
-                None => Err(format!(
+                None if self.last_chance => Err(RowError::Invalid(format!(
                     "{field}: urn:uuid reference to a resource that is not in this Bundle"
-                )),
+                ))),
+                None => Err(RowError::Pending),
             },
-            RefTarget::Conditional { kind, query } => {
-                let identifier = query
-                    .strip_prefix("identifier=")
-                    .map(|v| v.replace("%7C", "|").replace("%7c", "|"));
-                match identifier.and_then(|i| self.identifiers.get(&(kind.clone(), i))) {
-                    Some(id) => Ok(self.key_of(kind, id)),
-                    // Not in this file: the key of the search itself, which equals the
-                    // `identifier_key` of the organization it names (see docs/silver-schema.md).
-                    None => Ok(self.conditional_key(kind, query)),
-                }
-            }
+            // Always the key of the search itself, whatever else the file holds, so that the key does
+            // not depend on file order; it equals the `identifier_key` of the organization it names.
+            RefTarget::Conditional { kind, query } => Ok(self.conditional_key(kind, query)),
         }
     }
 
@@ -640,20 +768,20 @@ fn text(value: &Option<String>) -> Value {
     Value::Str(value.clone())
 }
 
-/// One silver row, in the table's schema order. Fails when a reference cannot be resolved.
+/// One silver row, in the table's schema order.
 fn silver_row(
     resolver: &Resolver<'_>,
     record: &Record,
     ledger_id: &str,
     now: i64,
-) -> Result<Vec<Value>, String> {
+) -> Result<Vec<Value>, RowError> {
     let common = record.common();
     let kind = record.resource_type();
     let mut row = vec![
         Value::Str(Some(resolver.key_of(kind, &common.id))),
         Value::Str(Some(resolver.tenant.to_string())),
     ];
-    let optional_ref = |target: &Option<RefTarget>, field: &str| -> Result<Value, String> {
+    let optional_ref = |target: &Option<RefTarget>, field: &str| -> Result<Value, RowError> {
         Ok(Value::Str(
             target
                 .as_ref()
@@ -700,9 +828,8 @@ fn silver_row(
         ]),
         Record::Organization(o) => row.extend([
             Value::Str(
-                common
-                    .identifiers
-                    .first()
+                o.identifier
+                    .as_ref()
                     .map(|i| resolver.conditional_key(kind, &format!("identifier={i}"))),
             ),
             text(&o.name),
@@ -719,9 +846,4 @@ fn silver_row(
         ts(Some(now)),
     ]);
     Ok(row)
-}
-
-/// The instant text of a time, re-exported for callers that label runs.
-pub fn run_instant(now: i64) -> String {
-    hudi_instant(now)
 }

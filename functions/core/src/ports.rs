@@ -133,14 +133,16 @@ pub trait Ledger: Send + Sync {
         lease: Duration,
     ) -> Result<Claim>;
 
-    /// Records the final status of a claimed object.
+    /// Records the final status of an object claimed as `attempt`. Returns `false`, changing
+    /// nothing, when the claim was lost meanwhile (its lease expired and another worker took over).
     async fn finish(
         &self,
         id: &str,
+        attempt: u32,
         status: LedgerStatus,
         outcome: &Outcome,
         now: i64,
-    ) -> Result<()>;
+    ) -> Result<bool>;
 
     async fn get(&self, id: &str) -> Result<Option<LedgerEntry>>;
 

@@ -107,7 +107,7 @@ impl Ledger for SqliteLedger {
         self.with(|c| {
             // Insert, or take over a FAILED item or an expired PROCESSING lease; otherwise no row
             // changes and the existing item says why.
-            let changed = c.execute(
+            let claimed = c.query_row(
                 "INSERT INTO ledger (id, bucket, object_key, etag, size, tenant_id, status, attempts, lease_until,
                                      counts, deleted, rejected, silver_instants, error, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'PROCESSING', 1, ?7, '{}', 0, 0, '[]', NULL, ?8, ?8)
@@ -115,32 +115,34 @@ impl Ledger for SqliteLedger {
                      status = 'PROCESSING', attempts = ledger.attempts + 1, lease_until = excluded.lease_until,
                      error = NULL, updated_at = excluded.updated_at
                  WHERE ledger.status = 'FAILED'
-                    OR (ledger.status = 'PROCESSING' AND ledger.lease_until < excluded.updated_at)",
+                    OR (ledger.status = 'PROCESSING' AND ledger.lease_until < excluded.updated_at)
+                 RETURNING attempts",
                 params![id, object.bucket, object.key, object.etag, object.size as i64, tenant_id, lease_until, now],
-            )?;
+                |row| row.get::<_, u32>(0),
+            ).optional()?;
+            if let Some(attempt) = claimed {
+                return Ok(Claim::Claimed { attempt });
+            }
             let current = c.query_row(&format!("SELECT {COLUMNS} FROM ledger WHERE id = ?1"), [&id], entry)?;
-            Ok(match (changed, current.status) {
-                (1, _) => Claim::Claimed { attempt: current.attempts },
-                (_, status) if status.is_final() => Claim::Done(current),
-                _ => Claim::Busy(current),
-            })
+            Ok(if current.status.is_final() { Claim::Done(current) } else { Claim::Busy(current) })
         })
     }
 
     async fn finish(
         &self,
         id: &str,
+        attempt: u32,
         status: LedgerStatus,
         outcome: &Outcome,
         now: i64,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let counts = serde_json::to_string(&outcome.counts)?;
         let instants = serde_json::to_string(&outcome.silver_instants)?;
         let updated = self.with(|c| {
             c.execute(
                 "UPDATE ledger SET status = ?2, counts = ?3, deleted = ?4, rejected = ?5, silver_instants = ?6,
                                    error = ?7, lease_until = 0, updated_at = ?8
-                 WHERE id = ?1",
+                 WHERE id = ?1 AND status = 'PROCESSING' AND attempts = ?9",
                 params![
                     id,
                     status.as_str(),
@@ -149,14 +151,12 @@ impl Ledger for SqliteLedger {
                     outcome.rejected as i64,
                     instants,
                     outcome.error,
-                    now
+                    now,
+                    attempt
                 ],
             )
         })?;
-        if updated == 0 {
-            return Err(CoreError::Ledger(format!("no ledger item {id} to finish")));
-        }
-        Ok(())
+        Ok(updated == 1)
     }
 
     async fn get(&self, id: &str) -> Result<Option<LedgerEntry>> {
@@ -210,10 +210,12 @@ mod tests {
             rejected: 2,
             ..Outcome::default()
         };
-        ledger
-            .finish(&id, LedgerStatus::Completed, &outcome, 5)
-            .await
-            .unwrap();
+        assert!(
+            ledger
+                .finish(&id, 1, LedgerStatus::Completed, &outcome, 5)
+                .await
+                .unwrap()
+        );
         // WHEN the same version is delivered again, much later
         let again = ledger
             .claim(&object("e1"), "t1", 1_000_000_000_000, LEASE)
@@ -258,10 +260,19 @@ mod tests {
             error: Some("lake unreachable".into()),
             ..Outcome::default()
         };
-        ledger
-            .finish(&id, LedgerStatus::Failed, &failed, 10)
-            .await
-            .unwrap();
+        // The first worker, whose lease expired, can no longer record anything.
+        assert!(
+            !ledger
+                .finish(&id, 1, LedgerStatus::Completed, &failed, 10)
+                .await
+                .unwrap()
+        );
+        assert!(
+            ledger
+                .finish(&id, 2, LedgerStatus::Failed, &failed, 10)
+                .await
+                .unwrap()
+        );
         assert_eq!(
             ledger.claim(&object("e"), "t1", 11, LEASE).await.unwrap(),
             Claim::Claimed { attempt: 3 }

@@ -94,9 +94,6 @@ pub struct Common {
     /// `meta.lastUpdated` (µs UTC), the precombine value; ingest time when absent.
     pub last_updated: Option<i64>,
     pub version_id: Option<String>,
-    /// `system|value` of each identifier: used only to resolve conditional references within the
-    /// file, never written to silver.
-    pub identifiers: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -147,6 +144,8 @@ pub struct ConditionRecord {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct OrganizationRecord {
     pub common: Common,
+    /// `system|value` of the first identifier: what conditional references name.
+    pub identifier: Option<String>,
     pub name: Option<String>,
     pub type_code: Option<String>,
     pub active: Option<bool>,
@@ -226,7 +225,6 @@ fn common(
     id: Option<Cow<'_, str>>,
     meta: model::Meta<'_>,
     full_url: Option<&str>,
-    identifiers: &[model::Identifier<'_>],
 ) -> Result<Common, String> {
     let id = match (id, full_url.and_then(|u| u.strip_prefix("urn:uuid:"))) {
         (Some(id), _) => id.into_owned(),
@@ -237,21 +235,10 @@ fn common(
         return Err(format!("{kind} id is not a valid FHIR id"));
     }
     let last_updated = date_field(kind, "meta.lastUpdated", meta.last_updated.as_deref())?;
-    let identifiers = identifiers
-        .iter()
-        .filter_map(|i| {
-            Some(format!(
-                "{}|{}",
-                i.system.as_deref().unwrap_or_default(),
-                i.value.as_deref()?
-            ))
-        })
-        .collect();
     Ok(Common {
         id,
         last_updated,
         version_id: owned(meta.version_id),
-        identifiers,
     })
 }
 
@@ -284,7 +271,7 @@ fn first_code(concept: Option<&model::CodeableConcept<'_>>) -> Option<String> {
 }
 
 fn patient(p: model::Patient<'_>, full_url: Option<&str>) -> Result<PatientRecord, String> {
-    let common = common("Patient", p.id, p.meta, full_url, &p.identifier)?;
+    let common = common("Patient", p.id, p.meta, full_url)?;
     let birth_year = p
         .birth_date
         .as_deref()
@@ -319,7 +306,7 @@ fn patient(p: model::Patient<'_>, full_url: Option<&str>) -> Result<PatientRecor
 }
 
 fn encounter(e: model::Encounter<'_>, full_url: Option<&str>) -> Result<EncounterRecord, String> {
-    let common = common("Encounter", e.id, e.meta, full_url, &[])?;
+    let common = common("Encounter", e.id, e.meta, full_url)?;
     let patient = reference("Encounter", "subject", e.subject, "Patient")?;
     if patient.is_none() {
         return Err("Encounter has no subject".into());
@@ -364,7 +351,7 @@ fn encounter(e: model::Encounter<'_>, full_url: Option<&str>) -> Result<Encounte
 }
 
 fn condition(c: model::Condition<'_>, full_url: Option<&str>) -> Result<ConditionRecord, String> {
-    let common = common("Condition", c.id, c.meta, full_url, &[])?;
+    let common = common("Condition", c.id, c.meta, full_url)?;
     let patient = reference("Condition", "subject", c.subject, "Patient")?;
     if patient.is_none() {
         return Err("Condition has no subject".into());
@@ -398,10 +385,18 @@ fn organization(
     o: model::Organization<'_>,
     full_url: Option<&str>,
 ) -> Result<OrganizationRecord, String> {
-    let common = common("Organization", o.id, o.meta, full_url, &o.identifier)?;
+    let common = common("Organization", o.id, o.meta, full_url)?;
     let address = o.address.into_iter().next().unwrap_or_default();
+    let identifier = o.identifier.iter().find_map(|i| {
+        Some(format!(
+            "{}|{}",
+            i.system.as_deref().unwrap_or_default(),
+            i.value.as_deref()?
+        ))
+    });
     Ok(OrganizationRecord {
         common,
+        identifier,
         name: owned(o.name),
         type_code: first_code(o.kind.first()),
         active: o.active,
@@ -476,12 +471,8 @@ mod tests {
         assert_eq!(p.birth_year, Some(1980));
         assert_eq!(p.deceased, Some(true));
         assert_eq!(p.postal_prefix.as_deref(), Some("021"));
-        assert_eq!(
-            p.common.identifiers,
-            vec!["http://hospital.smarthealthit.org|MRN-1".to_owned()]
-        );
         let text = format!("{p:?}");
-        for phi in ["Doe", "Jane", "555-1234", "1 Main St", "Boston"] {
+        for phi in ["Doe", "Jane", "555-1234", "1 Main St", "Boston", "MRN-1"] {
             assert!(!text.contains(phi), "{phi} survived parsing");
         }
     }

@@ -52,8 +52,8 @@ impl<'a> CodeableConcept<'a> {
 pub struct Reference<'a> {
     #[serde(borrow)]
     pub reference: Option<Cow<'a, str>>,
-    /// Kept only for `Encounter.serviceProvider` (a hospital name); a subject's display is a
-    /// patient's name and is never read.
+    /// Used only for `Encounter.serviceProvider` (a hospital name); a subject's display is a
+    /// patient's name and never leaves the parser.
     #[serde(borrow)]
     pub display: Option<Cow<'a, str>>,
 }
@@ -94,8 +94,6 @@ pub struct Patient<'a> {
     pub id: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     pub meta: Meta<'a>,
-    #[serde(borrow, default)]
-    pub identifier: Vec<Identifier<'a>>,
     #[serde(borrow)]
     pub gender: Option<Cow<'a, str>>,
     #[serde(borrow)]

@@ -75,7 +75,8 @@ fn invalid(reason: impl Into<String>) -> FileError {
 /// Limits that keep hostile files from exhausting memory.
 #[derive(Debug, Clone)]
 pub struct ReadLimits {
-    /// Longest NDJSON line kept; a longer line is rejected without being buffered whole.
+    /// Longest NDJSON line kept (a longer line is rejected without being buffered whole), and the
+    /// largest single Bundle entry or top-level value of a document (a larger one quarantines it).
     pub max_line_bytes: usize,
     /// Most bytes a gzip file may expand to.
     pub max_decompressed_bytes: u64,
@@ -106,6 +107,9 @@ pub struct ReadSummary {
 
 const BUNDLE_TYPES: [&str; 4] = ["collection", "transaction", "batch", "searchset"];
 
+/// How much of the start of a file the format sniffer may read before it decides.
+const SNIFF_BYTES: usize = 1 << 20;
+
 /// Reads `input` (the raw object's bytes), calling `sink` for every item. `name` is the object
 /// key, used only to cross-check a `.gz` suffix.
 pub fn read_file(
@@ -115,31 +119,52 @@ pub fn read_file(
     sink: &mut dyn FnMut(Item<'_>),
 ) -> Result<ReadSummary, FileError> {
     let mut raw = BufReader::with_capacity(256 << 10, input);
-    let head = raw.fill_buf().map_err(read_error)?;
-    let gzip = head.starts_with(&[0x1f, 0x8b]);
-    if name.ends_with(".gz") && !gzip && !head.is_empty() {
+    let mut magic = [0u8; 2];
+    let magic_len = fill_exact_or_eof(&mut raw, &mut magic)?;
+    let gzip = magic_len == 2 && magic == [0x1f, 0x8b];
+    if name.ends_with(".gz") && !gzip && magic_len > 0 {
         return Err(invalid(
             "the file name ends in .gz but the content is not gzip",
         ));
     }
+    let meter = Rc::new(Meter::new(limits.max_line_bytes as u64));
     let compressed = Rc::new(Cell::new(0u64));
+    let source = std::io::Cursor::new(magic[..magic_len].to_vec()).chain(raw);
     let counter = if gzip {
         let source = BufReader::new(CompressedCounter {
-            inner: raw,
+            inner: source,
             count: compressed.clone(),
         });
         let decoder = flate2::bufread::MultiGzDecoder::new(source);
-        CountingReader::new(Box::new(decoder), Some((limits.clone(), compressed)))
+        CountingReader::new(
+            Box::new(decoder),
+            meter.clone(),
+            Some((limits.clone(), compressed)),
+        )
     } else {
-        CountingReader::new(Box::new(raw), None)
+        CountingReader::new(Box::new(source), meter.clone(), None)
     };
     let mut reader = BufReader::with_capacity(256 << 10, counter);
-    let format = read_decoded(&mut reader, limits, sink)?;
+    let format = read_decoded(&mut reader, limits, &meter, sink)?;
     Ok(ReadSummary {
         format,
         gzip,
-        bytes: reader.get_ref().count,
+        bytes: meter.count.get(),
     })
+}
+
+/// Reads up to `buf.len()` bytes, fewer only at the end of the input.
+fn fill_exact_or_eof(reader: &mut impl Read, buf: &mut [u8]) -> Result<usize, FileError> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(read_error(e)),
+        }
+    }
+    Ok(filled)
 }
 
 fn read_error(e: io::Error) -> FileError {
@@ -151,14 +176,20 @@ fn read_error(e: io::Error) -> FileError {
     }
 }
 
+/// Sniffs the format from an owned head of the file (however the bytes arrive in chunks), then
+/// reads the head and the rest as one stream.
 fn read_decoded(
-    reader: &mut BufReader<CountingReader<'_>>,
+    reader: &mut impl BufRead,
     limits: &ReadLimits,
+    meter: &Rc<Meter>,
     sink: &mut dyn FnMut(Item<'_>),
 ) -> Result<&'static str, FileError> {
-    skip_bom_and_whitespace(reader)?;
-    let head = reader.fill_buf().map_err(read_error)?;
-    match head.first() {
+    let head = read_head(reader)?;
+    if head.starts_with(&[0xff, 0xfe]) || head.starts_with(&[0xfe, 0xff]) {
+        return Err(invalid("the file is UTF-16; FHIR JSON must be UTF-8"));
+    }
+    let start = content_start(&head);
+    match head.get(start) {
         None => return Err(invalid("the file is empty")),
         Some(b'{') => {}
         Some(b'[') => {
@@ -168,55 +199,72 @@ fn read_decoded(
         }
         Some(_) => return Err(invalid("the file is not JSON (it does not start with '{')")),
     }
-    // NDJSON when the first line is a complete JSON value on its own; a pretty-printed document's
-    // first line (`{`) is not. A first line longer than the sniff window is streamed as a document.
-    let first_line_end = head.iter().position(|b| *b == b'\n');
-    let is_ndjson = match first_line_end {
+    // NDJSON when the first line is a complete JSON value on its own and more follows; a
+    // pretty-printed document's first line (`{`) is not, nor is a one-line document.
+    let is_ndjson = match first_line_end(&head[start..]) {
         Some(end) => {
-            let line = &head[..end];
+            let line = &head[start..start + end];
             serde_json::from_slice::<IgnoredAny>(line).is_ok()
-                && (end + 1 < head.len() || peek_more(reader, end + 1)?)
+                && head[start + end..].iter().any(|b| !b.is_ascii_whitespace())
         }
         None => false,
     };
+    let mut head = std::io::Cursor::new(head);
+    head.set_position(start as u64);
+    let mut stream = BufReader::with_capacity(256 << 10, head.chain(reader));
     if is_ndjson {
-        read_ndjson(reader, limits, sink)?;
+        read_ndjson(&mut stream, limits, sink)?;
         Ok("ndjson")
     } else {
-        read_document(reader, sink)?;
+        read_document(&mut stream, meter, sink)?;
         Ok("json")
     }
 }
 
-/// Whether anything but whitespace follows the first line (a one-line Bundle is a document).
-fn peek_more(reader: &mut BufReader<CountingReader<'_>>, from: usize) -> Result<bool, FileError> {
-    let head = reader.fill_buf().map_err(read_error)?;
-    Ok(head[from.min(head.len())..]
+/// Where the content starts: after a UTF-8 byte order mark and leading white space.
+fn content_start(head: &[u8]) -> usize {
+    let bom = if head.starts_with(&[0xef, 0xbb, 0xbf]) {
+        3
+    } else {
+        0
+    };
+    bom + head[bom..]
         .iter()
-        .any(|b| !b.is_ascii_whitespace()))
+        .take_while(|b| b.is_ascii_whitespace())
+        .count()
 }
 
-fn skip_bom_and_whitespace(reader: &mut BufReader<CountingReader<'_>>) -> Result<(), FileError> {
-    let head = reader.fill_buf().map_err(read_error)?;
-    if head.starts_with(&[0xff, 0xfe]) || head.starts_with(&[0xfe, 0xff]) {
-        return Err(invalid("the file is UTF-16; FHIR JSON must be UTF-8"));
-    }
-    if head.starts_with(&[0xef, 0xbb, 0xbf]) {
-        reader.consume(3);
-    }
+fn first_line_end(content: &[u8]) -> Option<usize> {
+    content.iter().position(|b| *b == b'\n')
+}
+
+/// Reads the start of the file until the format can be decided: a first line and the first byte of
+/// what follows it, the end of the file, or [`SNIFF_BYTES`].
+fn read_head(reader: &mut impl BufRead) -> Result<Vec<u8>, FileError> {
+    let mut head = Vec::new();
     loop {
-        let head = reader.fill_buf().map_err(read_error)?;
-        let blanks = head.iter().take_while(|b| b.is_ascii_whitespace()).count();
-        let done = blanks < head.len() || head.is_empty();
-        reader.consume(blanks);
-        if done {
-            return Ok(());
+        let chunk = reader.fill_buf().map_err(read_error)?;
+        if chunk.is_empty() {
+            return Ok(head);
+        }
+        let n = chunk.len();
+        head.extend_from_slice(chunk);
+        reader.consume(n);
+        let start = content_start(&head);
+        let decided = match head.get(start) {
+            None => false,
+            Some(b'{') => first_line_end(&head[start..])
+                .is_some_and(|end| head[start + end..].iter().any(|b| !b.is_ascii_whitespace())),
+            Some(_) => true,
+        };
+        if decided || head.len() >= SNIFF_BYTES {
+            return Ok(head);
         }
     }
 }
 
 fn read_ndjson(
-    reader: &mut BufReader<CountingReader<'_>>,
+    reader: &mut impl BufRead,
     limits: &ReadLimits,
     sink: &mut dyn FnMut(Item<'_>),
 ) -> Result<(), FileError> {
@@ -254,17 +302,24 @@ fn read_ndjson(
             });
             continue;
         };
+        // A last line without its newline that stops mid-value means the file was cut off.
+        if !complete
+            && let Err(e) = serde_json::from_str::<IgnoredAny>(text)
+            && e.classify() == serde_json::error::Category::Eof
+        {
+            return Err(truncated(e));
+        }
         match resource_type_of(text) {
             Ok(kind) if kind == "Bundle" => {
                 let mut de = serde_json::Deserializer::from_str(text);
                 let seed = TopLevel {
                     sink: &mut *sink,
                     line: line_no,
+                    meter: None,
                 };
                 let outcome = seed.deserialize(&mut de).and_then(|()| de.end());
                 match outcome {
                     Ok(()) => resources_seen += 1,
-                    Err(e) if !complete => return Err(truncated(e)),
                     Err(e) => sink(Item::Rejected {
                         reason: format!("invalid Bundle line: {e}"),
                         raw: Some(text),
@@ -279,11 +334,6 @@ fn read_ndjson(
                     full_url: None,
                     position,
                 });
-            }
-            Err(reason) if !complete => {
-                return Err(invalid(format!(
-                    "the file is truncated: last line {reason}"
-                )));
             }
             Err(reason) => sink(Item::Rejected {
                 reason,
@@ -340,11 +390,16 @@ fn trim_ascii(bytes: &[u8]) -> &[u8] {
 }
 
 fn read_document(
-    reader: &mut BufReader<CountingReader<'_>>,
+    reader: &mut impl BufRead,
+    meter: &Meter,
     sink: &mut dyn FnMut(Item<'_>),
 ) -> Result<(), FileError> {
     let mut de = serde_json::Deserializer::from_reader(reader);
-    let seed = TopLevel { sink, line: 1 };
+    let seed = TopLevel {
+        sink,
+        line: 1,
+        meter: Some(meter),
+    };
     seed.deserialize(&mut de)
         .and_then(|()| de.end())
         .map_err(|e| match e.classify() {
@@ -386,6 +441,8 @@ pub fn resource_type_of(raw: &str) -> Result<Cow<'_, str>, String> {
 struct TopLevel<'s> {
     sink: &'s mut dyn FnMut(Item<'_>),
     line: u64,
+    /// Bounds each top-level value and each entry when reading a stream (not a line in memory).
+    meter: Option<&'s Meter>,
 }
 
 impl<'de> DeserializeSeed<'de> for TopLevel<'_> {
@@ -407,25 +464,48 @@ impl<'de> Visitor<'de> for TopLevel<'_> {
         let mut resource_type: Option<String> = None;
         let mut bundle_type: Option<String> = None;
         let mut fields: Vec<(String, Box<RawValue>)> = Vec::new();
+        let mut kept_bytes = 0usize;
+        let bound = |on: bool| match (self.meter, on) {
+            (Some(meter), true) => meter.start(),
+            (Some(meter), false) => meter.stop(),
+            _ => {}
+        };
+        bound(true);
         while let Some(key) = map.next_key::<String>()? {
             match key.as_str() {
                 "resourceType" => resource_type = Some(map.next_value()?),
                 "entry" if resource_type.as_deref().is_none_or(|t| t == "Bundle") => {
                     check_bundle_type(bundle_type.as_deref()).map_err(de::Error::custom)?;
+                    bound(false);
                     map.next_value_seed(Entries {
                         sink: &mut *self.sink,
                         line: self.line,
+                        meter: self.meter,
                     })?;
+                }
+                // A Bundle's other fields (id, meta, link, total) are not needed: skipped, not
+                // kept, so they need no bound.
+                _ if resource_type.as_deref() == Some("Bundle") && key != "type" => {
+                    bound(false);
+                    map.next_value::<IgnoredAny>()?;
                 }
                 _ => {
                     let value: Box<RawValue> = map.next_value()?;
                     if key == "type" {
                         bundle_type = serde_json::from_str::<String>(value.get()).ok();
                     }
+                    kept_bytes += value.get().len();
+                    if self.meter.is_some_and(|m| kept_bytes as u64 > m.max_value) {
+                        return Err(de::Error::custom(
+                            "a single resource exceeds the size limit",
+                        ));
+                    }
                     fields.push((key, value));
                 }
             }
+            bound(true);
         }
+        bound(false);
         match resource_type.as_deref() {
             None | Some("") => Err(de::Error::custom("no resourceType: not a FHIR resource")),
             Some("Bundle") => {
@@ -474,6 +554,7 @@ fn check_bundle_type(bundle_type: Option<&str>) -> Result<(), String> {
 struct Entries<'s> {
     sink: &'s mut dyn FnMut(Item<'_>),
     line: u64,
+    meter: Option<&'s Meter>,
 }
 
 impl<'de> DeserializeSeed<'de> for Entries<'_> {
@@ -510,7 +591,16 @@ impl<'de> Visitor<'de> for Entries<'_> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let mut index = 0u64;
-        while let Some(entry) = seq.next_element::<RawEntry>()? {
+        loop {
+            if let Some(meter) = self.meter {
+                meter.start();
+            }
+            let Some(entry) = seq.next_element::<RawEntry>()? else {
+                break;
+            };
+            if let Some(meter) = self.meter {
+                meter.stop();
+            }
             index += 1;
             let position = Position {
                 line: self.line,
@@ -571,35 +661,75 @@ fn emit_entry(entry: &RawEntry, position: Position, sink: &mut dyn FnMut(Item<'_
     });
 }
 
-/// Counts decompressed bytes and enforces the gzip-bomb limits against the compressed count.
+/// Decompressed bytes read so far, and the bound on the value being read: a single Bundle entry or
+/// top-level field may not exceed `max_value` bytes, so a hostile document cannot make the reader
+/// buffer without limit.
+pub(crate) struct Meter {
+    count: Cell<u64>,
+    value_start: Cell<Option<u64>>,
+    max_value: u64,
+}
+
+impl Meter {
+    fn new(max_value: u64) -> Self {
+        Self {
+            count: Cell::new(0),
+            value_start: Cell::new(None),
+            max_value,
+        }
+    }
+
+    fn start(&self) {
+        self.value_start.set(Some(self.count.get()));
+    }
+
+    fn stop(&self) {
+        self.value_start.set(None);
+    }
+}
+
+/// Counts decompressed bytes, enforcing the value bound and, for gzip, the decompression-bomb
+/// limits against the compressed count.
 struct CountingReader<'a> {
     inner: Box<dyn Read + 'a>,
-    count: u64,
+    meter: Rc<Meter>,
     gzip: Option<(ReadLimits, Rc<Cell<u64>>)>,
 }
 
 impl<'a> CountingReader<'a> {
-    fn new(inner: Box<dyn Read + 'a>, gzip: Option<(ReadLimits, Rc<Cell<u64>>)>) -> Self {
-        Self {
-            inner,
-            count: 0,
-            gzip,
-        }
+    fn new(
+        inner: Box<dyn Read + 'a>,
+        meter: Rc<Meter>,
+        gzip: Option<(ReadLimits, Rc<Cell<u64>>)>,
+    ) -> Self {
+        Self { inner, meter, gzip }
     }
 }
 
 impl Read for CountingReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.count += n as u64;
+        let count = self.meter.count.get() + n as u64;
+        self.meter.count.set(count);
+        if let Some(start) = self.meter.value_start.get()
+            && count - start > self.meter.max_value + buf.len() as u64
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "a single resource is larger than {} bytes",
+                    self.meter.max_value
+                ),
+            ));
+        }
         if let Some((limits, compressed)) = &self.gzip {
-            let ratio_exceeded = self.count > limits.ratio_grace_bytes
-                && self.count
+            let ratio_exceeded = count > limits.ratio_grace_bytes
+                && count
                     > compressed
                         .get()
                         .max(1)
                         .saturating_mul(limits.max_gzip_ratio);
-            if self.count > limits.max_decompressed_bytes || ratio_exceeded {
+            if count > limits.max_decompressed_bytes || ratio_exceeded {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
                     format!(
@@ -624,5 +754,107 @@ impl<R: Read> Read for CompressedCounter<R> {
         let n = self.inner.read(buf)?;
         self.count.set(self.count.get() + n as u64);
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hands out at most `step` bytes per read, like a network stream or a gzip decoder.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        step: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.step.min(buf.len()).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    /// (resources, rejects) read from `data`, or the file error.
+    fn read(
+        data: &[u8],
+        step: usize,
+        limits: &ReadLimits,
+    ) -> Result<(Vec<String>, Vec<String>), FileError> {
+        let (mut resources, mut rejects) = (Vec::new(), Vec::new());
+        read_file(
+            Trickle { data, step },
+            "f.json",
+            limits,
+            &mut |item| match item {
+                Item::Resource { raw, .. } => resources.push(raw.to_owned()),
+                Item::Delete { url, .. } => resources.push(format!("DELETE {url}")),
+                Item::Rejected { reason, .. } => rejects.push(reason),
+            },
+        )?;
+        Ok((resources, rejects))
+    }
+
+    const NDJSON: &[u8] = b"{\"resourceType\":\"Patient\",\"id\":\"a\"}\n{\"resourceType\":\"Patient\",\"id\":\"b\"}\n";
+
+    #[test]
+    fn the_format_is_decided_the_same_whatever_the_chunk_size() {
+        let limits = ReadLimits::default();
+        let bundle = b"{\"resourceType\":\"Bundle\",\"type\":\"collection\",\n\"entry\":[{\"resource\":{\"resourceType\":\"Patient\",\"id\":\"a\"}}]}";
+        for step in [1, 3, 7, 36, 37, 38, 4096] {
+            assert_eq!(
+                read(NDJSON, step, &limits).unwrap().0.len(),
+                2,
+                "ndjson, step {step}"
+            );
+            assert_eq!(
+                read(bundle, step, &limits).unwrap().0.len(),
+                1,
+                "bundle, step {step}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_cut_off_last_line_is_truncation_but_a_bad_last_line_is_a_reject() {
+        let limits = ReadLimits::default();
+        let cut = b"{\"resourceType\":\"Patient\",\"id\":\"a\"}\n{\"resourceType\":\"Patient\",\"id\":\"b";
+        let error = read(cut, 4096, &limits).unwrap_err();
+        assert!(error.to_string().contains("truncated"), "{error}");
+        let bad_last = b"{\"resourceType\":\"Patient\",\"id\":\"a\"}\n{\"id\":\"b\"}";
+        let (resources, rejects) = read(bad_last, 4096, &limits).unwrap();
+        assert_eq!((resources.len(), rejects.len()), (1, 1));
+    }
+
+    #[test]
+    fn a_bundle_never_buffers_more_than_one_bounded_value() {
+        let limits = ReadLimits {
+            max_line_bytes: 4096,
+            ..ReadLimits::default()
+        };
+        let filler = "x".repeat(2 << 20);
+        // A huge field of a Bundle is skipped, not kept.
+        let big_field = format!(
+            "{{\"resourceType\":\"Bundle\",\"type\":\"batch\",\"comment\":\"{filler}\",\n\"entry\":[{{\"resource\":{{\"resourceType\":\"Patient\",\"id\":\"a\"}}}}]}}"
+        );
+        assert_eq!(
+            read(big_field.as_bytes(), 65536, &limits).unwrap().0.len(),
+            1
+        );
+        // A single entry over the limit quarantines the file instead of filling memory.
+        let big_entry = format!(
+            "{{\"resourceType\":\"Bundle\",\"type\":\"batch\",\n\"entry\":[{{\"resource\":{{\"resourceType\":\"Patient\",\"id\":\"a\",\"note\":\"{filler}\"}}}}]}}"
+        );
+        let error = read(big_entry.as_bytes(), 65536, &limits).unwrap_err();
+        assert!(error.to_string().contains("larger than"), "{error}");
+    }
+
+    #[test]
+    fn deletes_and_entries_keep_their_order() {
+        let bundle = b"{\"resourceType\":\"Bundle\",\"type\":\"transaction\",\"entry\":[\n{\"request\":{\"method\":\"DELETE\",\"url\":\"Condition/c1\"}},\n{\"fullUrl\":\"urn:uuid:x\",\"resource\":{\"resourceType\":\"Patient\"}}]}";
+        let (items, _) = read(bundle, 4096, &ReadLimits::default()).unwrap();
+        assert_eq!(items[0], "DELETE Condition/c1");
+        assert!(items[1].contains("Patient"));
     }
 }

@@ -17,6 +17,7 @@
 
 mod avro;
 mod snapshot;
+mod staging;
 mod writer;
 
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use object_store::path::Path;
 
 pub use avro::avro_schema;
 pub use snapshot::{FileSlice, Snapshot};
+pub use staging::StagedRows;
 pub use writer::{CommitOutcome, Delete, HudiTable, PartitionWrite};
 
 /// Names of the five Hudi meta columns, in file order.

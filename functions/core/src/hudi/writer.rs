@@ -36,7 +36,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::snapshot::{Snapshot, Timeline, read_base_file};
-use super::{TableDef, avro_schema, bucket_of, file_id};
+use super::staging::StagedRows;
+use super::{TableDef, avro_schema, file_id};
 use crate::error::{CoreError, Result};
 use crate::time::{hudi_instant, now_micros, parse_hudi_instant};
 
@@ -90,6 +91,8 @@ pub struct HudiTable {
     def: TableDef,
     /// `_metriccare/commits/<table base>`: the commit sequence, outside the table folder.
     sequence_dir: Path,
+    /// `_metriccare/sealed/<table base>`: one marker per instant that is committing or rolled back.
+    sealed_dir: Path,
 }
 
 impl HudiTable {
@@ -115,14 +118,18 @@ impl HudiTable {
             }
             Err(e) => return Err(e.into()),
         }
-        let mut sequence_dir = Path::from("_metriccare").join("commits");
-        for part in def.base.parts() {
-            sequence_dir = sequence_dir.join(part);
-        }
+        let control_dir = |kind: &str| {
+            def.base
+                .parts()
+                .fold(Path::from("_metriccare").join(kind), |dir, part| {
+                    dir.join(part)
+                })
+        };
         Ok(Self {
+            sequence_dir: control_dir("commits"),
+            sealed_dir: control_dir("sealed"),
             store,
             def,
-            sequence_dir,
         })
     }
 
@@ -139,32 +146,44 @@ impl HudiTable {
         Snapshot::load(self.store.as_ref(), &self.def, partitions).await
     }
 
-    /// Applies the writes as one atomic commit. Retries on conflicts with concurrent writers.
+    /// Applies in-memory writes as one atomic commit (see [`HudiTable::commit_staged`]).
     pub async fn commit(&self, writes: &[PartitionWrite]) -> Result<CommitOutcome> {
-        // One entry per partition, whatever the caller passed.
-        let mut grouped: BTreeMap<String, PartitionWrite> = BTreeMap::new();
+        let mut staged = StagedRows::new(&self.def);
         for write in writes {
-            if write.deletes.is_empty() && write.upserts.iter().all(|b| b.num_rows() == 0) {
-                continue;
+            for batch in &write.upserts {
+                staged.push(&write.partition_value, batch)?;
             }
-            let partition = format!("{}={}", self.def.partition_field, write.partition_value);
-            let entry = grouped.entry(partition).or_insert_with(|| PartitionWrite {
-                partition_value: write.partition_value.clone(),
-                ..PartitionWrite::default()
-            });
-            entry.upserts.extend(write.upserts.iter().cloned());
-            entry.deletes.extend(write.deletes.iter().cloned());
+            for delete in &write.deletes {
+                staged.delete(&write.partition_value, delete.clone());
+            }
         }
-        if grouped.is_empty() {
+        self.commit_staged(&mut staged).await
+    }
+
+    /// Applies staged rows and deletes as one atomic commit. Retries on conflicts with concurrent
+    /// writers; the staged rows stay on disk until the caller drops them.
+    pub async fn commit_staged(&self, staged: &mut StagedRows) -> Result<CommitOutcome> {
+        staged.seal()?;
+        if staged.is_empty() {
             return Ok(CommitOutcome::default());
         }
-        let partitions: Vec<String> = grouped.keys().cloned().collect();
-        let writes: Vec<(&String, &PartitionWrite)> = grouped.iter().collect();
+        let partitions = staged.partitions();
+        // Every file group this batch could change, written or not: a commit that lands in one of
+        // them after our snapshot invalidates our merge even where we decided to change nothing
+        // (a delete of a key that another writer was inserting).
+        let touched: BTreeSet<(String, String)> = staged
+            .touched()
+            .into_iter()
+            .map(|(partition, bucket)| {
+                let id = file_id(&self.def.name, &partition, bucket);
+                (partition, id)
+            })
+            .collect();
         for _ in 0..MAX_ATTEMPTS {
             let base_sequence = self.recover().await?;
             let snapshot = self.snapshot(Some(&partitions)).await?;
             let instant = self.reserve_instant(&snapshot.timeline).await?;
-            let attempt = self.write_files(&writes, &snapshot, &instant).await;
+            let attempt = self.write_files(staged, &snapshot, &instant).await;
             let (plan, outcome) = match attempt {
                 Ok(done) => done,
                 Err(e) => {
@@ -174,12 +193,24 @@ impl HudiTable {
             };
             if plan.is_empty() {
                 self.roll_back(&instant).await?;
+                if self.changed_since(base_sequence, &touched).await? {
+                    continue;
+                }
                 return Ok(CommitOutcome {
                     partitions,
                     ..outcome
                 });
             }
-            match self.claim_sequence(base_sequence, &instant, &plan).await? {
+            if !self.seal(&instant).await? {
+                // A cleaner took this instant for abandoned (we were slower than the stale limit)
+                // and removed its files: start again.
+                tracing::warn!(table = %self.def.name, %instant, "write outlived the stale limit, retrying");
+                continue;
+            }
+            match self
+                .claim_sequence(base_sequence, &instant, &plan, &touched)
+                .await?
+            {
                 Some(sequence) => {
                     let commit_text = plan_commit_text(&self.def, &plan)?;
                     self.put(
@@ -215,12 +246,53 @@ impl HudiTable {
         let timeline = Timeline::load(self.store.as_ref(), &self.def).await?;
         let now = now_micros();
         for (instant, written) in &timeline.pending {
-            if now - written > STALE_PENDING_MICROS {
+            if now - written <= STALE_PENDING_MICROS {
+                continue;
+            }
+            // Sealing decides between a slow owner and this cleaner: whoever seals first wins. An
+            // owner that sealed long ago and never claimed a sequence number died in between (the
+            // two are one write apart; a claimed instant was completed above).
+            let abandoned = self.seal(instant).await?
+                || now - self.sealed_at(instant).await? > STALE_PENDING_MICROS;
+            if abandoned {
                 tracing::warn!(table = %self.def.name, %instant, "rolling back an abandoned write");
                 self.roll_back(instant).await?;
             }
         }
         Ok(latest)
+    }
+
+    /// Creates the instant's seal (create-if-absent). The owner seals before claiming a sequence
+    /// number, a cleaner before removing an abandoned instant; `false` means the other was first.
+    async fn seal(&self, instant: &str) -> Result<bool> {
+        let path = self.sealed_dir.clone().join(instant);
+        let create = PutOptions::from(PutMode::Create);
+        match self.store.put_opts(&path, PutPayload::new(), create).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// When the instant was sealed (µs).
+    async fn sealed_at(&self, instant: &str) -> Result<i64> {
+        let meta = self
+            .store
+            .head(&self.sealed_dir.clone().join(instant))
+            .await?;
+        Ok(meta.last_modified.timestamp_micros())
+    }
+
+    /// Whether a commit after `base` touched any of the given file groups.
+    async fn changed_since(&self, base: u64, groups: &BTreeSet<(String, String)>) -> Result<bool> {
+        let latest = self.latest_sequence().await?;
+        for sequence in base + 1..=latest {
+            let entry = self.complete_sequence(sequence).await?;
+            if entry.file_groups.iter().any(|g| groups.contains(g)) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     async fn latest_sequence(&self) -> Result<u64> {
@@ -274,14 +346,15 @@ impl HudiTable {
     }
 
     /// Claims the first free sequence number after `base` whose earlier claimants touched none of
-    /// our file groups. `None`: a conflicting commit landed first; start again.
+    /// the file groups of `touched`. `None`: a conflicting commit landed first; start again.
     async fn claim_sequence(
         &self,
         base: u64,
         instant: &str,
         plan: &[PlannedFile],
+        touched: &BTreeSet<(String, String)>,
     ) -> Result<Option<u64>> {
-        let ours: BTreeSet<(String, String)> = plan
+        let written: Vec<(String, String)> = plan
             .iter()
             .map(|f| (f.partition.clone(), f.file_id.clone()))
             .collect();
@@ -289,7 +362,7 @@ impl HudiTable {
             let entry = SequenceEntry {
                 sequence,
                 instant: instant.to_owned(),
-                file_groups: ours.iter().cloned().collect(),
+                file_groups: written.clone(),
                 commit: serde_json::from_str(&plan_commit_text(&self.def, plan)?)?,
             };
             Ok(Bytes::from(serde_json::to_vec(&entry)?))
@@ -306,7 +379,11 @@ impl HudiTable {
                 Ok(_) => return Ok(Some(sequence)),
                 Err(object_store::Error::AlreadyExists { .. }) => {
                     let other = self.complete_sequence(sequence).await?;
-                    if other.file_groups.iter().any(|g| ours.contains(g)) {
+                    // A retried create whose first attempt did land finds our own entry.
+                    if other.instant == instant {
+                        return Ok(Some(sequence));
+                    }
+                    if other.file_groups.iter().any(|g| touched.contains(g)) {
                         tracing::info!(table = %self.def.name, sequence, "commit conflict, retrying on fresh state");
                         return Ok(None);
                     }
@@ -368,40 +445,44 @@ impl HudiTable {
         Ok(())
     }
 
-    /// Merges every touched bucket with its committed slice and writes the new base files.
+    /// Merges every touched bucket with its committed slice and writes the new base files, one
+    /// bucket at a time.
     async fn write_files(
         &self,
-        writes: &[(&String, &PartitionWrite)],
+        staged: &StagedRows,
         snapshot: &Snapshot,
         instant: &str,
     ) -> Result<(Vec<PlannedFile>, CommitOutcome)> {
-        let mut buckets: BTreeMap<(String, u32), BucketInput> = BTreeMap::new();
-        for (partition, write) in writes {
-            self.route(write, partition, &mut buckets)?;
-        }
         let token = write_token();
-        let mut plan: Vec<PlannedFile> = buckets
-            .keys()
+        let plan: Vec<(u32, PlannedFile)> = staged
+            .touched()
+            .into_iter()
             .map(|(partition, bucket)| {
-                let file_id = file_id(&self.def.name, partition, *bucket);
+                let file_id = file_id(&self.def.name, &partition, bucket);
                 let file_name = format!("{file_id}_{token}_{instant}.parquet");
-                PlannedFile {
-                    partition: partition.clone(),
-                    file_id,
-                    file_name,
-                    stats: Value::Null,
-                }
+                (
+                    bucket,
+                    PlannedFile {
+                        partition,
+                        file_id,
+                        file_name,
+                        stats: Value::Null,
+                    },
+                )
             })
             .collect();
+        let planned: Vec<&PlannedFile> = plan.iter().map(|(_, file)| file).collect();
         self.put(
             &self.def.hoodie_path(&format!("{instant}.inflight")),
-            inflight_text(&plan),
+            inflight_text(&planned),
         )
         .await?;
 
         let mut outcome = CommitOutcome::default();
         let mut written = Vec::new();
-        for (planned, ((partition, _), input)) in plan.drain(..).zip(buckets) {
+        for (bucket, planned) in plan {
+            let partition = planned.partition.clone();
+            let (rows, deletes) = staged.bucket(&partition, bucket)?;
             let existing = snapshot
                 .slices
                 .get(&(partition.clone(), planned.file_id.clone()));
@@ -412,7 +493,14 @@ impl HudiTable {
                 }
                 None => None,
             };
-            let merged = merge(&self.def, existing_rows.as_ref(), input, instant, &planned)?;
+            let merged = merge(
+                &self.def,
+                existing_rows.as_ref(),
+                &rows,
+                deletes,
+                instant,
+                &planned,
+            )?;
             outcome.ignored += merged.ignored;
             if !merged.changed {
                 continue;
@@ -448,35 +536,6 @@ impl HudiTable {
         Ok((written, outcome))
     }
 
-    /// Splits a partition's upserts and deletes into buckets by record key.
-    fn route(
-        &self,
-        write: &PartitionWrite,
-        partition: &str,
-        buckets: &mut BTreeMap<(String, u32), BucketInput>,
-    ) -> Result<()> {
-        let schema = self.def.data_schema.clone();
-        let upserts = concat_batches(&schema, &write.upserts)?;
-        let keys = string_column(&upserts, &self.def.record_key)?;
-        for row in 0..upserts.num_rows() {
-            let bucket = bucket_of(keys.value(row), self.def.buckets);
-            let input = buckets.entry((partition.to_owned(), bucket)).or_default();
-            input.rows.push(row as u32);
-        }
-        for input in buckets
-            .values_mut()
-            .filter(|i| i.batch.is_none() && !i.rows.is_empty())
-        {
-            input.batch = Some(upserts.clone());
-        }
-        for delete in &write.deletes {
-            let bucket = bucket_of(&delete.key, self.def.buckets);
-            let input = buckets.entry((partition.to_owned(), bucket)).or_default();
-            input.deletes.push(delete.clone());
-        }
-        Ok(())
-    }
-
     async fn ensure_partition_metadata(&self, dir: &Path, instant: &str) -> Result<()> {
         let path = dir.clone().join(".hoodie_partition_metadata");
         let text = format!("#partition metadata\ncommitTime={instant}\npartitionDepth=1\n");
@@ -486,15 +545,6 @@ impl HudiTable {
             Err(e) => Err(e.into()),
         }
     }
-}
-
-/// Incoming work for one bucket of one partition.
-#[derive(Default)]
-struct BucketInput {
-    batch: Option<RecordBatch>,
-    /// Rows of `batch` that fall in this bucket, in input order.
-    rows: Vec<u32>,
-    deletes: Vec<Delete>,
 }
 
 #[derive(Debug, Clone)]
@@ -520,21 +570,24 @@ enum Op {
 }
 
 /// Copy-on-write merge of one file group: the newest version of each key wins (ties go to the
-/// incoming record, then to the later one in input order); deletes remove keys.
+/// incoming record, then to the later one in input order); deletes remove keys, and are weighed
+/// after the batch's upserts, so a delete beats an upsert of equal ordering. No tombstone is kept:
+/// an older version arriving after a delete re-creates the record.
 fn merge(
     def: &TableDef,
     existing: Option<&RecordBatch>,
-    input: BucketInput,
+    rows: &RecordBatch,
+    deletes: Vec<Delete>,
     instant: &str,
     planned: &PlannedFile,
 ) -> Result<Merged> {
     let mut ignored = 0u64;
     // The winning incoming operation per key.
     let mut incoming: HashMap<String, (i64, Op)> = HashMap::new();
-    if let Some(batch) = &input.batch {
-        let keys = string_column(batch, &def.record_key)?;
-        let ordering = timestamp_column(batch, &def.precombine)?;
-        for &row in &input.rows {
+    {
+        let keys = string_column(rows, &def.record_key)?;
+        let ordering = timestamp_column(rows, &def.precombine)?;
+        for row in 0..rows.num_rows() as u32 {
             let key = keys.value(row as usize);
             let order = ordering.value(row as usize);
             match incoming.get(key) {
@@ -549,7 +602,7 @@ fn merge(
             }
         }
     }
-    for delete in input.deletes {
+    for delete in deletes {
         match incoming.get(&delete.key) {
             Some((current, _)) if *current > delete.ordering => ignored += 1,
             _ => {
@@ -599,9 +652,10 @@ fn merge(
 
     let file_schema = def.file_schema();
     let changed = inserted + updated + deleted > 0;
-    let incoming_rows = match (&input.batch, changed) {
-        (Some(batch), true) => with_meta_columns(def, batch, &accepted, instant, planned)?,
-        _ => RecordBatch::new_empty(file_schema.clone()),
+    let incoming_rows = if changed {
+        with_meta_columns(def, rows, &accepted, instant, planned)?
+    } else {
+        RecordBatch::new_empty(file_schema.clone())
     };
     let existing_rows = existing
         .cloned()
@@ -658,7 +712,7 @@ fn with_meta_columns(
     Ok(RecordBatch::try_new(def.file_schema(), columns)?)
 }
 
-fn string_column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a StringArray> {
+pub(super) fn string_column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a StringArray> {
     batch
         .column_by_name(name)
         .and_then(|c| c.as_string_opt::<i32>())
@@ -700,7 +754,7 @@ fn write_token() -> String {
     format!("{}-{}-0", std::process::id() % 100_000, nanos)
 }
 
-fn inflight_text(plan: &[PlannedFile]) -> String {
+fn inflight_text(plan: &[&PlannedFile]) -> String {
     let mut by_partition: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
     for file in plan {
         by_partition

@@ -1,0 +1,165 @@
+//! Incoming rows of one commit, staged on local disk by (partition, bucket) as Arrow IPC streams.
+//!
+//! Staging keeps memory bounded whatever the input size: rows arrive in small batches while a file
+//! is parsed and are appended to the stream of their bucket at once; the commit then merges one
+//! bucket at a time, so at most one bucket's incoming rows (plus its existing file group) are in
+//! memory.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufReader, BufWriter};
+
+use arrow_array::{RecordBatch, UInt32Array};
+use arrow_ipc::reader::StreamReader;
+use arrow_ipc::writer::StreamWriter;
+use arrow_schema::SchemaRef;
+use arrow_select::concat::concat_batches;
+
+use super::writer::{Delete, string_column};
+use super::{TableDef, bucket_of};
+use crate::error::Result;
+
+/// Where one bucket's rows are staged.
+struct BucketStream {
+    writer: Option<StreamWriter<BufWriter<File>>>,
+    path: std::path::PathBuf,
+    rows: u64,
+}
+
+/// Rows and deletes for one commit of one table.
+pub struct StagedRows {
+    schema: SchemaRef,
+    record_key: String,
+    partition_field: String,
+    buckets: u32,
+    dir: Option<tempfile::TempDir>,
+    streams: BTreeMap<(String, u32), BucketStream>,
+    deletes: BTreeMap<(String, u32), Vec<Delete>>,
+}
+
+impl StagedRows {
+    pub fn new(def: &TableDef) -> Self {
+        Self {
+            schema: def.data_schema.clone(),
+            record_key: def.record_key.clone(),
+            partition_field: def.partition_field.clone(),
+            buckets: def.buckets,
+            dir: None,
+            streams: BTreeMap::new(),
+            deletes: BTreeMap::new(),
+        }
+    }
+
+    fn partition(&self, partition_value: &str) -> String {
+        format!("{}={partition_value}", self.partition_field)
+    }
+
+    /// Stages a batch (table data schema) of one partition, split by bucket.
+    pub fn push(&mut self, partition_value: &str, batch: &RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let partition = self.partition(partition_value);
+        let keys = string_column(batch, &self.record_key)?;
+        let mut rows_by_bucket: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+        for row in 0..batch.num_rows() {
+            rows_by_bucket
+                .entry(bucket_of(keys.value(row), self.buckets))
+                .or_default()
+                .push(row as u32);
+        }
+        for (bucket, rows) in rows_by_bucket {
+            let part = arrow_select::take::take_record_batch(batch, &UInt32Array::from(rows))?;
+            let stream = self.stream(&partition, bucket)?;
+            stream.rows += part.num_rows() as u64;
+            if let Some(writer) = stream.writer.as_mut() {
+                writer.write(&part)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn delete(&mut self, partition_value: &str, delete: Delete) {
+        let partition = self.partition(partition_value);
+        let bucket = bucket_of(&delete.key, self.buckets);
+        self.deletes
+            .entry((partition, bucket))
+            .or_default()
+            .push(delete);
+    }
+
+    fn stream(&mut self, partition: &str, bucket: u32) -> Result<&mut BucketStream> {
+        let key = (partition.to_owned(), bucket);
+        if !self.streams.contains_key(&key) {
+            let dir = match &self.dir {
+                Some(dir) => dir,
+                None => self.dir.insert(
+                    tempfile::Builder::new()
+                        .prefix("metriccare-stage-")
+                        .tempdir()?,
+                ),
+            };
+            let path = dir
+                .path()
+                .join(format!("{}-{bucket}.arrows", self.streams.len()));
+            let writer = StreamWriter::try_new(BufWriter::new(File::create(&path)?), &self.schema)?;
+            self.streams.insert(
+                key.clone(),
+                BucketStream {
+                    writer: Some(writer),
+                    path,
+                    rows: 0,
+                },
+            );
+        }
+        Ok(self.streams.get_mut(&key).expect("inserted above"))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.streams.values().all(|s| s.rows == 0) && self.deletes.is_empty()
+    }
+
+    /// Every (partition, bucket) with staged rows or deletes, in order.
+    pub fn touched(&self) -> Vec<(String, u32)> {
+        let mut keys: Vec<_> = self
+            .streams
+            .keys()
+            .chain(self.deletes.keys())
+            .cloned()
+            .collect();
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+
+    pub fn partitions(&self) -> Vec<String> {
+        let mut partitions: Vec<String> = self.touched().into_iter().map(|(p, _)| p).collect();
+        partitions.dedup();
+        partitions
+    }
+
+    /// Closes the staging streams; call once before reading buckets back.
+    pub fn seal(&mut self) -> Result<()> {
+        for stream in self.streams.values_mut() {
+            if let Some(mut writer) = stream.writer.take() {
+                writer.finish()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The staged rows of one bucket, in arrival order, and its deletes.
+    pub fn bucket(&self, partition: &str, bucket: u32) -> Result<(RecordBatch, Vec<Delete>)> {
+        let key = (partition.to_owned(), bucket);
+        let rows = match self.streams.get(&key) {
+            Some(stream) => {
+                let reader =
+                    StreamReader::try_new(BufReader::new(File::open(&stream.path)?), None)?;
+                let batches = reader.collect::<Result<Vec<_>, _>>()?;
+                concat_batches(&self.schema, &batches)?
+            }
+            None => RecordBatch::new_empty(self.schema.clone()),
+        };
+        Ok((rows, self.deletes.get(&key).cloned().unwrap_or_default()))
+    }
+}

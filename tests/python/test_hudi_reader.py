@@ -1,10 +1,13 @@
 """The silver tables read back with the Apache Hudi reader (`hudi` on PyPI): exact rows after a first
 load, after an upsert with newer (and stale) versions, after re-ingesting the same files, after a
-delete, and for a whole generated data set."""
+delete, for a whole generated data set, and with an unfinished commit on disk."""
 import datetime as dt
 import json
 import os
 import subprocess
+
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from conftest import TABLES, pseudonym
 
@@ -156,3 +159,24 @@ def test_a_generated_dirty_data_set_reads_back_with_the_ground_truth_counts(lake
         for tenant in truth["tenants"]:
             count = sum(1 for t in data.column("tenant_id").to_pylist() if t == tenant["tenant"])
             assert count == tenant["resources"][table], (table, tenant["tenant"])
+
+
+def test_files_of_an_unfinished_commit_are_invisible_to_the_reader(lake, write):
+    # GIVEN a loaded table
+    lake.ingest("t1", write("Patient.ndjson", PATIENT_V1))
+    before = rows(lake.read("patient"), "patient_key")
+    # WHEN a writer stopped after writing a new base file and its requested/inflight instant (what
+    # MetricCare leaves when it stops before the commit point), with a rewritten row in it
+    table = lake.root / "silver" / "patient"
+    base = next((table / "tenant_id=t1").glob("*.parquet"))
+    file_id, _token, instant = base.stem.split("_")
+    pending = str(int(instant) + 5000)
+    data = pq.read_table(base).to_pylist()
+    for row in data:
+        row["gender"] = "unknown"
+    pq.write_table(pa.Table.from_pylist(data, schema=pq.read_schema(base)),
+                   base.with_name(f"{file_id}_9-9-0_{pending}.parquet"))
+    (table / ".hoodie" / f"{pending}.commit.requested").write_text("")
+    (table / ".hoodie" / f"{pending}.inflight").write_text("{}")
+    # THEN the reader still sees exactly the committed rows
+    assert rows(lake.read("patient"), "patient_key") == before

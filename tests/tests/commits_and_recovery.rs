@@ -27,28 +27,38 @@ fn crashing_services(lake: &TestLake, suffix: &str) -> Services {
     )
 }
 
-async fn ingest_with(services: &Services, lake: &TestLake, file: &str) -> FileResult {
+/// Ingests a fixture of tenant t1 through the crashing services: the ingest fails at the write
+/// `suffix` names, leaving what a process stopped there would leave.
+async fn crash_while_ingesting(lake: &TestLake, suffix: &str, fixture: &str) {
+    let services = crashing_services(lake, suffix);
     let files: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new());
-    let path = fixtures().join(file).canonicalize().unwrap();
+    let path = fixtures().join(fixture).canonicalize().unwrap();
     let key = object_store::path::Path::from_absolute_path(&path).unwrap();
-    let _ = lake;
-    services
+    let report = services
         .ingest_object(&files, "file:tenant=t1", &key, &tenant_id("t1"))
         .await
+        .unwrap();
+    assert_eq!(report.result, FileResult::Failed);
+    let entry = services
+        .ledger
+        .get(&report.ledger_id)
+        .await
         .unwrap()
-        .result
+        .unwrap();
+    assert_eq!(entry.status.as_str(), "FAILED");
 }
+
+/// The first commit of a table stops after its base files (and seal), before its sequence claim.
+const BEFORE_COMMIT_POINT: &str = "00000000000000000001.json";
+/// The commit stops after its sequence claim, before `.commit`.
+const AFTER_COMMIT_POINT: &str = ".commit";
 
 #[tokio::test]
 async fn a_crash_before_the_commit_point_leaves_nothing_visible_and_the_retry_completes() {
     // GIVEN a writer that stops after writing base files, before claiming its commit sequence
     let lake = TestLake::new();
-    let crashing = crashing_services(&lake, "00000000000000000001.json");
     // WHEN it ingests a file
-    assert_eq!(
-        ingest_with(&crashing, &lake, "bulk/Patient.ndjson").await,
-        FileResult::Failed
-    );
+    crash_while_ingesting(&lake, BEFORE_COMMIT_POINT, "bulk/Patient.ndjson").await;
     // THEN its base files exist but no reader sees them
     let partition = lake.lake.dir.join("silver/patient/tenant_id=t1");
     assert!(std::fs::read_dir(&partition).unwrap().any(|f| {
@@ -58,8 +68,6 @@ async fn a_crash_before_the_commit_point_leaves_nothing_visible_and_the_retry_co
             .ends_with(".parquet")
     }));
     assert!(lake.rows(SilverTable::Patient).await.is_empty());
-    let entry = crashing.ledger.list().await.unwrap().remove(0);
-    assert_eq!(entry.status.as_str(), "FAILED");
     // AND the next run completes the work, every row once
     let report = lake
         .ingest(&fixtures().join("bulk/Patient.ndjson"), "t1")
@@ -72,11 +80,7 @@ async fn a_crash_before_the_commit_point_leaves_nothing_visible_and_the_retry_co
 async fn a_crash_after_the_commit_point_is_completed_by_the_next_writer() {
     // GIVEN a writer that claimed its commit sequence but stopped before writing `.commit`
     let lake = TestLake::new();
-    let crashing = crashing_services(&lake, ".commit");
-    assert_eq!(
-        ingest_with(&crashing, &lake, "bulk/Patient.ndjson").await,
-        FileResult::Failed
-    );
+    crash_while_ingesting(&lake, AFTER_COMMIT_POINT, "bulk/Patient.ndjson").await;
     assert!(
         lake.rows(SilverTable::Patient).await.is_empty(),
         "not visible before completion"
@@ -239,11 +243,7 @@ async fn an_abandoned_write_is_removed_once_it_is_older_than_the_stale_limit() {
     // GIVEN a writer that stopped after its base files and its seal, before claiming a sequence
     // number, two hours ago
     let lake = TestLake::new();
-    let crashing = crashing_services(&lake, "00000000000000000001.json");
-    assert_eq!(
-        ingest_with(&crashing, &lake, "bulk/Patient.ndjson").await,
-        FileResult::Failed
-    );
+    crash_while_ingesting(&lake, BEFORE_COMMIT_POINT, "bulk/Patient.ndjson").await;
     let hoodie = lake.lake.dir.join("silver/patient/.hoodie");
     let sealed = lake.lake.dir.join("_metriccare/sealed/silver/patient");
     let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);

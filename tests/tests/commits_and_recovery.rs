@@ -107,6 +107,18 @@ async fn a_crash_after_the_commit_point_is_completed_by_the_next_writer() {
     assert_eq!(lake.rows(SilverTable::Patient).await.len(), 3);
 }
 
+/// Starts an ingest of `file` for tenant t1 by another process's services on the same lake.
+fn ingest_in_another_process(
+    lake: &TestLake,
+    file: std::path::PathBuf,
+) -> tokio::task::JoinHandle<FileResult> {
+    let process = lake.another_process();
+    tokio::spawn(async move {
+        let report = process.ingest_file(&file, &tenant_id("t1")).await.unwrap();
+        report.result
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_ingests_into_one_partition_keep_every_row() {
     // GIVEN eight files of different patients of one tenant, and eight processes
@@ -119,15 +131,8 @@ async fn concurrent_ingests_into_one_partition_keep_every_row() {
             })
             .collect();
         let file = lake.write_input(&format!("w{writer}.ndjson"), lines.join("\n").as_bytes());
-        let process = lake.another_process();
         // WHEN they all ingest at once
-        tasks.push(tokio::spawn(async move {
-            process
-                .ingest_file(&file, &tenant_id("t1"))
-                .await
-                .unwrap()
-                .result
-        }));
+        tasks.push(ingest_in_another_process(&lake, file));
     }
     for task in tasks {
         assert_eq!(task.await.unwrap(), FileResult::Completed);
@@ -147,15 +152,7 @@ async fn the_same_file_delivered_many_times_at_once_is_processed_once() {
     let file = fixtures().join("bulk/Encounter.ndjson");
     let mut tasks = Vec::new();
     for _ in 0..6 {
-        let process = lake.another_process();
-        let file = file.clone();
-        tasks.push(tokio::spawn(async move {
-            process
-                .ingest_file(&file, &tenant_id("t1"))
-                .await
-                .unwrap()
-                .result
-        }));
+        tasks.push(ingest_in_another_process(&lake, file.clone()));
     }
     let mut results = Vec::new();
     for task in tasks {

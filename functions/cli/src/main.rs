@@ -241,7 +241,7 @@ async fn watch(
         );
     }
     loop {
-        let now = chrono_now();
+        let now = now_seconds();
         let objects = lake.list_raw().await?;
         let ready: Vec<_> = objects
             .into_iter()
@@ -268,6 +268,6 @@ async fn watch(
     }
 }
 
-fn chrono_now() -> i64 {
+fn now_seconds() -> i64 {
     metriccare_core::time::now_micros() / 1_000_000
 }

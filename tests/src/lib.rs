@@ -14,7 +14,7 @@ use arrow_schema::DataType;
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 use metriccare_core::deid::Pseudonymizer;
-use metriccare_core::ingest::{FileReport, Services, Settings};
+use metriccare_core::ingest::{FileReport, Services};
 use metriccare_core::silver::SilverTable;
 use metriccare_core::tenant::TenantId;
 use metriccare_local::{LocalConfig, LocalLake};
@@ -125,7 +125,7 @@ impl Default for TestLake {
 fn open_lake(dir: &FsPath) -> LocalLake {
     let config = LocalConfig {
         key: Some(TEST_KEY.to_vec()),
-        settings: Settings::default(),
+        ..LocalConfig::default()
     };
     LocalLake::open_with(dir, config).expect("open test lake")
 }

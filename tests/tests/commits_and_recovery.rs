@@ -221,7 +221,7 @@ async fn a_lake_written_with_another_key_refuses_to_write() {
         .await;
     let config = metriccare_local::LocalConfig {
         key: Some(vec![9u8; 32]),
-        settings: Settings::default(),
+        ..metriccare_local::LocalConfig::default()
     };
     let other = metriccare_local::LocalLake::open_with(lake.path(), config).unwrap();
     let error = other

@@ -1,6 +1,7 @@
 //! `metriccare`: the lakehouse on one machine, no AWS. A directory is the lake, SQLite the ledger,
 //! a JSON-lines file the notification topic. See `metriccare --help`.
 
+mod html;
 mod report;
 
 use std::path::PathBuf;
@@ -12,7 +13,7 @@ use metriccare_core::tenant::TenantId;
 use metriccare_local::LocalLake;
 use metriccare_local::lake::expand_paths;
 
-use report::{RunSummary, print_ledger, print_silver};
+use report::{RunSummary, print_hospitals, print_ledger, print_silver};
 
 /// Exit statuses, documented in `--help` and the README.
 mod exit {
@@ -52,7 +53,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Generate a synthetic data set into <lake>/raw, ingest it and print what was loaded.
+    /// Generate a synthetic data set into <lake>/raw, ingest it, refresh gold, print the metrics
+    /// per hospital and write the HTML report.
     #[command(after_help = EXIT_CODES)]
     Demo {
         /// Patients in all, spread over the tenants.
@@ -92,12 +94,38 @@ enum Command {
         #[arg(long, default_value_t = 2)]
         settle: u64,
     },
+    /// Recompute the gold CMS metrics of every tenant whose silver changed since the last refresh,
+    /// and announce each changed tenant (notifications.jsonl and the console). Nothing changed:
+    /// nothing written, no message.
+    Gold,
+    /// Run SQL over the latest snapshots of silver_patient, silver_encounter, silver_condition,
+    /// silver_organization, gold_hospital_monthly, gold_hai_by_code and gold_mortality_yearly.
+    Query {
+        /// The SQL statement (DataFusion dialect), e.g. "SELECT * FROM gold_mortality_yearly".
+        sql: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+        format: OutputFormat,
+    },
+    /// Write the analysts' report (one self-contained HTML file) from the gold tables.
+    Report {
+        /// Where to write it (default <lake>/report.html).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// List the ledger: every raw object version, its status, counts and error.
     Status {
         /// Print JSON lines instead of a table.
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum OutputFormat {
+    Table,
+    Csv,
+    Json,
 }
 
 fn main() -> ExitCode {
@@ -156,6 +184,28 @@ async fn run(cli: Cli) -> metriccare_core::Result<u8> {
             interval,
             settle,
         } => watch(&cli.lake, once, interval, settle).await,
+        Command::Gold => {
+            let lake = LocalLake::open(&cli.lake)?;
+            gold(&lake).await?;
+            Ok(exit::OK)
+        }
+        Command::Query { sql, format } => {
+            let lake = LocalLake::open(&cli.lake)?;
+            let batches = metriccare_query::run(&lake.services.lake, &sql).await?;
+            let format = match format {
+                OutputFormat::Table => metriccare_query::Format::Table,
+                OutputFormat::Csv => metriccare_query::Format::Csv,
+                OutputFormat::Json => metriccare_query::Format::Json,
+            };
+            println!("{}", metriccare_query::render(&batches, format)?.trim_end());
+            Ok(exit::OK)
+        }
+        Command::Report { out } => {
+            let lake = LocalLake::open(&cli.lake)?;
+            let path = write_report(&lake, out).await?;
+            println!("report: {}", path.display());
+            Ok(exit::OK)
+        }
         Command::Status { json } => {
             let lake = LocalLake::open(&cli.lake)?;
             print_ledger(&lake.services.ledger.list().await?, json);
@@ -222,7 +272,42 @@ async fn demo(
     }
     summary.print();
     print_silver(&lake).await?;
+    gold(&lake).await?;
+    let report = write_report(&lake, None).await?;
+    println!("\nreport: {}", report.display());
     Ok(exit_code(&summary))
+}
+
+/// Refreshes gold and prints what changed, with the headline metrics per hospital.
+async fn gold(lake: &LocalLake) -> metriccare_core::Result<()> {
+    let report = lake.refresh_gold().await?;
+    if report.changed_tenants.is_empty() {
+        println!("\ngold: no silver change since the last refresh; nothing written, no message");
+        return Ok(());
+    }
+    println!(
+        "\ngold: {} tenant(s) with new silver, {} refreshed ({})",
+        report.changed_tenants.len(),
+        report.refreshed.len(),
+        if report.gold_instants.is_empty() {
+            "no change in the metrics".to_owned()
+        } else {
+            report.gold_instants.join(", ")
+        }
+    );
+    for tenant in &report.refreshed {
+        eprintln!("notified: gold.refreshed for {}", tenant.tenant_id);
+    }
+    print_hospitals(&metriccare_core::gold::read_gold(&lake.services.lake).await?);
+    Ok(())
+}
+
+async fn write_report(lake: &LocalLake, out: Option<PathBuf>) -> metriccare_core::Result<PathBuf> {
+    let gold = metriccare_core::gold::read_gold(&lake.services.lake).await?;
+    let generated = metriccare_core::time::rfc3339(metriccare_core::time::now_micros());
+    let path = out.unwrap_or_else(|| lake.dir.join("report.html"));
+    std::fs::write(&path, html::report(&gold, &generated))?;
+    Ok(path)
 }
 
 async fn watch(

@@ -6,9 +6,11 @@
 pub mod deid;
 pub mod error;
 pub mod fhir;
+pub mod gold;
 pub mod hudi;
 pub mod ingest;
 pub mod ports;
+pub mod rows;
 pub mod silver;
 pub mod tenant;
 pub mod time;

@@ -3,15 +3,12 @@
 
 use std::sync::Arc;
 
-use arrow_array::builder::{
-    BooleanBuilder, Int32Builder, StringBuilder, TimestampMicrosecondBuilder,
-};
-use arrow_array::{ArrayRef, RecordBatch};
-use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow_schema::{Schema, SchemaRef};
 use object_store::path::Path;
 
-use crate::error::Result;
 use crate::hudi::TableDef;
+pub use crate::rows::{BatchBuilder, Value};
+use crate::rows::{Kind, field};
 
 /// Bucket count of every silver table (fixed at creation: it decides which file group holds a key).
 pub const SILVER_BUCKETS: u32 = 4;
@@ -140,111 +137,6 @@ impl SilverTable {
             field("ingested_at", Ts, false),
         ]);
         Arc::new(Schema::new(fields))
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Kind {
-    Str,
-    I32,
-    Bool,
-    Ts,
-}
-
-fn field(name: &str, kind: Kind, nullable: bool) -> Field {
-    let data_type = match kind {
-        Kind::Str => DataType::Utf8,
-        Kind::I32 => DataType::Int32,
-        Kind::Bool => DataType::Boolean,
-        Kind::Ts => DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("UTC"))),
-    };
-    Field::new(name, data_type, nullable)
-}
-
-/// One value of a silver row, in schema order.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Value {
-    Str(Option<String>),
-    I32(Option<i32>),
-    Bool(Option<bool>),
-    Ts(Option<i64>),
-}
-
-/// Accumulates rows of one table and turns them into a RecordBatch.
-pub struct BatchBuilder {
-    schema: SchemaRef,
-    columns: Vec<ColumnBuilder>,
-    rows: usize,
-}
-
-enum ColumnBuilder {
-    Str(StringBuilder),
-    I32(Int32Builder),
-    Bool(BooleanBuilder),
-    Ts(TimestampMicrosecondBuilder),
-}
-
-impl BatchBuilder {
-    pub fn new(schema: SchemaRef) -> Self {
-        let columns = schema
-            .fields()
-            .iter()
-            .map(|f| match f.data_type() {
-                DataType::Utf8 => ColumnBuilder::Str(StringBuilder::new()),
-                DataType::Int32 => ColumnBuilder::I32(Int32Builder::new()),
-                DataType::Boolean => ColumnBuilder::Bool(BooleanBuilder::new()),
-                _ => ColumnBuilder::Ts(TimestampMicrosecondBuilder::new().with_timezone("UTC")),
-            })
-            .collect();
-        Self {
-            schema,
-            columns,
-            rows: 0,
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.rows
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rows == 0
-    }
-
-    /// Appends one row; `values` must follow the schema (checked in debug builds).
-    pub fn push(&mut self, values: Vec<Value>) {
-        debug_assert_eq!(
-            values.len(),
-            self.columns.len(),
-            "row width differs from the schema"
-        );
-        for (column, value) in self.columns.iter_mut().zip(values) {
-            match (column, value) {
-                (ColumnBuilder::Str(b), Value::Str(v)) => b.append_option(v),
-                (ColumnBuilder::I32(b), Value::I32(v)) => b.append_option(v),
-                (ColumnBuilder::Bool(b), Value::Bool(v)) => b.append_option(v),
-                (ColumnBuilder::Ts(b), Value::Ts(v)) => b.append_option(v),
-                _ => unreachable!("silver row value does not match its column type"),
-            }
-        }
-        self.rows += 1;
-    }
-
-    pub fn finish(&mut self) -> Result<RecordBatch> {
-        let arrays: Vec<ArrayRef> = self
-            .columns
-            .iter_mut()
-            .map(|c| -> ArrayRef {
-                match c {
-                    ColumnBuilder::Str(b) => Arc::new(b.finish()),
-                    ColumnBuilder::I32(b) => Arc::new(b.finish()),
-                    ColumnBuilder::Bool(b) => Arc::new(b.finish()),
-                    ColumnBuilder::Ts(b) => Arc::new(b.finish()),
-                }
-            })
-            .collect();
-        self.rows = 0;
-        Ok(RecordBatch::try_new(self.schema.clone(), arrays)?)
     }
 }
 

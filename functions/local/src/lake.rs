@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use metriccare_core::deid::{MIN_KEY_BYTES, Pseudonymizer};
+use metriccare_core::gold::{self, HaiValueSet, RefreshReport};
 use metriccare_core::ingest::{FileReport, Services, Settings};
 use metriccare_core::tenant::TenantId;
 use metriccare_core::{CoreError, Result};
@@ -31,6 +32,7 @@ pub struct LocalLake {
     pub raw: Arc<dyn ObjectStore>,
     /// The whole file system, for `ingest PATH…` of files outside the lake.
     pub files: Arc<dyn ObjectStore>,
+    pub hai_value_set: HaiValueSet,
 }
 
 /// Where the raw zone and the rest live inside a lake directory.
@@ -44,12 +46,26 @@ fn config_error(message: String) -> CoreError {
     CoreError::Config(message)
 }
 
+/// Environment variable naming a JSON file with the HAI value set (default: the shipped one).
+pub const VALUE_SET_VARIABLE: &str = "METRICCARE_HAI_VALUE_SET";
+
 /// Configuration of a local lake; [`LocalConfig::from_env`] reads it from the environment.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct LocalConfig {
     /// The pseudonymisation key; `None` uses (creating) the lake's local key file.
     pub key: Option<Vec<u8>>,
     pub settings: Settings,
+    pub hai_value_set: HaiValueSet,
+}
+
+impl Default for LocalConfig {
+    fn default() -> Self {
+        Self {
+            key: None,
+            settings: Settings::default(),
+            hai_value_set: HaiValueSet::builtin(),
+        }
+    }
 }
 
 impl LocalConfig {
@@ -58,12 +74,21 @@ impl LocalConfig {
             Ok(text) => Some(parse_key(&text)?),
             Err(_) => None,
         };
+        let hai_value_set = match std::env::var(VALUE_SET_VARIABLE) {
+            Ok(path) => {
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| config_error(format!("{VALUE_SET_VARIABLE}={path}: {e}")))?;
+                HaiValueSet::from_json(&text)?
+            }
+            Err(_) => HaiValueSet::builtin(),
+        };
         Ok(Self {
             key,
             settings: Settings {
                 lease: lease_from_env()?,
                 ..Settings::default()
             },
+            hai_value_set,
         })
     }
 }
@@ -119,6 +144,7 @@ impl LocalLake {
             services,
             raw,
             files: Arc::new(LocalFileSystem::new()),
+            hai_value_set: config.hai_value_set,
         })
     }
 
@@ -132,6 +158,16 @@ impl LocalLake {
         self.services
             .ingest_object(&self.files, &source, &key, tenant)
             .await
+    }
+
+    /// Recomputes gold for the tenants whose silver changed (see `metriccare_core::gold`).
+    pub async fn refresh_gold(&self) -> Result<RefreshReport> {
+        gold::refresh(
+            &self.services.lake,
+            self.services.notifier.as_ref(),
+            &self.hai_value_set,
+        )
+        .await
     }
 
     /// Processes one object of the raw zone (`<tenant>/<any path>/<file>`), as an S3 event would.

@@ -26,7 +26,7 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use object_store::path::Path;
 
 pub use avro::avro_schema;
-pub use snapshot::{FileSlice, Snapshot};
+pub use snapshot::{FileSlice, Snapshot, read_base_file};
 pub use staging::StagedRows;
 pub use writer::{CommitOutcome, Delete, HudiTable, PartitionWrite};
 

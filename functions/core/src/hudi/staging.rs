@@ -35,6 +35,8 @@ pub struct StagedRows {
     dir: Option<tempfile::TempDir>,
     streams: BTreeMap<(String, u32), BucketStream>,
     deletes: BTreeMap<(String, u32), Vec<Delete>>,
+    /// Partitions whose whole content the staged rows replace.
+    replaced: std::collections::BTreeSet<String>,
 }
 
 impl StagedRows {
@@ -47,6 +49,7 @@ impl StagedRows {
             dir: None,
             streams: BTreeMap::new(),
             deletes: BTreeMap::new(),
+            replaced: std::collections::BTreeSet::new(),
         }
     }
 
@@ -77,6 +80,13 @@ impl StagedRows {
             }
         }
         Ok(())
+    }
+
+    /// Makes the staged rows of this partition its whole new content: every record not staged is
+    /// removed (a full recompute, as gold does per tenant).
+    pub fn replace_partition(&mut self, partition_value: &str) {
+        let partition = self.partition(partition_value);
+        self.replaced.insert(partition);
     }
 
     pub fn delete(&mut self, partition_value: &str, delete: Delete) {
@@ -116,16 +126,23 @@ impl StagedRows {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.streams.values().all(|s| s.rows == 0) && self.deletes.is_empty()
+        self.streams.values().all(|s| s.rows == 0)
+            && self.deletes.is_empty()
+            && self.replaced.is_empty()
     }
 
     /// Every (partition, bucket) with staged rows or deletes, in order.
     pub fn touched(&self) -> Vec<(String, u32)> {
+        let replaced = self
+            .replaced
+            .iter()
+            .flat_map(|p| (0..self.buckets).map(move |b| (p.clone(), b)));
         let mut keys: Vec<_> = self
             .streams
             .keys()
             .chain(self.deletes.keys())
             .cloned()
+            .chain(replaced)
             .collect();
         keys.sort();
         keys.dedup();
@@ -146,6 +163,10 @@ impl StagedRows {
             }
         }
         Ok(())
+    }
+
+    pub fn replaces(&self, partition: &str) -> bool {
+        self.replaced.contains(partition)
     }
 
     /// The staged rows of one bucket, in arrival order, and its deletes.

@@ -146,6 +146,23 @@ impl HudiTable {
         Snapshot::load(self.store.as_ref(), &self.def, partitions).await
     }
 
+    /// The latest commit sequence number and the partitions committed after `sequence`: the
+    /// timeline in commit order, for incremental consumers (gold).
+    pub async fn changes_since(&self, sequence: u64) -> Result<(u64, BTreeSet<String>)> {
+        let latest = self.latest_sequence().await?;
+        let mut partitions = BTreeSet::new();
+        for number in sequence + 1..=latest {
+            let entry = self.complete_sequence(number).await?;
+            partitions.extend(
+                entry
+                    .file_groups
+                    .into_iter()
+                    .map(|(partition, _)| partition),
+            );
+        }
+        Ok((latest, partitions))
+    }
+
     /// Applies in-memory writes as one atomic commit (see [`HudiTable::commit_staged`]).
     pub async fn commit(&self, writes: &[PartitionWrite]) -> Result<CommitOutcome> {
         let mut staged = StagedRows::new(&self.def);
@@ -493,11 +510,13 @@ impl HudiTable {
                 }
                 None => None,
             };
+            let replace = staged.replaces(&partition);
             let merged = merge(
                 &self.def,
                 existing_rows.as_ref(),
                 &rows,
                 deletes,
+                replace,
                 instant,
                 &planned,
             )?;
@@ -578,6 +597,7 @@ fn merge(
     existing: Option<&RecordBatch>,
     rows: &RecordBatch,
     deletes: Vec<Delete>,
+    replace: bool,
     instant: &str,
     planned: &PlannedFile,
 ) -> Result<Merged> {
@@ -631,6 +651,8 @@ fn merge(
                     accepted.push(incoming_row);
                 }
                 Some((_, Op::Delete)) => deleted += 1,
+                // A replaced partition keeps only what was staged.
+                None if replace => deleted += 1,
                 None => picks.push((0, row)),
             }
         }

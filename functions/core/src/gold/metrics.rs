@@ -1,0 +1,634 @@
+//! The CMS quality metrics, exactly as `docs/metrics.md` (and DESIGN.md) define them, computed from
+//! one tenant's silver rows. Pure functions: no I/O, so every edge case is a unit test.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{Datelike, NaiveDate};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{CoreError, Result};
+use crate::time::utc_day;
+
+/// The hospital-acquired infection value set: SNOMED CT codes and their displays.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HaiValueSet {
+    pub system: String,
+    pub codes: Vec<HaiCode>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HaiCode {
+    pub code: String,
+    pub display: String,
+}
+
+impl HaiValueSet {
+    /// The value set shipped with MetricCare (`functions/core/hai-value-set.json`).
+    pub fn builtin() -> Self {
+        Self::from_json(include_str!("../../hai-value-set.json"))
+            .expect("the shipped value set is valid")
+    }
+
+    pub fn from_json(text: &str) -> Result<Self> {
+        let set: Self = serde_json::from_str(text)
+            .map_err(|e| CoreError::Config(format!("HAI value set: {e}")))?;
+        if set.codes.is_empty() {
+            return Err(CoreError::Config("HAI value set: no codes".into()));
+        }
+        Ok(set)
+    }
+
+    fn display(&self, system: Option<&str>, code: &str) -> Option<&str> {
+        if system != Some(self.system.as_str()) {
+            return None;
+        }
+        self.codes
+            .iter()
+            .find(|c| c.code == code)
+            .map(|c| c.display.as_str())
+    }
+}
+
+/// What gold needs of a patient: the death date, when there is one.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PatientFacts {
+    pub deceased_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EncounterFacts {
+    pub encounter_key: String,
+    pub patient_key: String,
+    pub status: Option<String>,
+    pub class_code: Option<String>,
+    pub period_start: Option<i64>,
+    pub period_end: Option<i64>,
+    pub hospital_key: Option<String>,
+    pub hospital_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConditionFacts {
+    pub encounter_key: Option<String>,
+    pub code_system: Option<String>,
+    pub code: Option<String>,
+    pub onset_at: Option<i64>,
+    pub recorded_at: Option<i64>,
+}
+
+/// One tenant's silver content, reduced to what the metrics read.
+#[derive(Debug, Clone, Default)]
+pub struct TenantSilver {
+    pub patients: HashMap<String, PatientFacts>,
+    pub encounters: Vec<EncounterFacts>,
+    pub conditions: Vec<ConditionFacts>,
+    /// Organization name by `organization_key` and by `identifier_key`.
+    pub hospital_names: HashMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HospitalMonth {
+    pub hospital_id: String,
+    pub hospital_name: String,
+    pub month: String,
+    pub stays: i64,
+    pub deaths_30d: i64,
+    pub mortality_rate: f64,
+    pub index_stays: i64,
+    pub readmissions_30d: i64,
+    pub readmission_rate: f64,
+    pub patient_days: i64,
+    pub alos: f64,
+    pub hai_count: i64,
+    pub hai_stays: i64,
+    pub hai_per_1000_patient_days: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HaiByCode {
+    pub month: String,
+    pub code: String,
+    pub display: String,
+    pub count: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MortalityYear {
+    pub year: i32,
+    pub stays: i64,
+    pub deaths: i64,
+    pub rate: f64,
+}
+
+/// A tenant's gold content, sorted deterministically.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GoldRows {
+    pub hospital_monthly: Vec<HospitalMonth>,
+    pub hai_by_code: Vec<HaiByCode>,
+    pub mortality_yearly: Vec<MortalityYear>,
+}
+
+/// The headline figures of a tenant, summed over all hospitals and months.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Headline {
+    pub stays: i64,
+    pub deaths_30d: i64,
+    pub index_stays: i64,
+    pub readmissions_30d: i64,
+    pub patient_days: i64,
+    pub hai_count: i64,
+    pub mortality_rate: f64,
+    pub readmission_rate: f64,
+    pub alos: f64,
+    pub hai_per_1000_patient_days: f64,
+}
+
+impl GoldRows {
+    pub fn headline(&self) -> Headline {
+        let mut h = Headline::default();
+        for row in &self.hospital_monthly {
+            h.stays += row.stays;
+            h.deaths_30d += row.deaths_30d;
+            h.index_stays += row.index_stays;
+            h.readmissions_30d += row.readmissions_30d;
+            h.patient_days += row.patient_days;
+            h.hai_count += row.hai_count;
+        }
+        h.mortality_rate = ratio(h.deaths_30d, h.stays);
+        h.readmission_rate = ratio(h.readmissions_30d, h.index_stays);
+        h.alos = ratio(h.patient_days, h.stays);
+        h.hai_per_1000_patient_days = ratio(h.hai_count * 1000, h.patient_days);
+        h
+    }
+}
+
+pub fn ratio(numerator: i64, denominator: i64) -> f64 {
+    if denominator == 0 {
+        0.0
+    } else {
+        numerator as f64 / denominator as f64
+    }
+}
+
+const INPATIENT_CLASSES: [&str; 3] = ["IMP", "ACUTE", "NONAC"];
+const FINISHED: [&str; 2] = ["finished", "completed"];
+
+/// An inpatient stay with its UTC admission and discharge days.
+struct Stay<'a> {
+    encounter: &'a EncounterFacts,
+    start: i64,
+    end: i64,
+    admission_day: i64,
+    discharge_day: i64,
+}
+
+fn stay(encounter: &EncounterFacts) -> Option<Stay<'_>> {
+    let class = encounter.class_code.as_deref()?;
+    let status = encounter.status.as_deref()?;
+    let (start, end) = (encounter.period_start?, encounter.period_end?);
+    let inpatient =
+        INPATIENT_CLASSES.contains(&class) && FINISHED.contains(&status) && end >= start;
+    inpatient.then(|| Stay {
+        encounter,
+        start,
+        end,
+        admission_day: i64::from(utc_day(start)),
+        discharge_day: i64::from(utc_day(end)),
+    })
+}
+
+/// `YYYY-MM` and the year of a day number.
+fn month_of(day: i64) -> (String, i32) {
+    let date = NaiveDate::from_num_days_from_ce_opt(day as i32 + 719_163).unwrap_or_default();
+    (
+        format!("{:04}-{:02}", date.year(), date.month()),
+        date.year(),
+    )
+}
+
+#[derive(Default)]
+struct Cell {
+    hospital_name: Option<String>,
+    stays: i64,
+    deaths_30d: i64,
+    index_stays: i64,
+    readmissions_30d: i64,
+    patient_days: i64,
+    hai_count: i64,
+    hai_stays: i64,
+}
+
+/// Computes a tenant's gold rows from its silver rows.
+pub fn compute(silver: &TenantSilver, value_set: &HaiValueSet) -> GoldRows {
+    let stays: Vec<Stay<'_>> = silver.encounters.iter().filter_map(stay).collect();
+    let mut stays_by_patient: HashMap<&str, Vec<&Stay<'_>>> = HashMap::new();
+    for s in &stays {
+        stays_by_patient
+            .entry(s.encounter.patient_key.as_str())
+            .or_default()
+            .push(s);
+    }
+    // HAI onset days (with their code) per encounter.
+    let mut hais: HashMap<&str, Vec<(i64, &str, &str)>> = HashMap::new();
+    for c in &silver.conditions {
+        let (Some(encounter), Some(code)) = (c.encounter_key.as_deref(), c.code.as_deref()) else {
+            continue;
+        };
+        let Some(display) = value_set.display(c.code_system.as_deref(), code) else {
+            continue;
+        };
+        let Some(onset) = c.onset_at.or(c.recorded_at) else {
+            continue;
+        };
+        hais.entry(encounter)
+            .or_default()
+            .push((i64::from(utc_day(onset)), code, display));
+    }
+
+    let mut cells: BTreeMap<(String, String), Cell> = BTreeMap::new();
+    let mut hai_rows: BTreeMap<(String, String), (String, i64)> = BTreeMap::new();
+    let mut yearly: BTreeMap<i32, (i64, i64)> = BTreeMap::new();
+    for s in &stays {
+        let death_day = silver
+            .patients
+            .get(s.encounter.patient_key.as_str())
+            .and_then(|p| p.deceased_at)
+            .map(|t| i64::from(utc_day(t)));
+        let los = (s.discharge_day - s.admission_day).max(1);
+        let death_30d =
+            death_day.is_some_and(|d| s.admission_day <= d && d <= s.admission_day + 30);
+        let index = death_day.is_none_or(|d| d > s.discharge_day);
+        let readmitted = index
+            && stays_by_patient[s.encounter.patient_key.as_str()]
+                .iter()
+                .any(|next| next.start > s.end && next.admission_day <= s.discharge_day + 30);
+        let counted: Vec<&(i64, &str, &str)> = hais
+            .get(s.encounter.encounter_key.as_str())
+            .into_iter()
+            .flatten()
+            .filter(|(day, _, _)| s.admission_day + 2 <= *day && *day <= s.discharge_day)
+            .collect();
+
+        let (month, year) = month_of(s.discharge_day);
+        let hospital_id = s
+            .encounter
+            .hospital_key
+            .clone()
+            .unwrap_or_else(|| "unknown".to_owned());
+        let cell = cells
+            .entry((hospital_id.clone(), month.clone()))
+            .or_default();
+        if cell.hospital_name.is_none() {
+            cell.hospital_name = silver
+                .hospital_names
+                .get(&hospital_id)
+                .cloned()
+                .or_else(|| s.encounter.hospital_name.clone());
+        }
+        cell.stays += 1;
+        cell.deaths_30d += i64::from(death_30d);
+        cell.index_stays += i64::from(index);
+        cell.readmissions_30d += i64::from(readmitted);
+        cell.patient_days += los;
+        cell.hai_count += counted.len() as i64;
+        cell.hai_stays += i64::from(!counted.is_empty());
+        for (_, code, display) in counted {
+            let row = hai_rows
+                .entry((month.clone(), (*code).to_owned()))
+                .or_insert_with(|| ((*display).to_owned(), 0));
+            row.1 += 1;
+        }
+        let y = yearly.entry(year).or_default();
+        y.0 += 1;
+        y.1 += i64::from(death_30d);
+    }
+
+    let mut hospital_monthly: Vec<HospitalMonth> = cells
+        .into_iter()
+        .map(|((hospital_id, month), c)| HospitalMonth {
+            hospital_name: c.hospital_name.unwrap_or_else(|| hospital_id.clone()),
+            hospital_id,
+            month,
+            stays: c.stays,
+            deaths_30d: c.deaths_30d,
+            mortality_rate: ratio(c.deaths_30d, c.stays),
+            index_stays: c.index_stays,
+            readmissions_30d: c.readmissions_30d,
+            readmission_rate: ratio(c.readmissions_30d, c.index_stays),
+            patient_days: c.patient_days,
+            alos: ratio(c.patient_days, c.stays),
+            hai_count: c.hai_count,
+            hai_stays: c.hai_stays,
+            hai_per_1000_patient_days: ratio(c.hai_count * 1000, c.patient_days),
+        })
+        .collect();
+    hospital_monthly.sort_by(|a, b| {
+        (&a.hospital_name, &a.hospital_id, &a.month).cmp(&(
+            &b.hospital_name,
+            &b.hospital_id,
+            &b.month,
+        ))
+    });
+    GoldRows {
+        hospital_monthly,
+        hai_by_code: hai_rows
+            .into_iter()
+            .map(|((month, code), (display, count))| HaiByCode {
+                month,
+                code,
+                display,
+                count,
+            })
+            .collect(),
+        mortality_yearly: yearly
+            .into_iter()
+            .map(|(year, (stays, deaths))| MortalityYear {
+                year,
+                stays,
+                deaths,
+                rate: ratio(deaths, stays),
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Every number below is worked out by hand from the definitions in `docs/metrics.md`.
+
+    use super::*;
+    use crate::time::parse_fhir_datetime;
+
+    fn at(text: &str) -> Option<i64> {
+        Some(parse_fhir_datetime(text).unwrap())
+    }
+
+    fn stay(key: &str, patient: &str, start: &str, end: &str) -> EncounterFacts {
+        EncounterFacts {
+            encounter_key: key.into(),
+            patient_key: patient.into(),
+            status: Some("finished".into()),
+            class_code: Some("IMP".into()),
+            period_start: at(start),
+            period_end: at(end),
+            hospital_key: Some("h1".into()),
+            hospital_name: Some("General".into()),
+        }
+    }
+
+    fn hai(
+        encounter: &str,
+        code: &str,
+        onset: Option<&str>,
+        recorded: Option<&str>,
+    ) -> ConditionFacts {
+        ConditionFacts {
+            encounter_key: Some(encounter.into()),
+            code_system: Some("http://snomed.info/sct".into()),
+            code: Some(code.into()),
+            onset_at: onset.and_then(at),
+            recorded_at: recorded.and_then(at),
+        }
+    }
+
+    fn silver(
+        encounters: Vec<EncounterFacts>,
+        deaths: &[(&str, &str)],
+        conditions: Vec<ConditionFacts>,
+    ) -> TenantSilver {
+        let mut silver = TenantSilver {
+            encounters,
+            conditions,
+            ..TenantSilver::default()
+        };
+        for e in &silver.encounters {
+            silver.patients.entry(e.patient_key.clone()).or_default();
+        }
+        for (patient, death) in deaths {
+            silver.patients.insert(
+                (*patient).into(),
+                PatientFacts {
+                    deceased_at: at(death),
+                },
+            );
+        }
+        silver
+    }
+
+    fn month<'a>(rows: &'a GoldRows, month: &str) -> &'a HospitalMonth {
+        rows.hospital_monthly
+            .iter()
+            .find(|r| r.month == month)
+            .expect("month present")
+    }
+
+    #[test]
+    fn only_finished_inpatient_stays_with_both_dates_count_and_los_is_at_least_one() {
+        let mut ambulatory = stay("amb", "p", "2024-01-05T10:00:00Z", "2024-01-05T11:00:00Z");
+        ambulatory.class_code = Some("AMB".into());
+        let mut open = stay("open", "p", "2024-01-06T10:00:00Z", "2024-01-06T11:00:00Z");
+        open.period_end = None;
+        let mut cancelled = stay("cx", "p", "2024-01-07T10:00:00Z", "2024-01-08T11:00:00Z");
+        cancelled.status = Some("cancelled".into());
+        let backwards = stay("back", "p", "2024-01-09T10:00:00Z", "2024-01-08T10:00:00Z");
+        let mut acute = stay("acute", "q", "2024-01-10T08:00:00Z", "2024-01-13T08:00:00Z");
+        acute.class_code = Some("ACUTE".into());
+        acute.status = Some("completed".into());
+        let same_day = stay("same", "r", "2024-01-20T08:00:00Z", "2024-01-20T18:00:00Z");
+        let rows = compute(
+            &silver(
+                vec![ambulatory, open, cancelled, backwards, acute, same_day],
+                &[],
+                vec![],
+            ),
+            &HaiValueSet::builtin(),
+        );
+        let jan = month(&rows, "2024-01");
+        // Two stays: 3 days (ACUTE, completed) and a same-day stay counted as 1 day.
+        assert_eq!((jan.stays, jan.patient_days), (2, 4));
+        assert_eq!(jan.alos, 2.0);
+    }
+
+    #[test]
+    fn thirty_day_mortality_counts_deaths_from_admission_to_admission_plus_30() {
+        let rows = compute(
+            &silver(
+                vec![
+                    stay(
+                        "a",
+                        "dies-day-30",
+                        "2024-03-01T10:00:00Z",
+                        "2024-03-05T10:00:00Z",
+                    ),
+                    stay(
+                        "b",
+                        "dies-day-31",
+                        "2024-03-01T10:00:00Z",
+                        "2024-03-05T10:00:00Z",
+                    ),
+                    stay(
+                        "c",
+                        "dies-in-stay",
+                        "2024-03-01T10:00:00Z",
+                        "2024-03-03T10:00:00Z",
+                    ),
+                    stay(
+                        "d",
+                        "deceased-no-date",
+                        "2024-03-01T10:00:00Z",
+                        "2024-03-02T10:00:00Z",
+                    ),
+                ],
+                &[
+                    ("dies-day-30", "2024-03-31T23:00:00Z"),
+                    ("dies-day-31", "2024-04-01T01:00:00Z"),
+                    ("dies-in-stay", "2024-03-03T09:00:00Z"),
+                ],
+                vec![],
+            ),
+            &HaiValueSet::builtin(),
+        );
+        let march = month(&rows, "2024-03");
+        assert_eq!((march.stays, march.deaths_30d), (4, 2));
+        assert_eq!(march.mortality_rate, 0.5);
+        // Dead at discharge (death on the discharge day) is not an index stay; the others are.
+        assert_eq!(march.index_stays, 3);
+        assert_eq!(
+            rows.mortality_yearly,
+            vec![MortalityYear {
+                year: 2024,
+                stays: 4,
+                deaths: 2,
+                rate: 0.5
+            }]
+        );
+    }
+
+    #[test]
+    fn readmission_within_thirty_days_of_discharge_each_index_stay_judged_alone() {
+        let rows = compute(
+            &silver(
+                vec![
+                    // A chain: 1 → 2 after 30 days (counted), 2 → 3 after 10 days (counted), 3 alone.
+                    stay(
+                        "c1",
+                        "chain",
+                        "2024-05-01T10:00:00Z",
+                        "2024-05-03T10:00:00Z",
+                    ),
+                    stay(
+                        "c2",
+                        "chain",
+                        "2024-06-02T10:00:00Z",
+                        "2024-06-04T10:00:00Z",
+                    ),
+                    stay(
+                        "c3",
+                        "chain",
+                        "2024-06-14T10:00:00Z",
+                        "2024-06-15T10:00:00Z",
+                    ),
+                    // Day 31 after discharge: not a readmission.
+                    stay("l1", "late", "2024-05-01T10:00:00Z", "2024-05-03T10:00:00Z"),
+                    stay("l2", "late", "2024-06-03T10:00:00Z", "2024-06-04T10:00:00Z"),
+                    // Admitted the same day, but before the discharge time: not "after this discharge".
+                    stay(
+                        "o1",
+                        "overlap",
+                        "2024-05-10T08:00:00Z",
+                        "2024-05-12T12:00:00Z",
+                    ),
+                    stay(
+                        "o2",
+                        "overlap",
+                        "2024-05-12T09:00:00Z",
+                        "2024-05-13T09:00:00Z",
+                    ),
+                ],
+                &[],
+                vec![],
+            ),
+            &HaiValueSet::builtin(),
+        );
+        // May discharges: c1 (readmitted by c2 on day +30), l1 (l2 on day +31: not), o1 (o2 starts
+        // before o1 ends: not), o2 (nothing after it).
+        let may = month(&rows, "2024-05");
+        assert_eq!(
+            (may.stays, may.index_stays, may.readmissions_30d),
+            (4, 4, 1)
+        );
+        // June discharges: c2 (readmitted by c3 ten days later), c3 and l2 (nothing after them).
+        let june = month(&rows, "2024-06");
+        assert_eq!(
+            (june.stays, june.index_stays, june.readmissions_30d),
+            (3, 3, 1)
+        );
+    }
+
+    #[test]
+    fn hais_count_from_admission_plus_two_to_discharge_and_are_reported_by_code() {
+        let rows = compute(
+            &silver(
+                vec![stay(
+                    "s",
+                    "p",
+                    "2024-07-01T22:00:00Z",
+                    "2024-07-10T10:00:00Z",
+                )],
+                &[],
+                vec![
+                    hai("s", "91302008", Some("2024-07-02T12:00:00Z"), None), // day +1: present on admission
+                    hai("s", "91302008", Some("2024-07-03T00:30:00Z"), None), // day +2: counted
+                    hai("s", "233604007", None, Some("2024-07-10T08:00:00Z")), // recordedDate, discharge day
+                    hai("s", "233604007", Some("2024-07-11T08:00:00Z"), None), // after discharge
+                    hai("s", "44054006", Some("2024-07-05T08:00:00Z"), None), // not in the value set
+                    ConditionFacts {
+                        code_system: Some("http://hl7.org/fhir/sid/icd-10-cm".into()),
+                        ..hai("s", "91302008", Some("2024-07-05T08:00:00Z"), None)
+                    },
+                ],
+            ),
+            &HaiValueSet::builtin(),
+        );
+        let july = month(&rows, "2024-07");
+        // LOS 9 days, 2 HAIs on one stay: 2 * 1000 / 9.
+        assert_eq!(
+            (july.hai_count, july.hai_stays, july.patient_days),
+            (2, 1, 9)
+        );
+        assert!((july.hai_per_1000_patient_days - 2000.0 / 9.0).abs() < 1e-12);
+        let codes: Vec<(&str, i64)> = rows
+            .hai_by_code
+            .iter()
+            .map(|r| (r.code.as_str(), r.count))
+            .collect();
+        assert_eq!(codes, vec![("233604007", 1), ("91302008", 1)]);
+        assert_eq!(rows.hai_by_code[1].display, "Sepsis (disorder)");
+    }
+
+    #[test]
+    fn dates_are_utc_calendar_dates_and_a_stay_belongs_to_its_discharge_month() {
+        let rows = compute(
+            &silver(
+                vec![
+                    // Local 31 January evening is 1 February in UTC.
+                    stay(
+                        "tz",
+                        "p",
+                        "2024-01-29T10:00:00-05:00",
+                        "2024-01-31T23:30:00-05:00",
+                    ),
+                    // Crosses the month boundary: reported in February.
+                    stay("cross", "q", "2024-01-30T10:00:00Z", "2024-02-02T10:00:00Z"),
+                ],
+                &[],
+                vec![],
+            ),
+            &HaiValueSet::builtin(),
+        );
+        assert_eq!(rows.hospital_monthly.len(), 1);
+        let feb = month(&rows, "2024-02");
+        // tz: 29 Jan → 1 Feb UTC = 3 days; cross: 30 Jan → 2 Feb = 3 days.
+        assert_eq!((feb.stays, feb.patient_days), (2, 6));
+    }
+}

@@ -1,0 +1,184 @@
+//! The `gold.refreshed` message: JSON for machine subscribers, a readable body for e-mail.
+//!
+//! E-mail leaves the analytics boundary, so the body follows the CMS cell-size rule: a count from 1
+//! to 10 is shown as "<11", and a rate whose numerator or denominator is such a count is withheld
+//! (it would give the count away). The JSON data goes to machine subscribers inside the boundary.
+
+use serde_json::json;
+
+use super::metrics::Headline;
+use super::{RefreshReport, TenantRefresh};
+use crate::ports::{Message, Topic};
+
+/// A count as an e-mail may show it.
+pub fn suppress(count: i64) -> String {
+    if (1..=10).contains(&count) {
+        "<11".to_owned()
+    } else {
+        thousands(count)
+    }
+}
+
+fn thousands(n: i64) -> String {
+    let digits = n.abs().to_string();
+    let mut out = String::new();
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(d);
+    }
+    if n < 0 { format!("-{out}") } else { out }
+}
+
+fn small(count: i64) -> bool {
+    (1..=10).contains(&count)
+}
+
+/// A rate as an e-mail may show it: withheld when built on a small count.
+fn rate(value: f64, numerator: i64, denominator: i64, percent: bool) -> String {
+    if small(numerator) || small(denominator) {
+        "withheld (<11)".to_owned()
+    } else if percent {
+        format!("{:.1}%", value * 100.0)
+    } else {
+        format!("{value:.1}")
+    }
+}
+
+fn line(label: &str, now: String, before: Option<String>) -> String {
+    match before {
+        Some(before) if before != now => format!("{label}: {now} (was {before})\n"),
+        _ => format!("{label}: {now}\n"),
+    }
+}
+
+fn body(
+    tenant: &str,
+    h: &Headline,
+    previous: Option<&Headline>,
+    gold_instants: &[String],
+) -> String {
+    let mut text = format!("MetricCare refreshed the quality metrics of {tenant}.\n\n");
+    text.push_str(&line(
+        "Inpatient stays",
+        suppress(h.stays),
+        previous.map(|p| suppress(p.stays)),
+    ));
+    text.push_str(&line(
+        "30-day mortality",
+        rate(h.mortality_rate, h.deaths_30d, h.stays, true),
+        previous.map(|p| rate(p.mortality_rate, p.deaths_30d, p.stays, true)),
+    ));
+    text.push_str(&line(
+        "30-day readmission",
+        rate(h.readmission_rate, h.readmissions_30d, h.index_stays, true),
+        previous.map(|p| rate(p.readmission_rate, p.readmissions_30d, p.index_stays, true)),
+    ));
+    text.push_str(&line(
+        "Average length of stay (days)",
+        rate(h.alos, h.patient_days, h.stays, false),
+        previous.map(|p| rate(p.alos, p.patient_days, p.stays, false)),
+    ));
+    text.push_str(&line(
+        "Hospital-acquired infections per 1,000 patient days",
+        rate(
+            h.hai_per_1000_patient_days,
+            h.hai_count,
+            h.patient_days,
+            false,
+        ),
+        previous.map(|p| {
+            rate(
+                p.hai_per_1000_patient_days,
+                p.hai_count,
+                p.patient_days,
+                false,
+            )
+        }),
+    ));
+    text.push_str(&format!(
+        "\nCounts from 1 to 10 are shown as \"<11\" and rates built on them are withheld (CMS cell-size rule).\n\
+         Gold commits: {}\n",
+        gold_instants.join(", ")
+    ));
+    text
+}
+
+/// The message for one refreshed tenant.
+pub fn message_for(tenant: &TenantRefresh, report: &RefreshReport) -> Message {
+    let h = &tenant.headline;
+    let change = tenant.previous.map(|p| {
+        json!({
+            "stays": h.stays - p.stays,
+            "mortality_rate": h.mortality_rate - p.mortality_rate,
+            "readmission_rate": h.readmission_rate - p.readmission_rate,
+            "alos": h.alos - p.alos,
+            "hai_per_1000_patient_days": h.hai_per_1000_patient_days - p.hai_per_1000_patient_days,
+        })
+    });
+    Message {
+        topic: Topic::Notifications,
+        event: "gold.refreshed".to_owned(),
+        tenant_id: Some(tenant.tenant_id.clone()),
+        subject: format!(
+            "MetricCare: quality metrics refreshed for {}",
+            tenant.tenant_id
+        ),
+        text: body(
+            &tenant.tenant_id,
+            h,
+            tenant.previous.as_ref(),
+            &report.gold_instants,
+        ),
+        data: json!({
+            "event": "gold.refreshed",
+            "tenant_id": tenant.tenant_id,
+            "silver_sequences": report.silver_sequences,
+            "gold_instants": report.gold_instants,
+            "rows": {
+                "hospital_monthly": tenant.rows.hospital_monthly.len(),
+                "hai_by_code": tenant.rows.hai_by_code.len(),
+                "mortality_yearly": tenant.rows.mortality_yearly.len(),
+            },
+            "headline": h,
+            "previous": tenant.previous,
+            "change": change,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_from_one_to_ten_are_suppressed() {
+        assert_eq!(suppress(0), "0");
+        assert_eq!(suppress(1), "<11");
+        assert_eq!(suppress(10), "<11");
+        assert_eq!(suppress(11), "11");
+        assert_eq!(suppress(1234567), "1,234,567");
+    }
+
+    #[test]
+    fn rates_on_small_counts_are_withheld() {
+        let h = Headline {
+            stays: 200,
+            deaths_30d: 4,
+            mortality_rate: 0.02,
+            index_stays: 190,
+            readmissions_30d: 30,
+            readmission_rate: 30.0 / 190.0,
+            patient_days: 900,
+            alos: 4.5,
+            hai_count: 12,
+            hai_per_1000_patient_days: 13.3,
+        };
+        let text = body("t1", &h, None, &[]);
+        assert!(text.contains("30-day mortality: withheld (<11)"), "{text}");
+        assert!(text.contains("30-day readmission: 15.8%"), "{text}");
+        assert!(text.contains("Inpatient stays: 200"), "{text}");
+        assert!(!text.contains(": 4\n"), "{text}");
+    }
+}

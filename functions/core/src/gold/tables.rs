@@ -1,0 +1,310 @@
+//! The gold tables' schemas, and conversions between Arrow batches and the metric rows.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int32Type, Int64Type, TimestampMicrosecondType};
+use arrow_array::{Array, RecordBatch};
+use arrow_schema::{Schema, SchemaRef};
+use object_store::path::Path;
+
+use super::metrics::{
+    ConditionFacts, EncounterFacts, GoldRows, HaiByCode, HospitalMonth, MortalityYear,
+    PatientFacts, TenantSilver,
+};
+use crate::error::{CoreError, Result};
+use crate::hudi::TableDef;
+use crate::rows::{BatchBuilder, Kind, Value, field};
+use crate::silver::SilverTable;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum GoldTable {
+    HospitalMonthly,
+    HaiByCode,
+    MortalityYearly,
+}
+
+impl GoldTable {
+    pub const ALL: [GoldTable; 3] = [
+        Self::HaiByCode,
+        Self::MortalityYearly,
+        Self::HospitalMonthly,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::HospitalMonthly => "hospital_monthly",
+            Self::HaiByCode => "hai_by_code",
+            Self::MortalityYearly => "mortality_yearly",
+        }
+    }
+
+    /// Gold tables are small per tenant: one file group per tenant partition, rewritten whole.
+    pub fn def(self) -> TableDef {
+        TableDef {
+            name: self.name().to_owned(),
+            base: Path::from("gold").join(self.name()),
+            record_key: "row_key".to_owned(),
+            partition_field: "tenant_id".to_owned(),
+            precombine: "refreshed_at".to_owned(),
+            buckets: 1,
+            data_schema: self.schema(),
+        }
+    }
+
+    pub fn schema(self) -> SchemaRef {
+        use Kind::*;
+        let specific: &[(&str, Kind)] = match self {
+            Self::HospitalMonthly => &[
+                ("hospital_id", Str),
+                ("hospital_name", Str),
+                ("month", Str),
+                ("stays", I64),
+                ("deaths_30d", I64),
+                ("mortality_rate", F64),
+                ("index_stays", I64),
+                ("readmissions_30d", I64),
+                ("readmission_rate", F64),
+                ("patient_days", I64),
+                ("alos", F64),
+                ("hai_count", I64),
+                ("hai_stays", I64),
+                ("hai_per_1000_patient_days", F64),
+            ],
+            Self::HaiByCode => &[
+                ("month", Str),
+                ("code", Str),
+                ("display", Str),
+                ("count", I64),
+            ],
+            Self::MortalityYearly => &[
+                ("year", I32),
+                ("stays", I64),
+                ("deaths", I64),
+                ("rate", F64),
+            ],
+        };
+        let mut fields = vec![field("row_key", Str, false), field("tenant_id", Str, false)];
+        fields.extend(
+            specific
+                .iter()
+                .map(|(name, kind)| field(name, *kind, false)),
+        );
+        fields.push(field("refreshed_at", Ts, false));
+        Arc::new(Schema::new(fields))
+    }
+
+    /// This table's rows of a tenant's gold content, as one batch.
+    pub fn batches(
+        self,
+        tenant: &str,
+        rows: &GoldRows,
+        refreshed_at: i64,
+    ) -> Result<Vec<RecordBatch>> {
+        let mut builder = BatchBuilder::new(self.schema());
+        let s = |v: &str| Value::Str(Some(v.to_owned()));
+        let i = |v: i64| Value::I64(Some(v));
+        let f = |v: f64| Value::F64(Some(v));
+        let mut push = |key: String, values: Vec<Value>| {
+            let mut row = vec![Value::Str(Some(key)), s(tenant)];
+            row.extend(values);
+            row.push(Value::Ts(Some(refreshed_at)));
+            builder.push(row);
+        };
+        match self {
+            Self::HospitalMonthly => {
+                for r in &rows.hospital_monthly {
+                    push(
+                        format!("{}|{}", r.hospital_id, r.month),
+                        vec![
+                            s(&r.hospital_id),
+                            s(&r.hospital_name),
+                            s(&r.month),
+                            i(r.stays),
+                            i(r.deaths_30d),
+                            f(r.mortality_rate),
+                            i(r.index_stays),
+                            i(r.readmissions_30d),
+                            f(r.readmission_rate),
+                            i(r.patient_days),
+                            f(r.alos),
+                            i(r.hai_count),
+                            i(r.hai_stays),
+                            f(r.hai_per_1000_patient_days),
+                        ],
+                    );
+                }
+            }
+            Self::HaiByCode => {
+                for r in &rows.hai_by_code {
+                    push(
+                        format!("{}|{}", r.month, r.code),
+                        vec![s(&r.month), s(&r.code), s(&r.display), i(r.count)],
+                    );
+                }
+            }
+            Self::MortalityYearly => {
+                for r in &rows.mortality_yearly {
+                    push(
+                        r.year.to_string(),
+                        vec![Value::I32(Some(r.year)), i(r.stays), i(r.deaths), f(r.rate)],
+                    );
+                }
+            }
+        }
+        Ok(vec![builder.finish()?])
+    }
+}
+
+/// Typed access to a batch's columns by name, with an error that names what is missing.
+struct Columns<'a> {
+    batch: &'a RecordBatch,
+}
+
+impl<'a> Columns<'a> {
+    fn column(&self, name: &str) -> Result<&'a dyn Array> {
+        self.batch
+            .column_by_name(name)
+            .map(|c| c.as_ref())
+            .ok_or_else(|| CoreError::Table {
+                table: "gold input".into(),
+                message: format!("missing column {name}"),
+            })
+    }
+
+    fn text(&self, name: &str, row: usize) -> Result<Option<String>> {
+        let column = self.column(name)?;
+        Ok((!column.is_null(row)).then(|| column.as_string::<i32>().value(row).to_owned()))
+    }
+
+    fn timestamp(&self, name: &str, row: usize) -> Result<Option<i64>> {
+        let column = self.column(name)?;
+        Ok((!column.is_null(row))
+            .then(|| column.as_primitive::<TimestampMicrosecondType>().value(row)))
+    }
+
+    fn int(&self, name: &str, row: usize) -> Result<i64> {
+        Ok(self.column(name)?.as_primitive::<Int64Type>().value(row))
+    }
+
+    fn float(&self, name: &str, row: usize) -> Result<f64> {
+        Ok(self.column(name)?.as_primitive::<Float64Type>().value(row))
+    }
+}
+
+fn each_row<T>(
+    batches: Option<&Vec<RecordBatch>>,
+    mut f: impl FnMut(&Columns<'_>, usize) -> Result<T>,
+) -> Result<Vec<T>> {
+    let mut out = Vec::new();
+    for batch in batches.into_iter().flatten() {
+        let columns = Columns { batch };
+        for row in 0..batch.num_rows() {
+            out.push(f(&columns, row)?);
+        }
+    }
+    Ok(out)
+}
+
+/// A tenant's silver content as the metrics read it.
+pub fn tenant_silver_from_batches(
+    batches: &BTreeMap<SilverTable, Vec<RecordBatch>>,
+) -> Result<TenantSilver> {
+    let mut silver = TenantSilver::default();
+    for (key, facts) in each_row(batches.get(&SilverTable::Patient), |c, r| {
+        Ok((
+            c.text("patient_key", r)?.unwrap_or_default(),
+            PatientFacts {
+                deceased_at: c.timestamp("deceased_at", r)?,
+            },
+        ))
+    })? {
+        silver.patients.insert(key, facts);
+    }
+    silver.encounters = each_row(batches.get(&SilverTable::Encounter), |c, r| {
+        Ok(EncounterFacts {
+            encounter_key: c.text("encounter_key", r)?.unwrap_or_default(),
+            patient_key: c.text("patient_key", r)?.unwrap_or_default(),
+            status: c.text("status", r)?,
+            class_code: c.text("class_code", r)?,
+            period_start: c.timestamp("period_start", r)?,
+            period_end: c.timestamp("period_end", r)?,
+            hospital_key: c.text("hospital_key", r)?,
+            hospital_name: c.text("hospital_name", r)?,
+        })
+    })?;
+    silver.conditions = each_row(batches.get(&SilverTable::Condition), |c, r| {
+        Ok(ConditionFacts {
+            encounter_key: c.text("encounter_key", r)?,
+            code_system: c.text("code_system", r)?,
+            code: c.text("code", r)?,
+            onset_at: c.timestamp("onset_at", r)?,
+            recorded_at: c.timestamp("recorded_at", r)?,
+        })
+    })?;
+    for (keys, name) in each_row(batches.get(&SilverTable::Organization), |c, r| {
+        Ok((
+            [c.text("organization_key", r)?, c.text("identifier_key", r)?],
+            c.text("name", r)?,
+        ))
+    })? {
+        if let Some(name) = name {
+            for key in keys.into_iter().flatten() {
+                silver.hospital_names.insert(key, name.clone());
+            }
+        }
+    }
+    Ok(silver)
+}
+
+/// A tenant's gold content read back from its gold partitions, sorted like [`super::compute`].
+pub fn gold_rows_from_batches(batches: &BTreeMap<GoldTable, Vec<RecordBatch>>) -> Result<GoldRows> {
+    let mut rows = GoldRows {
+        hospital_monthly: each_row(batches.get(&GoldTable::HospitalMonthly), |c, r| {
+            Ok(HospitalMonth {
+                hospital_id: c.text("hospital_id", r)?.unwrap_or_default(),
+                hospital_name: c.text("hospital_name", r)?.unwrap_or_default(),
+                month: c.text("month", r)?.unwrap_or_default(),
+                stays: c.int("stays", r)?,
+                deaths_30d: c.int("deaths_30d", r)?,
+                mortality_rate: c.float("mortality_rate", r)?,
+                index_stays: c.int("index_stays", r)?,
+                readmissions_30d: c.int("readmissions_30d", r)?,
+                readmission_rate: c.float("readmission_rate", r)?,
+                patient_days: c.int("patient_days", r)?,
+                alos: c.float("alos", r)?,
+                hai_count: c.int("hai_count", r)?,
+                hai_stays: c.int("hai_stays", r)?,
+                hai_per_1000_patient_days: c.float("hai_per_1000_patient_days", r)?,
+            })
+        })?,
+        hai_by_code: each_row(batches.get(&GoldTable::HaiByCode), |c, r| {
+            Ok(HaiByCode {
+                month: c.text("month", r)?.unwrap_or_default(),
+                code: c.text("code", r)?.unwrap_or_default(),
+                display: c.text("display", r)?.unwrap_or_default(),
+                count: c.int("count", r)?,
+            })
+        })?,
+        mortality_yearly: each_row(batches.get(&GoldTable::MortalityYearly), |c, r| {
+            Ok(MortalityYear {
+                year: c.column("year")?.as_primitive::<Int32Type>().value(r),
+                stays: c.int("stays", r)?,
+                deaths: c.int("deaths", r)?,
+                rate: c.float("rate", r)?,
+            })
+        })?,
+    };
+    rows.hospital_monthly.sort_by(|a, b| {
+        (&a.hospital_name, &a.hospital_id, &a.month).cmp(&(
+            &b.hospital_name,
+            &b.hospital_id,
+            &b.month,
+        ))
+    });
+    rows.hai_by_code
+        .sort_by(|a, b| (&a.month, &a.code).cmp(&(&b.month, &b.code)));
+    rows.mortality_yearly.sort_by_key(|r| r.year);
+    Ok(rows)
+}

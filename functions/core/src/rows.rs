@@ -1,0 +1,133 @@
+//! Typed rows of the lake's tables and their conversion into Arrow batches: one builder, driven by
+//! the schema, for silver and gold alike.
+
+use std::sync::Arc;
+
+use arrow_array::builder::{
+    BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, StringBuilder,
+    TimestampMicrosecondBuilder,
+};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, SchemaRef, TimeUnit};
+
+use crate::error::Result;
+
+/// Column types of the lake's tables (each has an exact Avro mapping, see `hudi::avro_schema`).
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    Str,
+    I32,
+    I64,
+    F64,
+    Bool,
+    Ts,
+}
+
+pub fn field(name: &str, kind: Kind, nullable: bool) -> Field {
+    let data_type = match kind {
+        Kind::Str => DataType::Utf8,
+        Kind::I32 => DataType::Int32,
+        Kind::I64 => DataType::Int64,
+        Kind::F64 => DataType::Float64,
+        Kind::Bool => DataType::Boolean,
+        Kind::Ts => DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("UTC"))),
+    };
+    Field::new(name, data_type, nullable)
+}
+
+/// One value of a silver row, in schema order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Str(Option<String>),
+    I32(Option<i32>),
+    I64(Option<i64>),
+    F64(Option<f64>),
+    Bool(Option<bool>),
+    Ts(Option<i64>),
+}
+
+/// Accumulates rows of one table and turns them into a RecordBatch.
+pub struct BatchBuilder {
+    schema: SchemaRef,
+    columns: Vec<ColumnBuilder>,
+    rows: usize,
+}
+
+enum ColumnBuilder {
+    Str(StringBuilder),
+    I32(Int32Builder),
+    I64(Int64Builder),
+    F64(Float64Builder),
+    Bool(BooleanBuilder),
+    Ts(TimestampMicrosecondBuilder),
+}
+
+impl BatchBuilder {
+    pub fn new(schema: SchemaRef) -> Self {
+        let columns = schema
+            .fields()
+            .iter()
+            .map(|f| match f.data_type() {
+                DataType::Utf8 => ColumnBuilder::Str(StringBuilder::new()),
+                DataType::Int32 => ColumnBuilder::I32(Int32Builder::new()),
+                DataType::Int64 => ColumnBuilder::I64(Int64Builder::new()),
+                DataType::Float64 => ColumnBuilder::F64(Float64Builder::new()),
+                DataType::Boolean => ColumnBuilder::Bool(BooleanBuilder::new()),
+                _ => ColumnBuilder::Ts(TimestampMicrosecondBuilder::new().with_timezone("UTC")),
+            })
+            .collect();
+        Self {
+            schema,
+            columns,
+            rows: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Appends one row; `values` must follow the schema (checked in debug builds).
+    pub fn push(&mut self, values: Vec<Value>) {
+        debug_assert_eq!(
+            values.len(),
+            self.columns.len(),
+            "row width differs from the schema"
+        );
+        for (column, value) in self.columns.iter_mut().zip(values) {
+            match (column, value) {
+                (ColumnBuilder::Str(b), Value::Str(v)) => b.append_option(v),
+                (ColumnBuilder::I32(b), Value::I32(v)) => b.append_option(v),
+                (ColumnBuilder::I64(b), Value::I64(v)) => b.append_option(v),
+                (ColumnBuilder::F64(b), Value::F64(v)) => b.append_option(v),
+                (ColumnBuilder::Bool(b), Value::Bool(v)) => b.append_option(v),
+                (ColumnBuilder::Ts(b), Value::Ts(v)) => b.append_option(v),
+                _ => unreachable!("silver row value does not match its column type"),
+            }
+        }
+        self.rows += 1;
+    }
+
+    pub fn finish(&mut self) -> Result<RecordBatch> {
+        let arrays: Vec<ArrayRef> = self
+            .columns
+            .iter_mut()
+            .map(|c| -> ArrayRef {
+                match c {
+                    ColumnBuilder::Str(b) => Arc::new(b.finish()),
+                    ColumnBuilder::I32(b) => Arc::new(b.finish()),
+                    ColumnBuilder::I64(b) => Arc::new(b.finish()),
+                    ColumnBuilder::F64(b) => Arc::new(b.finish()),
+                    ColumnBuilder::Bool(b) => Arc::new(b.finish()),
+                    ColumnBuilder::Ts(b) => Arc::new(b.finish()),
+                }
+            })
+            .collect();
+        self.rows = 0;
+        Ok(RecordBatch::try_new(self.schema.clone(), arrays)?)
+    }
+}

@@ -1,0 +1,266 @@
+//! Gold against the generator's ground truth (several seeds, sizes and formats), incremental
+//! refreshes, tenant isolation and the notifications.
+
+use std::collections::BTreeMap;
+
+use metriccare_core::gold::{GoldRows, read_gold};
+use metriccare_core::ingest::FileResult;
+use metriccare_tests::TestLake;
+
+const EPSILON: f64 = 1e-9;
+
+/// Generates a data set into the lake's raw zone and ingests every file, as the demo does.
+async fn load_generated(
+    lake: &TestLake,
+    config: &fhir_generator::Config,
+) -> fhir_generator::GroundTruth {
+    let raw = lake.lake.dir.join("raw");
+    let truth = fhir_generator::generate(config, &raw).unwrap().ground_truth;
+    std::fs::remove_file(raw.join(fhir_generator::GROUND_TRUTH_FILE)).unwrap();
+    for object in lake.lake.list_raw().await.unwrap() {
+        let report = lake.lake.ingest_raw(&object.location).await.unwrap();
+        assert_eq!(report.result, FileResult::Completed, "{report:?}");
+    }
+    truth
+}
+
+fn assert_matches_truth(
+    gold: &BTreeMap<String, GoldRows>,
+    truth: &fhir_generator::GroundTruth,
+    case: &str,
+) {
+    assert_eq!(gold.len(), truth.tenants.len(), "{case}: tenants");
+    for tenant in &truth.tenants {
+        let rows = &gold[&tenant.tenant];
+        let case = format!("{case} {}", tenant.tenant);
+        assert_eq!(
+            rows.hospital_monthly.len(),
+            tenant.hospital_monthly.len(),
+            "{case}: hospital-months"
+        );
+        for expected in &tenant.hospital_monthly {
+            let got = rows
+                .hospital_monthly
+                .iter()
+                .find(|r| r.hospital_name == expected.hospital_name && r.month == expected.month)
+                .unwrap_or_else(|| {
+                    panic!(
+                        "{case}: no row for {} {}",
+                        expected.hospital_name, expected.month
+                    )
+                });
+            let counts = |r: [u64; 7]| r;
+            assert_eq!(
+                counts([
+                    got.stays as u64,
+                    got.deaths_30d as u64,
+                    got.index_stays as u64,
+                    got.readmissions_30d as u64,
+                    got.patient_days as u64,
+                    got.hai_count as u64,
+                    got.hai_stays as u64
+                ]),
+                counts([
+                    expected.stays,
+                    expected.deaths_30d,
+                    expected.index_stays,
+                    expected.readmissions_30d,
+                    expected.patient_days,
+                    expected.hai_count,
+                    expected.hai_stays
+                ]),
+                "{case}: {} {}",
+                expected.hospital_name,
+                expected.month
+            );
+            for (got, expected) in [
+                (got.mortality_rate, expected.mortality_rate),
+                (got.readmission_rate, expected.readmission_rate),
+                (got.alos, expected.alos),
+                (
+                    got.hai_per_1000_patient_days,
+                    expected.hai_per_1000_patient_days,
+                ),
+            ] {
+                assert!(
+                    (got - expected).abs() < EPSILON,
+                    "{case}: rate {got} != {expected}"
+                );
+            }
+        }
+        let hai: Vec<(String, String, String, u64)> = rows
+            .hai_by_code
+            .iter()
+            .map(|r| {
+                (
+                    r.month.clone(),
+                    r.code.clone(),
+                    r.display.clone(),
+                    r.count as u64,
+                )
+            })
+            .collect();
+        let expected_hai: Vec<(String, String, String, u64)> = tenant
+            .hai_by_code
+            .iter()
+            .map(|r| (r.month.clone(), r.code.clone(), r.display.clone(), r.count))
+            .collect();
+        assert_eq!(hai, expected_hai, "{case}: hai_by_code");
+        let yearly: Vec<(i32, u64, u64)> = rows
+            .mortality_yearly
+            .iter()
+            .map(|r| (r.year, r.stays as u64, r.deaths as u64))
+            .collect();
+        let expected_yearly: Vec<(i32, u64, u64)> = tenant
+            .mortality_yearly
+            .iter()
+            .map(|r| (r.year, r.stays, r.deaths))
+            .collect();
+        assert_eq!(yearly, expected_yearly, "{case}: mortality_yearly");
+    }
+}
+
+#[tokio::test]
+async fn gold_reproduces_the_ground_truth_for_several_seeds_sizes_and_formats() {
+    let cases = [
+        (1, 40, fhir_generator::Format::Ndjson, false),
+        (2, 120, fhir_generator::Format::Ndjson, true),
+        (3, 90, fhir_generator::Format::Bundle, true),
+        (4, 200, fhir_generator::Format::Bundle, false),
+    ];
+    for (seed, patients, format, dirty) in cases {
+        let lake = TestLake::new();
+        let config = fhir_generator::Config {
+            patients,
+            tenants: 2,
+            seed,
+            format,
+            dirty,
+            gzip: seed % 2 == 0,
+            patients_per_bundle: 25,
+        };
+        let truth = load_generated(&lake, &config).await;
+        let report = lake.lake.refresh_gold().await.unwrap();
+        assert_eq!(report.refreshed.len(), 2);
+        let gold = read_gold(&lake.lake.services.lake).await.unwrap();
+        assert_matches_truth(
+            &gold,
+            &truth,
+            &format!("seed {seed} {patients} {format:?} dirty={dirty}"),
+        );
+    }
+}
+
+fn notifications(lake: &TestLake) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(lake.lake.dir.join("notifications.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|m: &serde_json::Value| m["event"] == "gold.refreshed")
+        .collect()
+}
+
+#[tokio::test]
+async fn refreshes_are_incremental_per_tenant_and_quiet_when_nothing_changed() {
+    // GIVEN two tenants loaded and refreshed once
+    let lake = TestLake::new();
+    let config = fhir_generator::Config {
+        patients: 60,
+        tenants: 2,
+        seed: 9,
+        ..fhir_generator::Config::default()
+    };
+    load_generated(&lake, &config).await;
+    let first = lake.lake.refresh_gold().await.unwrap();
+    assert_eq!(first.refreshed.len(), 2);
+    assert_eq!(notifications(&lake).len(), 2);
+    let files_of = |tenant: &str| -> Vec<String> {
+        let dir = lake
+            .lake
+            .dir
+            .join("gold/hospital_monthly")
+            .join(format!("tenant_id={tenant}"));
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let tenant_02_files = files_of("tenant-02");
+
+    // WHEN nothing changed: nothing is written and nobody is told
+    let quiet = lake.lake.refresh_gold().await.unwrap();
+    assert!(quiet.changed_tenants.is_empty() && quiet.gold_instants.is_empty());
+    assert_eq!(notifications(&lake).len(), 2);
+
+    // WHEN one tenant gets a new inpatient stay
+    let stay = r#"{"resourceType":"Encounter","id":"new-stay","status":"finished","class":{"code":"IMP"},
+        "subject":{"reference":"Patient/someone-new"},"period":{"start":"2025-06-01T10:00:00Z","end":"2025-06-04T10:00:00Z"},
+        "serviceProvider":{"reference":"Organization/new-hospital","display":"New Hospital"}}"#
+        .replace('\n', " ");
+    lake.drop_raw("tenant-01/late/stay.ndjson", stay.as_bytes());
+    let report = lake
+        .lake
+        .ingest_raw(&"tenant-01/late/stay.ndjson".into())
+        .await
+        .unwrap();
+    assert_eq!(report.result, FileResult::Completed);
+    let second = lake.lake.refresh_gold().await.unwrap();
+
+    // THEN only that tenant is recomputed, rewritten and announced; the other's files are untouched
+    assert_eq!(second.changed_tenants, vec!["tenant-01".to_owned()]);
+    assert_eq!(second.refreshed.len(), 1);
+    assert_eq!(files_of("tenant-02"), tenant_02_files);
+    let messages = notifications(&lake);
+    assert_eq!(messages.len(), 3);
+    let last = &messages[2];
+    assert_eq!(last["tenant_id"], "tenant-01");
+    assert_eq!(last["data"]["change"]["stays"], 1);
+    let gold = read_gold(&lake.lake.services.lake).await.unwrap();
+    let new = gold["tenant-01"]
+        .hospital_monthly
+        .iter()
+        .find(|r| r.hospital_name == "New Hospital")
+        .unwrap();
+    assert_eq!(
+        (new.month.as_str(), new.stays, new.patient_days),
+        ("2025-06", 1, 3)
+    );
+    // A silver change that leaves the metrics as they were writes nothing and tells nobody.
+    lake.drop_raw("tenant-02/late/ambulatory.ndjson", br#"{"resourceType":"Encounter","id":"amb-1","status":"finished","class":{"code":"AMB"},"subject":{"reference":"Patient/x"}}"#);
+    lake.lake
+        .ingest_raw(&"tenant-02/late/ambulatory.ndjson".into())
+        .await
+        .unwrap();
+    let third = lake.lake.refresh_gold().await.unwrap();
+    assert_eq!(third.changed_tenants, vec!["tenant-02".to_owned()]);
+    assert!(third.refreshed.is_empty() && third.gold_instants.is_empty());
+    assert_eq!(notifications(&lake).len(), 3);
+}
+
+#[tokio::test]
+async fn a_tenant_whose_stays_all_disappear_has_its_gold_emptied() {
+    let lake = TestLake::new();
+    let stay = r#"{"resourceType":"Bundle","type":"transaction","entry":[{"fullUrl":"urn:uuid:e","resource":{"resourceType":"Encounter","id":"e1","status":"finished","class":{"code":"IMP"},"subject":{"reference":"Patient/p"},"period":{"start":"2025-01-01T10:00:00Z","end":"2025-01-02T10:00:00Z"}}}]}"#;
+    lake.drop_raw("t1/a.json", stay.as_bytes());
+    lake.lake.ingest_raw(&"t1/a.json".into()).await.unwrap();
+    lake.lake.refresh_gold().await.unwrap();
+    assert_eq!(
+        read_gold(&lake.lake.services.lake).await.unwrap()["t1"]
+            .hospital_monthly
+            .len(),
+        1
+    );
+    let delete = r#"{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"DELETE","url":"Encounter/e1"}}]}"#;
+    lake.drop_raw("t1/b.json", delete.as_bytes());
+    lake.lake.ingest_raw(&"t1/b.json".into()).await.unwrap();
+    let report = lake.lake.refresh_gold().await.unwrap();
+    assert_eq!(report.refreshed.len(), 1);
+    assert!(
+        !read_gold(&lake.lake.services.lake)
+            .await
+            .unwrap()
+            .contains_key("t1")
+    );
+}

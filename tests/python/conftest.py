@@ -37,11 +37,14 @@ class Lake:
     def ledger(self):
         return [json.loads(line) for line in self.run("status", "--json").stdout.splitlines()]
 
-    def read(self, table: str) -> pa.Table:
+    def read(self, table: str, layer: str = "silver") -> pa.Table:
         """The table as the Apache Hudi reader sees it."""
-        hudi_table = HudiTableBuilder.from_base_uri(str(self.root / "silver" / table)).build()
+        hudi_table = HudiTableBuilder.from_base_uri(str(self.root / layer / table)).build()
         batches = hudi_table.read()
         return pa.Table.from_batches(batches) if batches else pa.table({})
+
+    def read_gold(self, table: str) -> pa.Table:
+        return self.read(table, layer="gold")
 
     def commits(self, table: str):
         return sorted(p.name for p in (self.root / "silver" / table / ".hoodie").glob("*.commit"))

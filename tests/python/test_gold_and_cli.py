@@ -1,0 +1,99 @@
+"""The demo end to end through the CLI: gold read back with the Apache Hudi reader and checked against
+the generator's ground truth, SQL over the lake, the HTML report, and the notifications."""
+import json
+
+import pytest
+
+GOLD = ["hospital_monthly", "hai_by_code", "mortality_yearly"]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    from conftest import Lake
+
+    lake = Lake(tmp_path_factory.mktemp("demo") / "lake")
+    # Exit status 3: the dirty records were rejected, everything else loaded.
+    done = lake.run("demo", "--patients", "90", "--tenants", "2", "--seed", "5", "--dirty", expect=3)
+    return lake, done
+
+
+def test_the_demo_prints_the_metrics_per_hospital(demo):
+    lake, done = demo
+    truth = json.loads((lake.root / "ground-truth.json").read_text())
+    for tenant in truth["tenants"]:
+        for hospital in tenant["hospitals"]:
+            assert hospital["name"] in done.stdout
+    assert "report:" in done.stdout
+
+
+def test_gold_read_by_the_hudi_reader_equals_the_ground_truth(demo):
+    lake, _ = demo
+    truth = json.loads((lake.root / "ground-truth.json").read_text())
+    monthly = lake.read_gold("hospital_monthly").to_pylist()
+    for tenant in truth["tenants"]:
+        got = sorted(
+            (r["hospital_name"], r["month"], r["stays"], r["deaths_30d"], r["index_stays"], r["readmissions_30d"],
+             r["patient_days"], r["hai_count"], r["hai_stays"])
+            for r in monthly if r["tenant_id"] == tenant["tenant"])
+        expected = sorted(
+            (r["hospital_name"], r["month"], r["stays"], r["deaths_30d"], r["index_stays"], r["readmissions_30d"],
+             r["patient_days"], r["hai_count"], r["hai_stays"])
+            for r in tenant["hospital_monthly"])
+        assert got == expected
+    yearly = lake.read_gold("mortality_yearly").to_pylist()
+    for tenant in truth["tenants"]:
+        got = sorted((r["year"], r["stays"], r["deaths"]) for r in yearly if r["tenant_id"] == tenant["tenant"])
+        assert got == sorted((r["year"], r["stays"], r["deaths"]) for r in tenant["mortality_yearly"])
+    hai = lake.read_gold("hai_by_code").to_pylist()
+    for tenant in truth["tenants"]:
+        got = sorted((r["month"], r["code"], r["count"]) for r in hai if r["tenant_id"] == tenant["tenant"])
+        assert got == sorted((r["month"], r["code"], r["count"]) for r in tenant["hai_by_code"])
+
+
+def test_sql_over_silver_and_gold(demo):
+    lake, _ = demo
+    truth = json.loads((lake.root / "ground-truth.json").read_text())
+    out = lake.run("query", "--format", "json",
+                   "SELECT tenant_id, count(*) AS patients FROM silver_patient GROUP BY tenant_id ORDER BY tenant_id")
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    assert rows == [{"tenant_id": t["tenant"], "patients": t["resources"]["patient"]} for t in truth["tenants"]]
+    out = lake.run("query", "--format", "csv",
+                   "SELECT tenant_id, sum(stays) AS stays FROM gold_hospital_monthly GROUP BY tenant_id ORDER BY tenant_id")
+    lines = out.stdout.splitlines()
+    assert lines[0] == "tenant_id,stays"
+    for line, tenant in zip(lines[1:], truth["tenants"]):
+        assert line == f"{tenant['tenant']},{sum(r['stays'] for r in tenant['hospital_monthly'])}"
+    table = lake.run("query", "SELECT count(*) AS n FROM gold_mortality_yearly").stdout
+    assert "| n" in table
+    bad = lake.run("query", "SELECT * FROM no_such_table", expect=1)
+    assert "no_such_table" in bad.stderr
+
+
+def test_the_report_is_one_self_contained_file_with_the_three_views(demo):
+    lake, _ = demo
+    html = (lake.root / "report.html").read_text()
+    for view in ("HAI by SNOMED code", "Readmission rate by hospital", "30-day mortality by year"):
+        assert html.count(f'aria-label="{view}"') == 2, view  # once per tenant
+    for external in ("<script", "src=", "href=", "@import", "url("):
+        assert external not in html
+    assert "Average length of stay" in html
+
+
+def test_one_notification_per_refreshed_tenant_and_none_for_a_quiet_refresh(demo):
+    lake, _ = demo
+    def refreshed():
+        lines = (lake.root / "notifications.jsonl").read_text().splitlines()
+        return [json.loads(line) for line in lines if '"gold.refreshed"' in line]
+    before = refreshed()
+    assert sorted(m["tenant_id"] for m in before) == ["tenant-01", "tenant-02"]
+    for message in before:
+        h = message["data"]["headline"]
+        assert h["stays"] > 0
+        # E-mail text: a rate built on 1 to 10 deaths is withheld (CMS cell-size rule).
+        if 1 <= h["deaths_30d"] <= 10:
+            assert "30-day mortality: withheld (<11)" in message["text"]
+        else:
+            assert f"30-day mortality: {h['mortality_rate'] * 100:.1f}%" in message["text"]
+    out = lake.run("gold")
+    assert "nothing written, no message" in out.stdout
+    assert refreshed() == before

@@ -264,3 +264,84 @@ async fn a_tenant_whose_stays_all_disappear_has_its_gold_emptied() {
             .contains_key("t1")
     );
 }
+
+#[tokio::test]
+async fn hand_written_edge_cases_give_the_numbers_worked_out_by_hand() {
+    // GIVEN tests/fixtures/edge-cases: deaths on day +30 (through a time zone) and +31, a
+    // deceasedBoolean without date, a death during the stay, a readmission chain across two
+    // hospitals, an open stay, an ambulatory visit, HAIs present on admission / in the window /
+    // recorded only / after discharge, a stay across a month boundary, a discharge whose UTC date is
+    // the next month.
+    let lake = TestLake::new();
+    let report = lake
+        .ingest(
+            &metriccare_tests::fixtures().join("edge-cases/edge-cases.ndjson"),
+            "t1",
+        )
+        .await;
+    assert_eq!(
+        (report.result, report.outcome.rejected),
+        (FileResult::Completed, 0)
+    );
+    // WHEN gold is refreshed
+    lake.lake.refresh_gold().await.unwrap();
+    let gold = read_gold(&lake.lake.services.lake).await.unwrap();
+    let rows = &gold["t1"];
+    // THEN (hospital, month) → [stays, deaths_30d, index, readmissions, patient days, HAIs, HAI stays]
+    let got: Vec<(String, String, [i64; 7])> = rows
+        .hospital_monthly
+        .iter()
+        .map(|r| {
+            let counts = [
+                r.stays,
+                r.deaths_30d,
+                r.index_stays,
+                r.readmissions_30d,
+                r.patient_days,
+                r.hai_count,
+                r.hai_stays,
+            ];
+            (r.hospital_name.clone(), r.month.clone(), counts)
+        })
+        .collect();
+    let row = |h: &str, m: &str, c: [i64; 7]| (h.to_owned(), m.to_owned(), c);
+    assert_eq!(
+        got,
+        vec![
+            // March: dies30 (LOS 4, death on day +30 in UTC), dies31 (4), bool (2), instay (2, dead at
+            // discharge: not index), chain1 (2, readmitted on day +30).
+            row("Alpha General", "2024-03", [5, 2, 4, 1, 14, 0, 0]),
+            // chain2, readmitted by chain3 ten days later at the other hospital.
+            row("Alpha General", "2024-04", [1, 0, 1, 1, 2, 0, 0]),
+            // The HAI stay: 9 days; pneumonia on day +2 and the UTI recorded on the discharge day.
+            row("Alpha General", "2024-05", [1, 0, 1, 0, 9, 2, 1]),
+            // Admitted in May, discharged in June.
+            row("Alpha General", "2024-06", [1, 0, 1, 0, 3, 0, 0]),
+            // Discharged 30 June 22:30 at -04:00, which is 1 July in UTC.
+            row("Alpha General", "2024-07", [1, 0, 1, 0, 3, 0, 0]),
+            row("Beta Memorial", "2024-04", [1, 0, 1, 0, 1, 0, 0]),
+        ]
+    );
+    let march = &rows.hospital_monthly[0];
+    assert_eq!(
+        (march.mortality_rate, march.readmission_rate, march.alos),
+        (0.4, 0.25, 2.8)
+    );
+    let may = &rows.hospital_monthly[2];
+    assert!((may.hai_per_1000_patient_days - 2000.0 / 9.0).abs() < EPSILON);
+    let hai: Vec<(&str, &str, i64)> = rows
+        .hai_by_code
+        .iter()
+        .map(|r| (r.month.as_str(), r.code.as_str(), r.count))
+        .collect();
+    assert_eq!(
+        hai,
+        vec![("2024-05", "233604007", 1), ("2024-05", "68566005", 1)]
+    );
+    let yearly: Vec<(i32, i64, i64)> = rows
+        .mortality_yearly
+        .iter()
+        .map(|r| (r.year, r.stays, r.deaths))
+        .collect();
+    assert_eq!(yearly, vec![(2024, 10, 2)]);
+}

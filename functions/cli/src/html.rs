@@ -147,7 +147,7 @@ fn line(rows: &GoldRows) -> String {
         return "<p class=\"empty\">No inpatient stays.</p>".to_owned();
     }
     let max = points.iter().map(|p| p.1).fold(0.0_f64, f64::max).max(0.01);
-    let (left, top, width, height) = (50.0, 10.0, 460.0, 160.0);
+    let (left, top, width, height) = (50.0, 26.0, 460.0, 144.0);
     let step = if points.len() > 1 {
         width / (points.len() - 1) as f64
     } else {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use metriccare_core::gold::GoldRows;
-use metriccare_core::gold::metrics::ratio;
+use metriccare_core::gold::metrics::HospitalTotals;
 
 const PALETTE: [&str; 8] = [
     "#1b6ca8", "#e07b39", "#3a9d5d", "#c0392b", "#8e44ad", "#16a085", "#d4ac0d", "#7f8c8d",
@@ -21,46 +21,6 @@ fn escape(text: &str) -> String {
 
 fn percent(value: f64) -> String {
     format!("{:.1}%", value * 100.0)
-}
-
-/// Per-hospital totals over all months.
-struct HospitalTotals {
-    name: String,
-    stays: i64,
-    deaths_30d: i64,
-    index_stays: i64,
-    readmissions_30d: i64,
-    patient_days: i64,
-    hai_count: i64,
-    hai_stays: i64,
-}
-
-fn hospitals(rows: &GoldRows) -> Vec<HospitalTotals> {
-    let mut by_id: BTreeMap<&str, HospitalTotals> = BTreeMap::new();
-    for r in &rows.hospital_monthly {
-        let h = by_id
-            .entry(&r.hospital_id)
-            .or_insert_with(|| HospitalTotals {
-                name: r.hospital_name.clone(),
-                stays: 0,
-                deaths_30d: 0,
-                index_stays: 0,
-                readmissions_30d: 0,
-                patient_days: 0,
-                hai_count: 0,
-                hai_stays: 0,
-            });
-        h.stays += r.stays;
-        h.deaths_30d += r.deaths_30d;
-        h.index_stays += r.index_stays;
-        h.readmissions_30d += r.readmissions_30d;
-        h.patient_days += r.patient_days;
-        h.hai_count += r.hai_count;
-        h.hai_stays += r.hai_stays;
-    }
-    let mut list: Vec<HospitalTotals> = by_id.into_values().collect();
-    list.sort_by(|a, b| a.name.cmp(&b.name));
-    list
 }
 
 fn donut(rows: &GoldRows) -> String {
@@ -112,7 +72,7 @@ fn bars(hospitals: &[HospitalTotals]) -> String {
     }
     let rates: Vec<f64> = hospitals
         .iter()
-        .map(|h| ratio(h.readmissions_30d, h.index_stays))
+        .map(|h| h.totals.readmission_rate())
         .collect();
     let max = rates.iter().cloned().fold(0.0_f64, f64::max).max(0.01);
     let (row, width) = (28.0, 300.0);
@@ -126,7 +86,7 @@ fn bars(hospitals: &[HospitalTotals]) -> String {
             svg,
             "<text x=\"0\" y=\"{ty:.1}\" class=\"label\">{name}</text><rect x=\"200\" y=\"{y:.1}\" width=\"{w:.1}\" height=\"18\" fill=\"{color}\"><title>{name}: {p}</title></rect><text x=\"{tx:.1}\" y=\"{ty:.1}\" class=\"label\">{p}</text>",
             ty = y + 14.0,
-            name = escape(&h.name),
+            name = escape(&h.hospital_name),
             w = width * rate / max,
             color = PALETTE[0],
             tx = 205.0 + width * rate / max,
@@ -200,22 +160,23 @@ fn table(hospitals: &[HospitalTotals]) -> String {
          <th>Readmissions</th><th>Readmission rate</th><th>Patient days</th><th>ALOS</th><th>HAIs</th><th>Stays with HAI</th>\
          <th>HAI / 1,000 days</th></tr></thead><tbody>",
     );
-    for h in hospitals {
+    for hospital in hospitals {
+        let h = &hospital.totals;
         let _ = write!(
             html,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td><td>{}</td><td>{}</td><td>{:.2}</td></tr>",
-            escape(&h.name),
+            escape(&hospital.hospital_name),
             h.stays,
             h.deaths_30d,
-            percent(ratio(h.deaths_30d, h.stays)),
+            percent(h.mortality_rate()),
             h.index_stays,
             h.readmissions_30d,
-            percent(ratio(h.readmissions_30d, h.index_stays)),
+            percent(h.readmission_rate()),
             h.patient_days,
-            ratio(h.patient_days, h.stays),
+            h.alos(),
             h.hai_count,
             h.hai_stays,
-            ratio(h.hai_count * 1000, h.patient_days),
+            h.hai_per_1000_patient_days(),
         );
     }
     html.push_str("</tbody></table>");
@@ -241,7 +202,7 @@ pub fn report(gold: &BTreeMap<String, GoldRows>, generated_at: &str) -> String {
     }
     for (tenant, rows) in gold {
         let h = rows.headline();
-        let hospitals = hospitals(rows);
+        let hospitals = rows.per_hospital();
         let _ = write!(
             html,
             "<h2>{}</h2><div class=\"cards\"><div class=\"card\">Inpatient stays<b>{}</b></div>\

@@ -173,38 +173,22 @@ pub async fn print_silver(lake: &LocalLake) -> metriccare_core::Result<()> {
 
 /// The headline metrics per tenant and hospital, summed over all months.
 pub fn print_hospitals(gold: &BTreeMap<String, metriccare_core::gold::GoldRows>) {
-    use metriccare_core::gold::metrics::ratio;
     println!(
         "\n{:<12} {:<34} {:>6} {:>10} {:>12} {:>6} {:>10}",
         "tenant", "hospital", "stays", "mortality", "readmission", "ALOS", "HAI/1000d"
     );
     for (tenant, rows) in gold {
-        let mut by_hospital: BTreeMap<(&str, &str), [i64; 6]> = BTreeMap::new();
-        for r in &rows.hospital_monthly {
-            let t = by_hospital
-                .entry((&r.hospital_name, &r.hospital_id))
-                .or_default();
-            for (slot, value) in t.iter_mut().zip([
-                r.stays,
-                r.deaths_30d,
-                r.index_stays,
-                r.readmissions_30d,
-                r.patient_days,
-                r.hai_count,
-            ]) {
-                *slot += value;
-            }
-        }
-        for ((name, _), [stays, deaths, index, readmissions, days, hais]) in by_hospital {
+        for hospital in rows.per_hospital() {
+            let t = &hospital.totals;
             println!(
                 "{:<12} {:<34} {:>6} {:>9.1}% {:>11.1}% {:>6.2} {:>10.2}",
                 tenant,
-                name,
-                stays,
-                100.0 * ratio(deaths, stays),
-                100.0 * ratio(readmissions, index),
-                ratio(days, stays),
-                ratio(hais * 1000, days)
+                hospital.hospital_name,
+                t.stays,
+                100.0 * t.mortality_rate(),
+                100.0 * t.readmission_rate(),
+                t.alos(),
+                t.hai_per_1000_patient_days()
             );
         }
     }

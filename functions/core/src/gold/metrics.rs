@@ -1,5 +1,9 @@
 //! The CMS quality metrics, exactly as `docs/metrics.md` (and DESIGN.md) define them, computed from
 //! one tenant's silver rows. Pure functions: no I/O, so every edge case is a unit test.
+//!
+//! `fhir-generator` evaluates the same definitions on its own in-memory model to write the ground
+//! truth. The two implementations are kept apart on purpose: a test that compares gold with the
+//! ground truth only means something if the expected numbers do not come from this code.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -128,6 +132,46 @@ pub struct GoldRows {
     pub mortality_yearly: Vec<MortalityYear>,
 }
 
+/// Counts summed over hospital-months (a hospital's, or a whole tenant's), with the rates they give.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Totals {
+    pub stays: i64,
+    pub deaths_30d: i64,
+    pub index_stays: i64,
+    pub readmissions_30d: i64,
+    pub patient_days: i64,
+    pub hai_count: i64,
+    pub hai_stays: i64,
+}
+
+impl Totals {
+    pub fn add(&mut self, row: &HospitalMonth) {
+        self.stays += row.stays;
+        self.deaths_30d += row.deaths_30d;
+        self.index_stays += row.index_stays;
+        self.readmissions_30d += row.readmissions_30d;
+        self.patient_days += row.patient_days;
+        self.hai_count += row.hai_count;
+        self.hai_stays += row.hai_stays;
+    }
+
+    pub fn mortality_rate(&self) -> f64 {
+        ratio(self.deaths_30d, self.stays)
+    }
+
+    pub fn readmission_rate(&self) -> f64 {
+        ratio(self.readmissions_30d, self.index_stays)
+    }
+
+    pub fn alos(&self) -> f64 {
+        ratio(self.patient_days, self.stays)
+    }
+
+    pub fn hai_per_1000_patient_days(&self) -> f64 {
+        ratio(self.hai_count * 1000, self.patient_days)
+    }
+}
+
 /// The headline figures of a tenant, summed over all hospitals and months.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Headline {
@@ -143,22 +187,51 @@ pub struct Headline {
     pub hai_per_1000_patient_days: f64,
 }
 
+/// One hospital's figures over all months.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HospitalTotals {
+    pub hospital_id: String,
+    pub hospital_name: String,
+    pub totals: Totals,
+}
+
 impl GoldRows {
     pub fn headline(&self) -> Headline {
-        let mut h = Headline::default();
-        for row in &self.hospital_monthly {
-            h.stays += row.stays;
-            h.deaths_30d += row.deaths_30d;
-            h.index_stays += row.index_stays;
-            h.readmissions_30d += row.readmissions_30d;
-            h.patient_days += row.patient_days;
-            h.hai_count += row.hai_count;
+        let mut t = Totals::default();
+        self.hospital_monthly.iter().for_each(|row| t.add(row));
+        Headline {
+            stays: t.stays,
+            deaths_30d: t.deaths_30d,
+            index_stays: t.index_stays,
+            readmissions_30d: t.readmissions_30d,
+            patient_days: t.patient_days,
+            hai_count: t.hai_count,
+            mortality_rate: t.mortality_rate(),
+            readmission_rate: t.readmission_rate(),
+            alos: t.alos(),
+            hai_per_1000_patient_days: t.hai_per_1000_patient_days(),
         }
-        h.mortality_rate = ratio(h.deaths_30d, h.stays);
-        h.readmission_rate = ratio(h.readmissions_30d, h.index_stays);
-        h.alos = ratio(h.patient_days, h.stays);
-        h.hai_per_1000_patient_days = ratio(h.hai_count * 1000, h.patient_days);
-        h
+    }
+
+    /// Per hospital over all months, sorted by name.
+    pub fn per_hospital(&self) -> Vec<HospitalTotals> {
+        let mut by_id: BTreeMap<&str, HospitalTotals> = BTreeMap::new();
+        for row in &self.hospital_monthly {
+            by_id
+                .entry(&row.hospital_id)
+                .or_insert_with(|| HospitalTotals {
+                    hospital_id: row.hospital_id.clone(),
+                    hospital_name: row.hospital_name.clone(),
+                    totals: Totals::default(),
+                })
+                .totals
+                .add(row);
+        }
+        let mut list: Vec<HospitalTotals> = by_id.into_values().collect();
+        list.sort_by(|a, b| {
+            (&a.hospital_name, &a.hospital_id).cmp(&(&b.hospital_name, &b.hospital_id))
+        });
+        list
     }
 }
 

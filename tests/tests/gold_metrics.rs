@@ -345,3 +345,63 @@ async fn hand_written_edge_cases_give_the_numbers_worked_out_by_hand() {
         .collect();
     assert_eq!(yearly, vec![(2024, 10, 2)]);
 }
+
+#[tokio::test]
+async fn one_refresh_at_a_time_and_a_stopped_refresh_is_announced_by_the_next() {
+    let lake = TestLake::new();
+    lake.drop_raw(
+        "t1/stay.json",
+        std::fs::read(metriccare_tests::fixtures().join("edge-cases/edge-cases.ndjson"))
+            .unwrap()
+            .as_slice(),
+    );
+    lake.lake.ingest_raw(&"t1/stay.json".into()).await.unwrap();
+    let lock = lake.lake.dir.join("_metriccare/gold/refresh.lock");
+    let far_future = metriccare_core::time::now_micros() + 3_600_000_000;
+
+    // A refresh holding the lock: another one does nothing.
+    std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
+    std::fs::write(&lock, format!(r#"{{"expires_at":{far_future}}}"#)).unwrap();
+    let busy = lake.lake.refresh_gold().await.unwrap();
+    assert!(busy.busy && busy.refreshed.is_empty());
+    assert!(
+        read_gold(&lake.lake.services.lake)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Its holder died: once the lease expired the lock is taken over, and released after.
+    std::fs::write(&lock, r#"{"expires_at":1}"#).unwrap();
+    let report = lake.lake.refresh_gold().await.unwrap();
+    assert_eq!(report.refreshed.len(), 1);
+    assert!(!lock.exists());
+    assert_eq!(notifications(&lake).len(), 1);
+
+    // A refresh that committed gold for t1 but stopped before announcing it (its state says so):
+    // the next refresh announces t1 even though nothing changed since.
+    let state_path = lake.lake.dir.join("_metriccare/gold/state.json");
+    let mut state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state_path).unwrap()).unwrap();
+    state["unannounced"] = serde_json::json!(["t1"]);
+    std::fs::write(&state_path, state.to_string()).unwrap();
+    let quiet = lake.lake.refresh_gold().await.unwrap();
+    assert!(quiet.refreshed.is_empty());
+    let messages = notifications(&lake);
+    assert_eq!(messages.len(), 2);
+    assert_eq!(messages[1]["data"]["headline"]["stays"], 10);
+
+    // A tenant whose silver changed without any stay gets no gold and no message.
+    lake.drop_raw(
+        "t2/patients.ndjson",
+        br#"{"resourceType":"Patient","id":"only-a-patient"}"#,
+    );
+    lake.lake
+        .ingest_raw(&"t2/patients.ndjson".into())
+        .await
+        .unwrap();
+    let no_stays = lake.lake.refresh_gold().await.unwrap();
+    assert_eq!(no_stays.changed_tenants, vec!["t2".to_owned()]);
+    assert!(no_stays.refreshed.is_empty() && no_stays.gold_instants.is_empty());
+    assert_eq!(notifications(&lake).len(), 2);
+}

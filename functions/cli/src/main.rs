@@ -281,6 +281,10 @@ async fn demo(
 /// Refreshes gold and prints what changed, with the headline metrics per hospital.
 async fn gold(lake: &LocalLake) -> metriccare_core::Result<()> {
     let report = lake.refresh_gold().await?;
+    if report.busy {
+        println!("\ngold: another refresh is running on this lake; nothing done");
+        return Ok(());
+    }
     if report.changed_tenants.is_empty() {
         println!("\ngold: no silver change since the last refresh; nothing written, no message");
         return Ok(());

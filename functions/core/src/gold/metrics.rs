@@ -351,12 +351,19 @@ pub fn compute(silver: &TenantSilver, value_set: &HaiValueSet) -> GoldRows {
         let cell = cells
             .entry((hospital_id.clone(), month.clone()))
             .or_default();
-        if cell.hospital_name.is_none() {
-            cell.hospital_name = silver
-                .hospital_names
-                .get(&hospital_id)
-                .cloned()
-                .or_else(|| s.encounter.hospital_name.clone());
+        // The organization's name; else the smallest serviceProvider display, so that the name
+        // does not depend on the order of the rows.
+        let name = silver
+            .hospital_names
+            .get(&hospital_id)
+            .or(s.encounter.hospital_name.as_ref());
+        if let Some(name) = name
+            && cell
+                .hospital_name
+                .as_ref()
+                .is_none_or(|current| name < current)
+        {
+            cell.hospital_name = Some(name.clone());
         }
         cell.stays += 1;
         cell.deaths_30d += i64::from(death_30d);

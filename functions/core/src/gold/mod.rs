@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
 
 pub use metrics::{GoldRows, HaiValueSet, Headline, TenantSilver, compute};
@@ -28,12 +28,20 @@ use crate::silver::SilverTable;
 use crate::tenant::TenantId;
 use crate::time::now_micros;
 
-/// Where the refresh watermark lives: the last silver commit sequence folded into gold, per table.
+/// Where the refresh watermark lives: the last silver commit sequence folded into gold, per table,
+/// and the tenants whose refresh is committed but not yet announced.
 pub const STATE_PATH: &str = "_metriccare/gold/state.json";
+/// One refresh at a time: two interleaved refreshes could commit a stale recompute over a fresh one.
+pub const LOCK_PATH: &str = "_metriccare/gold/refresh.lock";
+/// How long a refresh lock holds before another refresh may take it over (its holder died).
+const LOCK_LEASE_MICROS: i64 = 15 * 60 * 1_000_000;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct State {
     silver_sequences: BTreeMap<String, u64>,
+    /// Tenants whose gold was committed by a refresh that stopped before announcing it.
+    #[serde(default)]
+    unannounced: Vec<String>,
 }
 
 /// What one tenant's refresh produced.
@@ -49,6 +57,8 @@ pub struct TenantRefresh {
 /// What a refresh did.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RefreshReport {
+    /// Another refresh holds the lock: this one did nothing.
+    pub busy: bool,
     /// Tenants whose silver changed since the last refresh.
     pub changed_tenants: Vec<String>,
     /// Tenants whose gold changed (the others recomputed to the same numbers).
@@ -60,81 +70,86 @@ pub struct RefreshReport {
 }
 
 /// Recomputes gold for every tenant whose silver changed since the last refresh and publishes one
-/// `gold.refreshed` message per tenant whose gold changed. Nothing new: nothing written, no message.
+/// `gold.refreshed` message per tenant whose gold changed (at least once: a refresh that stops after
+/// committing is announced by the next). Nothing new: nothing written, no message.
 pub async fn refresh(
     lake: &Arc<dyn ObjectStore>,
     notifier: &dyn Notifier,
     value_set: &HaiValueSet,
 ) -> Result<RefreshReport> {
+    if !acquire_lock(lake).await? {
+        tracing::info!("another gold refresh is running");
+        return Ok(RefreshReport {
+            busy: true,
+            ..RefreshReport::default()
+        });
+    }
+    let result = refresh_locked(lake, notifier, value_set).await;
+    let released = lake.delete(&Path::from(LOCK_PATH)).await;
+    let report = result?;
+    released?;
+    Ok(report)
+}
+
+async fn refresh_locked(
+    lake: &Arc<dyn ObjectStore>,
+    notifier: &dyn Notifier,
+    value_set: &HaiValueSet,
+) -> Result<RefreshReport> {
     let mut state = load_state(lake).await?;
+    if !state.unannounced.is_empty() {
+        announce_committed(lake, notifier, &state).await?;
+        state.unannounced.clear();
+        save_state(lake, &state).await?;
+    }
     let mut changed: BTreeSet<String> = BTreeSet::new();
+    let mut sequences = BTreeMap::new();
     let mut silver = BTreeMap::new();
     for table in SilverTable::ALL {
         let hudi = HudiTable::open(lake.clone(), table.def()).await?;
-        let since = state
+        let mut since = state
             .silver_sequences
             .get(table.name())
             .copied()
             .unwrap_or(0);
+        if since > hudi.latest_sequence().await? {
+            // The silver table was rebuilt under a kept watermark: everything is new again.
+            since = 0;
+        }
         let (latest, partitions) = hudi.changes_since(since).await?;
         changed.extend(
             partitions
                 .iter()
                 .filter_map(|p| p.strip_prefix("tenant_id=").map(str::to_owned)),
         );
-        state
-            .silver_sequences
-            .insert(table.name().to_owned(), latest);
+        sequences.insert(table.name().to_owned(), latest);
         silver.insert(table, hudi);
     }
     let mut report = RefreshReport {
         changed_tenants: changed.iter().cloned().collect(),
-        silver_sequences: state.silver_sequences.clone(),
+        silver_sequences: sequences.clone(),
         ..RefreshReport::default()
     };
     if changed.is_empty() {
         return Ok(report);
     }
 
-    let gold: Vec<(GoldTable, HudiTable)> =
-        futures::future::try_join_all(GoldTable::ALL.map(|t| async move {
-            Ok::<_, crate::CoreError>((t, HudiTable::open(lake.clone(), t.def()).await?))
-        }))
-        .await?;
+    let mut gold = BTreeMap::new();
+    for table in GoldTable::ALL {
+        gold.insert(table, HudiTable::open(lake.clone(), table.def()).await?);
+    }
     let mut staged: BTreeMap<GoldTable, StagedRows> = gold
         .iter()
         .map(|(t, h)| (*t, StagedRows::new(h.def())))
         .collect();
     let refreshed_at = now_micros();
     for tenant in &changed {
-        let tenant_id = TenantId::parse(tenant)?;
-        let partition = tenant_id.partition_path();
-        let mut batches = BTreeMap::new();
-        for (table, hudi) in &silver {
-            let snapshot = hudi
-                .snapshot(Some(std::slice::from_ref(&partition)))
-                .await?;
-            batches.insert(
-                *table,
-                snapshot.read(lake.as_ref(), Some(&partition)).await?,
-            );
-        }
-        let rows = compute(&tenant_silver_from_batches(&batches)?, value_set);
-        let mut previous_batches = BTreeMap::new();
-        for (table, hudi) in &gold {
-            let snapshot = hudi
-                .snapshot(Some(std::slice::from_ref(&partition)))
-                .await?;
-            previous_batches.insert(
-                *table,
-                snapshot.read(lake.as_ref(), Some(&partition)).await?,
-            );
-        }
-        let had_gold = previous_batches
-            .values()
-            .any(|b| b.iter().any(|b| b.num_rows() > 0));
-        let previous = gold_rows_from_batches(&previous_batches)?;
-        if had_gold && previous == rows {
+        let partition = TenantId::parse(tenant)?.partition_path();
+        let silver_batches = read_partition(lake, &silver, &partition).await?;
+        let rows = compute(&tenant_silver_from_batches(&silver_batches)?, value_set);
+        let gold_batches = read_partition(lake, &gold, &partition).await?;
+        let previous = gold_rows_from_batches(&gold_batches)?;
+        if previous == rows {
             continue;
         }
         for (table, stage) in staged.iter_mut() {
@@ -143,6 +158,8 @@ pub async fn refresh(
                 stage.push(tenant, &batch)?;
             }
         }
+        let had_gold =
+            !previous.hospital_monthly.is_empty() || !previous.mortality_yearly.is_empty();
         report.refreshed.push(TenantRefresh {
             tenant_id: tenant.clone(),
             headline: rows.headline(),
@@ -151,6 +168,13 @@ pub async fn refresh(
         });
     }
     if !report.refreshed.is_empty() {
+        // Recorded before committing, so a refresh that stops half-way is announced by the next.
+        state.unannounced = report
+            .refreshed
+            .iter()
+            .map(|t| t.tenant_id.clone())
+            .collect();
+        save_state(lake, &state).await?;
         for (table, hudi) in &gold {
             let stage = staged.get_mut(table).expect("staged per gold table");
             let outcome = hudi.commit_staged(stage).await?;
@@ -160,15 +184,90 @@ pub async fn refresh(
                     .push(format!("{}@{instant}", table.name()));
             }
         }
-    }
-    save_state(lake, &state).await?;
-    for tenant in &report.refreshed {
-        let message = message_for(tenant, &report);
-        if let Err(e) = notifier.publish(&message).await {
-            tracing::error!(error = %e, tenant_id = %tenant.tenant_id, "gold.refreshed could not be published");
+        for tenant in &report.refreshed {
+            notifier.publish(&message_for(tenant, &report)).await?;
         }
     }
+    state.silver_sequences = sequences;
+    state.unannounced.clear();
+    save_state(lake, &state).await?;
     Ok(report)
+}
+
+/// Reads one partition of each table's latest snapshot.
+async fn read_partition<T: Copy + Ord>(
+    lake: &Arc<dyn ObjectStore>,
+    tables: &BTreeMap<T, HudiTable>,
+    partition: &str,
+) -> Result<BTreeMap<T, Vec<arrow_array::RecordBatch>>> {
+    let mut batches = BTreeMap::new();
+    let partitions = [partition.to_owned()];
+    for (table, hudi) in tables {
+        let snapshot = hudi.snapshot(Some(&partitions)).await?;
+        batches.insert(*table, snapshot.read(lake.as_ref(), Some(partition)).await?);
+    }
+    Ok(batches)
+}
+
+/// Announces tenants whose gold an earlier refresh committed without announcing it, from the gold
+/// that is there now (the previous figures are no longer known).
+async fn announce_committed(
+    lake: &Arc<dyn ObjectStore>,
+    notifier: &dyn Notifier,
+    state: &State,
+) -> Result<()> {
+    let gold = read_gold(lake).await?;
+    let report = RefreshReport {
+        silver_sequences: state.silver_sequences.clone(),
+        ..RefreshReport::default()
+    };
+    for tenant in &state.unannounced {
+        let rows = gold.get(tenant).cloned().unwrap_or_default();
+        let refresh = TenantRefresh {
+            tenant_id: tenant.clone(),
+            headline: rows.headline(),
+            previous: None,
+            rows,
+        };
+        notifier.publish(&message_for(&refresh, &report)).await?;
+    }
+    Ok(())
+}
+
+/// Takes the refresh lock (create-if-absent), or an expired one over; `false` when it is held.
+async fn acquire_lock(lake: &Arc<dyn ObjectStore>) -> Result<bool> {
+    let path = Path::from(LOCK_PATH);
+    let now = now_micros();
+    let body =
+        || PutPayload::from(serde_json::json!({"expires_at": now + LOCK_LEASE_MICROS}).to_string());
+    let create = || PutOptions::from(PutMode::Create);
+    match lake.put_opts(&path, body(), create()).await {
+        Ok(_) => return Ok(true),
+        Err(object_store::Error::AlreadyExists { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let held: serde_json::Value = match lake.get(&path).await {
+        Ok(found) => serde_json::from_slice(&found.bytes().await?).unwrap_or_default(),
+        // Released meanwhile: try once more.
+        Err(object_store::Error::NotFound { .. }) => serde_json::Value::Null,
+        Err(e) => return Err(e.into()),
+    };
+    if held["expires_at"]
+        .as_i64()
+        .is_some_and(|expires| expires > now)
+    {
+        return Ok(false);
+    }
+    tracing::warn!("taking over an expired gold refresh lock");
+    match lake.delete(&path).await {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    match lake.put_opts(&path, body(), create()).await {
+        Ok(_) => Ok(true),
+        Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn load_state(lake: &Arc<dyn ObjectStore>) -> Result<State> {

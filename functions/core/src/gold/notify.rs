@@ -46,59 +46,39 @@ fn rate(value: f64, numerator: i64, denominator: i64, percent: bool) -> String {
     }
 }
 
-fn line(label: &str, now: String, before: Option<String>) -> String {
-    match before {
-        Some(before) if before != now => format!("{label}: {now} (was {before})\n"),
-        _ => format!("{label}: {now}\n"),
-    }
-}
-
-fn body(
-    tenant: &str,
-    h: &Headline,
-    previous: Option<&Headline>,
-    gold_instants: &[String],
-) -> String {
-    let mut text = format!("MetricCare refreshed the quality metrics of {tenant}.\n\n");
-    text.push_str(&line(
-        "Inpatient stays",
-        suppress(h.stays),
-        previous.map(|p| suppress(p.stays)),
-    ));
-    text.push_str(&line(
-        "30-day mortality",
-        rate(h.mortality_rate, h.deaths_30d, h.stays, true),
-        previous.map(|p| rate(p.mortality_rate, p.deaths_30d, p.stays, true)),
-    ));
-    text.push_str(&line(
-        "30-day readmission",
-        rate(h.readmission_rate, h.readmissions_30d, h.index_stays, true),
-        previous.map(|p| rate(p.readmission_rate, p.readmissions_30d, p.index_stays, true)),
-    ));
-    text.push_str(&line(
-        "Average length of stay (days)",
-        rate(h.alos, h.patient_days, h.stays, false),
-        previous.map(|p| rate(p.alos, p.patient_days, p.stays, false)),
-    ));
-    text.push_str(&line(
-        "Hospital-acquired infections per 1,000 patient days",
-        rate(
-            h.hai_per_1000_patient_days,
-            h.hai_count,
-            h.patient_days,
-            false,
+fn body(tenant: &str, h: &Headline, gold_instants: &[String]) -> String {
+    let lines = [
+        ("Inpatient stays", suppress(h.stays)),
+        (
+            "30-day mortality",
+            rate(h.mortality_rate, h.deaths_30d, h.stays, true),
         ),
-        previous.map(|p| {
+        (
+            "30-day readmission",
+            rate(h.readmission_rate, h.readmissions_30d, h.index_stays, true),
+        ),
+        (
+            "Average length of stay (days)",
+            rate(h.alos, h.patient_days, h.stays, false),
+        ),
+        (
+            "Hospital-acquired infections per 1,000 patient days",
             rate(
-                p.hai_per_1000_patient_days,
-                p.hai_count,
-                p.patient_days,
+                h.hai_per_1000_patient_days,
+                h.hai_count,
+                h.patient_days,
                 false,
-            )
-        }),
-    ));
+            ),
+        ),
+    ];
+    let mut text = format!("MetricCare refreshed the quality metrics of {tenant}.\n\n");
+    for (label, value) in lines {
+        text.push_str(&format!("{label}: {value}\n"));
+    }
+    // No "was ..." figures: the difference of two shown counts could reveal a count below 11.
     text.push_str(&format!(
         "\nCounts from 1 to 10 are shown as \"<11\" and rates built on them are withheld (CMS cell-size rule).\n\
+         The change against the previous refresh is in the message's data for analytics subscribers.\n\
          Gold commits: {}\n",
         gold_instants.join(", ")
     ));
@@ -125,12 +105,7 @@ pub fn message_for(tenant: &TenantRefresh, report: &RefreshReport) -> Message {
             "MetricCare: quality metrics refreshed for {}",
             tenant.tenant_id
         ),
-        text: body(
-            &tenant.tenant_id,
-            h,
-            tenant.previous.as_ref(),
-            &report.gold_instants,
-        ),
+        text: body(&tenant.tenant_id, h, &report.gold_instants),
         data: json!({
             "event": "gold.refreshed",
             "tenant_id": tenant.tenant_id,
@@ -175,7 +150,7 @@ mod tests {
             hai_count: 12,
             hai_per_1000_patient_days: 13.3,
         };
-        let text = body("t1", &h, None, &[]);
+        let text = body("t1", &h, &[]);
         assert!(text.contains("30-day mortality: withheld (<11)"), "{text}");
         assert!(text.contains("30-day readmission: 15.8%"), "{text}");
         assert!(text.contains("Inpatient stays: 200"), "{text}");

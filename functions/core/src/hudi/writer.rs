@@ -312,7 +312,8 @@ impl HudiTable {
         Ok(false)
     }
 
-    async fn latest_sequence(&self) -> Result<u64> {
+    /// The number of the table's latest commit (0 before the first).
+    pub async fn latest_sequence(&self) -> Result<u64> {
         let listing = self
             .store
             .list_with_delimiter(Some(&self.sequence_dir))
@@ -641,7 +642,9 @@ fn merge(
         for row in 0..existing.num_rows() {
             let key = keys.value(row);
             match incoming.remove(key) {
-                Some((order, _)) if order < ordering.value(row) => {
+                // In a replaced partition the staged rows are the new content, whatever their
+                // precombine values (a recompute is never "older" than what it replaces).
+                Some((order, _)) if !replace && order < ordering.value(row) => {
                     ignored += 1;
                     picks.push((0, row));
                 }

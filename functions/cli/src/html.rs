@@ -213,7 +213,7 @@ pub fn report(gold: &BTreeMap<String, GoldRows>, generated_at: &str) -> String {
              <h3>30-day mortality by year of discharge</h3>{}\
              <h3>Per hospital</h3>{}",
             escape(tenant),
-            h.stays,
+            h.totals.stays,
             percent(h.mortality_rate),
             percent(h.readmission_rate),
             h.alos,

@@ -172,15 +172,11 @@ impl Totals {
     }
 }
 
-/// The headline figures of a tenant, summed over all hospitals and months.
+/// The headline figures of a tenant, summed over all hospitals and months, with their rates.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Headline {
-    pub stays: i64,
-    pub deaths_30d: i64,
-    pub index_stays: i64,
-    pub readmissions_30d: i64,
-    pub patient_days: i64,
-    pub hai_count: i64,
+    #[serde(flatten)]
+    pub totals: Totals,
     pub mortality_rate: f64,
     pub readmission_rate: f64,
     pub alos: f64,
@@ -200,12 +196,7 @@ impl GoldRows {
         let mut t = Totals::default();
         self.hospital_monthly.iter().for_each(|row| t.add(row));
         Headline {
-            stays: t.stays,
-            deaths_30d: t.deaths_30d,
-            index_stays: t.index_stays,
-            readmissions_30d: t.readmissions_30d,
-            patient_days: t.patient_days,
-            hai_count: t.hai_count,
+            totals: t,
             mortality_rate: t.mortality_rate(),
             readmission_rate: t.readmission_rate(),
             alos: t.alos(),
@@ -282,13 +273,7 @@ fn month_of(day: i64) -> (String, i32) {
 #[derive(Default)]
 struct Cell {
     hospital_name: Option<String>,
-    stays: i64,
-    deaths_30d: i64,
-    index_stays: i64,
-    readmissions_30d: i64,
-    patient_days: i64,
-    hai_count: i64,
-    hai_stays: i64,
+    totals: Totals,
 }
 
 /// Computes a tenant's gold rows from its silver rows.
@@ -365,13 +350,14 @@ pub fn compute(silver: &TenantSilver, value_set: &HaiValueSet) -> GoldRows {
         {
             cell.hospital_name = Some(name.clone());
         }
-        cell.stays += 1;
-        cell.deaths_30d += i64::from(death_30d);
-        cell.index_stays += i64::from(index);
-        cell.readmissions_30d += i64::from(readmitted);
-        cell.patient_days += los;
-        cell.hai_count += counted.len() as i64;
-        cell.hai_stays += i64::from(!counted.is_empty());
+        let t = &mut cell.totals;
+        t.stays += 1;
+        t.deaths_30d += i64::from(death_30d);
+        t.index_stays += i64::from(index);
+        t.readmissions_30d += i64::from(readmitted);
+        t.patient_days += los;
+        t.hai_count += counted.len() as i64;
+        t.hai_stays += i64::from(!counted.is_empty());
         for (_, code, display) in counted {
             let row = hai_rows
                 .entry((month.clone(), (*code).to_owned()))
@@ -389,17 +375,17 @@ pub fn compute(silver: &TenantSilver, value_set: &HaiValueSet) -> GoldRows {
             hospital_name: c.hospital_name.unwrap_or_else(|| hospital_id.clone()),
             hospital_id,
             month,
-            stays: c.stays,
-            deaths_30d: c.deaths_30d,
-            mortality_rate: ratio(c.deaths_30d, c.stays),
-            index_stays: c.index_stays,
-            readmissions_30d: c.readmissions_30d,
-            readmission_rate: ratio(c.readmissions_30d, c.index_stays),
-            patient_days: c.patient_days,
-            alos: ratio(c.patient_days, c.stays),
-            hai_count: c.hai_count,
-            hai_stays: c.hai_stays,
-            hai_per_1000_patient_days: ratio(c.hai_count * 1000, c.patient_days),
+            stays: c.totals.stays,
+            deaths_30d: c.totals.deaths_30d,
+            mortality_rate: c.totals.mortality_rate(),
+            index_stays: c.totals.index_stays,
+            readmissions_30d: c.totals.readmissions_30d,
+            readmission_rate: c.totals.readmission_rate(),
+            patient_days: c.totals.patient_days,
+            alos: c.totals.alos(),
+            hai_count: c.totals.hai_count,
+            hai_stays: c.totals.hai_stays,
+            hai_per_1000_patient_days: c.totals.hai_per_1000_patient_days(),
         })
         .collect();
     hospital_monthly.sort_by(|a, b| {

@@ -46,27 +46,28 @@ fn rate(value: f64, numerator: i64, denominator: i64, percent: bool) -> String {
     }
 }
 
-fn body(tenant: &str, h: &Headline, gold_instants: &[String]) -> String {
+fn body(tenant: &str, headline: &Headline, gold_instants: &[String]) -> String {
+    let (h, t) = (headline, &headline.totals);
     let lines = [
-        ("Inpatient stays", suppress(h.stays)),
+        ("Inpatient stays", suppress(t.stays)),
         (
             "30-day mortality",
-            rate(h.mortality_rate, h.deaths_30d, h.stays, true),
+            rate(h.mortality_rate, t.deaths_30d, t.stays, true),
         ),
         (
             "30-day readmission",
-            rate(h.readmission_rate, h.readmissions_30d, h.index_stays, true),
+            rate(h.readmission_rate, t.readmissions_30d, t.index_stays, true),
         ),
         (
             "Average length of stay (days)",
-            rate(h.alos, h.patient_days, h.stays, false),
+            rate(h.alos, t.patient_days, t.stays, false),
         ),
         (
             "Hospital-acquired infections per 1,000 patient days",
             rate(
                 h.hai_per_1000_patient_days,
-                h.hai_count,
-                h.patient_days,
+                t.hai_count,
+                t.patient_days,
                 false,
             ),
         ),
@@ -90,7 +91,7 @@ pub fn message_for(tenant: &TenantRefresh, report: &RefreshReport) -> Message {
     let h = &tenant.headline;
     let change = tenant.previous.map(|p| {
         json!({
-            "stays": h.stays - p.stays,
+            "stays": h.totals.stays - p.totals.stays,
             "mortality_rate": h.mortality_rate - p.mortality_rate,
             "readmission_rate": h.readmission_rate - p.readmission_rate,
             "alos": h.alos - p.alos,
@@ -139,15 +140,18 @@ mod tests {
     #[test]
     fn rates_on_small_counts_are_withheld() {
         let h = Headline {
-            stays: 200,
-            deaths_30d: 4,
+            totals: crate::gold::metrics::Totals {
+                stays: 200,
+                deaths_30d: 4,
+                index_stays: 190,
+                readmissions_30d: 30,
+                patient_days: 900,
+                hai_count: 12,
+                hai_stays: 11,
+            },
             mortality_rate: 0.02,
-            index_stays: 190,
-            readmissions_30d: 30,
             readmission_rate: 30.0 / 190.0,
-            patient_days: 900,
             alos: 4.5,
-            hai_count: 12,
             hai_per_1000_patient_days: 13.3,
         };
         let text = body("t1", &h, &[]);

@@ -259,3 +259,45 @@ async fn the_generator_output_loads_to_exactly_its_ground_truth_counts() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_long_file_reports_its_progress() {
+    use std::sync::{Arc, Mutex};
+
+    let dir = tempfile::tempdir().unwrap();
+    let seen: Arc<Mutex<Vec<(u64, u64)>>> = Arc::default();
+    let sink = seen.clone();
+    let mut config = metriccare_local::LocalConfig {
+        key: Some(metriccare_tests::TEST_KEY.to_vec()),
+        ..Default::default()
+    };
+    config.settings.progress = Some(metriccare_core::ingest::Progress {
+        every_bytes: 300_000,
+        report: Arc::new(move |_, read, size| sink.lock().unwrap().push((read, size))),
+    });
+    let lake = metriccare_local::LocalLake::open_with(dir.path(), config).unwrap();
+    let lines: Vec<String> = (0..60_000)
+        .map(|i| format!(r#"{{"resourceType":"Patient","id":"p{i}"}}"#))
+        .collect();
+    let file = dir.path().join("many.ndjson");
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let size = std::fs::metadata(&file).unwrap().len();
+    let report = lake
+        .ingest_file(&file, &metriccare_tests::tenant_id("t1"))
+        .await
+        .unwrap();
+    assert_eq!(report.result, FileResult::Completed);
+    let seen = seen.lock().unwrap();
+    // Reads come in buffer-sized chunks, so reports are at least every 300 kB plus one buffer.
+    assert!(
+        seen.len() >= (size / 600_000) as usize && seen.len() >= 3,
+        "{} reports for {size} bytes",
+        seen.len()
+    );
+    assert!(
+        seen.windows(2).all(|w| w[0].0 < w[1].0)
+            && seen
+                .iter()
+                .all(|&(read, total)| read <= total && total == size)
+    );
+}

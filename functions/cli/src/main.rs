@@ -9,9 +9,10 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
+use metriccare_core::ingest::Progress;
 use metriccare_core::tenant::TenantId;
-use metriccare_local::LocalLake;
 use metriccare_local::lake::expand_paths;
+use metriccare_local::{LocalConfig, LocalLake};
 
 use report::{RunSummary, print_hospitals, print_ledger, print_silver};
 
@@ -169,7 +170,7 @@ async fn run(cli: Cli) -> metriccare_core::Result<u8> {
         } => demo(&cli.lake, patients, tenants, seed, dirty).await,
         Command::Ingest { tenant, paths } => {
             let tenant = TenantId::parse(&tenant)?;
-            let lake = LocalLake::open(&cli.lake)?;
+            let lake = open_lake(&cli.lake)?;
             let files = expand_paths(&paths)?;
             let mut summary = RunSummary::default();
             for (index, file) in files.iter().enumerate() {
@@ -185,12 +186,12 @@ async fn run(cli: Cli) -> metriccare_core::Result<u8> {
             settle,
         } => watch(&cli.lake, once, interval, settle).await,
         Command::Gold => {
-            let lake = LocalLake::open(&cli.lake)?;
+            let lake = open_lake(&cli.lake)?;
             gold(&lake).await?;
             Ok(exit::OK)
         }
         Command::Query { sql, format } => {
-            let lake = LocalLake::open(&cli.lake)?;
+            let lake = open_lake(&cli.lake)?;
             let batches = metriccare_query::run(&lake.services.lake, &sql).await?;
             let format = match format {
                 OutputFormat::Table => metriccare_query::Format::Table,
@@ -201,17 +202,33 @@ async fn run(cli: Cli) -> metriccare_core::Result<u8> {
             Ok(exit::OK)
         }
         Command::Report { out } => {
-            let lake = LocalLake::open(&cli.lake)?;
+            let lake = open_lake(&cli.lake)?;
             let path = write_report(&lake, out).await?;
             println!("report: {}", path.display());
             Ok(exit::OK)
         }
         Command::Status { json } => {
-            let lake = LocalLake::open(&cli.lake)?;
+            let lake = open_lake(&cli.lake)?;
             print_ledger(&lake.services.ledger.list().await?, json);
             Ok(exit::OK)
         }
     }
+}
+
+/// Opens the lake configured from the environment, with progress lines for long files on stderr.
+fn open_lake(dir: &std::path::Path) -> metriccare_core::Result<LocalLake> {
+    let mut config = LocalConfig::from_env()?;
+    config.settings.progress = Some(Progress {
+        every_bytes: 64 << 20,
+        report: std::sync::Arc::new(|ledger_id, read, size| {
+            eprintln!(
+                "    {ledger_id}: {:.0} of {:.0} MB read",
+                read as f64 / 1e6,
+                size as f64 / 1e6
+            );
+        }),
+    });
+    LocalLake::open_with(dir, config)
 }
 
 fn exit_code(summary: &RunSummary) -> u8 {
@@ -231,7 +248,7 @@ async fn demo(
     seed: u64,
     dirty: bool,
 ) -> metriccare_core::Result<u8> {
-    let lake = LocalLake::open(dir)?;
+    let lake = open_lake(dir)?;
     let raw_dir = lake.dir.join(metriccare_local::lake::RAW_DIR);
     let raw_is_empty = std::fs::read_dir(&raw_dir)?.next().is_none();
     if raw_is_empty {
@@ -320,7 +337,7 @@ async fn watch(
     interval: u64,
     settle: u64,
 ) -> metriccare_core::Result<u8> {
-    let lake = LocalLake::open(dir)?;
+    let lake = open_lake(dir)?;
     let mut seen = std::collections::HashSet::new();
     let mut summary = RunSummary::default();
     if !once {

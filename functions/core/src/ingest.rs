@@ -34,6 +34,8 @@ pub struct Settings {
     /// How long a PROCESSING claim holds before another worker may take the object over.
     pub lease: Duration,
     pub limits: ReadLimits,
+    /// Told how far a long file has been read.
+    pub progress: Option<Progress>,
 }
 
 impl Default for Settings {
@@ -41,7 +43,24 @@ impl Default for Settings {
         Self {
             lease: Duration::from_secs(900),
             limits: ReadLimits::default(),
+            progress: None,
         }
+    }
+}
+
+/// Receives (ledger id, bytes read, object size) each time another `every_bytes` of a file are read.
+#[derive(Clone)]
+pub struct Progress {
+    pub every_bytes: u64,
+    pub report: Arc<ProgressFn>,
+}
+
+/// (ledger id, bytes read, object size).
+pub type ProgressFn = dyn Fn(&str, u64, u64) + Send + Sync;
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Progress")
     }
 }
 
@@ -201,7 +220,8 @@ impl Services {
             pseudonymizer: self.pseudonymizer.clone(),
         };
         let limits = self.settings.limits.clone();
-        let parsed = parse_object(source.clone(), key.clone(), limits, context).await;
+        let progress = self.settings.progress.clone();
+        let parsed = parse_object(source.clone(), key.clone(), limits, context, progress).await;
         let (result, outcome) = match parsed {
             Ok(load) => match self.load(load, tenant, &ledger_id).await {
                 Ok(outcome) => (FileResult::Completed, outcome),
@@ -664,9 +684,11 @@ async fn parse_object(
     key: Path,
     limits: ReadLimits,
     context: LoadContext,
+    progress: Option<Progress>,
 ) -> Result<FileLoad, FileError> {
     let unreadable = |e: object_store::Error| FileError::Unreadable(e.to_string());
     let result = source.get(&key).await.map_err(unreadable)?;
+    let size = result.meta.size;
     let name = key.filename().unwrap_or_default().to_owned();
     let input: Box<dyn Read + Send> = match result.payload {
         // A local file is read directly: no async hop per chunk.
@@ -687,6 +709,17 @@ async fn parse_object(
             })
         }
     };
+    let input: Box<dyn Read + Send> = match progress {
+        Some(report) => Box::new(ProgressReader {
+            inner: input,
+            read: 0,
+            next: report.every_bytes,
+            size,
+            ledger_id: context.ledger_id.clone(),
+            report,
+        }),
+        None => input,
+    };
     tokio::task::spawn_blocking(move || {
         let mut load = FileLoad::new(context);
         fhir::read_file(input, &name, &limits, &mut |item| load.take(item))?;
@@ -695,6 +728,28 @@ async fn parse_object(
     })
     .await
     .map_err(|e| FileError::Unreadable(format!("parser task failed: {e}")))?
+}
+
+/// Counts the object's bytes as the parser reads them and reports every `every_bytes`.
+struct ProgressReader {
+    inner: Box<dyn Read + Send>,
+    read: u64,
+    next: u64,
+    size: u64,
+    ledger_id: String,
+    report: Progress,
+}
+
+impl Read for ProgressReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        if self.read >= self.next {
+            (self.report.report)(&self.ledger_id, self.read, self.size);
+            self.next = self.read + self.report.every_bytes.max(1);
+        }
+        Ok(n)
+    }
 }
 
 /// A blocking `Read` over the chunks an async task fetches, so a streamed S3 body is parsed

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Runs every test on a fresh machine: formatting, lints, the Rust unit and integration tests, and
-# the Python tests that read the silver tables with the Apache Hudi reader (`hudi` on PyPI).
-# Installs what it needs itself: a virtual environment in .venv with the pinned packages.
+# Runs every test on a fresh machine: formatting, lints, the Rust unit and integration tests, the
+# AWS-path tests against an AWS emulator, and the Python tests that read the tables with the Apache
+# Hudi reader (`hudi` on PyPI) and run the Lambda binaries under `cargo lambda watch`.
+# Installs what it needs itself: a virtual environment in .venv with the pinned packages (moto, the
+# emulator; cargo-lambda). Starts the emulator on a free loopback port and stops it on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,17 +17,31 @@ if [ ! -x .venv/bin/python ] || ! cmp -s tests/python/requirements.txt .venv/req
   cp tests/python/requirements.txt .venv/requirements.installed
 fi
 
+echo "== AWS emulator (moto server on a free loopback port)"
+MOTO_PORT="$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+MOTO_LOG="$CARGO_TARGET_DIR/moto.log"
+mkdir -p "$CARGO_TARGET_DIR"
+.venv/bin/moto_server -H 127.0.0.1 -p "$MOTO_PORT" >"$MOTO_LOG" 2>&1 &
+MOTO_PID=$!
+trap 'kill "$MOTO_PID" 2>/dev/null || true' EXIT
+export METRICCARE_TEST_AWS_ENDPOINT="http://127.0.0.1:$MOTO_PORT"
+for _ in $(seq 1 100); do
+  if curl -sf "$METRICCARE_TEST_AWS_ENDPOINT/moto-api/" >/dev/null 2>&1; then break; fi
+  if ! kill -0 "$MOTO_PID" 2>/dev/null; then cat "$MOTO_LOG"; echo "moto server did not start"; exit 1; fi
+  sleep 0.2
+done
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 
 echo "== cargo clippy (-D warnings)"
-cargo clippy --workspace --all-targets --quiet -- -D warnings
+cargo clippy --workspace --all-targets --all-features --quiet -- -D warnings
 
 echo "== cargo test"
-cargo test --workspace --quiet 2>&1 | tee "$CARGO_TARGET_DIR/cargo-test.log"
+cargo test --workspace --all-features --quiet 2>&1 | tee "$CARGO_TARGET_DIR/cargo-test.log"
 
-echo "== python tests (Apache Hudi reader)"
-cargo build --quiet -p metriccare-cli -p fhir-generator
+echo "== python tests (Apache Hudi reader, the Lambda binaries under cargo lambda watch)"
+cargo build --quiet -p metriccare-cli -p fhir-generator -p metriccare-ingest-lambda -p metriccare-gold-lambda
 METRICCARE_BIN="$CARGO_TARGET_DIR/debug/metriccare" \
 FHIR_GENERATOR_BIN="$CARGO_TARGET_DIR/debug/fhir-generator" \
   .venv/bin/python -m pytest -q tests/python

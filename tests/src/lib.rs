@@ -1,6 +1,8 @@
 //! Test support: temp-dir lake contexts, fixtures, a silver reader that turns rows into JSON for
-//! assertions, and a storage wrapper that fails chosen writes (crash simulation).
+//! assertions, and a storage wrapper that fails chosen writes (crash simulation). With the
+//! `aws-emulator` feature, [`aws`] deploys MetricCare's AWS resources into a running moto server.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Write;
 use std::path::{Path as FsPath, PathBuf};
@@ -13,7 +15,9 @@ use arrow_array::{Array, RecordBatch};
 use arrow_schema::DataType;
 use async_trait::async_trait;
 use futures::stream::BoxStream;
+
 use metriccare_core::deid::Pseudonymizer;
+use metriccare_core::gold::GoldRows;
 use metriccare_core::ingest::{FileReport, Services};
 use metriccare_core::silver::SilverTable;
 use metriccare_core::tenant::TenantId;
@@ -24,6 +28,9 @@ use object_store::{
     PutMultipartOptions, PutOptions, PutPayload, PutResult,
 };
 use serde_json::{Map, Value};
+
+#[cfg(feature = "aws-emulator")]
+pub mod aws;
 
 /// The key every test lake uses, so tests can compute expected pseudonyms.
 pub const TEST_KEY: [u8; 32] = *b"metriccare-test-key-32-bytes-ok!";
@@ -261,5 +268,105 @@ impl ObjectStore for FailingStore {
         options: CopyOptions,
     ) -> object_store::Result<()> {
         self.inner.copy_opts(from, to, options).await
+    }
+}
+
+/// How close computed and expected rates must be.
+pub const EPSILON: f64 = 1e-9;
+
+/// Asserts that gold holds exactly the generator's expected metrics for every tenant.
+pub fn assert_matches_truth(
+    gold: &BTreeMap<String, GoldRows>,
+    truth: &fhir_generator::GroundTruth,
+    case: &str,
+) {
+    assert_eq!(gold.len(), truth.tenants.len(), "{case}: tenants");
+    for tenant in &truth.tenants {
+        let rows = &gold[&tenant.tenant];
+        let case = format!("{case} {}", tenant.tenant);
+        assert_eq!(
+            rows.hospital_monthly.len(),
+            tenant.hospital_monthly.len(),
+            "{case}: hospital-months"
+        );
+        for expected in &tenant.hospital_monthly {
+            let got = rows
+                .hospital_monthly
+                .iter()
+                .find(|r| r.hospital_name == expected.hospital_name && r.month == expected.month)
+                .unwrap_or_else(|| {
+                    panic!(
+                        "{case}: no row for {} {}",
+                        expected.hospital_name, expected.month
+                    )
+                });
+            let counts = |r: [u64; 7]| r;
+            assert_eq!(
+                counts([
+                    got.stays as u64,
+                    got.deaths_30d as u64,
+                    got.index_stays as u64,
+                    got.readmissions_30d as u64,
+                    got.patient_days as u64,
+                    got.hai_count as u64,
+                    got.hai_stays as u64
+                ]),
+                counts([
+                    expected.stays,
+                    expected.deaths_30d,
+                    expected.index_stays,
+                    expected.readmissions_30d,
+                    expected.patient_days,
+                    expected.hai_count,
+                    expected.hai_stays
+                ]),
+                "{case}: {} {}",
+                expected.hospital_name,
+                expected.month
+            );
+            for (got, expected) in [
+                (got.mortality_rate, expected.mortality_rate),
+                (got.readmission_rate, expected.readmission_rate),
+                (got.alos, expected.alos),
+                (
+                    got.hai_per_1000_patient_days,
+                    expected.hai_per_1000_patient_days,
+                ),
+            ] {
+                assert!(
+                    (got - expected).abs() < EPSILON,
+                    "{case}: rate {got} != {expected}"
+                );
+            }
+        }
+        let hai: Vec<(String, String, String, u64)> = rows
+            .hai_by_code
+            .iter()
+            .map(|r| {
+                (
+                    r.month.clone(),
+                    r.code.clone(),
+                    r.display.clone(),
+                    r.count as u64,
+                )
+            })
+            .collect();
+        let expected_hai: Vec<(String, String, String, u64)> = tenant
+            .hai_by_code
+            .iter()
+            .map(|r| (r.month.clone(), r.code.clone(), r.display.clone(), r.count))
+            .collect();
+        assert_eq!(hai, expected_hai, "{case}: hai_by_code");
+        let yearly: Vec<(i32, u64, u64)> = rows
+            .mortality_yearly
+            .iter()
+            .map(|r| (r.year, r.stays as u64, r.deaths as u64))
+            .collect();
+        let expected_yearly: Vec<(i32, u64, u64)> = tenant
+            .mortality_yearly
+            .iter()
+            .map(|r| (r.year, r.stays, r.deaths))
+            .collect();
+        assert_eq!(yearly, expected_yearly, "{case}: mortality_yearly");
     }
 }

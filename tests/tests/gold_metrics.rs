@@ -1,13 +1,9 @@
 //! Gold against the generator's ground truth (several seeds, sizes and formats), incremental
 //! refreshes, tenant isolation and the notifications.
 
-use std::collections::BTreeMap;
-
-use metriccare_core::gold::{GoldRows, read_gold};
+use metriccare_core::gold::read_gold;
 use metriccare_core::ingest::FileResult;
-use metriccare_tests::TestLake;
-
-const EPSILON: f64 = 1e-9;
+use metriccare_tests::{EPSILON, TestLake, assert_matches_truth};
 
 /// Generates a data set into the lake's raw zone and ingests every file, as the demo does.
 async fn load_generated(
@@ -22,102 +18,6 @@ async fn load_generated(
         assert_eq!(report.result, FileResult::Completed, "{report:?}");
     }
     truth
-}
-
-fn assert_matches_truth(
-    gold: &BTreeMap<String, GoldRows>,
-    truth: &fhir_generator::GroundTruth,
-    case: &str,
-) {
-    assert_eq!(gold.len(), truth.tenants.len(), "{case}: tenants");
-    for tenant in &truth.tenants {
-        let rows = &gold[&tenant.tenant];
-        let case = format!("{case} {}", tenant.tenant);
-        assert_eq!(
-            rows.hospital_monthly.len(),
-            tenant.hospital_monthly.len(),
-            "{case}: hospital-months"
-        );
-        for expected in &tenant.hospital_monthly {
-            let got = rows
-                .hospital_monthly
-                .iter()
-                .find(|r| r.hospital_name == expected.hospital_name && r.month == expected.month)
-                .unwrap_or_else(|| {
-                    panic!(
-                        "{case}: no row for {} {}",
-                        expected.hospital_name, expected.month
-                    )
-                });
-            let counts = |r: [u64; 7]| r;
-            assert_eq!(
-                counts([
-                    got.stays as u64,
-                    got.deaths_30d as u64,
-                    got.index_stays as u64,
-                    got.readmissions_30d as u64,
-                    got.patient_days as u64,
-                    got.hai_count as u64,
-                    got.hai_stays as u64
-                ]),
-                counts([
-                    expected.stays,
-                    expected.deaths_30d,
-                    expected.index_stays,
-                    expected.readmissions_30d,
-                    expected.patient_days,
-                    expected.hai_count,
-                    expected.hai_stays
-                ]),
-                "{case}: {} {}",
-                expected.hospital_name,
-                expected.month
-            );
-            for (got, expected) in [
-                (got.mortality_rate, expected.mortality_rate),
-                (got.readmission_rate, expected.readmission_rate),
-                (got.alos, expected.alos),
-                (
-                    got.hai_per_1000_patient_days,
-                    expected.hai_per_1000_patient_days,
-                ),
-            ] {
-                assert!(
-                    (got - expected).abs() < EPSILON,
-                    "{case}: rate {got} != {expected}"
-                );
-            }
-        }
-        let hai: Vec<(String, String, String, u64)> = rows
-            .hai_by_code
-            .iter()
-            .map(|r| {
-                (
-                    r.month.clone(),
-                    r.code.clone(),
-                    r.display.clone(),
-                    r.count as u64,
-                )
-            })
-            .collect();
-        let expected_hai: Vec<(String, String, String, u64)> = tenant
-            .hai_by_code
-            .iter()
-            .map(|r| (r.month.clone(), r.code.clone(), r.display.clone(), r.count))
-            .collect();
-        assert_eq!(hai, expected_hai, "{case}: hai_by_code");
-        let yearly: Vec<(i32, u64, u64)> = rows
-            .mortality_yearly
-            .iter()
-            .map(|r| (r.year, r.stays as u64, r.deaths as u64))
-            .collect();
-        let expected_yearly: Vec<(i32, u64, u64)> = tenant
-            .mortality_yearly
-            .iter()
-            .map(|r| (r.year, r.stays, r.deaths))
-            .collect();
-        assert_eq!(yearly, expected_yearly, "{case}: mortality_yearly");
-    }
 }
 
 #[tokio::test]

@@ -15,6 +15,7 @@ pub struct RunSummary {
     pub completed: usize,
     pub already_done: usize,
     pub busy: usize,
+    pub handed_off: usize,
     pub quarantined: usize,
     pub failed: usize,
     pub rejected: u64,
@@ -33,6 +34,7 @@ impl RunSummary {
             FileResult::Completed => self.completed += 1,
             FileResult::AlreadyDone => self.already_done += 1,
             FileResult::Busy => self.busy += 1,
+            FileResult::HandedOff => self.handed_off += 1,
             FileResult::Quarantined => self.quarantined += 1,
             FileResult::Failed => self.failed += 1,
         }
@@ -55,6 +57,10 @@ impl RunSummary {
             }
             FileResult::AlreadyDone => "already processed (same version)".to_owned(),
             FileResult::Busy => "being processed by another worker".to_owned(),
+            FileResult::HandedOff => format!(
+                "handed to the scale-out job (run {})",
+                report.outcome.handed_off_to.as_deref().unwrap_or("?")
+            ),
             FileResult::Quarantined | FileResult::Failed => {
                 report.outcome.error.clone().unwrap_or_default()
             }
@@ -70,11 +76,12 @@ impl RunSummary {
 
     pub fn print(&self) {
         println!(
-            "files: {} ({} loaded, {} already processed, {} busy, {} quarantined, {} failed), {:.1} MB",
+            "files: {} ({} loaded, {} already processed, {} busy, {} handed off, {} quarantined, {} failed), {:.1} MB",
             self.files,
             self.completed,
             self.already_done,
             self.busy,
+            self.handed_off,
             self.quarantined,
             self.failed,
             self.bytes as f64 / 1e6

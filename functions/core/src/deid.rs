@@ -2,7 +2,7 @@
 //! (tenant mixed in), and the key fingerprint the lake records so that a run with another key
 //! refuses to write.
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
 use crate::error::{CoreError, Result};
@@ -16,6 +16,21 @@ const PSEUDONYM_BYTES: usize = 16;
 
 /// Minimum key length: shorter keys make the pseudonyms guessable by brute force over ids.
 pub const MIN_KEY_BYTES: usize = 32;
+
+/// Reads a key given as hex (at least 32 bytes once decoded), or as any text of at least 32 bytes.
+/// `source` names where it came from (an environment variable, a parameter) for the error.
+pub fn parse_key(text: &str, source: &str) -> Result<Vec<u8>> {
+    let key = match hex::decode(text.trim()) {
+        Ok(bytes) if bytes.len() >= MIN_KEY_BYTES => bytes,
+        _ => text.as_bytes().to_vec(),
+    };
+    if key.len() < MIN_KEY_BYTES {
+        return Err(CoreError::Config(format!(
+            "{source} must hold at least {MIN_KEY_BYTES} bytes"
+        )));
+    }
+    Ok(key)
+}
 
 #[derive(Clone)]
 pub struct Pseudonymizer {

@@ -22,8 +22,14 @@ pub enum CoreError {
     #[error("notifier: {0}")]
     Notifier(String),
 
+    #[error("scale-out job: {0}")]
+    ScaleOut(String),
+
     #[error("invalid tenant id {0:?}: must match ^[a-z0-9][a-z0-9-]{{0,62}}$")]
     InvalidTenant(String),
+
+    #[error("raw key {0} is not inside a tenant folder (<tenant>/<any path>/<file>)")]
+    NotInTenantFolder(String),
 
     #[error("configuration: {0}")]
     Config(String),

@@ -22,7 +22,8 @@ use crate::error::{CoreError, Result};
 use crate::fhir::{self, FileError, Item, Parsed, Position, ReadLimits, Record, RefTarget};
 use crate::hudi::{Delete, HudiTable, StagedRows};
 use crate::ports::{
-    Claim, Ledger, LedgerStatus, Message, Notifier, ObjectRef, Outcome, ResourceCounts, Topic,
+    Claim, Ledger, LedgerStatus, Message, Notifier, ObjectRef, Outcome, ResourceCounts, ScaleOut,
+    Topic,
 };
 use crate::silver::{BatchBuilder, SilverTable, Value};
 use crate::tenant::TenantId;
@@ -74,7 +75,15 @@ pub struct Services {
     pub notifier: Arc<dyn Notifier>,
     pub pseudonymizer: Pseudonymizer,
     pub settings: Settings,
+    scale_out: Option<ScaleOutRoute>,
     key_checked: OnceCell<()>,
+}
+
+/// Objects bigger than `above_bytes` go to `job` instead of being processed here.
+#[derive(Clone)]
+pub struct ScaleOutRoute {
+    pub above_bytes: u64,
+    pub job: Arc<dyn ScaleOut>,
 }
 
 /// What happened to one object.
@@ -98,6 +107,22 @@ pub enum FileResult {
     AlreadyDone,
     /// Another worker holds the claim.
     Busy,
+    /// Too big for this worker: the scale-out job was started for it.
+    HandedOff,
+}
+
+impl FileResult {
+    /// The name used in logs and answers (as serialised).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Completed => "completed",
+            Self::Quarantined => "quarantined",
+            Self::Failed => "failed",
+            Self::AlreadyDone => "already_done",
+            Self::Busy => "busy",
+            Self::HandedOff => "handed_off",
+        }
+    }
 }
 
 /// Where the lake records the pseudonymisation key's fingerprint.
@@ -119,8 +144,15 @@ impl Services {
             notifier,
             pseudonymizer,
             settings,
+            scale_out: None,
             key_checked: OnceCell::new(),
         }
+    }
+
+    /// Hands objects bigger than `route.above_bytes` to the scale-out job.
+    pub fn with_scale_out(mut self, route: ScaleOutRoute) -> Self {
+        self.scale_out = Some(route);
+        self
     }
 
     /// Records the key fingerprint on first write; refuses a lake written with another key.
@@ -170,6 +202,28 @@ impl Services {
         key: &Path,
         tenant: &TenantId,
     ) -> Result<FileReport> {
+        let report = self.claim_and_process(source, bucket, key, tenant).await?;
+        // One log line per file, whatever its outcome: ledger id, never the key (PHI).
+        tracing::info!(
+            ledger_id = %report.ledger_id,
+            tenant_id = %report.tenant_id,
+            result = report.result.as_str(),
+            bytes = report.bytes,
+            resources = report.outcome.counts.values().sum::<u64>(),
+            rejected = report.outcome.rejected,
+            deleted = report.outcome.deleted,
+            "file processed"
+        );
+        Ok(report)
+    }
+
+    async fn claim_and_process(
+        &self,
+        source: &Arc<dyn ObjectStore>,
+        bucket: &str,
+        key: &Path,
+        tenant: &TenantId,
+    ) -> Result<FileReport> {
         self.check_key().await?;
         let meta = source.head(key).await?;
         let object = ObjectRef {
@@ -200,30 +254,61 @@ impl Services {
             .await?
         {
             Claim::Claimed { attempt } => attempt,
-            Claim::Done(entry) => {
-                let outcome = Outcome {
-                    counts: entry.counts,
-                    deleted: entry.deleted,
-                    rejected: entry.rejected,
-                    silver_instants: entry.silver_instants,
-                    error: entry.error,
-                };
-                return Ok(report(FileResult::AlreadyDone, outcome));
-            }
+            Claim::Done(entry) => return Ok(report(FileResult::AlreadyDone, entry.into())),
             Claim::Busy(_) => return Ok(report(FileResult::Busy, Outcome::default())),
         };
 
+        let (result, outcome) = match &self.scale_out {
+            Some(route) if object.size > route.above_bytes => {
+                self.hand_off(route, &object, tenant, &ledger_id).await
+            }
+            _ => {
+                self.process(source, key, &object, tenant, &ledger_id, now)
+                    .await
+            }
+        };
+        let status = match result {
+            FileResult::Completed => LedgerStatus::Completed,
+            FileResult::Quarantined => LedgerStatus::Quarantined,
+            FileResult::HandedOff => LedgerStatus::HandedOff,
+            _ => LedgerStatus::Failed,
+        };
+        let recorded = self
+            .ledger
+            .finish(&ledger_id, attempt, status, &outcome, now_micros())
+            .await?;
+        if !recorded {
+            // Our lease expired and another worker took the object over: its outcome stands.
+            tracing::warn!(ledger_id = %ledger_id, "claim lost before the outcome was recorded");
+            return Ok(report(FileResult::Busy, outcome));
+        }
+        if matches!(result, FileResult::Quarantined | FileResult::Failed) {
+            self.alert(&report(result, outcome.clone())).await;
+        }
+        Ok(report(result, outcome))
+    }
+
+    /// Parses, de-identifies and commits one claimed object; a bad file is quarantined.
+    async fn process(
+        &self,
+        source: &Arc<dyn ObjectStore>,
+        key: &Path,
+        object: &ObjectRef,
+        tenant: &TenantId,
+        ledger_id: &str,
+        now: i64,
+    ) -> (FileResult, Outcome) {
         let context = LoadContext {
             tenant: tenant.clone(),
-            ledger_id: ledger_id.clone(),
+            ledger_id: ledger_id.to_owned(),
             now,
             pseudonymizer: self.pseudonymizer.clone(),
         };
         let limits = self.settings.limits.clone();
         let progress = self.settings.progress.clone();
         let parsed = parse_object(source.clone(), key.clone(), limits, context, progress).await;
-        let (result, outcome) = match parsed {
-            Ok(load) => match self.load(load, tenant, &ledger_id).await {
+        match parsed {
+            Ok(load) => match self.load(load, tenant, ledger_id).await {
                 Ok(outcome) => (FileResult::Completed, outcome),
                 Err(e) => (
                     FileResult::Failed,
@@ -235,7 +320,7 @@ impl Services {
             },
             Err(FileError::Invalid(reason)) => {
                 match self
-                    .quarantine(source, &object, tenant, &ledger_id, &reason)
+                    .quarantine(source, object, tenant, ledger_id, &reason)
                     .await
                 {
                     Ok(()) => (
@@ -261,35 +346,33 @@ impl Services {
                     ..Outcome::default()
                 },
             ),
-        };
-        let status = match result {
-            FileResult::Completed => LedgerStatus::Completed,
-            FileResult::Quarantined => LedgerStatus::Quarantined,
-            _ => LedgerStatus::Failed,
-        };
-        let recorded = self
-            .ledger
-            .finish(&ledger_id, attempt, status, &outcome, now_micros())
-            .await?;
-        if !recorded {
-            // Our lease expired and another worker took the object over: its outcome stands.
-            tracing::warn!(ledger_id = %ledger_id, "claim lost before the outcome was recorded");
-            return Ok(report(FileResult::Busy, outcome));
         }
-        tracing::info!(
-            ledger_id = %ledger_id,
-            tenant_id = %tenant,
-            status = %status,
-            bytes = object.size,
-            rejected = outcome.rejected,
-            deleted = outcome.deleted,
-            resources = outcome.counts.values().sum::<u64>(),
-            "file processed"
-        );
-        if result != FileResult::Completed {
-            self.alert(&report(result, outcome.clone())).await;
+    }
+
+    /// Starts the scale-out job for an object too big for this worker.
+    async fn hand_off(
+        &self,
+        route: &ScaleOutRoute,
+        object: &ObjectRef,
+        tenant: &TenantId,
+        ledger_id: &str,
+    ) -> (FileResult, Outcome) {
+        match route.job.start(object, tenant.as_str(), ledger_id).await {
+            Ok(run_id) => (
+                FileResult::HandedOff,
+                Outcome {
+                    handed_off_to: Some(run_id),
+                    ..Outcome::default()
+                },
+            ),
+            Err(e) => (
+                FileResult::Failed,
+                Outcome {
+                    error: Some(format!("the scale-out job could not be started: {e}")),
+                    ..Outcome::default()
+                },
+            ),
         }
-        Ok(report(result, outcome))
     }
 
     /// Quarantined and failed files reach the alerts topic; a notifier failure is logged, never
@@ -360,7 +443,7 @@ impl Services {
             deleted: load.deleted,
             rejected: load.rejects.count,
             silver_instants,
-            error: None,
+            ..Outcome::default()
         })
     }
 

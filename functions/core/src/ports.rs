@@ -43,6 +43,9 @@ pub enum LedgerStatus {
     Completed,
     Quarantined,
     Failed,
+    /// Too big for this worker: a scale-out job (the Glue job on AWS) was started for it and
+    /// records the final outcome itself.
+    HandedOff,
 }
 
 impl LedgerStatus {
@@ -52,6 +55,7 @@ impl LedgerStatus {
             Self::Completed => "COMPLETED",
             Self::Quarantined => "QUARANTINED",
             Self::Failed => "FAILED",
+            Self::HandedOff => "HANDED_OFF",
         }
     }
 
@@ -61,13 +65,15 @@ impl LedgerStatus {
             "COMPLETED" => Self::Completed,
             "QUARANTINED" => Self::Quarantined,
             "FAILED" => Self::Failed,
+            "HANDED_OFF" => Self::HandedOff,
             _ => return None,
         })
     }
 
-    /// Final states are never processed again for the same object version.
+    /// Final states are never processed again for the same object version (a handed-off object
+    /// belongs to its scale-out job).
     pub fn is_final(self) -> bool {
-        matches!(self, Self::Completed | Self::Quarantined)
+        matches!(self, Self::Completed | Self::Quarantined | Self::HandedOff)
     }
 }
 
@@ -95,6 +101,8 @@ pub struct LedgerEntry {
     pub rejected: u64,
     pub silver_instants: Vec<String>,
     pub error: Option<String>,
+    /// The scale-out job run that took a HANDED_OFF object over.
+    pub handed_off_to: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -108,6 +116,22 @@ pub struct Outcome {
     pub rejected: u64,
     pub silver_instants: Vec<String>,
     pub error: Option<String>,
+    /// The scale-out job run that took the object over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handed_off_to: Option<String>,
+}
+
+impl From<LedgerEntry> for Outcome {
+    fn from(entry: LedgerEntry) -> Self {
+        Self {
+            counts: entry.counts,
+            deleted: entry.deleted,
+            rejected: entry.rejected,
+            silver_instants: entry.silver_instants,
+            error: entry.error,
+            handed_off_to: entry.handed_off_to,
+        }
+    }
 }
 
 /// The answer to a claim.
@@ -115,7 +139,7 @@ pub struct Outcome {
 pub enum Claim {
     /// This worker owns the object now (`attempt` counts from 1).
     Claimed { attempt: u32 },
-    /// Already COMPLETED or QUARANTINED: nothing to do.
+    /// Already COMPLETED, QUARANTINED or HANDED_OFF: nothing to do.
     Done(LedgerEntry),
     /// Another worker holds an unexpired lease.
     Busy(LedgerEntry),
@@ -148,6 +172,13 @@ pub trait Ledger: Send + Sync {
 
     /// Every item, newest first.
     async fn list(&self) -> Result<Vec<LedgerEntry>>;
+}
+
+/// Where objects too big for this worker go: a job that runs the same pipeline with more memory
+/// and time (the Glue job on AWS). `start` returns the job run id recorded in the ledger.
+#[async_trait]
+pub trait ScaleOut: Send + Sync {
+    async fn start(&self, object: &ObjectRef, tenant_id: &str, ledger_id: &str) -> Result<String>;
 }
 
 /// Where a message goes: analysts' refresh notices, or operators' alerts.

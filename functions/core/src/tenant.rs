@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use object_store::path::Path;
+
 use crate::error::{CoreError, Result};
 
 /// A validated tenant id (`^[a-z0-9][a-z0-9-]{0,62}$`). Validation makes path traversal through a
@@ -30,6 +32,16 @@ impl TenantId {
         &self.0
     }
 
+    /// The tenant of a raw-zone key (`<tenant>/<any path>/<file>`): its first segment, validated.
+    /// A key directly at the root has no tenant.
+    pub fn of_raw_key(key: &Path) -> Result<Self> {
+        let mut parts = key.parts();
+        match (parts.next(), parts.next()) {
+            (Some(first), Some(_)) => Self::parse(first.as_ref()),
+            _ => Err(CoreError::NotInTenantFolder(key.to_string())),
+        }
+    }
+
     /// The hive-style partition path of this tenant in every silver and gold table.
     pub fn partition_path(&self) -> String {
         format!("tenant_id={}", self.0)
@@ -51,6 +63,20 @@ mod tests {
         for ok in ["a", "tenant-01", "0abc", &"x".repeat(63)] {
             assert!(TenantId::parse(ok).is_ok(), "{ok}");
         }
+    }
+
+    #[test]
+    fn the_tenant_of_a_raw_key_is_its_first_folder() {
+        let tenant = |key: &str| TenantId::of_raw_key(&Path::from(key)).map(|t| t.to_string());
+        assert_eq!(tenant("clinic-1/export/a.ndjson").unwrap(), "clinic-1");
+        assert!(matches!(
+            tenant("a.ndjson"),
+            Err(CoreError::NotInTenantFolder(_))
+        ));
+        assert!(matches!(
+            tenant("Clinic/a.ndjson"),
+            Err(CoreError::InvalidTenant(_))
+        ));
     }
 
     #[test]

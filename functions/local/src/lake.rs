@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use metriccare_core::deid::{MIN_KEY_BYTES, Pseudonymizer};
+use metriccare_core::deid::{Pseudonymizer, parse_key};
 use metriccare_core::gold::{self, HaiValueSet, RefreshReport};
 use metriccare_core::ingest::{FileReport, Services, Settings};
 use metriccare_core::tenant::TenantId;
@@ -71,7 +71,7 @@ impl Default for LocalConfig {
 impl LocalConfig {
     pub fn from_env() -> Result<Self> {
         let key = match std::env::var(KEY_VARIABLE) {
-            Ok(text) => Some(parse_key(&text)?),
+            Ok(text) => Some(parse_key(&text, KEY_VARIABLE)?),
             Err(_) => None,
         };
         let hai_value_set = match std::env::var(VALUE_SET_VARIABLE) {
@@ -91,20 +91,6 @@ impl LocalConfig {
             hai_value_set,
         })
     }
-}
-
-/// A key given as hex, or as any text of at least 32 bytes.
-pub fn parse_key(text: &str) -> Result<Vec<u8>> {
-    let key = match hex::decode(text.trim()) {
-        Ok(bytes) if bytes.len() >= MIN_KEY_BYTES => bytes,
-        _ => text.as_bytes().to_vec(),
-    };
-    if key.len() < MIN_KEY_BYTES {
-        return Err(config_error(format!(
-            "{KEY_VARIABLE} must hold at least {MIN_KEY_BYTES} bytes"
-        )));
-    }
-    Ok(key)
 }
 
 impl LocalLake {
@@ -172,7 +158,7 @@ impl LocalLake {
 
     /// Processes one object of the raw zone (`<tenant>/<any path>/<file>`), as an S3 event would.
     pub async fn ingest_raw(&self, key: &Path) -> Result<FileReport> {
-        let tenant = raw_tenant(key)?;
+        let tenant = TenantId::of_raw_key(key)?;
         self.services
             .ingest_object(&self.raw, RAW_DIR, key, &tenant)
             .await
@@ -191,20 +177,6 @@ impl LocalLake {
         objects.sort_by(|a, b| a.location.cmp(&b.location));
         Ok(objects)
     }
-}
-
-/// The tenant of a raw-zone key: its first segment, validated.
-pub fn raw_tenant(key: &Path) -> Result<TenantId> {
-    let first = key
-        .parts()
-        .next()
-        .ok_or_else(|| config_error(format!("raw key {key} has no tenant folder")))?;
-    if key.parts().count() < 2 {
-        return Err(config_error(format!(
-            "raw key {key} is not inside a tenant folder"
-        )));
-    }
-    TenantId::parse(first.as_ref())
 }
 
 /// Every file under the given paths (folders are walked), sorted within each folder so that an

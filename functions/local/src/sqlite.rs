@@ -35,13 +35,14 @@ CREATE TABLE IF NOT EXISTS ledger (
     silver_instants TEXT NOT NULL,
     error           TEXT,
     created_at      INTEGER NOT NULL,
-    updated_at      INTEGER NOT NULL
+    updated_at      INTEGER NOT NULL,
+    handed_off_to   TEXT
 );
 CREATE INDEX IF NOT EXISTS ledger_by_update ON ledger (updated_at);
 ";
 
 const COLUMNS: &str = "id, bucket, object_key, etag, size, tenant_id, status, attempts, lease_until, counts, \
-                       deleted, rejected, silver_instants, error, created_at, updated_at";
+                       deleted, rejected, silver_instants, error, created_at, updated_at, handed_off_to";
 
 impl SqliteLedger {
     /// Opens (creating if needed) the ledger database at `path`.
@@ -54,6 +55,7 @@ impl SqliteLedger {
             .pragma_update(None, "journal_mode", "WAL")
             .map_err(ledger_error)?;
         connection.execute_batch(SCHEMA).map_err(ledger_error)?;
+        add_missing_columns(&connection).map_err(ledger_error)?;
         Ok(Self {
             connection: Mutex::new(connection),
         })
@@ -66,6 +68,17 @@ impl SqliteLedger {
             .map_err(|_| CoreError::Ledger("ledger connection poisoned".into()))?;
         f(&connection).map_err(ledger_error)
     }
+}
+
+/// Ledgers created before a column existed get it added (SQLite has no ADD COLUMN IF NOT EXISTS).
+fn add_missing_columns(connection: &Connection) -> rusqlite::Result<()> {
+    let has_column = connection
+        .prepare("SELECT 1 FROM pragma_table_info('ledger') WHERE name = 'handed_off_to'")?
+        .exists([])?;
+    if !has_column {
+        connection.execute_batch("ALTER TABLE ledger ADD COLUMN handed_off_to TEXT")?;
+    }
+    Ok(())
 }
 
 fn entry(row: &Row<'_>) -> rusqlite::Result<LedgerEntry> {
@@ -90,6 +103,7 @@ fn entry(row: &Row<'_>) -> rusqlite::Result<LedgerEntry> {
         error: row.get(13)?,
         created_at: row.get(14)?,
         updated_at: row.get(15)?,
+        handed_off_to: row.get(16)?,
     })
 }
 
@@ -113,7 +127,7 @@ impl Ledger for SqliteLedger {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'PROCESSING', 1, ?7, '{}', 0, 0, '[]', NULL, ?8, ?8)
                  ON CONFLICT(id) DO UPDATE SET
                      status = 'PROCESSING', attempts = ledger.attempts + 1, lease_until = excluded.lease_until,
-                     error = NULL, updated_at = excluded.updated_at
+                     error = NULL, handed_off_to = NULL, updated_at = excluded.updated_at
                  WHERE ledger.status = 'FAILED'
                     OR (ledger.status = 'PROCESSING' AND ledger.lease_until < excluded.updated_at)
                  RETURNING attempts",
@@ -141,7 +155,7 @@ impl Ledger for SqliteLedger {
         let updated = self.with(|c| {
             c.execute(
                 "UPDATE ledger SET status = ?2, counts = ?3, deleted = ?4, rejected = ?5, silver_instants = ?6,
-                                   error = ?7, lease_until = 0, updated_at = ?8
+                                   error = ?7, lease_until = 0, updated_at = ?8, handed_off_to = ?10
                  WHERE id = ?1 AND status = 'PROCESSING' AND attempts = ?9",
                 params![
                     id,
@@ -152,7 +166,8 @@ impl Ledger for SqliteLedger {
                     instants,
                     outcome.error,
                     now,
-                    attempt
+                    attempt,
+                    outcome.handed_off_to
                 ],
             )
         })?;

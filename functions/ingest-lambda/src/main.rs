@@ -1,0 +1,21 @@
+//! The ingest Lambda: configuration and clients are built once, then each event goes to
+//! [`IngestFunction::handle`]. Missing or invalid configuration stops it before the first event.
+
+use lambda_runtime::{Error, LambdaEvent, run, service_fn};
+use metriccare_aws::config::Env;
+use metriccare_aws::{IngestFunction, fail_start, init_logging};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    init_logging();
+    let config = Env::process().ingest().unwrap_or_else(|e| fail_start(&e));
+    let function = IngestFunction::from_config(config)
+        .await
+        .unwrap_or_else(|e| fail_start(&e));
+    let function = &function;
+    run(service_fn(move |event: LambdaEvent<Value>| async move {
+        function.handle(event.payload).await.map_err(Error::from)
+    }))
+    .await
+}

@@ -1,0 +1,568 @@
+//! The AWS path against a real AWS emulator (moto server, started by `scripts/test.sh`): the
+//! DynamoDB ledger, S3 conditional writes, and both functions end to end — S3 notifications read
+//! from the SQS queue they really arrive on, silver and gold in the lake bucket, ledger items, tags,
+//! Glue partitions, the EventBridge event and the SNS messages on their SQS subscriptions.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use metriccare_aws::ingest_function::STATUS_TAG;
+use metriccare_aws::ledger::DynamoDbLedger;
+use metriccare_core::gold::read_gold;
+use metriccare_core::ports::{Claim, Ledger, LedgerStatus, ObjectRef, Outcome};
+use metriccare_core::silver::SilverTable;
+use metriccare_tests::aws::{Deployment, sns_delivery, sqs_event};
+use metriccare_tests::{assert_matches_truth, silver_rows};
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutMode, PutOptions};
+use serde_json::{Value, json};
+
+fn generated(
+    seed: u64,
+    patients: usize,
+    tenants: usize,
+) -> (tempfile::TempDir, fhir_generator::GroundTruth) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = fhir_generator::Config {
+        patients,
+        tenants,
+        seed,
+        format: fhir_generator::Format::Ndjson,
+        gzip: false,
+        dirty: false,
+        patients_per_bundle: 10,
+    };
+    let truth = fhir_generator::generate(&config, dir.path())
+        .unwrap()
+        .ground_truth;
+    std::fs::remove_file(dir.path().join(fhir_generator::GROUND_TRUTH_FILE)).unwrap();
+    (dir, truth)
+}
+
+/// A plain S3 event for keys of the raw bucket (keys encoded as S3 encodes them).
+fn s3_event(bucket: &str, keys: &[&str]) -> Value {
+    json!({"Records": keys.iter().map(|key| json!({
+        "eventVersion": "2.1", "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": bucket}, "object": {"key": key.replace(' ', "+")}}
+    })).collect::<Vec<_>>()})
+}
+
+fn results(answer: &Value) -> Vec<String> {
+    answer["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["result"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Silver rows per (table, tenant).
+async fn silver_counts(
+    services: &metriccare_core::ingest::Services,
+) -> BTreeMap<(String, String), usize> {
+    let mut counts = BTreeMap::new();
+    for table in SilverTable::ALL {
+        for row in silver_rows(services, table).await {
+            let tenant = row["tenant_id"].as_str().unwrap().to_owned();
+            *counts.entry((table.name().to_owned(), tenant)).or_default() += 1;
+        }
+    }
+    counts
+}
+
+#[tokio::test]
+async fn the_dynamodb_ledger_claims_conditionally_and_fences_finish() {
+    // GIVEN the ledger table of a deployment
+    let deployment = Deployment::create().await;
+    let ledger = DynamoDbLedger::new(deployment.dynamodb.clone(), &deployment.ledger_table);
+    let object = ObjectRef {
+        bucket: "raw".into(),
+        key: "t1/a.ndjson".into(),
+        etag: "e1".into(),
+        size: 10,
+    };
+    let id = object.ledger_id();
+    let lease = Duration::from_secs(60);
+    let lease_us = lease.as_micros() as i64;
+
+    // WHEN two workers claim the same object, THEN only the first gets it
+    assert_eq!(
+        ledger.claim(&object, "t1", 0, lease).await.unwrap(),
+        Claim::Claimed { attempt: 1 }
+    );
+    assert!(matches!(
+        ledger.claim(&object, "t1", 1, lease).await.unwrap(),
+        Claim::Busy(_)
+    ));
+
+    // WHEN the lease expires, THEN another worker takes over and the first one's finish is refused
+    assert_eq!(
+        ledger
+            .claim(&object, "t1", lease_us + 1, lease)
+            .await
+            .unwrap(),
+        Claim::Claimed { attempt: 2 }
+    );
+    let outcome = Outcome {
+        counts: BTreeMap::from([("Patient".to_owned(), 3)]),
+        rejected: 1,
+        silver_instants: vec!["patient@20260101000000000".into()],
+        ..Outcome::default()
+    };
+    assert!(
+        !ledger
+            .finish(&id, 1, LedgerStatus::Completed, &outcome, 5)
+            .await
+            .unwrap()
+    );
+    assert!(
+        ledger
+            .finish(&id, 2, LedgerStatus::Completed, &outcome, 6)
+            .await
+            .unwrap()
+    );
+
+    // THEN a completed object is done for good, with its outcome recorded
+    let Claim::Done(entry) = ledger
+        .claim(&object, "t1", 10 * lease_us, lease)
+        .await
+        .unwrap()
+    else {
+        panic!("a completed object must not be claimed again")
+    };
+    assert_eq!(
+        (entry.status, entry.attempts, entry.rejected),
+        (LedgerStatus::Completed, 2, 1)
+    );
+    assert_eq!(entry.counts["Patient"], 3);
+    assert_eq!(entry.silver_instants, outcome.silver_instants);
+    assert_eq!(ledger.list().await.unwrap(), vec![entry]);
+
+    // AND a FAILED object can be claimed again at once
+    let other = ObjectRef {
+        etag: "e2".into(),
+        ..object
+    };
+    ledger.claim(&other, "t1", 0, lease).await.unwrap();
+    let failed = Outcome {
+        error: Some("boom".into()),
+        ..Outcome::default()
+    };
+    assert!(
+        ledger
+            .finish(&other.ledger_id(), 1, LedgerStatus::Failed, &failed, 1)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        ledger.claim(&other, "t1", 2, lease).await.unwrap(),
+        Claim::Claimed { attempt: 2 }
+    );
+    assert_eq!(
+        ledger.get(&other.ledger_id()).await.unwrap().unwrap().error,
+        None
+    );
+}
+
+#[tokio::test]
+async fn the_lake_bucket_refuses_a_second_create_of_one_object() {
+    let deployment = Deployment::create().await;
+    let lake = deployment.lake();
+    let path = Path::from("_metriccare/commits/silver/patient/00000000000000000001.json");
+    let create = || PutOptions::from(PutMode::Create);
+    lake.put_opts(&path, "first".into(), create())
+        .await
+        .unwrap();
+    let second = lake.put_opts(&path, "second".into(), create()).await;
+    assert!(
+        matches!(second, Err(object_store::Error::AlreadyExists { .. })),
+        "{second:?}"
+    );
+    assert_eq!(
+        lake.get(&path).await.unwrap().bytes().await.unwrap(),
+        "first"
+    );
+}
+
+#[tokio::test]
+async fn end_to_end_from_s3_notifications_to_gold_and_sns_and_redelivery_changes_nothing() {
+    // GIVEN a deployment and a generated data set uploaded to the raw bucket, plus a copy of one
+    // file under a key with spaces and non-ASCII letters, and a file that is not FHIR
+    let deployment = Deployment::create().await;
+    let (dir, truth) = generated(11, 24, 2);
+    let keys = deployment.upload_dir(dir.path()).await;
+    let unusual_key = "tenant-01/export 1/Jürgen Müller (copy).ndjson";
+    let copied = std::fs::read(dir.path().join("tenant-01/export-1/Patient.ndjson")).unwrap();
+    deployment.upload(unusual_key, copied).await;
+    let broken_key = "tenant-02/broken.ndjson";
+    deployment
+        .upload(broken_key, b"this is not FHIR\n".to_vec())
+        .await;
+
+    // WHEN the notifications S3 sent to the queue are delivered to the ingest function in batches
+    let notifications = deployment
+        .receive(&deployment.raw_events_queue, keys.len() + 3)
+        .await;
+    assert_eq!(
+        notifications.len(),
+        keys.len() + 3,
+        "the s3:TestEvent and one per object"
+    );
+    let ingest = deployment.ingest_function(deployment.ingest_config()).await;
+    let mut answers = Vec::new();
+    for batch in notifications.chunks(10) {
+        answers.push(ingest.handle(sqs_event(batch)).await.unwrap());
+    }
+
+    // THEN no message failed, and every object has its outcome
+    for answer in &answers {
+        assert_eq!(answer["batchItemFailures"], json!([]), "{answer}");
+    }
+    let mut outcomes: Vec<String> = answers.iter().flat_map(results).collect();
+    outcomes.sort();
+    let mut expected = vec!["completed".to_owned(); keys.len() + 1];
+    expected.insert(0, "quarantined".to_owned());
+    expected.sort();
+    assert_eq!(outcomes, expected);
+
+    // AND the ledger has one final item per object
+    let ledger = ingest.services().ledger.list().await.unwrap();
+    let statuses: BTreeMap<String, LedgerStatus> = ledger
+        .iter()
+        .map(|e| (e.object.key.clone(), e.status))
+        .collect();
+    assert_eq!(statuses.len(), keys.len() + 2);
+    assert_eq!(statuses[broken_key], LedgerStatus::Quarantined);
+    assert_eq!(statuses[unusual_key], LedgerStatus::Completed);
+    assert!(
+        ledger
+            .iter()
+            .all(|e| e.attempts == 1 && e.object.bucket == deployment.raw_bucket)
+    );
+
+    // AND silver holds exactly the expected rows (the copy changed nothing)
+    let counts = silver_counts(ingest.services()).await;
+    for tenant in &truth.tenants {
+        let expected = &tenant.resources;
+        for (table, count) in [
+            ("patient", expected.patient),
+            ("encounter", expected.encounter),
+            ("condition", expected.condition),
+            ("organization", expected.organization),
+        ] {
+            assert_eq!(
+                counts
+                    .get(&(table.to_owned(), tenant.tenant.clone()))
+                    .copied()
+                    .unwrap_or(0) as u64,
+                count,
+                "{table} of {}",
+                tenant.tenant
+            );
+        }
+    }
+
+    // AND the raw objects are tagged with their outcome
+    assert_eq!(deployment.raw_tags(&keys[0]).await[STATUS_TAG], "completed");
+    assert_eq!(
+        deployment.raw_tags(unusual_key).await[STATUS_TAG],
+        "completed"
+    );
+    assert_eq!(
+        deployment.raw_tags(broken_key).await[STATUS_TAG],
+        "quarantined"
+    );
+
+    // AND the bad file is in the quarantine bucket with its reason, and the alerts topic said so
+    let broken_id = ledger
+        .iter()
+        .find(|e| e.object.key == broken_key)
+        .unwrap()
+        .id
+        .clone();
+    let reason = deployment
+        .s3
+        .get_object()
+        .bucket(&deployment.quarantine_bucket)
+        .key(format!("files/tenant-02/{broken_id}/reason.json"))
+        .send()
+        .await
+        .expect("reason.json in the quarantine bucket");
+    assert!(reason.content_length.unwrap_or_default() > 0);
+    let alerts = deployment.receive(&deployment.alerts_queue, 1).await;
+    let (envelope, alert) = sns_delivery(&alerts[0]);
+    assert_eq!(
+        envelope["MessageAttributes"]["event"]["Value"],
+        "file.quarantined"
+    );
+    assert_eq!(alert["tenant_id"], "tenant-02");
+    assert!(
+        !envelope.to_string().contains("broken.ndjson"),
+        "no key in alerts: {envelope}"
+    );
+
+    // AND both tenants' partitions are in the Glue catalog, silver and gold
+    for (database, table) in [
+        (&deployment.silver_database, "patient"),
+        (&deployment.gold_database, "hospital_monthly"),
+    ] {
+        let partitions = deployment
+            .glue
+            .get_partitions()
+            .database_name(database)
+            .table_name(table)
+            .send()
+            .await
+            .unwrap()
+            .partitions
+            .unwrap_or_default();
+        let mut values: Vec<String> = partitions
+            .iter()
+            .flat_map(|p| p.values().to_vec())
+            .collect();
+        values.sort();
+        assert_eq!(values, ["tenant-01", "tenant-02"], "{database}.{table}");
+        let location = partitions[0]
+            .storage_descriptor()
+            .unwrap()
+            .location()
+            .unwrap();
+        assert!(
+            location.starts_with(&format!("s3://{}/", deployment.lake_bucket))
+                && location.contains("/tenant_id="),
+            "{location}"
+        );
+    }
+
+    // AND the ingest function told the gold function that silver changed
+    let announced = deployment.receive(&deployment.silver_events_queue, 1).await;
+    let event: Value = serde_json::from_str(announced[0].body.as_deref().unwrap()).unwrap();
+    assert_eq!(event["detail-type"], "silver.committed");
+    assert!(
+        event["detail"]["tenant_ids"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("tenant-01"))
+    );
+
+    // WHEN the gold function runs on its schedule
+    let gold = deployment.gold_function();
+    let scheduled = json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}});
+    let refreshed = gold.handle(scheduled.clone()).await.unwrap();
+
+    // THEN gold equals the generator's ground truth, and one message per tenant was published
+    assert_eq!(
+        refreshed["refreshed_tenants"],
+        json!(["tenant-01", "tenant-02"])
+    );
+    assert_matches_truth(&read_gold(&deployment.lake()).await.unwrap(), &truth, "aws");
+    let messages = deployment.receive(&deployment.notifications_queue, 2).await;
+    let mut tenants = BTreeSet::new();
+    for message in &messages {
+        let (envelope, body) = sns_delivery(message);
+        assert_eq!(
+            envelope["MessageAttributes"]["event"]["Value"],
+            "gold.refreshed"
+        );
+        let tenant = envelope["MessageAttributes"]["tenant_id"]["Value"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(body["event"], "gold.refreshed");
+        assert_eq!(body["tenant_id"], tenant.as_str());
+        assert!(
+            body["data"]["headline"]["stays"].as_u64().unwrap() > 0,
+            "{body}"
+        );
+        tenants.insert(tenant);
+    }
+    assert_eq!(
+        tenants,
+        BTreeSet::from(["tenant-01".to_owned(), "tenant-02".to_owned()])
+    );
+
+    // WHEN every event is delivered again, to a fresh instance of each function
+    let before = deployment.lake_objects().await;
+    let again = deployment.ingest_function(deployment.ingest_config()).await;
+    for batch in notifications.chunks(10) {
+        let answer = again.handle(sqs_event(batch)).await.unwrap();
+        assert_eq!(answer["batchItemFailures"], json!([]));
+        assert!(
+            results(&answer).iter().all(|r| r == "already_done"),
+            "{answer}"
+        );
+    }
+    let quiet = deployment.gold_function().handle(scheduled).await.unwrap();
+
+    // THEN nothing changed: no lake object, no gold commit, no message
+    assert_eq!(deployment.lake_objects().await, before);
+    assert_eq!(quiet["changed_tenants"], json!([]));
+    assert!(
+        deployment
+            .drain(&deployment.notifications_queue)
+            .await
+            .is_empty()
+    );
+    assert!(
+        deployment
+            .drain(&deployment.silver_events_queue)
+            .await
+            .is_empty()
+    );
+    assert_eq!(again.services().ledger.list().await.unwrap(), ledger);
+}
+
+#[tokio::test]
+async fn two_ingests_of_one_tenant_at_once_keep_both_files_rows() {
+    // GIVEN two different Patient files of the same tenant (two seeds)
+    let deployment = Deployment::create().await;
+    let (first, first_truth) = generated(21, 30, 1);
+    let (second, second_truth) = generated(22, 30, 1);
+    for (dir, key) in [
+        (&first, "tenant-01/a/Patient.ndjson"),
+        (&second, "tenant-01/b/Patient.ndjson"),
+    ] {
+        let body = std::fs::read(dir.path().join("tenant-01/export-1/Patient.ndjson")).unwrap();
+        deployment.upload(key, body).await;
+    }
+
+    // WHEN two function instances (two Lambdas) ingest them at the same time
+    let one = deployment.ingest_function(deployment.ingest_config()).await;
+    let two = deployment.ingest_function(deployment.ingest_config()).await;
+    let (a, b) = tokio::join!(
+        one.handle(s3_event(
+            &deployment.raw_bucket,
+            &["tenant-01/a/Patient.ndjson"]
+        )),
+        two.handle(s3_event(
+            &deployment.raw_bucket,
+            &["tenant-01/b/Patient.ndjson"]
+        ))
+    );
+
+    // THEN both committed, and every row of both files is in silver
+    assert_eq!(results(&a.unwrap()), ["completed"]);
+    assert_eq!(results(&b.unwrap()), ["completed"]);
+    let patients = silver_rows(one.services(), SilverTable::Patient).await;
+    assert_eq!(
+        patients.len() as u64,
+        first_truth.tenants[0].resources.patient + second_truth.tenants[0].resources.patient
+    );
+}
+
+#[tokio::test]
+async fn an_object_too_big_for_a_lambda_is_handed_to_the_glue_job_once() {
+    // GIVEN an ingest function whose size limit is below the uploaded file's size
+    let deployment = Deployment::create().await;
+    let key = "tenant-01/export-1/big.ndjson";
+    let body = std::fs::read(metriccare_tests::fixtures().join("bulk/Patient.ndjson")).unwrap();
+    let size = body.len() as u64;
+    deployment.upload(key, body).await;
+    let mut config = deployment.ingest_config();
+    config.max_object_bytes = size - 1;
+    let ingest = deployment.ingest_function(config).await;
+
+    // WHEN its event arrives, twice
+    let first = ingest
+        .handle(s3_event(&deployment.raw_bucket, &[key]))
+        .await
+        .unwrap();
+    let second = ingest
+        .handle(s3_event(&deployment.raw_bucket, &[key]))
+        .await
+        .unwrap();
+
+    // THEN one Glue job run was started with the object's coordinates, and the ledger says so
+    assert_eq!(results(&first), ["handed_off"]);
+    assert_eq!(results(&second), ["already_done"]);
+    let runs = deployment
+        .glue
+        .get_job_runs()
+        .job_name(&deployment.glue_job_name)
+        .send()
+        .await
+        .unwrap()
+        .job_runs
+        .unwrap_or_default();
+    assert_eq!(runs.len(), 1);
+    let arguments = runs[0].arguments().unwrap();
+    assert_eq!(arguments["--raw_key"], key);
+    assert_eq!(arguments["--tenant_id"], "tenant-01");
+    let entry = &ingest.services().ledger.list().await.unwrap()[0];
+    assert_eq!(entry.status, LedgerStatus::HandedOff);
+    assert_eq!(entry.handed_off_to.as_deref(), runs[0].id());
+    assert_eq!(arguments["--ledger_id"], entry.id);
+    assert_eq!(deployment.raw_tags(key).await[STATUS_TAG], "handed-off");
+    // AND nothing was written to silver
+    assert!(
+        silver_rows(ingest.services(), SilverTable::Patient)
+            .await
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn a_message_that_cannot_be_done_now_fails_alone_in_its_batch() {
+    // GIVEN two uploaded files, one of which another worker holds a live claim on
+    let deployment = Deployment::create().await;
+    let body = std::fs::read(metriccare_tests::fixtures().join("bulk/Patient.ndjson")).unwrap();
+    deployment
+        .upload("tenant-01/free.ndjson", body.clone())
+        .await;
+    deployment.upload("tenant-01/held.ndjson", body).await;
+    let ingest = deployment.ingest_function(deployment.ingest_config()).await;
+    let notifications = deployment.receive(&deployment.raw_events_queue, 3).await;
+    let held = notifications
+        .iter()
+        .find(|m| {
+            m.body
+                .as_deref()
+                .unwrap_or_default()
+                .contains("held.ndjson")
+        })
+        .unwrap();
+    let head = deployment
+        .s3
+        .head_object()
+        .bucket(&deployment.raw_bucket)
+        .key("tenant-01/held.ndjson")
+        .send()
+        .await
+        .unwrap();
+    let object = ObjectRef {
+        bucket: deployment.raw_bucket.clone(),
+        key: "tenant-01/held.ndjson".into(),
+        etag: head.e_tag.unwrap(),
+        size: head.content_length.unwrap() as u64,
+    };
+    let now = metriccare_core::time::now_micros();
+    let claim = ingest
+        .services()
+        .ledger
+        .claim(&object, "tenant-01", now, Duration::from_secs(600))
+        .await
+        .unwrap();
+    assert_eq!(claim, Claim::Claimed { attempt: 1 });
+
+    // WHEN the batch arrives with them, the s3:TestEvent and a message that is not an S3 event
+    let mut event = sqs_event(&notifications);
+    event["Records"].as_array_mut().unwrap().push(json!({
+        "messageId": "garbage", "eventSource": "aws:sqs", "body": "{\"hello\": 1}"
+    }));
+    let answer = ingest.handle(event).await.unwrap();
+
+    // THEN only the held file's message and the garbage fail; the free file is loaded
+    let mut failed: Vec<String> = answer["batchItemFailures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["itemIdentifier"].as_str().unwrap().to_owned())
+        .collect();
+    failed.sort();
+    let mut expected = vec![held.message_id.clone().unwrap(), "garbage".to_owned()];
+    expected.sort();
+    assert_eq!(failed, expected);
+    let mut outcomes = results(&answer);
+    outcomes.sort();
+    assert_eq!(outcomes, ["busy", "completed"]);
+}

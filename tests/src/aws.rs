@@ -342,7 +342,6 @@ impl Deployment {
     fn common(&self) -> Common {
         Common {
             lake_bucket: self.lake_bucket.clone(),
-            alerts_topic_arn: self.alerts_topic_arn.clone(),
             force_path_style: true,
         }
     }
@@ -353,6 +352,7 @@ impl Deployment {
             raw_bucket: self.raw_bucket.clone(),
             quarantine_bucket: self.quarantine_bucket.clone(),
             ledger_table: self.ledger_table.clone(),
+            alerts_topic_arn: self.alerts_topic_arn.clone(),
             pseudonym_key_parameter: self.key_parameter.clone(),
             glue_job_name: self.glue_job_name.clone(),
             max_object_bytes: metriccare_aws::config::DEFAULT_MAX_OBJECT_BYTES,

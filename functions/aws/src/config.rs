@@ -34,7 +34,6 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(16 * 60);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Common {
     pub lake_bucket: String,
-    pub alerts_topic_arn: String,
     pub force_path_style: bool,
 }
 
@@ -45,6 +44,8 @@ pub struct IngestConfig {
     pub raw_bucket: String,
     pub quarantine_bucket: String,
     pub ledger_table: String,
+    /// Quarantined, failed and ignored files are announced here.
+    pub alerts_topic_arn: String,
     pub pseudonym_key_parameter: String,
     pub glue_job_name: String,
     pub max_object_bytes: u64,
@@ -150,7 +151,6 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         }
         Ok(Common {
             lake_bucket: self.bucket(LAKE_BUCKET)?,
-            alerts_topic_arn: self.arn(ALERTS_TOPIC_ARN, "sns")?,
             force_path_style: self.flag(S3_FORCE_PATH_STYLE)?,
         })
     }
@@ -161,6 +161,7 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
             raw_bucket: self.bucket(RAW_BUCKET)?,
             quarantine_bucket: self.bucket(QUARANTINE_BUCKET)?,
             ledger_table: self.required(LEDGER_TABLE)?,
+            alerts_topic_arn: self.arn(ALERTS_TOPIC_ARN, "sns")?,
             pseudonym_key_parameter: self.required(PSEUDONYM_KEY_PARAMETER)?,
             glue_job_name: self.required(GLUE_JOB_NAME)?,
             max_object_bytes: self.number(MAX_OBJECT_BYTES, DEFAULT_MAX_OBJECT_BYTES)?,

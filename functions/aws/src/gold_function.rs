@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use aws_config::SdkConfig;
 use metriccare_core::gold::{self, HaiValueSet};
+use metriccare_core::ports::Topic;
 use object_store::ObjectStore;
 use serde_json::{Value, json};
 
@@ -34,11 +35,8 @@ impl GoldFunction {
     pub fn with_sdk(sdk: &SdkConfig, config: GoldConfig) -> Result<Self> {
         Ok(Self {
             lake: bucket_store(sdk, &config.common.lake_bucket, LAKE_REQUEST_TIMEOUT)?,
-            notifier: SnsNotifier::new(
-                aws_sdk_sns::Client::new(sdk),
-                Some(config.notifications_topic_arn),
-                config.common.alerts_topic_arn,
-            ),
+            notifier: SnsNotifier::new(aws_sdk_sns::Client::new(sdk))
+                .with_topic(Topic::Notifications, config.notifications_topic_arn),
             value_set: HaiValueSet::builtin(),
         })
     }

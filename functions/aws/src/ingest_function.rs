@@ -104,11 +104,8 @@ impl IngestFunction {
     pub async fn with_sdk(sdk: &SdkConfig, config: IngestConfig) -> Result<Self> {
         let key = pseudonym_key(sdk, &config.pseudonym_key_parameter).await?;
         let glue = aws_sdk_glue::Client::new(sdk);
-        let notifier = SnsNotifier::new(
-            aws_sdk_sns::Client::new(sdk),
-            None,
-            config.common.alerts_topic_arn.clone(),
-        );
+        let notifier = SnsNotifier::new(aws_sdk_sns::Client::new(sdk))
+            .with_topic(Topic::Alerts, &config.alerts_topic_arn);
         let services = Services::new(
             bucket_store(sdk, &config.common.lake_bucket, LAKE_REQUEST_TIMEOUT)?,
             bucket_store(sdk, &config.quarantine_bucket, LAKE_REQUEST_TIMEOUT)?,

@@ -14,34 +14,33 @@ use crate::error::AwsError;
 
 pub struct SnsNotifier {
     client: Client,
-    notifications_topic_arn: Option<String>,
-    alerts_topic_arn: String,
+    /// The topics this function may publish to; publishing elsewhere is an error.
+    topics: Vec<(Topic, String)>,
 }
 
 /// SNS subjects: at most 100 printable ASCII characters, no line breaks.
 const SUBJECT_LIMIT: usize = 100;
 
 impl SnsNotifier {
-    /// `notifications_topic_arn` is `None` for a function that only raises alerts.
-    pub fn new(
-        client: Client,
-        notifications_topic_arn: Option<String>,
-        alerts_topic_arn: String,
-    ) -> Self {
+    pub fn new(client: Client) -> Self {
         Self {
             client,
-            notifications_topic_arn,
-            alerts_topic_arn,
+            topics: Vec::new(),
         }
     }
 
+    /// Routes `topic` to the SNS topic `arn`.
+    pub fn with_topic(mut self, topic: Topic, arn: impl Into<String>) -> Self {
+        self.topics.push((topic, arn.into()));
+        self
+    }
+
     fn topic_arn(&self, topic: Topic) -> Result<&str> {
-        match topic {
-            Topic::Alerts => Ok(&self.alerts_topic_arn),
-            Topic::Notifications => self.notifications_topic_arn.as_deref().ok_or_else(|| {
-                CoreError::Notifier("this function has no notifications topic".into())
-            }),
-        }
+        self.topics
+            .iter()
+            .find(|(t, _)| *t == topic)
+            .map(|(_, arn)| arn.as_str())
+            .ok_or_else(|| CoreError::Notifier(format!("this function has no {topic:?} topic")))
     }
 }
 

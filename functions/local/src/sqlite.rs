@@ -310,4 +310,45 @@ mod tests {
         assert!(matches!(second, Claim::Busy(_)));
         assert_eq!(a.list().await.unwrap().len(), 1);
     }
+
+    #[tokio::test]
+    async fn a_ledger_from_before_the_hand_off_column_is_upgraded_in_place() {
+        // GIVEN a ledger file written by a version without `handed_off_to`, with one item
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.db");
+        {
+            let old = Connection::open(&path).unwrap();
+            let old_schema = SCHEMA.replace(",\n    handed_off_to   TEXT", "");
+            assert!(!old_schema.contains("handed_off_to"));
+            old.execute_batch(&old_schema).unwrap();
+            old.execute(
+                "INSERT INTO ledger VALUES ('x', 'raw', 'k', 'e', 1, 't1', 'COMPLETED', 1, 0, '{}', 0, 0, '[]', NULL, 1, 2)",
+                [],
+            )
+            .unwrap();
+        }
+        // WHEN it is opened, THEN the item reads back and new outcomes record their hand-off
+        let ledger = SqliteLedger::open(&path).unwrap();
+        let entry = ledger.get("x").await.unwrap().unwrap();
+        assert_eq!(
+            (entry.status, entry.handed_off_to),
+            (LedgerStatus::Completed, None)
+        );
+        let id = object("e9").ledger_id();
+        ledger.claim(&object("e9"), "t1", 0, LEASE).await.unwrap();
+        let handed = Outcome {
+            handed_off_to: Some("jr_1".into()),
+            ..Outcome::default()
+        };
+        assert!(
+            ledger
+                .finish(&id, 1, LedgerStatus::HandedOff, &handed, 1)
+                .await
+                .unwrap()
+        );
+        assert!(matches!(
+            ledger.claim(&object("e9"), "t1", 2, LEASE).await.unwrap(),
+            Claim::Done(entry) if entry.handed_off_to.as_deref() == Some("jr_1")
+        ));
+    }
 }

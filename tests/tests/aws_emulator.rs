@@ -566,3 +566,51 @@ async fn a_message_that_cannot_be_done_now_fails_alone_in_its_batch() {
     outcomes.sort();
     assert_eq!(outcomes, ["busy", "completed"]);
 }
+
+#[tokio::test]
+async fn keys_that_name_patients_reach_no_answer_alert_or_ledger_error() {
+    // GIVEN a file outside any tenant folder and a broken file, both named after a patient
+    let deployment = Deployment::create().await;
+    let outside = "Jane Doe/visit.ndjson";
+    let broken = "tenant-01/Jane Doe 1970-01-01.ndjson";
+    deployment.upload(outside, b"{}\n".to_vec()).await;
+    deployment
+        .upload(broken, b"not json at all\n".to_vec())
+        .await;
+    let ingest = deployment.ingest_function(deployment.ingest_config()).await;
+
+    // WHEN their events arrive
+    let answer = ingest
+        .handle(s3_event(&deployment.raw_bucket, &[outside, broken]))
+        .await
+        .unwrap();
+
+    // THEN the outside file is ignored, the broken one quarantined, and the name is nowhere
+    assert_eq!(results(&answer), ["quarantined"]);
+    let alerts = deployment.receive(&deployment.alerts_queue, 2).await;
+    let events: BTreeSet<String> = alerts
+        .iter()
+        .map(|m| {
+            sns_delivery(m).0["MessageAttributes"]["event"]["Value"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        events,
+        BTreeSet::from(["file.ignored".to_owned(), "file.quarantined".to_owned()])
+    );
+    let ledger = ingest.services().ledger.list().await.unwrap();
+    let errors: Vec<_> = ledger
+        .iter()
+        .map(|e| e.error.clone().unwrap_or_default())
+        .collect();
+    for text in [
+        answer.to_string(),
+        format!("{alerts:?}"),
+        format!("{errors:?}"),
+    ] {
+        assert!(!text.contains("Jane") && !text.contains("Doe"), "{text}");
+    }
+}

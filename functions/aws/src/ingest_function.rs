@@ -14,7 +14,7 @@ use std::time::Duration;
 use aws_config::SdkConfig;
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use aws_sdk_s3::types::{Tag, Tagging};
-use metriccare_core::deid::{Pseudonymizer, parse_key};
+use metriccare_core::deid::{Pseudonymizer, parse_key, redact_key};
 use metriccare_core::gold::GoldTable;
 use metriccare_core::ingest::{FileReport, FileResult, ScaleOutRoute, Services, Settings};
 use metriccare_core::ports::{Message, ObjectRef, Topic};
@@ -238,8 +238,10 @@ impl IngestFunction {
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    tracing::error!(error = %e, "object could not be processed; it will be retried");
-                    handled.retry.push(e.to_string());
+                    // Storage errors quote the key, which may name a patient.
+                    let error = redact_key(&e.to_string(), &record.key, "<raw object>");
+                    tracing::error!(error = %error, "object could not be processed; it will be retried");
+                    handled.retry.push(error);
                 }
             }
         }
@@ -276,8 +278,10 @@ impl IngestFunction {
         };
         let tenant = match TenantId::of_raw_key(&key) {
             Ok(tenant) => tenant,
-            Err(e) => {
-                self.ignore(&object, &e.to_string()).await;
+            Err(_) => {
+                // Not the error's text: it quotes the key or the folder name.
+                let why = "it is not inside a folder named after a valid tenant id";
+                self.ignore(&object, why).await;
                 return Ok(None);
             }
         };
@@ -354,7 +358,8 @@ impl IngestFunction {
         }
         .await;
         if let Err(e) = result {
-            tracing::warn!(error = %e, "raw object could not be tagged with its status");
+            let error = redact_key(&e.to_string(), &record.key, "<raw object>");
+            tracing::warn!(error = %error, "raw object could not be tagged with its status");
         }
     }
 

@@ -151,11 +151,7 @@ impl Ledger for DynamoDbLedger {
                     .ok_or_else(|| {
                         CoreError::Ledger(format!("item {id} vanished while being claimed"))
                     })?;
-                Ok(if current.status.is_final() {
-                    Claim::Done(current)
-                } else {
-                    Claim::Busy(current)
-                })
+                Ok(Claim::refused_by(current))
             }
             Err(e) => Err(ledger_error("UpdateItem", e)),
         }

@@ -3,6 +3,7 @@
 //! refuses to write.
 
 use hmac::{Hmac, KeyInit, Mac};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use sha2::Sha256;
 
 use crate::error::{CoreError, Result};
@@ -30,6 +31,26 @@ pub fn parse_key(text: &str, source: &str) -> Result<Vec<u8>> {
         )));
     }
     Ok(key)
+}
+
+/// How S3 request URLs encode a key: every byte but `A-Z a-z 0-9 - . _ ~ /`.
+const URL_PATH: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'/');
+
+/// Object keys can name patients (uploaders name files after them), and storage errors quote the
+/// key, as given or percent-encoded in a request URL. Both forms become `replacement` (the ledger
+/// id) before an error text reaches the ledger, a log line or an alert.
+pub fn redact_key(text: &str, key: &str, replacement: &str) -> String {
+    if key.is_empty() {
+        return text.to_owned();
+    }
+    let encoded = utf8_percent_encode(key, URL_PATH).to_string();
+    text.replace(key, replacement)
+        .replace(&encoded, replacement)
 }
 
 #[derive(Clone)]
@@ -85,6 +106,18 @@ pub fn postal_prefix(postal_code: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_in_error_texts_are_replaced_in_both_forms() {
+        let key = "clinic-1/Jane Doe (1970).ndjson";
+        let text = "not found: clinic-1/Jane Doe (1970).ndjson; GET http://s3/raw/clinic-1/Jane%20Doe%20%281970%29.ndjson failed";
+        let redacted = redact_key(text, key, "<ledger 1a2b>");
+        assert_eq!(
+            redacted,
+            "not found: <ledger 1a2b>; GET http://s3/raw/<ledger 1a2b> failed"
+        );
+        assert_eq!(redact_key("plain", "", "x"), "plain");
+    }
 
     fn key(byte: u8) -> Pseudonymizer {
         Pseudonymizer::new(&[byte; 32]).unwrap()

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::OnceCell;
 
-use crate::deid::Pseudonymizer;
+use crate::deid::{Pseudonymizer, redact_key};
 use crate::error::{CoreError, Result};
 use crate::fhir::{self, FileError, Item, Parsed, Position, ReadLimits, Record, RefTarget};
 use crate::hudi::{Delete, HudiTable, StagedRows};
@@ -258,7 +258,7 @@ impl Services {
             Claim::Busy(_) => return Ok(report(FileResult::Busy, Outcome::default())),
         };
 
-        let (result, outcome) = match &self.scale_out {
+        let (result, mut outcome) = match &self.scale_out {
             Some(route) if object.size > route.above_bytes => {
                 self.hand_off(route, &object, tenant, &ledger_id).await
             }
@@ -267,6 +267,9 @@ impl Services {
                     .await
             }
         };
+        outcome.error = outcome
+            .error
+            .map(|text| redact_key(&text, &object.key, &ledger_id));
         let status = match result {
             FileResult::Completed => LedgerStatus::Completed,
             FileResult::Quarantined => LedgerStatus::Quarantined,

@@ -145,6 +145,18 @@ pub enum Claim {
     Busy(LedgerEntry),
 }
 
+impl Claim {
+    /// The answer when the conditional claim did not take: `current` says whether the object is
+    /// done for good or still held by another worker.
+    pub fn refused_by(current: LedgerEntry) -> Self {
+        if current.status.is_final() {
+            Self::Done(current)
+        } else {
+            Self::Busy(current)
+        }
+    }
+}
+
 #[async_trait]
 pub trait Ledger: Send + Sync {
     /// Claims an object with a conditional write: succeeds when the item is absent, FAILED, or

@@ -138,7 +138,7 @@ impl Ledger for SqliteLedger {
                 return Ok(Claim::Claimed { attempt });
             }
             let current = c.query_row(&format!("SELECT {COLUMNS} FROM ledger WHERE id = ?1"), [&id], entry)?;
-            Ok(if current.status.is_final() { Claim::Done(current) } else { Claim::Busy(current) })
+            Ok(Claim::refused_by(current))
         })
     }
 

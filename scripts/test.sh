@@ -17,6 +17,19 @@ if [ ! -x .venv/bin/python ] || ! cmp -s tests/python/requirements.txt .venv/req
   cp tests/python/requirements.txt .venv/requirements.installed
 fi
 
+echo "== terraform fmt -check, checkov (own environment: .venv-checkov, terraform/requirements-checks.txt)"
+if command -v terraform >/dev/null 2>&1; then
+  terraform fmt -check -recursive terraform
+else
+  echo "terraform is not installed here: skipping terraform fmt -check (CI's Terraform workflow runs it)"
+fi
+if [ ! -x .venv-checkov/bin/checkov ] || ! cmp -s terraform/requirements-checks.txt .venv-checkov/requirements.installed; then
+  python3 -m venv .venv-checkov
+  .venv-checkov/bin/pip install --quiet --disable-pip-version-check -r terraform/requirements-checks.txt
+  cp terraform/requirements-checks.txt .venv-checkov/requirements.installed
+fi
+.venv-checkov/bin/checkov --directory terraform --framework terraform --skip-download --quiet --compact
+
 echo "== AWS emulator (moto server on a free loopback port)"
 MOTO_PORT="$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 MOTO_LOG="$CARGO_TARGET_DIR/moto.log"

@@ -1,0 +1,84 @@
+variable "aws_region" {
+  description = "Region the stack is deployed to."
+  type        = string
+}
+
+variable "lambda_zip_dir" {
+  description = "Folder with <binary>/bootstrap.zip from `cargo lambda build --release --output-format zip` (target/lambda)."
+  type        = string
+  default     = "../../target/lambda"
+}
+
+variable "lambda_architecture" {
+  description = "Architecture the zips were built for: x86_64 or arm64 (arm64 is cheaper per GB-second; build with --arm64)."
+  type        = string
+  default     = "x86_64"
+}
+
+variable "ingest_memory_mb" {
+  description = "Memory of the ingest function; rows of a large file spill to /tmp, so memory bounds speed more than size."
+  type        = number
+  default     = 1024
+}
+
+variable "ingest_ephemeral_storage_mb" {
+  description = "Size of the ingest function's /tmp (staged rows of one file)."
+  type        = number
+  default     = 4096
+}
+
+variable "ingest_reserved_concurrency" {
+  description = "Ingest instances at once."
+  type        = number
+  default     = 10
+}
+
+variable "gold_memory_mb" {
+  description = "Memory of the gold function (it reads the silver partitions of changed tenants)."
+  type        = number
+  default     = 2048
+}
+
+variable "max_object_bytes" {
+  description = "Raw files larger than this go to the Glue job instead of the ingest function."
+  type        = number
+  default     = 1073741824
+}
+
+variable "gold_schedule" {
+  description = "Schedule of the gold refresh that catches anything an event missed."
+  type        = string
+  default     = "rate(1 hour)"
+}
+
+variable "notification_subscribers" {
+  description = "E-mail address => tenants it hears gold.refreshed about (empty list: all tenants)."
+  type = map(object({
+    tenants = list(string)
+  }))
+  default = {}
+}
+
+variable "alert_subscribers" {
+  description = "E-mail addresses for alerts."
+  type        = list(string)
+  default     = []
+}
+
+variable "log_retention_days" {
+  description = "Days function logs are kept."
+  type        = number
+  default     = 365
+}
+
+variable "glue_workers" {
+  description = "Workers per Glue job run."
+  type        = number
+  default     = 4
+}
+
+variable "force_destroy_buckets" {
+  description = "Let terraform destroy delete non-empty buckets (a dev convenience; never for prod)."
+  type        = bool
+  default     = false
+}

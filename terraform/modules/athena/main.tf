@@ -1,0 +1,101 @@
+# What Power BI reads: an Athena workgroup whose settings every query must use (results encrypted
+# with the customer key, a scan limit) and one view per gold table. The views only choose columns:
+# they drop the _hoodie_* and row_key bookkeeping so reports bind to stable names, and compute
+# nothing the gold tables do not hold. docs/athena-power-bi.md explains the connection and each view.
+
+locals {
+  # Athena stores a view as a Glue table whose original text is the Presto view definition.
+  presto_types = {
+    string    = "varchar"
+    bigint    = "bigint"
+    int       = "integer"
+    double    = "double"
+    boolean   = "boolean"
+    timestamp = "timestamp"
+  }
+
+  views = {
+    for table, columns in var.gold_columns : table => {
+      name = "v_${table}"
+      columns = concat([["tenant_id", "string"]], [
+        for column in columns : column if column[0] != "row_key"
+      ])
+    }
+  }
+
+  view_sql = {
+    for table, view in local.views : table => format(
+      "SELECT %s FROM \"%s\".\"%s\"",
+      join(", ", [for column in view.columns : "\"${column[0]}\""]),
+      var.gold_database,
+      table,
+    )
+  }
+}
+
+resource "aws_athena_workgroup" "analytics" {
+  name          = "metriccare_gold_analytics_${var.environment}"
+  description   = "MetricCare analysts and Power BI: gold views, encrypted results."
+  force_destroy = false
+
+  configuration {
+    enforce_workgroup_configuration    = true
+    publish_cloudwatch_metrics_enabled = true
+    bytes_scanned_cutoff_per_query     = var.bytes_scanned_cutoff
+
+    engine_version {
+      selected_engine_version = "Athena engine version 3"
+    }
+
+    result_configuration {
+      output_location = "s3://${var.results_bucket_name}/athena/"
+
+      encryption_configuration {
+        encryption_option = "SSE_KMS"
+        kms_key_arn       = var.kms_key_arn
+      }
+    }
+  }
+}
+
+resource "aws_glue_catalog_table" "view" {
+  for_each = local.views
+
+  name          = each.value.name
+  database_name = var.gold_database
+  table_type    = "VIRTUAL_VIEW"
+  parameters = {
+    presto_view = "true"
+    comment     = "Presto View"
+  }
+
+  view_original_text = "/* Presto View: ${base64encode(jsonencode({
+    originalSql = local.view_sql[each.key]
+    catalog     = "awsdatacatalog"
+    schema      = var.gold_database
+    columns     = [for column in each.value.columns : { name = column[0], type = local.presto_types[column[1]] }]
+  }))} */"
+  view_expanded_text = "/* Presto View */"
+
+  storage_descriptor {
+    dynamic "columns" {
+      for_each = each.value.columns
+      content {
+        name = columns.value[0]
+        type = columns.value[1]
+      }
+    }
+  }
+}
+
+# The same views as statements an administrator can run in the workgroup (to recreate a view by
+# hand, or to see its definition), next to the queries the report pages are built on.
+resource "aws_athena_named_query" "view" {
+  for_each = local.views
+
+  name        = "create ${each.value.name}"
+  workgroup   = aws_athena_workgroup.analytics.id
+  database    = var.gold_database
+  description = "Creates the view ${each.value.name} over gold.${each.key}."
+  query       = "CREATE OR REPLACE VIEW \"${var.gold_database}\".\"${each.value.name}\" AS ${local.view_sql[each.key]}"
+}

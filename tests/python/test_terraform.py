@@ -1,0 +1,293 @@
+"""The Terraform deployment checked against the code it deploys.
+
+Parses terraform/ with python-hcl2 and the Rust sources, and fails when they drift apart:
+- every Lambda binary in functions/ is deployed, and nothing else is;
+- each function gets exactly the environment variables its code reads;
+- each function's role allows exactly the AWS calls its code makes, on only the resources the
+  function is configured with;
+- the Glue catalog's Hudi tables have the columns and types of the Parquet files the Rust writer
+  produces (checked on a real lake written by the CLI).
+"""
+import os
+import re
+import tomllib
+from pathlib import Path
+
+import hcl2
+import pyarrow.parquet as pq
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TERRAFORM = ROOT / "terraform"
+FUNCTIONS = ROOT / "functions"
+AWS_SRC = FUNCTIONS / "aws" / "src"
+
+# IAM prefixes that differ from the SDK crate's service name.
+IAM_PREFIX = {"eventbridge": "events"}
+
+# Variables the code reads that a deployment must not set: the local backend's lake (a Lambda
+# refuses to start with it) and the path-style switch for S3 emulators.
+NOT_FOR_AWS = {"METRICCARE_LAKE", "METRICCARE_S3_FORCE_PATH_STYLE"}
+
+# object_store requests are plain HTTP, not SDK operations, so the source cannot be scanned for
+# them. What the core does with each bucket (functions/core: the raw file is streamed; the lake is
+# read, written with conditional puts, cleaned and listed; quarantine gets multipart uploads),
+# and the IAM actions those requests need.
+OBJECT_STORE_ACTIONS = {
+    "read": {"s3:GetObject"},
+    "read_write": {"s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket"},
+    "upload": {"s3:PutObject", "s3:AbortMultipartUpload"},
+}
+BUCKET_ACCESS = {
+    "metriccare-ingest": {"METRICCARE_RAW_BUCKET": "read", "METRICCARE_LAKE_BUCKET": "read_write",
+                          "METRICCARE_QUARANTINE_BUCKET": "upload"},
+    "metriccare-gold": {"METRICCARE_LAKE_BUCKET": "read_write"},
+}
+# The ingest function's own S3 SDK calls (tagging) are on the raw files.
+SDK_S3_BUCKET = {"metriccare-ingest": "METRICCARE_RAW_BUCKET"}
+
+# Operations the adapters implement for a port method that no function calls: the DynamoDB ledger's
+# Scan serves Ledger::list (`metriccare status` on the embedded default). The test checks that the
+# handlers indeed never call the port method.
+UNCALLED_PORT_METHODS = {("dynamodb", "scan"): r"ledger\(\)\.list\(|\.ledger\.list\("}
+
+HIVE_TYPE = {"string": "string", "int32": "int", "int64": "bigint", "double": "double", "bool": "boolean",
+             "timestamp[us, tz=UTC]": "timestamp"}
+
+
+# ---- reading HCL ------------------------------------------------------------------------------
+
+def plain(value):
+    """python-hcl2 keeps string literals quoted and marks blocks; strip both."""
+    if isinstance(value, str):
+        return value[1:-1] if len(value) >= 2 and value[0] == value[-1] == '"' else value
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {plain(k): plain(v) for k, v in value.items() if k != "__is_block__"}
+    return value
+
+
+def load_hcl(folder: Path) -> dict:
+    """Every block of every .tf file in a folder, merged: {"module": {name: body}, ...}."""
+    merged: dict = {}
+    for path in sorted(folder.glob("*.tf")):
+        with path.open() as f:
+            document = plain(hcl2.load(f))
+        for kind, blocks in document.items():
+            for block in blocks if isinstance(blocks, list) else [blocks]:
+                for name, body in block.items():
+                    if kind in ("resource", "data"):  # two labels: type, then name
+                        merged.setdefault(kind, {}).setdefault(name, {}).update(body)
+                    else:
+                        merged.setdefault(kind, {})[name] = body
+    return merged
+
+
+@pytest.fixture(scope="module")
+def root():
+    return load_hcl(TERRAFORM / "envs")
+
+
+@pytest.fixture(scope="module")
+def deployed_functions(root):
+    """binary name -> the lambda_function module block that deploys it."""
+    return {body["binary"]: body for body in root["module"].values()
+            if body["source"] == "../modules/lambda_function"}
+
+
+def policy_statements(root, module_body) -> list:
+    """The statements of the aws_iam_policy_document a function module's policy_json names."""
+    match = re.fullmatch(r"\$\{data\.aws_iam_policy_document\.(\w+)\.json\}", module_body["policy_json"])
+    assert match, f"policy_json must name one aws_iam_policy_document: {module_body['policy_json']}"
+    return root["data"]["aws_iam_policy_document"][match.group(1)]["statement"]
+
+
+def referenced_objects(expression: str) -> set:
+    """module.X / resource.name / local.name references inside an HCL expression."""
+    objects = set()
+    for ref in re.findall(r"\b(module\.\w+|local\.\w+|aws_\w+\.\w+)", expression):
+        objects.add(ref)
+    return objects
+
+
+# ---- reading the Rust sources -----------------------------------------------------------------
+
+def lambda_binaries() -> dict:
+    """binary name -> its main.rs, for every crate in functions/ built on lambda_runtime."""
+    found = {}
+    for manifest in FUNCTIONS.glob("*/Cargo.toml"):
+        cargo = tomllib.loads(manifest.read_text())
+        if "lambda_runtime" not in cargo.get("dependencies", {}):
+            continue
+        for binary in cargo.get("bin", []):
+            found[binary["name"]] = manifest.parent / binary["path"]
+    return found
+
+
+def config_constants() -> dict:
+    text = (AWS_SRC / "config.rs").read_text()
+    return dict(re.findall(r'const (\w+): &str = "(METRICCARE_\w+)";', text))
+
+
+def function_body(text: str, name: str) -> str:
+    """The body of `fn name` (up to the next fn at the same indentation)."""
+    match = re.search(rf"\n(\s*)(?:pub )?fn {name}\(.*?\n\1}}", text, re.S)
+    assert match, f"fn {name} not found"
+    return match.group(0)
+
+
+def variables_read(main_rs: Path) -> set:
+    """Environment variables the binary reads: its config method (and the common part) plus the
+    logging filter set up in lib.rs."""
+    method = re.search(r"Env::process\(\)\.(\w+)\(\)", main_rs.read_text()).group(1)
+    config = (AWS_SRC / "config.rs").read_text()
+    constants = config_constants()
+    body = function_body(config, method)
+    if "self.common()" in body:
+        body += function_body(config, "common")
+    names = {constants[c] for c in re.findall(r"\b([A-Z_]+)\b", body) if c in constants}
+    names |= {c for c in constants.values() if c == "METRICCARE_LAKE" and "self.common()" in body}
+    names |= set(re.findall(r'"(METRICCARE_\w+)"', (AWS_SRC / "lib.rs").read_text()))
+    return names
+
+
+def handler_files(main_rs: Path) -> set:
+    """The metriccare-aws source files the binary's handler reaches through `crate::` paths."""
+    handler = re.search(r"(\w+Function)::from_config", main_rs.read_text()).group(1)
+    start = next(p for p in AWS_SRC.glob("*.rs") if f"pub struct {handler}" in p.read_text())
+    reached, todo = set(), [start]
+    while todo:
+        path = todo.pop()
+        if path in reached:
+            continue
+        reached.add(path)
+        todo += [AWS_SRC / f"{m}.rs" for m in re.findall(r"crate::(\w+)", path.read_text())
+                 if (AWS_SRC / f"{m}.rs").exists()]
+    return reached
+
+
+def sdk_operations() -> dict:
+    """SDK service -> its operation names, from the aws-sdk-* crate versions in Cargo.lock."""
+    lock = tomllib.loads((ROOT / "Cargo.lock").read_text())
+    registry = Path(os.environ.get("CARGO_HOME", Path.home() / ".cargo")) / "registry" / "src"
+    operations = {}
+    for package in lock["package"]:
+        name = package["name"]
+        if not name.startswith("aws-sdk-"):
+            continue
+        dirs = list(registry.glob(f"*/{name}-{package['version']}/src/operation"))
+        assert dirs, f"{name} {package['version']} is not in {registry} (run a cargo build first)"
+        operations[name.removeprefix("aws-sdk-")] = {d.name for d in dirs[0].iterdir() if d.is_dir()}
+    return operations
+
+
+def sdk_calls(files: set) -> set:
+    """(service, operation) for every SDK operation called in the files."""
+    operations = sdk_operations()
+    calls = set()
+    for path in files:
+        text = path.read_text()
+        services = set(re.findall(r"aws_sdk_(\w+)::", text)) & operations.keys()
+        called = set(re.findall(r"\.\s*([a-z][a-z0-9_]*)\(\)", text))
+        calls |= {(s, op) for s in services for op in called & operations[s]}
+    return calls
+
+
+def iam_action(service: str, operation: str) -> str:
+    return f"{IAM_PREFIX.get(service, service)}:" + "".join(w.title() for w in operation.split("_"))
+
+
+# ---- the checks -------------------------------------------------------------------------------
+
+def test_every_lambda_binary_is_deployed_and_nothing_else(deployed_functions):
+    assert set(deployed_functions) == set(lambda_binaries())
+
+
+@pytest.mark.parametrize("binary", sorted(lambda_binaries()))
+def test_each_function_gets_exactly_the_variables_its_code_reads(binary, deployed_functions):
+    read = variables_read(lambda_binaries()[binary])
+    assert "METRICCARE_LAKE_BUCKET" in read  # the scan found the config method
+    set_by_terraform = set(deployed_functions[binary]["environment"])
+    assert set_by_terraform == read - NOT_FOR_AWS
+    assert not set_by_terraform & NOT_FOR_AWS
+
+
+@pytest.mark.parametrize("binary", sorted(lambda_binaries()))
+def test_each_role_allows_exactly_the_calls_its_code_makes(binary, root, deployed_functions):
+    module = deployed_functions[binary]
+    environment = module["environment"]
+    files = handler_files(lambda_binaries()[binary])
+    calls = sdk_calls(files)
+    assert calls, "the scan found no SDK call at all"
+    for call, use in UNCALLED_PORT_METHODS.items():
+        assert not any(re.search(use, p.read_text()) for p in files), f"{call} is called after all"
+        calls.discard(call)
+
+    # What the code needs, per environment variable naming the resource it is used on.
+    needed: dict = {}
+    for variable, access in BUCKET_ACCESS[binary].items():
+        needed.setdefault(variable, set()).update(OBJECT_STORE_ACTIONS[access])
+    for service, operation in calls:
+        if service == "s3":
+            needed.setdefault(SDK_S3_BUCKET[binary], set()).add(iam_action(service, operation))
+        else:
+            needed.setdefault(service, set()).add(iam_action(service, operation))
+
+    statements = policy_statements(root, module)
+    granted = {action for s in statements for action in s["actions"]}
+    assert granted == set().union(*needed.values()), "role and code disagree"
+
+    # Every statement is scoped to resources the function is configured with (a Glue table also
+    # needs its catalog, which is named by account and region alone).
+    configured = set().union(*(referenced_objects(v) for v in environment.values()))
+    for statement in statements:
+        assert statement.get("effect", "Allow") == "Allow"
+        assert "*" not in statement["resources"], f"{statement['sid']} grants on every resource"
+        assert set().union(*map(referenced_objects, statement["resources"])) & configured, \
+            f"{statement['sid']}: {statement['resources']} is nothing {binary} is configured with"
+
+    # S3 actions land on the bucket whose variable asked for them.
+    for variable, actions in needed.items():
+        if not variable.endswith("_BUCKET"):
+            continue
+        bucket_key = environment[variable].rsplit(".", 1)[-1].rstrip("}")
+        on_bucket = {a for s in statements for a in s["actions"]
+                     if any(r.startswith(f"${{module.data_lake.bucket_arns.{bucket_key}}}") for r in s["resources"])}
+        assert on_bucket == actions, f"{variable} ({bucket_key})"
+
+
+def test_glue_catalog_tables_match_the_files_the_writer_produces(lake):
+    """The Hudi tables Athena reads have the Rust writer's columns, in order, with matching types."""
+    lake.run("demo", "--patients", "40", "--tenants", "1")
+    catalog = load_hcl(TERRAFORM / "modules" / "glue_catalog")
+    local = catalog["locals"]
+    declared = {
+        f"{layer}.{table}": [tuple(c) for c in
+                             local["hoodie_columns"] + columns + (local["lineage_columns"] if layer == "silver" else [])]
+        for layer, tables in local["tables"].items() for table, columns in tables.items()
+    }
+
+    on_disk = {}
+    for layer in ("silver", "gold"):
+        for table_dir in sorted((lake.root / layer).iterdir()):
+            schema = pq.read_schema(next(table_dir.rglob("*.parquet")))
+            on_disk[f"{layer}.{table_dir.name}"] = [
+                (f.name, HIVE_TYPE[str(f.type)]) for f in schema if f.name != "tenant_id"]
+    assert declared == on_disk
+    hudi_table = catalog["resource"]["aws_glue_catalog_table"]["hudi"]
+    assert hudi_table["partition_keys"] == [{"name": "tenant_id", "type": "string"}]
+    assert hudi_table["storage_descriptor"][0]["input_format"] == "org.apache.hudi.hadoop.HoodieParquetInputFormat"
+
+
+@pytest.mark.parametrize("module", sorted(p.name for p in (TERRAFORM / "modules").iterdir()))
+def test_each_module_has_its_files_and_documents_every_input_and_output(module):
+    folder = TERRAFORM / "modules" / module
+    for name in ("main.tf", "variables.tf", "outputs.tf", "versions.tf", "README.md"):
+        assert (folder / name).is_file(), f"{module}/{name}"
+    blocks = load_hcl(folder)
+    readme = (folder / "README.md").read_text()
+    for kind in ("variable", "output"):
+        for name, body in blocks.get(kind, {}).items():
+            assert body.get("description"), f"{module}: {kind} {name} has no description"
+            assert f"| `{name}` |" in readme, f"{module}/README.md does not document {kind} {name}"

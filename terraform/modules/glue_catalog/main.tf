@@ -123,8 +123,8 @@ locals {
   catalog_tables = merge([
     for layer, tables in local.tables : {
       for table, columns in tables : "${layer}.${table}" => {
-        layer   = layer
-        table   = table
+        layer = layer
+        table = table
         # Every silver row carries the lineage columns after its own.
         columns = concat(local.hoodie_columns, columns, layer == "silver" ? local.lineage_columns : [])
       }

@@ -276,6 +276,7 @@ module "athena" {
   source              = "../modules/athena"
   environment         = local.environment
   results_bucket_name = module.data_lake.bucket_names.athena_results
+  lake_bucket_name    = module.data_lake.bucket_names.lake
   kms_key_arn         = module.kms.key_arn
   gold_database       = module.glue_catalog.database_names.gold
   gold_columns        = module.glue_catalog.gold_columns

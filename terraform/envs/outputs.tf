@@ -32,3 +32,8 @@ output "function_names" {
   description = "The Lambda functions."
   value       = [module.ingest_function.function_name, module.gold_function.function_name]
 }
+
+output "gold_reader_policy_arn" {
+  description = "Attach to the identity Power BI connects as (docs/athena-power-bi.md)."
+  value       = module.athena.gold_reader_policy_arn
+}

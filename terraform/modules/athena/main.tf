@@ -112,3 +112,73 @@ resource "aws_athena_named_query" "view" {
   description = "Creates the view ${each.value.name} over gold.${each.key}."
   query       = "CREATE OR REPLACE VIEW \"${var.gold_database}\".\"${each.value.name}\" AS ${trimspace(local.view_sql[each.key])}"
 }
+
+# What a Power BI gateway's or an analyst's identity needs to read gold through this workgroup, and
+# nothing of silver or raw. Attach it to the role or user the ODBC connection signs in as.
+data "aws_caller_identity" "current" {}
+data "aws_region" "current" {}
+data "aws_partition" "current" {}
+
+locals {
+  glue_arn = "arn:${data.aws_partition.current.partition}:glue:${data.aws_region.current.region}:${data.aws_caller_identity.current.account_id}"
+  s3_arn   = "arn:${data.aws_partition.current.partition}:s3:::"
+}
+
+data "aws_iam_policy_document" "gold_reader" {
+  statement {
+    sid       = "QueryInTheWorkgroup"
+    actions   = ["athena:StartQueryExecution", "athena:GetQueryExecution", "athena:GetQueryResults", "athena:StopQueryExecution", "athena:GetWorkGroup", "athena:ListNamedQueries", "athena:GetNamedQuery"]
+    resources = [aws_athena_workgroup.analytics.arn]
+  }
+
+  statement {
+    sid     = "SeeTheGoldCatalog"
+    actions = ["glue:GetDatabase", "glue:GetDatabases", "glue:GetTable", "glue:GetTables", "glue:GetPartition", "glue:GetPartitions"]
+    resources = [
+      "${local.glue_arn}:catalog",
+      "${local.glue_arn}:database/${var.gold_database}",
+      "${local.glue_arn}:table/${var.gold_database}/*",
+    ]
+  }
+
+  statement {
+    sid       = "ReadGoldFiles"
+    actions   = ["s3:GetObject"]
+    resources = ["${local.s3_arn}${var.lake_bucket_name}/gold/*"]
+  }
+
+  statement {
+    sid       = "ListGoldFiles"
+    actions   = ["s3:ListBucket"]
+    resources = ["${local.s3_arn}${var.lake_bucket_name}"]
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = ["gold/*"]
+    }
+  }
+
+  statement {
+    sid       = "WriteQueryResults"
+    actions   = ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"]
+    resources = ["${local.s3_arn}${var.results_bucket_name}/athena/*"]
+  }
+
+  statement {
+    sid       = "ListQueryResults"
+    actions   = ["s3:ListBucket", "s3:GetBucketLocation"]
+    resources = ["${local.s3_arn}${var.results_bucket_name}"]
+  }
+
+  statement {
+    sid       = "UseTheDataKey"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+    resources = [var.kms_key_arn]
+  }
+}
+
+resource "aws_iam_policy" "gold_reader" {
+  name        = "metriccare_gold_reader_${var.environment}"
+  description = "Read the MetricCare gold views through Athena (Power BI)."
+  policy      = data.aws_iam_policy_document.gold_reader.json
+}

@@ -12,3 +12,8 @@ output "view_sql" {
   description = "Each view's SELECT, by gold table."
   value       = local.view_sql
 }
+
+output "gold_reader_policy_arn" {
+  description = "Managed policy to attach to the identity Power BI connects as."
+  value       = aws_iam_policy.gold_reader.arn
+}

@@ -28,3 +28,8 @@ variable "bytes_scanned_cutoff" {
   type        = number
   default     = 10737418240
 }
+
+variable "lake_bucket_name" {
+  description = "The lake bucket; analysts read its gold/ prefix only."
+  type        = string
+}

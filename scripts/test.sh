@@ -19,7 +19,8 @@ fi
 
 echo "== terraform fmt -check, checkov (own environment: .venv-checkov, terraform/requirements-checks.txt)"
 if command -v terraform >/dev/null 2>&1; then
-  terraform fmt -check -recursive terraform
+  # No CLI configuration is needed to format-check; /dev/null keeps terraform from warning about it.
+  TF_CLI_CONFIG_FILE=/dev/null terraform fmt -check -recursive terraform
 else
   echo "terraform is not installed here: skipping terraform fmt -check (CI's Terraform workflow runs it)"
 fi

@@ -54,8 +54,20 @@ cargo clippy --workspace --all-targets --all-features --quiet -- -D warnings
 echo "== cargo test"
 cargo test --workspace --all-features --quiet 2>&1 | tee "$CARGO_TARGET_DIR/cargo-test.log"
 
-echo "== python tests (Apache Hudi reader, the Lambda binaries under cargo lambda watch)"
 cargo build --quiet -p metriccare-cli -p fhir-generator -p metriccare-ingest-lambda -p metriccare-gold-lambda
+
+echo "== Glue job tests (own environment: .venv-glue, glue-scripts/requirements-test.txt; local Spark, Java 17)"
+if [ ! -x .venv-glue/bin/python ] || ! cmp -s glue-scripts/requirements-test.txt .venv-glue/requirements.installed; then
+  python3 -m venv .venv-glue
+  .venv-glue/bin/pip install --quiet --disable-pip-version-check -r glue-scripts/requirements-test.txt
+  cp glue-scripts/requirements-test.txt .venv-glue/requirements.installed
+fi
+SPARK_LOCAL_IP=127.0.0.1 \
+METRICCARE_BIN="$CARGO_TARGET_DIR/debug/metriccare" \
+FHIR_GENERATOR_BIN="$CARGO_TARGET_DIR/debug/fhir-generator" \
+  .venv-glue/bin/python -m pytest -q glue-scripts/tests
+
+echo "== python tests (Apache Hudi reader, the Lambda binaries under cargo lambda watch, Terraform)"
 METRICCARE_BIN="$CARGO_TARGET_DIR/debug/metriccare" \
 FHIR_GENERATOR_BIN="$CARGO_TARGET_DIR/debug/fhir-generator" \
   .venv/bin/python -m pytest -q tests/python

@@ -326,3 +326,61 @@ def test_athena_views_choose_gold_columns_and_compute_nothing(demo_lake):
         quoted = ", ".join(f'"{name}"' for name in view.column_names)
         direct = db.sql(f"SELECT {quoted} FROM gold.{table} ORDER BY ALL").to_arrow_table()
         assert view.num_rows == direct.num_rows > 0 and view.equals(direct), table
+
+
+# What the Glue jobs' role needs besides the boto3 calls in glue-scripts/: Spark writing the Hudi
+# tables to S3, Hudi's DynamoDB lock provider, the job's logs and metrics, the key. IAM authorises
+# HeadObject as GetObject and ListObjectsV2 as ListBucket.
+GLUE_PLATFORM_ACTIONS = {
+    "s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:ListBucket",
+    "dynamodb:DescribeTable", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
+    "logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:AssociateKmsKey",
+    "cloudwatch:PutMetricData", "kms:Decrypt", "kms:GenerateDataKey", "kms:Encrypt",
+}
+IAM_ALIASES = {"s3:HeadObject": "s3:GetObject", "s3:ListObjectsV2": "s3:ListBucket"}
+
+
+def boto3_calls(folder: Path) -> set:
+    """IAM actions of the boto3 client calls in a Python source tree (services named by
+    client("..."), operations by the botocore models)."""
+    import botocore.session
+
+    session = botocore.session.get_session()
+    sources = [p.read_text() for p in folder.rglob("*.py") if "tests" not in p.parts]
+    services = set().union(*(re.findall(r'client\("(\w+)"\)', text) for text in sources))
+    operations = {}
+    for service in services:
+        model = session.get_service_model(service)
+        for name in model.operation_names:
+            operations.setdefault(botocore.xform_name(name), set()).add(f"{model.signing_name}:{name}")
+    called = set()
+    for text in sources:
+        names = set(re.findall(r"\.([a-z][a-z0-9_]*)\(", text)) | set(re.findall(r'get_paginator\("(\w+)"\)', text))
+        for name in names & operations.keys():
+            called |= {IAM_ALIASES.get(action, action) for action in operations[name]}
+    return called
+
+
+def test_the_glue_role_allows_the_jobs_calls_and_only_what_spark_and_hudi_add():
+    calls = boto3_calls(ROOT / "glue-scripts")
+    assert {"ssm:GetParameter", "dynamodb:UpdateItem", "glue:BatchCreatePartition"} <= calls  # the scan works
+    module = load_hcl(TERRAFORM / "modules" / "glue_job")
+    statements = module["data"]["aws_iam_policy_document"]["jobs"]["statement"]
+    granted = {action for s in statements for action in s["actions"]}
+    assert calls <= granted, f"calls the role does not allow: {calls - granted}"
+    assert granted - calls <= GLUE_PLATFORM_ACTIONS, f"allowed but never used: {granted - calls - GLUE_PLATFORM_ACTIONS}"
+    assert all("*" not in s["resources"] or s["actions"] == ["cloudwatch:PutMetricData"] for s in statements)
+
+
+def test_the_glue_jobs_get_every_argument_their_scripts_require():
+    """Each job script's getResolvedOptions names are given by Terraform's default arguments, by the
+    ingest function's StartJobRun (large files) or by Glue itself (JOB_RUN_ID)."""
+    module = load_hcl(TERRAFORM / "modules" / "glue_job")
+    defaults = {k.removeprefix("--") for k in module["locals"]["common_arguments"]}
+    from_lambda = set(re.findall(r'"--(\w+)"', (AWS_SRC / "glue.rs").read_text()))
+    assert {"raw_key", "ledger_id"} <= from_lambda
+    for job in module["locals"]["jobs"].values():
+        script = (ROOT / "glue-scripts" / "jobs" / job["script"]).read_text()
+        required = set(re.findall(r'"(\w+)"', re.search(r"^ARGUMENTS = \[(.*?)\]", script, re.S | re.M).group(1)))
+        given = defaults | {"JOB_RUN_ID"} | (from_lambda if job["script"] == "ingest_large_file.py" else set())
+        assert required <= given, f"{job['script']} needs {required - given}"

@@ -29,7 +29,8 @@ locals {
   package_key = "glue-scripts/metriccare_glue.zip"
 
   # Arguments every job run gets; the ingest function adds --raw_bucket, --raw_key, --raw_etag,
-  # --tenant_id and --ledger_id to each large-file run.
+  # --tenant_id and --ledger_id to each large-file run (a run's arguments override these). A
+  # backfill reads tenant_id and prefix from its workflow run's properties.
   common_arguments = {
     "--job-language"                     = "python"
     "--datalake-formats"                 = "hudi"
@@ -38,6 +39,7 @@ locals {
     "--enable-continuous-cloudwatch-log" = "true"
     "--enable-metrics"                   = "true"
     "--enable-observability-metrics"     = "true"
+    "--raw_bucket"                       = var.raw_bucket_name
     "--lake_bucket"                      = var.lake_bucket_name
     "--ledger_table"                     = var.ledger_table_name
     "--lock_table"                       = aws_dynamodb_table.hudi_locks.name
@@ -69,11 +71,13 @@ resource "aws_dynamodb_table" "hudi_locks" {
   }
 }
 
+# The zip holds the metriccare_glue/ folder itself (Glue puts the zip on the Python path, so
+# `import metriccare_glue` needs the folder at its root), nothing else of glue-scripts/.
 data "archive_file" "package" {
   type        = "zip"
-  source_dir  = "${var.scripts_dir}/metriccare_glue"
+  source_dir  = var.scripts_dir
   output_path = "${path.root}/.terraform/metriccare_glue.zip"
-  excludes    = ["__pycache__", "**/__pycache__/**"]
+  excludes    = ["jobs", "tests", "README.md", "requirements-test.txt", "pytest.ini", "metriccare_glue/__pycache__"]
 }
 
 resource "aws_s3_object" "package" {
@@ -173,7 +177,7 @@ data "aws_iam_policy_document" "jobs" {
 
   statement {
     sid     = "RegisterTenantPartitions"
-    actions = ["glue:GetTable", "glue:GetPartition", "glue:BatchCreatePartition"]
+    actions = ["glue:GetTable", "glue:BatchCreatePartition"]
     resources = [
       "arn:${local.partition}:glue:${local.region}:${local.account_id}:catalog",
       "arn:${local.partition}:glue:${local.region}:${local.account_id}:database/${var.silver_database}",
@@ -181,6 +185,12 @@ data "aws_iam_policy_document" "jobs" {
       "arn:${local.partition}:glue:${local.region}:${local.account_id}:table/${var.silver_database}/*",
       "arn:${local.partition}:glue:${local.region}:${local.account_id}:table/${var.gold_database}/*",
     ]
+  }
+
+  statement {
+    sid       = "ReadBackfillRunProperties"
+    actions   = ["glue:GetWorkflowRunProperties"]
+    resources = ["arn:${local.partition}:glue:${local.region}:${local.account_id}:workflow/${aws_glue_workflow.backfill.name}"]
   }
 
   statement {

@@ -1,0 +1,79 @@
+"""Request bodies for the AWS calls the jobs make, built as plain data so that they can be tested
+without AWS: the ledger item's finish (`functions/aws/src/ledger.rs`), the ledger id
+(`ObjectRef::ledger_id`), the raw object's status tag and a tenant's catalog partitions
+(`functions/aws/src/glue.rs`)."""
+
+import hashlib
+
+HANDED_OFF, COMPLETED, FAILED = "HANDED_OFF", "COMPLETED", "FAILED"
+STATUS_TAG = "metriccare-status"
+MAX_TAGS = 10
+
+
+def ledger_id(bucket: str, key: str, etag: str) -> str:
+    """The ledger id of one raw object version: SHA-256 of bucket, key and ETag (each prefixed by
+    its length, 8 bytes big-endian), first 12 bytes in hex. Rows carry it instead of the key."""
+    digest = hashlib.sha256()
+    for part in (bucket, key, etag):
+        data = part.encode("utf-8")
+        digest.update(len(data).to_bytes(8, "big") + data)
+    return digest.hexdigest()[:24]
+
+
+def is_handed_off(item: dict | None) -> bool:
+    """Whether a ledger item (DynamoDB attribute values) still waits for this job: a redelivered or
+    retried run finds it COMPLETED or FAILED and does nothing."""
+    return bool(item) and item.get("status", {}).get("S") == HANDED_OFF
+
+
+def finish_request(table: str, item_id: str, status: str, *, counts: dict, deleted: int, rejected: int,
+                   silver_instants: list, error: str | None, now: int) -> dict:
+    """The conditional UpdateItem that records a handed-off object's outcome (µs timestamps). The
+    condition `status = HANDED_OFF` makes the finish happen once: a second run's finish fails the
+    condition and changes nothing. `handed_off_to` stays: it names the run that did the work."""
+    assignments = ["status", "counts", "deleted", "rejected", "silver_instants", "lease_until", "updated_at"]
+    values = {
+        ":status": {"S": status},
+        ":handed_off": {"S": HANDED_OFF},
+        ":counts": {"M": {kind: {"N": str(n)} for kind, n in sorted(counts.items())}},
+        ":deleted": {"N": str(deleted)},
+        ":rejected": {"N": str(rejected)},
+        ":silver_instants": {"L": [{"S": i} for i in silver_instants]},
+        ":lease_until": {"N": "0"},
+        ":updated_at": {"N": str(now)},
+    }
+    removals = []
+    if error is None:
+        removals.append("#error")  # absent text is removed rather than stored empty
+    else:
+        assignments.append("error")
+        values[":error"] = {"S": error}
+    expression = "SET " + ", ".join(f"#{a} = :{a}" for a in assignments)
+    if removals:
+        expression += " REMOVE " + ", ".join(removals)
+    return {
+        "TableName": table,
+        "Key": {"ledger_id": {"S": item_id}},
+        "UpdateExpression": expression,
+        "ConditionExpression": "#status = :handed_off",
+        # status, size and error are DynamoDB reserved words: every name goes through a placeholder.
+        "ExpressionAttributeNames": {f"#{a}": a for a in [*assignments, "error"]},
+        "ExpressionAttributeValues": values,
+    }
+
+
+def status_tags(current: list, status: str) -> list | None:
+    """The raw object's tag set with `metriccare-status` set to `status` (other tags kept); None
+    when the object already has the ten tags S3 allows and ours is not among them."""
+    others = [t for t in current if t["Key"] != STATUS_TAG]
+    if len(others) >= MAX_TAGS:
+        return None
+    return [*others, {"Key": STATUS_TAG, "Value": status}]
+
+
+def partition_input(table_descriptor: dict, tenant: str) -> dict:
+    """The catalog partition `tenant_id=<tenant>` of a table: its storage descriptor with the
+    partition's location (Athena cannot discover Hudi partitions by itself)."""
+    descriptor = dict(table_descriptor)
+    descriptor["Location"] = f"{descriptor['Location'].rstrip('/')}/tenant_id={tenant}"
+    return {"Values": [tenant], "StorageDescriptor": descriptor}

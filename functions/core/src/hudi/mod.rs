@@ -16,6 +16,7 @@
 //! outside the table, under `<lake>/_metriccare/commits/<table path>/` (see [`writer`]).
 
 mod avro;
+mod merge;
 mod snapshot;
 mod staging;
 mod writer;

@@ -1,9 +1,8 @@
 //! Incoming rows of one commit, staged on local disk by (partition, bucket) as Arrow IPC streams.
 //!
 //! Staging keeps memory bounded whatever the input size: rows arrive in small batches while a file
-//! is parsed and are appended to the stream of their bucket at once; the commit then merges one
-//! bucket at a time, so at most one bucket's incoming rows (plus its existing file group) are in
-//! memory.
+//! is parsed and are appended to the stream of their bucket at once; the commit then streams one
+//! bucket at a time through the merge (see `merge.rs`), a batch at a time.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -13,7 +12,6 @@ use arrow_array::{RecordBatch, UInt32Array};
 use arrow_ipc::reader::StreamReader;
 use arrow_ipc::writer::StreamWriter;
 use arrow_schema::SchemaRef;
-use arrow_select::concat::concat_batches;
 
 use super::writer::{Delete, string_column};
 use super::{TableDef, bucket_of};
@@ -72,7 +70,12 @@ impl StagedRows {
                 .push(row as u32);
         }
         for (bucket, rows) in rows_by_bucket {
-            let part = arrow_select::take::take_record_batch(batch, &UInt32Array::from(rows))?;
+            // Ingest builds its batches per bucket already: nothing to split, nothing to copy.
+            let part = if rows.len() == batch.num_rows() {
+                batch.clone()
+            } else {
+                arrow_select::take::take_record_batch(batch, &UInt32Array::from(rows))?
+            };
             let stream = self.stream(&partition, bucket)?;
             stream.rows += part.num_rows() as u64;
             if let Some(writer) = stream.writer.as_mut() {
@@ -169,18 +172,30 @@ impl StagedRows {
         self.replaced.contains(partition)
     }
 
-    /// The staged rows of one bucket, in arrival order, and its deletes.
-    pub fn bucket(&self, partition: &str, bucket: u32) -> Result<(RecordBatch, Vec<Delete>)> {
-        let key = (partition.to_owned(), bucket);
-        let rows = match self.streams.get(&key) {
-            Some(stream) => {
-                let reader =
-                    StreamReader::try_new(BufReader::new(File::open(&stream.path)?), None)?;
-                let batches = reader.collect::<Result<Vec<_>, _>>()?;
-                concat_batches(&self.schema, &batches)?
-            }
-            None => RecordBatch::new_empty(self.schema.clone()),
+    /// The staged batches of one bucket in arrival order, numbered, read back one at a time.
+    pub fn bucket_batches(
+        &self,
+        partition: &str,
+        bucket: u32,
+    ) -> Result<impl Iterator<Item = (usize, Result<RecordBatch>)> + use<>> {
+        let reader = match self.streams.get(&(partition.to_owned(), bucket)) {
+            Some(stream) => Some(StreamReader::try_new(
+                BufReader::new(File::open(&stream.path)?),
+                None,
+            )?),
+            None => None,
         };
-        Ok((rows, self.deletes.get(&key).cloned().unwrap_or_default()))
+        Ok(reader
+            .into_iter()
+            .flatten()
+            .map(|batch| batch.map_err(Into::into))
+            .enumerate())
+    }
+
+    /// The staged deletes of one bucket.
+    pub fn bucket_deletes(&self, partition: &str, bucket: u32) -> &[Delete] {
+        self.deletes
+            .get(&(partition.to_owned(), bucket))
+            .map_or(&[], Vec::as_slice)
     }
 }

@@ -18,24 +18,24 @@
 //! by the next one (the sequence file has the commit metadata); one that dies before it leaves only
 //! invisible files, which the next writer removes once the instant is older than the stale limit.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::TimestampMicrosecondType;
-use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
-use arrow_select::concat::concat_batches;
-use arrow_select::interleave::interleave;
+use arrow_array::{RecordBatch, StringArray};
 use bytes::Bytes;
+use futures::StreamExt;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
-use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
+use object_store::{
+    GetResultPayload, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::snapshot::{Snapshot, Timeline, read_base_file};
+use super::merge::FileGroupMerge;
+use super::snapshot::{Snapshot, Timeline};
 use super::staging::StagedRows;
 use super::{TableDef, avro_schema, file_id};
 use crate::error::{CoreError, Result};
@@ -500,27 +500,26 @@ impl HudiTable {
         let mut written = Vec::new();
         for (bucket, planned) in plan {
             let partition = planned.partition.clone();
-            let (rows, deletes) = staged.bucket(&partition, bucket)?;
             let existing = snapshot
                 .slices
                 .get(&(partition.clone(), planned.file_id.clone()));
-            let existing_rows = match existing {
-                Some(slice) => {
-                    let batches = read_base_file(self.store.as_ref(), &slice.path).await?;
-                    Some(concat_batches(&self.def.file_schema(), &batches)?)
-                }
+            let existing_file = match existing {
+                Some(slice) => Some(local_copy(self.store.as_ref(), &slice.path).await?),
                 None => None,
             };
-            let replace = staged.replaces(&partition);
-            let merged = merge(
-                &self.def,
-                existing_rows.as_ref(),
-                &rows,
-                deletes,
-                replace,
+            let mut out = std::io::BufWriter::new(tempfile::tempfile()?);
+            let merged = FileGroupMerge {
+                def: &self.def,
+                staged,
+                partition: &partition,
+                bucket,
+                existing: existing_file.as_ref(),
+                replace: staged.replaces(&partition),
                 instant,
-                &planned,
-            )?;
+                file_id: &planned.file_id,
+                file_name: &planned.file_name,
+            }
+            .run(&mut out)?;
             outcome.ignored += merged.ignored;
             if !merged.changed {
                 continue;
@@ -528,21 +527,20 @@ impl HudiTable {
             outcome.inserted += merged.inserted;
             outcome.updated += merged.updated;
             outcome.deleted += merged.deleted;
-            let bytes = encode_parquet(&merged.batch)?;
-            let size = bytes.len() as u64;
+            let file = out.into_inner().map_err(|e| CoreError::Io(e.into_error()))?;
             let dir = self.def.partition_dir(&partition);
-            self.store
-                .put(
-                    &dir.clone().join(planned.file_name.as_str()),
-                    PutPayload::from(bytes),
-                )
-                .await?;
+            let size = upload_file(
+                self.store.as_ref(),
+                &dir.clone().join(planned.file_name.as_str()),
+                file,
+            )
+            .await?;
             self.ensure_partition_metadata(&dir, instant).await?;
             let stats = json!({
                 "fileId": planned.file_id,
                 "path": format!("{}/{}", partition, planned.file_name),
                 "prevCommit": existing.map_or("null".to_owned(), |s| s.instant.clone()),
-                "numWrites": merged.batch.num_rows(),
+                "numWrites": merged.rows,
                 "numDeletes": merged.deleted,
                 "numUpdateWrites": merged.updated,
                 "numInserts": merged.inserted,
@@ -575,168 +573,6 @@ struct PlannedFile {
     stats: Value,
 }
 
-struct Merged {
-    batch: RecordBatch,
-    changed: bool,
-    inserted: u64,
-    updated: u64,
-    deleted: u64,
-    ignored: u64,
-}
-
-enum Op {
-    Upsert(u32),
-    Delete,
-}
-
-/// Copy-on-write merge of one file group: the newest version of each key wins (ties go to the
-/// incoming record, then to the later one in input order); deletes remove keys, and are weighed
-/// after the batch's upserts, so a delete beats an upsert of equal ordering. No tombstone is kept:
-/// an older version arriving after a delete re-creates the record.
-fn merge(
-    def: &TableDef,
-    existing: Option<&RecordBatch>,
-    rows: &RecordBatch,
-    deletes: Vec<Delete>,
-    replace: bool,
-    instant: &str,
-    planned: &PlannedFile,
-) -> Result<Merged> {
-    let mut ignored = 0u64;
-    // The winning incoming operation per key.
-    let mut incoming: HashMap<String, (i64, Op)> = HashMap::new();
-    {
-        let keys = string_column(rows, &def.record_key)?;
-        let ordering = timestamp_column(rows, &def.precombine)?;
-        for row in 0..rows.num_rows() as u32 {
-            let key = keys.value(row as usize);
-            let order = ordering.value(row as usize);
-            match incoming.get(key) {
-                Some((current, _)) if *current > order => ignored += 1,
-                Some(_) => {
-                    ignored += 1;
-                    incoming.insert(key.to_owned(), (order, Op::Upsert(row)));
-                }
-                None => {
-                    incoming.insert(key.to_owned(), (order, Op::Upsert(row)));
-                }
-            }
-        }
-    }
-    for delete in deletes {
-        match incoming.get(&delete.key) {
-            Some((current, _)) if *current > delete.ordering => ignored += 1,
-            _ => {
-                incoming.insert(delete.key, (delete.ordering, Op::Delete));
-            }
-        }
-    }
-
-    // Picks: (0, row) from the existing file, (1, n) from the n-th accepted incoming row.
-    let mut picks: Vec<(usize, usize)> = Vec::new();
-    let mut accepted: Vec<u32> = Vec::new();
-    let (mut inserted, mut updated, mut deleted) = (0u64, 0u64, 0u64);
-    if let Some(existing) = existing {
-        let keys = string_column(existing, &def.record_key)?;
-        let ordering = timestamp_column(existing, &def.precombine)?;
-        for row in 0..existing.num_rows() {
-            let key = keys.value(row);
-            match incoming.remove(key) {
-                // In a replaced partition the staged rows are the new content, whatever their
-                // precombine values (a recompute is never "older" than what it replaces).
-                Some((order, _)) if !replace && order < ordering.value(row) => {
-                    ignored += 1;
-                    picks.push((0, row));
-                }
-                Some((_, Op::Upsert(incoming_row))) => {
-                    updated += 1;
-                    picks.push((1, accepted.len()));
-                    accepted.push(incoming_row);
-                }
-                Some((_, Op::Delete)) => deleted += 1,
-                // A replaced partition keeps only what was staged.
-                None if replace => deleted += 1,
-                None => picks.push((0, row)),
-            }
-        }
-    }
-    // Keys new to this file group, in input order for a stable file layout.
-    let mut new_rows: Vec<u32> = incoming
-        .into_values()
-        .filter_map(|(_, op)| match op {
-            Op::Upsert(row) => Some(row),
-            Op::Delete => None,
-        })
-        .collect();
-    new_rows.sort_unstable();
-    for row in new_rows {
-        inserted += 1;
-        picks.push((1, accepted.len()));
-        accepted.push(row);
-    }
-
-    let file_schema = def.file_schema();
-    let changed = inserted + updated + deleted > 0;
-    let incoming_rows = if changed {
-        with_meta_columns(def, rows, &accepted, instant, planned)?
-    } else {
-        RecordBatch::new_empty(file_schema.clone())
-    };
-    let existing_rows = existing
-        .cloned()
-        .unwrap_or_else(|| RecordBatch::new_empty(file_schema.clone()));
-    let batch = if changed {
-        let columns = (0..file_schema.fields().len())
-            .map(|c| {
-                let sources: [&dyn Array; 2] = [
-                    existing_rows.column(c).as_ref(),
-                    incoming_rows.column(c).as_ref(),
-                ];
-                interleave(&sources, &picks)
-            })
-            .collect::<Result<Vec<ArrayRef>, _>>()?;
-        RecordBatch::try_new(file_schema, columns)?
-    } else {
-        RecordBatch::new_empty(file_schema)
-    };
-    Ok(Merged {
-        batch,
-        changed,
-        inserted,
-        updated,
-        deleted,
-        ignored,
-    })
-}
-
-/// The accepted incoming rows with the five Hudi meta columns in front.
-fn with_meta_columns(
-    def: &TableDef,
-    batch: &RecordBatch,
-    rows: &[u32],
-    instant: &str,
-    planned: &PlannedFile,
-) -> Result<RecordBatch> {
-    let indices = arrow_array::UInt32Array::from(rows.to_vec());
-    let data = arrow_select::take::take_record_batch(batch, &indices)?;
-    let keys = string_column(&data, &def.record_key)?;
-    let n = data.num_rows();
-    let bucket = &planned.file_id[..8];
-    let repeat = |value: &str| Arc::new(StringArray::from(vec![value; n])) as ArrayRef;
-    let seqno: StringArray = (0..n)
-        .map(|i| Some(format!("{instant}_{bucket}_{i}")))
-        .collect();
-    let mut columns: Vec<ArrayRef> = vec![
-        repeat(instant),
-        Arc::new(seqno),
-        Arc::new(keys.clone()),
-        repeat(&planned.partition),
-        repeat(&planned.file_name),
-    ];
-    columns.extend(data.columns().iter().cloned());
-    Ok(RecordBatch::try_new(def.file_schema(), columns)?)
-}
-
 pub(super) fn string_column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a StringArray> {
     batch
         .column_by_name(name)
@@ -747,7 +583,7 @@ pub(super) fn string_column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'
         })
 }
 
-fn timestamp_column<'a>(
+pub(super) fn timestamp_column<'a>(
     batch: &'a RecordBatch,
     name: &str,
 ) -> Result<&'a arrow_array::PrimitiveArray<TimestampMicrosecondType>> {
@@ -760,17 +596,46 @@ fn timestamp_column<'a>(
         })
 }
 
-/// zstd level 1: most of the size win of zstd at a fraction of the CPU of higher levels.
-pub(crate) fn encode_parquet(batch: &RecordBatch) -> Result<Vec<u8>> {
-    let properties = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1)?))
-        .set_max_row_group_row_count(Some(128 * 1024))
-        .build();
-    let mut buffer = Vec::with_capacity(1 << 20);
-    let mut writer = ArrowWriter::try_new(&mut buffer, batch.schema(), Some(properties))?;
-    writer.write(batch)?;
-    writer.close()?;
-    Ok(buffer)
+/// A base file up to this size is uploaded in one request; a bigger one in parts, streamed.
+const SINGLE_PUT_BYTES: u64 = 8 << 20;
+
+/// The committed base file as a local file the merge can read in batches: a local lake's file
+/// itself, an object store's streamed to a temporary file (never held in memory).
+async fn local_copy(store: &dyn ObjectStore, path: &Path) -> Result<std::fs::File> {
+    match store.get(path).await?.payload {
+        GetResultPayload::File(file, _) => Ok(file),
+        GetResultPayload::Stream(mut stream) => {
+            let mut copy = std::io::BufWriter::new(tempfile::tempfile()?);
+            while let Some(chunk) = stream.next().await {
+                copy.write_all(&chunk?)?;
+            }
+            Ok(copy.into_inner().map_err(|e| CoreError::Io(e.into_error()))?)
+        }
+    }
+}
+
+/// Uploads a written base file; returns its size.
+async fn upload_file(store: &dyn ObjectStore, path: &Path, mut file: std::fs::File) -> Result<u64> {
+    let size = file.seek(SeekFrom::End(0))?;
+    file.seek(SeekFrom::Start(0))?;
+    if size <= SINGLE_PUT_BYTES {
+        let mut bytes = Vec::with_capacity(size as usize);
+        file.read_to_end(&mut bytes)?;
+        store.put(path, PutPayload::from(bytes)).await?;
+        return Ok(size);
+    }
+    let mut upload = WriteMultipart::new(store.put_multipart(path).await?);
+    let mut chunk = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        upload.wait_for_capacity(2).await?;
+        upload.write(&chunk[..n]);
+    }
+    upload.finish().await?;
+    Ok(size)
 }
 
 /// A write token unique to this process and attempt (Hudi's `<task>-<stage>-<attempt>` shape).

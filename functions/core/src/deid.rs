@@ -87,7 +87,7 @@ impl Pseudonymizer {
             mac.update(&(part.len() as u32).to_be_bytes());
             mac.update(part.as_bytes());
         }
-        hex::encode(&mac.finalize().into_bytes()[..PSEUDONYM_BYTES])
+        to_hex(&mac.finalize().into_bytes()[..PSEUDONYM_BYTES])
     }
 
     /// A public fingerprint of the key (not the key): recorded in the lake, compared on every write.
@@ -95,6 +95,54 @@ impl Pseudonymizer {
         let mut mac = self.mac.clone();
         mac.update(b"metriccare key fingerprint v1");
         hex::encode(&mac.finalize().into_bytes()[..8])
+    }
+}
+
+/// Lower-case hex. Written out because `hex::encode` collects a `String` one `char` at a time, which
+/// showed up in ingest profiles (two to three pseudonyms per resource).
+fn to_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = Vec::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        text.push(DIGITS[usize::from(byte >> 4)]);
+        text.push(DIGITS[usize::from(byte & 0x0f)]);
+    }
+    String::from_utf8(text).expect("hex digits are ASCII")
+}
+
+/// Pseudonyms of references already computed in one file. Bulk exports group a patient's
+/// resources together and a tenant has few hospitals, so most references repeat; a lookup is
+/// several times cheaper than the HMAC. Bounded: emptied when full.
+#[derive(Debug, Default)]
+pub struct PseudonymCache {
+    known: std::collections::HashMap<String, String>,
+    /// `type/id` of the lookup, reused so that a hit allocates nothing but its answer.
+    probe: String,
+}
+
+impl PseudonymCache {
+    const CAPACITY: usize = 16 * 1024;
+
+    pub fn pseudonym(
+        &mut self,
+        pseudonymizer: &Pseudonymizer,
+        tenant: &TenantId,
+        resource_type: &str,
+        id: &str,
+    ) -> String {
+        self.probe.clear();
+        self.probe.push_str(resource_type);
+        self.probe.push('/');
+        self.probe.push_str(id);
+        if let Some(known) = self.known.get(self.probe.as_str()) {
+            return known.clone();
+        }
+        let pseudonym = pseudonymizer.pseudonym(tenant, resource_type, id);
+        if self.known.len() >= Self::CAPACITY {
+            self.known.clear();
+        }
+        self.known.insert(self.probe.clone(), pseudonym.clone());
+        pseudonym
     }
 }
 
@@ -146,6 +194,24 @@ mod tests {
     #[test]
     fn short_keys_are_refused() {
         assert!(Pseudonymizer::new(b"short").is_err());
+    }
+
+    #[test]
+    fn hex_is_lower_case_and_cache_answers_like_the_key() {
+        assert_eq!(to_hex(&[0x00, 0x9f, 0xa0, 0xff]), "009fa0ff");
+        let (pseudonymizer, tenant) = (key(1), TenantId::parse("t1").unwrap());
+        let mut cache = PseudonymCache::default();
+        for _ in 0..2 {
+            assert_eq!(
+                cache.pseudonym(&pseudonymizer, &tenant, "Patient", "p1"),
+                pseudonymizer.pseudonym(&tenant, "Patient", "p1")
+            );
+        }
+        // The probe is type and id together: the same id of another type is another pseudonym.
+        assert_ne!(
+            cache.pseudonym(&pseudonymizer, &tenant, "Encounter", "p1"),
+            cache.pseudonym(&pseudonymizer, &tenant, "Patient", "p1")
+        );
     }
 
     #[test]

@@ -17,15 +17,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::OnceCell;
 
-use crate::deid::{Pseudonymizer, redact_key};
+use crate::deid::{PseudonymCache, Pseudonymizer, redact_key};
 use crate::error::{CoreError, Result};
 use crate::fhir::{self, FileError, Item, Parsed, Position, ReadLimits, Record, RefTarget};
-use crate::hudi::{Delete, HudiTable, StagedRows};
+use crate::hudi::{Delete, HudiTable, StagedRows, bucket_of};
 use crate::ports::{
     Claim, Ledger, LedgerStatus, Message, Notifier, ObjectRef, Outcome, ResourceCounts, ScaleOut,
     Topic,
 };
-use crate::silver::{BatchBuilder, SilverTable, Value};
+use crate::silver::{BatchBuilder, SILVER_BUCKETS, SilverTable, Value};
 use crate::tenant::TenantId;
 use crate::time::now_micros;
 
@@ -522,9 +522,9 @@ impl Services {
     }
 }
 
-/// Rows staged per silver table before the commit: a file's rows go to disk in batches of this
-/// many, so memory does not grow with the file.
-const BATCH_ROWS: usize = 8192;
+/// Rows built per (table, bucket) before they are staged: a file's rows go to disk in batches of
+/// this many, so memory does not grow with the file (at most 16 builders are filling at once).
+const BATCH_ROWS: usize = 2048;
 
 /// What a file is loaded for: tenant, lineage and the key.
 struct LoadContext {
@@ -591,13 +591,15 @@ struct FileLoad {
     deleted: u64,
     /// `urn:uuid` of each Bundle entry → (resource type, id).
     uuids: HashMap<String, (String, String)>,
-    builders: HashMap<SilverTable, BatchBuilder>,
+    /// Rows being built per (table, bucket), so that each staged batch is one bucket's.
+    builders: HashMap<(SilverTable, u32), BatchBuilder>,
     staged: HashMap<SilverTable, StagedRows>,
     /// Resources whose `urn:uuid` reference points further down the Bundle.
     pending: Vec<(Record, Position)>,
     rejects: RejectLog,
     /// The first local staging failure: the file fails (and is retried), it is not quarantined.
     error: Option<CoreError>,
+    references: std::cell::RefCell<PseudonymCache>,
 }
 
 impl FileLoad {
@@ -615,6 +617,7 @@ impl FileLoad {
                 count: 0,
             },
             error: None,
+            references: Default::default(),
         }
     }
 
@@ -701,16 +704,17 @@ impl FileLoad {
 
     /// Builds the record's row, or keeps it for later while `last_chance` is false and one of its
     /// `urn:uuid` references has not been seen yet.
-    fn add(&mut self, record: Record, position: Position, last_chance: bool) -> Result<()> {
+    fn add(&mut self, mut record: Record, position: Position, last_chance: bool) -> Result<()> {
         let resolver = Resolver {
             tenant: &self.context.tenant,
             pseudonymizer: &self.context.pseudonymizer,
             uuids: &self.uuids,
+            references: &self.references,
             last_chance,
         };
         let row = silver_row(
             &resolver,
-            &record,
+            &mut record,
             &self.context.ledger_id,
             self.context.now,
         );
@@ -718,13 +722,17 @@ impl FileLoad {
             .expect("kept records have a table");
         match row {
             Ok(values) => {
+                let Value::Str(Some(key)) = &values[0] else {
+                    unreachable!("a silver row starts with its record key")
+                };
+                let bucket = (table, bucket_of(key, SILVER_BUCKETS));
                 let builder = self
                     .builders
-                    .entry(table)
+                    .entry(bucket)
                     .or_insert_with(|| BatchBuilder::new(table.schema()));
                 builder.push(values);
                 if builder.len() >= BATCH_ROWS {
-                    self.flush(table)?;
+                    self.flush(bucket)?;
                 }
                 Ok(())
             }
@@ -736,8 +744,8 @@ impl FileLoad {
         }
     }
 
-    fn flush(&mut self, table: SilverTable) -> Result<()> {
-        let Some(builder) = self.builders.get_mut(&table) else {
+    fn flush(&mut self, bucket: (SilverTable, u32)) -> Result<()> {
+        let Some(builder) = self.builders.get_mut(&bucket) else {
             return Ok(());
         };
         if builder.is_empty() {
@@ -745,7 +753,7 @@ impl FileLoad {
         }
         let batch = builder.finish()?;
         let tenant = self.context.tenant.to_string();
-        self.staged_rows(table).push(&tenant, &batch)
+        self.staged_rows(bucket.0).push(&tenant, &batch)
     }
 
     /// Resolves what waited for the end of the file and stages the last rows.
@@ -756,8 +764,9 @@ impl FileLoad {
         for (record, position) in std::mem::take(&mut self.pending) {
             self.add(record, position, true)?;
         }
-        for table in SilverTable::ALL {
-            self.flush(table)?;
+        let buckets: Vec<_> = self.builders.keys().copied().collect();
+        for bucket in buckets {
+            self.flush(bucket)?;
         }
         Ok(self)
     }
@@ -865,6 +874,7 @@ struct Resolver<'a> {
     tenant: &'a TenantId,
     pseudonymizer: &'a Pseudonymizer,
     uuids: &'a HashMap<String, (String, String)>,
+    references: &'a std::cell::RefCell<PseudonymCache>,
     /// At the end of the file an unknown `urn:uuid` is an error, before it may still come.
     last_chance: bool,
 }
@@ -875,15 +885,23 @@ enum RowError {
 }
 
 impl Resolver<'_> {
+    /// The pseudonym of a resource's own id: unique per row, so not worth caching.
     fn key_of(&self, kind: &str, id: &str) -> String {
         self.pseudonymizer.pseudonym(self.tenant, kind, id)
     }
 
+    /// The pseudonym a reference points at: references repeat, so they go through the cache.
+    fn referenced_key(&self, kind: &str, id: &str) -> String {
+        self.references
+            .borrow_mut()
+            .pseudonym(self.pseudonymizer, self.tenant, kind, id)
+    }
+
     fn resolve(&self, target: &RefTarget, field: &str) -> Result<String, RowError> {
         match target {
-            RefTarget::Literal { kind, id } => Ok(self.key_of(kind, id)),
+            RefTarget::Literal { kind, id } => Ok(self.referenced_key(kind, id)),
             RefTarget::Uuid(uuid) => match self.uuids.get(uuid) {
-                Some((kind, id)) => Ok(self.key_of(kind, id)),
+                Some((kind, id)) => Ok(self.referenced_key(kind, id)),
                 None if self.last_chance => Err(RowError::Invalid(format!(
                     "{field}: urn:uuid reference to a resource that is not in this Bundle"
                 ))),
@@ -897,7 +915,7 @@ impl Resolver<'_> {
 
     fn conditional_key(&self, kind: &str, query: &str) -> String {
         let canonical = query.replace("%7C", "|").replace("%7c", "|");
-        self.key_of(kind, &format!("?{canonical}"))
+        self.referenced_key(kind, &format!("?{canonical}"))
     }
 }
 
@@ -905,24 +923,22 @@ fn ts(value: Option<i64>) -> Value {
     Value::Ts(value)
 }
 
-fn text(value: &Option<String>) -> Value {
-    Value::Str(value.clone())
+/// Moves a text field into the row: the record is consumed by its row, so nothing is cloned.
+fn text(value: &mut Option<String>) -> Value {
+    Value::Str(value.take())
 }
 
-/// One silver row, in the table's schema order.
+/// One silver row, in the table's schema order. References are resolved first: they are the only
+/// step that can fail (or wait for a `urn:uuid` further down the Bundle), and until they succeed
+/// the record is left as it was. Then its text fields are moved, not copied, into the row.
 fn silver_row(
     resolver: &Resolver<'_>,
-    record: &Record,
+    record: &mut Record,
     ledger_id: &str,
     now: i64,
 ) -> Result<Vec<Value>, RowError> {
-    let common = record.common();
     let kind = record.resource_type();
-    let mut row = vec![
-        Value::Str(Some(resolver.key_of(kind, &common.id))),
-        Value::Str(Some(resolver.tenant.to_string())),
-    ];
-    let optional_ref = |target: &Option<RefTarget>, field: &str| -> Result<Value, RowError> {
+    let reference = |target: &Option<RefTarget>, field: &str| -> Result<Value, RowError> {
         Ok(Value::Str(
             target
                 .as_ref()
@@ -930,59 +946,78 @@ fn silver_row(
                 .transpose()?,
         ))
     };
+    let mut row = Vec::with_capacity(24);
+    row.extend([
+        Value::Str(Some(resolver.key_of(kind, &record.common().id))),
+        Value::Str(Some(resolver.tenant.to_string())),
+    ]);
     match record {
         Record::Patient(p) => row.extend([
-            text(&p.gender),
+            text(&mut p.gender),
             Value::I32(p.birth_year),
             Value::Bool(p.deceased),
             ts(p.deceased_at),
-            text(&p.postal_prefix),
-            text(&p.state),
-            text(&p.country),
-            text(&p.marital_status),
+            text(&mut p.postal_prefix),
+            text(&mut p.state),
+            text(&mut p.country),
+            text(&mut p.marital_status),
         ]),
-        Record::Encounter(e) => row.extend([
-            optional_ref(&e.patient, "subject")?,
-            text(&e.status),
-            text(&e.class_code),
-            text(&e.type_code),
-            text(&e.type_display),
-            text(&e.reason_code),
-            ts(e.period_start),
-            ts(e.period_end),
-            optional_ref(&e.hospital, "serviceProvider")?,
-            text(&e.hospital_name),
-            text(&e.discharge_disposition),
-        ]),
-        Record::Condition(c) => row.extend([
-            optional_ref(&c.patient, "subject")?,
-            optional_ref(&c.encounter, "encounter")?,
-            text(&c.code_system),
-            text(&c.code),
-            text(&c.code_display),
-            text(&c.clinical_status),
-            text(&c.verification_status),
-            text(&c.category),
-            ts(c.onset_at),
-            ts(c.abatement_at),
-            ts(c.recorded_at),
-        ]),
+        Record::Encounter(e) => {
+            let patient = reference(&e.patient, "subject")?;
+            let hospital = reference(&e.hospital, "serviceProvider")?;
+            row.extend([
+                patient,
+                text(&mut e.status),
+                text(&mut e.class_code),
+                text(&mut e.type_code),
+                text(&mut e.type_display),
+                text(&mut e.reason_code),
+                ts(e.period_start),
+                ts(e.period_end),
+                hospital,
+                text(&mut e.hospital_name),
+                text(&mut e.discharge_disposition),
+            ])
+        }
+        Record::Condition(c) => {
+            let patient = reference(&c.patient, "subject")?;
+            let encounter = reference(&c.encounter, "encounter")?;
+            row.extend([
+                patient,
+                encounter,
+                text(&mut c.code_system),
+                text(&mut c.code),
+                text(&mut c.code_display),
+                text(&mut c.clinical_status),
+                text(&mut c.verification_status),
+                text(&mut c.category),
+                ts(c.onset_at),
+                ts(c.abatement_at),
+                ts(c.recorded_at),
+            ])
+        }
         Record::Organization(o) => row.extend([
             Value::Str(
                 o.identifier
                     .as_ref()
                     .map(|i| resolver.conditional_key(kind, &format!("identifier={i}"))),
             ),
-            text(&o.name),
-            text(&o.type_code),
+            text(&mut o.name),
+            text(&mut o.type_code),
             Value::Bool(o.active),
-            text(&o.city),
-            text(&o.state),
+            text(&mut o.city),
+            text(&mut o.state),
         ]),
     }
+    let common = match record {
+        Record::Patient(r) => &mut r.common,
+        Record::Encounter(r) => &mut r.common,
+        Record::Condition(r) => &mut r.common,
+        Record::Organization(r) => &mut r.common,
+    };
     row.extend([
         ts(Some(common.last_updated.unwrap_or(now))),
-        text(&common.version_id),
+        text(&mut common.version_id),
         Value::Str(Some(ledger_id.to_owned())),
         ts(Some(now)),
     ]);

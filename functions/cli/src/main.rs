@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
+use futures::StreamExt;
 use metriccare_core::ingest::Progress;
 use metriccare_core::tenant::TenantId;
 use metriccare_local::lake::expand_paths;
@@ -94,6 +95,10 @@ enum Command {
         /// Seconds a file must be unchanged before it is processed (it may still be copying).
         #[arg(long, default_value_t = 2)]
         settle: u64,
+        /// Files processed at once, each of a different tenant (a tenant's files load one after
+        /// the other, in key order). Default: the number of CPU cores.
+        #[arg(long, env = "METRICCARE_JOBS")]
+        jobs: Option<usize>,
     },
     /// Recompute the gold CMS metrics of every tenant whose silver changed since the last refresh,
     /// and announce each changed tenant (notifications.jsonl and the console). Nothing changed:
@@ -184,7 +189,14 @@ async fn run(cli: Cli) -> metriccare_core::Result<u8> {
             once,
             interval,
             settle,
-        } => watch(&cli.lake, once, interval, settle).await,
+            jobs,
+        } => {
+            let jobs = jobs
+                .or_else(|| std::thread::available_parallelism().ok().map(usize::from))
+                .unwrap_or(1)
+                .max(1);
+            watch(&cli.lake, once, interval, settle, jobs).await
+        }
         Command::Gold => {
             let lake = open_lake(&cli.lake)?;
             gold(&lake).await?;
@@ -336,8 +348,9 @@ async fn watch(
     once: bool,
     interval: u64,
     settle: u64,
+    jobs: usize,
 ) -> metriccare_core::Result<u8> {
-    let lake = open_lake(dir)?;
+    let lake = std::sync::Arc::new(open_lake(dir)?);
     let mut seen = std::collections::HashSet::new();
     let mut summary = RunSummary::default();
     if !once {
@@ -354,24 +367,78 @@ async fn watch(
             .filter(|o| once || now - o.last_modified.timestamp() >= settle as i64)
             .filter(|o| !seen.contains(&(o.location.clone(), o.e_tag.clone())))
             .collect();
-        for (index, object) in ready.iter().enumerate() {
+        for object in &ready {
             seen.insert((object.location.clone(), object.e_tag.clone()));
-            match lake.ingest_raw(&object.location).await {
-                Ok(report) => summary.add(index + 1, ready.len(), &report),
-                // A file outside a valid tenant folder is reported and left alone.
-                Err(e @ metriccare_core::CoreError::InvalidTenant(_))
-                | Err(e @ metriccare_core::CoreError::Config(_)) => {
-                    eprintln!("skipped {}: {e}", object.location);
-                }
-                Err(e) => return Err(e),
-            }
         }
+        let total = ready.len();
+        // One queue per tenant folder, in key order: files of different tenants load in parallel
+        // (they touch different partitions, so their commits never conflict), a tenant's files in
+        // sequence (an incremental export after the one before it).
+        let mut queues: std::collections::BTreeMap<String, Vec<object_store::path::Path>> =
+            std::collections::BTreeMap::new();
+        for object in ready {
+            let tenant = object.location.parts().next().map(|p| p.as_ref().to_owned());
+            queues
+                .entry(tenant.unwrap_or_default())
+                .or_default()
+                .push(object.location);
+        }
+        let (sender, mut results) = tokio::sync::mpsc::unbounded_channel();
+        let shared = lake.clone();
+        let mut queues = futures::stream::iter(queues.into_values().map(move |queue| {
+            let (lake, sender) = (shared.clone(), sender.clone());
+            tokio::spawn(async move {
+                for key in queue {
+                    let result = lake.ingest_raw(&key).await;
+                    let stop = matches!(result, Err(ref e) if !skippable(e));
+                    if sender.send((key, result)).is_err() || stop {
+                        return;
+                    }
+                }
+            })
+        }))
+        .buffer_unordered(jobs);
+        // Owns the stream (and with it the last sender): when every queue is done, `results` ends.
+        let drive = async move {
+            while let Some(joined) = queues.next().await {
+                if let Err(e) = joined {
+                    return Err(metriccare_core::CoreError::Config(format!(
+                        "an ingest task failed: {e}"
+                    )));
+                }
+            }
+            Ok(())
+        };
+        let collect = async {
+            let mut index = 0;
+            while let Some((key, result)) = results.recv().await {
+                index += 1;
+                match result {
+                    Ok(report) => summary.add(index, total, &report),
+                    // A file outside a valid tenant folder is reported and left alone.
+                    Err(e) if skippable(&e) => eprintln!("skipped {key}: {e}"),
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(())
+        };
+        let (driven, collected) = tokio::join!(drive, collect);
+        driven?;
+        collected?;
         if once {
             summary.print();
             return Ok(exit_code(&summary));
         }
         tokio::time::sleep(Duration::from_secs(interval.max(1))).await;
     }
+}
+
+/// Errors about one raw key's place (not a tenant folder) rather than the lake: skip the file.
+fn skippable(error: &metriccare_core::CoreError) -> bool {
+    matches!(
+        error,
+        metriccare_core::CoreError::InvalidTenant(_) | metriccare_core::CoreError::Config(_)
+    )
 }
 
 fn now_seconds() -> i64 {

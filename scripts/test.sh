@@ -54,6 +54,9 @@ cargo clippy --workspace --all-targets --all-features --quiet -- -D warnings
 echo "== cargo test"
 cargo test --workspace --all-features --quiet 2>&1 | tee "$CARGO_TARGET_DIR/cargo-test.log"
 
+echo "== criterion benchmarks, each run once on a tiny input (correctness only, nothing timed)"
+METRICCARE_BENCH_PATIENTS=20 cargo test --quiet -p metriccare-tests --benches
+
 cargo build --quiet -p metriccare-cli -p fhir-generator -p metriccare-ingest-lambda -p metriccare-gold-lambda
 
 echo "== Glue job tests (own environment: .venv-glue, glue-scripts/requirements-test.txt; local Spark, Java 17)"
@@ -71,3 +74,6 @@ echo "== python tests (Apache Hudi reader, the Lambda binaries under cargo lambd
 METRICCARE_BIN="$CARGO_TARGET_DIR/debug/metriccare" \
 FHIR_GENERATOR_BIN="$CARGO_TARGET_DIR/debug/fhir-generator" \
   .venv/bin/python -m pytest -q tests/python
+
+echo "== whole-run benchmark script and its peers, tiny size (correctness only, nothing timed)"
+.venv/bin/python bench/run.py --size tiny --profile debug --no-build

@@ -1,0 +1,327 @@
+"""Whole-run benchmarks: MetricCare next to the tools a user would otherwise pick, in one run.
+
+Generates its inputs with fhir-generator, then measures, each as a separate process:
+  generator        fhir-generator writing Bulk NDJSON
+  ndjson           `metriccare ingest` of one tenant's Bulk NDJSON export into a new lake, one core
+  bundle           the same patients as one transaction Bundle, one core
+  python peer      bench/peers/python_orjson.py (orjson + pyarrow) on the same NDJSON, one core
+  pyspark peer     bench/peers/pyspark_flatten.py, Spark local[1], on the same NDJSON
+  memory           `metriccare ingest` of one Encounter file at two sizes (peak RSS flat?)
+  gold             `metriccare gold` after the NDJSON load
+  many files       `metriccare watch --once` over many Bundle files of 4 tenants, 1 core vs 2
+and prints MB/s, records/s and peak RSS (of the whole process tree) with the ratios. Before the
+table it checks that the peers and MetricCare produced the same record keys (same pseudonyms).
+
+    .venv/bin/python bench/run.py --size small        # a few minutes; --size full for the README
+    .venv/bin/python bench/run.py --size tiny --profile debug --no-build   # the test command's run
+
+Needs: .venv (tests/python/requirements.txt) to run it, .venv-glue (pyspark) for the Spark peer.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+ROOT = Path(__file__).resolve().parent.parent
+TENANT = "tenant-01"
+KEY_HEX = b"metriccare-benchmark-key-32bytes".hex()
+TABLES = ["patient", "encounter", "condition", "organization"]
+
+# Patients per size: (NDJSON load, memory file sizes in MB, gold patients, many-files patients).
+SIZES = {
+    "tiny": {"patients": 60, "memory_mb": (1, 4), "many_files": 80},
+    "small": {"patients": 20_000, "memory_mb": (25, 100), "many_files": 8_000},
+    "full": {"patients": 100_000, "memory_mb": (100, 1000), "many_files": 40_000},
+}
+
+
+class Measurement:
+    def __init__(self, seconds: float, peak_rss: int, output: str):
+        self.seconds, self.peak_rss, self.output = seconds, peak_rss, output
+
+
+def tree_peak_rss(pid: int) -> int:
+    """Peak resident bytes (VmHWM) of a process plus its descendants (a Spark driver's JVM too).
+
+    VmHWM belongs to the process's own address space, so unlike the rusage maxrss of a child it
+    does not inherit the high-water mark of the Python process that forked it."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+                children.setdefault(parent, []).append(int(entry))
+            except (OSError, ValueError, IndexError):
+                continue
+    total, stack = 0, [pid]
+    while stack:
+        current = stack.pop()
+        try:
+            with open(f"/proc/{current}/status") as status:
+                for line in status:
+                    if line.startswith("VmHWM:"):
+                        total += int(line.split()[1]) * 1024
+        except (OSError, ValueError):
+            pass
+        stack.extend(children.get(current, []))
+    return total
+
+
+def run(command: list, cpus: set | None = None, env: dict | None = None) -> Measurement:
+    """Runs a command to completion: wall time, and the peak RSS of its process tree sampled every
+    10 ms (VmHWM only grows, so a sample misses at most the last 10 ms of growth)."""
+    merged_env = {**os.environ, **(env or {})}
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               env=merged_env,
+                               preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
+    peak = [0]
+    done = threading.Event()
+
+    def sample():
+        while not done.wait(0.01):
+            peak[0] = max(peak[0], tree_peak_rss(process.pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    output = process.stdout.read().decode(errors="replace")
+    # Stop sampling before reaping: a reaped pid could be reused by another process.
+    done.set()
+    sampler.join()
+    process.wait()
+    seconds = time.perf_counter() - started
+    if process.returncode != 0:
+        sys.exit(f"failed ({process.returncode}): {' '.join(map(str, command))}\n{output[-4000:]}")
+    return Measurement(seconds, peak[0], output)
+
+
+def dir_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def lines(path: Path) -> int:
+    with open(path, "rb") as f:
+        return sum(1 for line in f if line.strip())
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+        self.bin = target / args.profile
+        self.work = Path(tempfile.mkdtemp(prefix="metriccare-bench-", dir=args.work))
+        self.size = SIZES[args.size]
+        self.rows: list[dict] = []
+        self.env = {"METRICCARE_PSEUDONYM_KEY": KEY_HEX, "METRICCARE_LOG": "error"}
+        self.one_core = {min(os.sched_getaffinity(0))}
+
+    def metriccare(self, lake: Path, *args) -> list:
+        return [str(self.bin / "metriccare"), "--lake", str(lake), *map(str, args)]
+
+    def generate(self, name: str, *args) -> tuple[Path, Measurement]:
+        out = self.work / name
+        measured = run([str(self.bin / "fhir-generator"), "--out", str(out), *map(str, args)])
+        return out, measured
+
+    def record(self, what: str, measured: Measurement, input_bytes: int | None = None,
+               records: int | None = None, note: str = "") -> dict:
+        row = {"what": what, "seconds": round(measured.seconds, 3),
+               "mb_per_s": round(input_bytes / 1e6 / measured.seconds, 1) if input_bytes else None,
+               "records_per_s": round(records / measured.seconds) if records else None,
+               "input_mb": round(input_bytes / 1e6, 1) if input_bytes else None,
+               "peak_rss_mb": round(measured.peak_rss / 2**20, 1), "note": note}
+        self.rows.append(row)
+        rate = f", {row['mb_per_s']} MB/s" if row["mb_per_s"] else ""
+        print(f"  {what}: {row['seconds']} s{rate}, {row['peak_rss_mb']} MB peak RSS {note}",
+              flush=True)
+        return row
+
+    def ndjson_export(self) -> tuple[Path, list[Path]]:
+        patients = self.size["patients"]
+        out, measured = self.generate("ndjson", "--patients", patients, "--tenants", 1)
+        self.record("fhir-generator (Bulk NDJSON)", measured, dir_bytes(out))
+        export = out / TENANT / "export-1"
+        return export, sorted(export.glob("*.ndjson"))
+
+    def silver_keys(self, lake: Path) -> dict:
+        from hudi import HudiTableBuilder
+        keys = {}
+        for table in TABLES:
+            batches = HudiTableBuilder.from_base_uri(str(lake / "silver" / table)).build().read()
+            keys[table] = sorted(k for b in batches for k in b.column(f"{table}_key").to_pylist())
+        return keys
+
+    @staticmethod
+    def parquet_keys(out: Path) -> dict:
+        keys = {}
+        for table in TABLES:
+            path = out / f"{table}.parquet" if (out / f"{table}.parquet").exists() else out / table
+            keys[table] = sorted(pq.read_table(path, columns=[f"{table}_key"])
+                                 .column(0).to_pylist())
+        return keys
+
+    def run_all(self) -> None:
+        export, files = self.ndjson_export()
+        input_bytes = sum(f.stat().st_size for f in files)
+        records = sum(lines(f) for f in files)
+
+        lake = self.work / "lake-ndjson"
+        ingest = run(self.metriccare(lake, "ingest", "--tenant", TENANT, export),
+                     self.one_core, self.env)
+        ours = self.record("MetricCare NDJSON → silver, 1 core", ingest, input_bytes, records)
+
+        bundle_out, _ = self.generate("bundle", "--patients", self.size["patients"], "--tenants", 1,
+                                      "--format", "bundle", "--patients-per-bundle",
+                                      self.size["patients"])
+        bundle_files = sorted((bundle_out / TENANT / "export-1").glob("*.json"))
+        bundle = run(self.metriccare(self.work / "lake-bundle", "ingest", "--tenant", TENANT,
+                                     *bundle_files), self.one_core, self.env)
+        self.record("MetricCare Bundle → silver, 1 core", bundle,
+                    sum(f.stat().st_size for f in bundle_files), records)
+
+        expected = self.silver_keys(lake)
+        python_out = self.work / "peer-python"
+        python = run([sys.executable, str(ROOT / "bench/peers/python_orjson.py"), "--tenant",
+                      TENANT, "--key-hex", KEY_HEX, "--out", str(python_out), *map(str, files)],
+                     self.one_core)
+        peer = self.record("Python peer (orjson + pyarrow), 1 core", python, input_bytes, records)
+        peer["ratio"] = round(python.seconds / ingest.seconds, 1)
+        self.check_same_keys("Python peer", expected, self.parquet_keys(python_out))
+
+        if self.args.skip_spark:
+            print("  PySpark peer: skipped (--skip-spark)")
+        else:
+            spark_out = self.work / "peer-spark"
+            spark_python = ROOT / ".venv-glue/bin/python"
+            typed = [f"{f.stem}={f}" for f in files if f.stem in
+                     ("Patient", "Encounter", "Condition", "Organization")]
+            spark = run([str(spark_python), str(ROOT / "bench/peers/pyspark_flatten.py"),
+                         "--tenant", TENANT, "--key-hex", KEY_HEX, "--out", str(spark_out),
+                         *typed], env={"SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON":
+                                       str(spark_python)})
+            self.record("PySpark peer, local[1]", spark, input_bytes, records,
+                        "(process, JVM start included)")
+            # The time inside the Spark session, without the JVM start: the fairer comparison.
+            summary = next(line for line in spark.output.splitlines() if line.startswith('{"rows"'))
+            in_session = json.loads(summary)["seconds_after_start"]
+            session = Measurement(in_session, spark.peak_rss, "")
+            row = self.record("PySpark peer, local[1]", session, input_bytes, records,
+                              "(inside the session)")
+            row["ratio"] = round(session.seconds / ingest.seconds, 1)
+            self.check_same_keys("PySpark peer", expected, self.parquet_keys(spark_out))
+        ours["ratio"] = 1.0
+
+        gold = run(self.metriccare(lake, "gold"), self.one_core, self.env)
+        truth = json.loads((export.parent.parent / "ground-truth.json").read_text())
+        stays = truth_inpatient_stays(truth)
+        self.record(f"MetricCare gold refresh ({stays} inpatient stays)", gold)
+
+        self.memory(files)
+        self.many_files()
+
+    def check_same_keys(self, who: str, expected: dict, actual: dict) -> None:
+        for table in TABLES:
+            if expected[table] != actual[table]:
+                sys.exit(f"{who}: {table} keys differ from MetricCare's silver "
+                         f"({len(actual[table])} vs {len(expected[table])} rows)")
+        print(f"  {who}: the same {sum(map(len, expected.values()))} record keys as silver")
+
+    def memory(self, files: list) -> None:
+        """Peak RSS for one NDJSON file at two sizes: flat means the same."""
+        encounters = next(f for f in files if f.stem == "Encounter")
+        small_mb, large_mb = self.size["memory_mb"]
+        source = encounters
+        need = large_mb * 1_000_000
+        if source.stat().st_size < need:
+            # Grow the generator's file with more patients until it is big enough.
+            patients = max(1, int(self.size["patients"] * need / source.stat().st_size * 1.1))
+            out, _ = self.generate("memory", "--patients", patients, "--tenants", 1)
+            source = out / TENANT / "export-1" / "Encounter.ndjson"
+        for mb in (small_mb, large_mb):
+            cut = self.work / f"Encounter-{mb}MB.ndjson"
+            with open(source, "rb") as src, open(cut, "wb") as dst:
+                written = 0
+                for line in src:
+                    if written + len(line) > mb * 1_000_000:
+                        break
+                    dst.write(line)
+                    written += len(line)
+            measured = run(self.metriccare(self.work / f"lake-mem-{mb}", "ingest", "--tenant",
+                                           TENANT, cut), self.one_core, self.env)
+            self.record(f"MetricCare one NDJSON file, {mb} MB", measured, cut.stat().st_size,
+                        lines(cut))
+            cut.unlink()
+        shutil.rmtree(self.work / "memory", ignore_errors=True)
+
+    def many_files(self) -> None:
+        """Many Bundle files of four tenants through `watch --once`, on 1 core and on 2."""
+        out, _ = self.generate("many", "--patients", self.size["many_files"], "--tenants", 4,
+                               "--format", "bundle", "--patients-per-bundle", 50)
+        input_bytes = dir_bytes(out) - (out / "ground-truth.json").stat().st_size
+        results = {}
+        cores = sorted(os.sched_getaffinity(0))
+        for jobs in (1, 2):
+            lake = self.work / f"lake-many-{jobs}"
+            shutil.copytree(out, lake / "raw", ignore=shutil.ignore_patterns("ground-truth.json"))
+            measured = run(self.metriccare(lake, "watch", "--once", "--jobs", jobs),
+                           set(cores[:jobs]), self.env)
+            results[jobs] = self.record(f"MetricCare many Bundle files, {jobs} core(s)", measured,
+                                        input_bytes)
+        if len(cores) >= 2:
+            results[2]["ratio"] = round(results[2]["mb_per_s"] / results[1]["mb_per_s"], 2)
+
+    def table(self) -> str:
+        out = ["| what | input | time | throughput | records/s | peak RSS | × |",
+               "|---|---|---|---|---|---|---|"]
+        for r in self.rows:
+            out.append(f"| {r['what']} {r['note']} | {r['input_mb'] or '—'} MB | {r['seconds']} s | "
+                       f"{r['mb_per_s'] or '—'} MB/s | {r['records_per_s'] or '—'} | "
+                       f"{r['peak_rss_mb']} MB | {r.get('ratio', '')} |")
+        return "\n".join(out)
+
+
+def truth_inpatient_stays(truth: dict) -> int:
+    """Inpatient stays the generator produced (the stays of its monthly hospital metrics)."""
+    return sum(month["stays"] for tenant in truth["tenants"]
+               for month in tenant["hospital_monthly"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size", choices=sorted(SIZES), default="small")
+    parser.add_argument("--profile", choices=["release", "debug"], default="release")
+    parser.add_argument("--no-build", action="store_true",
+                        help="use the binaries already built instead of building them")
+    parser.add_argument("--skip-spark", action="store_true")
+    parser.add_argument("--work", help="parent folder for the scratch data (default: $TMPDIR)")
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args()
+    if not args.no_build:
+        profile = ["--release"] if args.profile == "release" else []
+        subprocess.run(["cargo", "build", "--quiet", *profile, "-p", "metriccare-cli",
+                        "-p", "fhir-generator"], cwd=ROOT, check=True)
+    bench = Bench(args)
+    print(f"== MetricCare benchmarks, size {args.size}, {args.profile} build, "
+          f"{os.cpu_count()} cores, scratch {bench.work}", flush=True)
+    try:
+        bench.run_all()
+    finally:
+        shutil.rmtree(bench.work, ignore_errors=True)
+    print()
+    print(bench.table())
+    if args.json:
+        Path(args.json).write_text(json.dumps(bench.rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -90,8 +90,14 @@ fn read_parse(c: &mut Criterion) {
         let inputs = Inputs::generate(format, patients());
         let file = inputs.largest();
         let bytes = std::fs::read(file).expect("read input");
-        let file_name = file.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        assert!(read_and_parse(&bytes, file_name) > 0, "{name}: nothing parsed");
+        let file_name = file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        assert!(
+            read_and_parse(&bytes, file_name) > 0,
+            "{name}: nothing parsed"
+        );
         group.throughput(Throughput::Bytes(bytes.len() as u64));
         group.bench_function(name, |b| b.iter(|| read_and_parse(&bytes, file_name)));
     }

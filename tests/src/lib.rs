@@ -142,7 +142,7 @@ pub async fn silver_rows(services: &Services, table: SilverTable) -> Vec<Map<Str
     let hudi = services.silver_table(table).await.expect("open table");
     let snapshot = hudi.snapshot(None).await.expect("snapshot");
     let batches = snapshot
-        .read(services.lake.as_ref(), None)
+        .read(services.lake.as_ref(), None, None)
         .await
         .expect("read snapshot");
     let mut rows: Vec<Map<String, Value>> = batches.iter().flat_map(batch_rows).collect();

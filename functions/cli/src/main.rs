@@ -377,7 +377,11 @@ async fn watch(
         let mut queues: std::collections::BTreeMap<String, Vec<object_store::path::Path>> =
             std::collections::BTreeMap::new();
         for object in ready {
-            let tenant = object.location.parts().next().map(|p| p.as_ref().to_owned());
+            let tenant = object
+                .location
+                .parts()
+                .next()
+                .map(|p| p.as_ref().to_owned());
             queues
                 .entry(tenant.unwrap_or_default())
                 .or_default()

@@ -153,7 +153,10 @@ pub async fn print_silver(lake: &LocalLake) -> metriccare_core::Result<()> {
         let hudi = lake.services.silver_table(table).await?;
         let snapshot = hudi.snapshot(None).await?;
         let mut rows: BTreeMap<String, usize> = BTreeMap::new();
-        for batch in snapshot.read(lake.services.lake.as_ref(), None).await? {
+        for batch in snapshot
+            .read(lake.services.lake.as_ref(), None, None)
+            .await?
+        {
             let Some(tenants) = batch
                 .column_by_name("tenant_id")
                 .and_then(|c| c.as_string_opt::<i32>())

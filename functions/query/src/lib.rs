@@ -34,7 +34,11 @@ pub async fn run(lake: &Arc<dyn ObjectStore>, sql: &str) -> Result<Vec<RecordBat
             continue;
         }
         let hudi = HudiTable::open(lake.clone(), def.clone()).await?;
-        let batches = hudi.snapshot(None).await?.read(lake.as_ref(), None).await?;
+        let batches = hudi
+            .snapshot(None)
+            .await?
+            .read(lake.as_ref(), None, None)
+            .await?;
         let schema = def.file_schema();
         let table = MemTable::try_new(schema, vec![batches]).map_err(query_error)?;
         context

@@ -908,6 +908,24 @@ mod tests {
     }
 
     #[test]
+    fn an_overlong_line_is_rejected_alone_whether_in_the_buffer_or_across_fills() {
+        let limits = ReadLimits {
+            max_line_bytes: 64,
+            ..ReadLimits::default()
+        };
+        let long = format!(
+            "{{\"resourceType\":\"Patient\",\"id\":\"x\",\"note\":\"{}\"}}\n",
+            "y".repeat(100)
+        );
+        let data = [&NDJSON[..36], long.as_bytes(), &NDJSON[36..]].concat();
+        for step in [1, 5, 64, 65, 200, 4096] {
+            let (resources, rejects) = read(&data, step, &limits).unwrap();
+            assert_eq!(resources.len(), 2, "step {step}");
+            assert_eq!(rejects, ["line longer than 64 bytes"], "step {step}");
+        }
+    }
+
+    #[test]
     fn deletes_and_entries_keep_their_order() {
         let bundle = b"{\"resourceType\":\"Bundle\",\"type\":\"transaction\",\"entry\":[\n{\"request\":{\"method\":\"DELETE\",\"url\":\"Condition/c1\"}},\n{\"fullUrl\":\"urn:uuid:x\",\"resource\":{\"resourceType\":\"Patient\"}}]}";
         let (items, _) = read(bundle, 4096, &ReadLimits::default()).unwrap();

@@ -19,7 +19,9 @@ use serde::{Deserialize, Serialize};
 
 pub use metrics::{GoldRows, HaiValueSet, Headline, TenantSilver, compute};
 pub use notify::{message_for, suppress};
-pub use tables::{GoldTable, gold_rows_from_batches, tenant_silver_from_batches};
+pub use tables::{
+    GoldTable, gold_rows_from_batches, silver_columns_read, tenant_silver_from_batches,
+};
 
 use crate::error::Result;
 use crate::hudi::{HudiTable, StagedRows};
@@ -145,9 +147,10 @@ async fn refresh_locked(
     let refreshed_at = now_micros();
     for tenant in &changed {
         let partition = TenantId::parse(tenant)?.partition_path();
-        let silver_batches = read_partition(lake, &silver, &partition).await?;
+        let silver_batches =
+            read_partition(lake, &silver, &partition, |t| Some(silver_columns_read(t))).await?;
         let rows = compute(&tenant_silver_from_batches(&silver_batches)?, value_set);
-        let gold_batches = read_partition(lake, &gold, &partition).await?;
+        let gold_batches = read_partition(lake, &gold, &partition, |_| None).await?;
         let previous = gold_rows_from_batches(&gold_batches)?;
         if previous == rows {
             continue;
@@ -194,17 +197,20 @@ async fn refresh_locked(
     Ok(report)
 }
 
-/// Reads one partition of each table's latest snapshot.
+/// Reads one partition of each table's latest snapshot, only the columns `columns` names for it
+/// (`None`: all).
 async fn read_partition<T: Copy + Ord>(
     lake: &Arc<dyn ObjectStore>,
     tables: &BTreeMap<T, HudiTable>,
     partition: &str,
+    columns: impl Fn(T) -> Option<&'static [&'static str]>,
 ) -> Result<BTreeMap<T, Vec<arrow_array::RecordBatch>>> {
     let mut batches = BTreeMap::new();
     let partitions = [partition.to_owned()];
     for (table, hudi) in tables {
         let snapshot = hudi.snapshot(Some(&partitions)).await?;
-        batches.insert(*table, snapshot.read(lake.as_ref(), Some(partition)).await?);
+        let read = snapshot.read(lake.as_ref(), Some(partition), columns(*table));
+        batches.insert(*table, read.await?);
     }
     Ok(batches)
 }
@@ -298,7 +304,7 @@ pub async fn read_gold(lake: &Arc<dyn ObjectStore>) -> Result<BTreeMap<String, G
                 .strip_prefix("tenant_id=")
                 .unwrap_or(&slice.partition)
                 .to_owned();
-            let batches = crate::hudi::read_base_file(lake.as_ref(), &slice.path).await?;
+            let batches = crate::hudi::read_base_file(lake.as_ref(), &slice.path, None).await?;
             by_tenant
                 .entry(tenant)
                 .or_default()

@@ -68,7 +68,10 @@ pub(super) struct Merged {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Op {
     /// The `row`-th row of the `batch`-th staged batch.
-    Upsert { batch: u32, row: u32 },
+    Upsert {
+        batch: u32,
+        row: u32,
+    },
     Delete,
 }
 

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use arrow_array::RecordBatch;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
+use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::TableDef;
@@ -134,18 +135,19 @@ impl Snapshot {
         self.timeline.completed.last().map(String::as_str)
     }
 
-    /// Reads every record of the snapshot (or of one partition), all columns.
+    /// Reads every record of the snapshot (or of one partition): all columns, or only `columns`.
     pub async fn read(
         &self,
         store: &dyn ObjectStore,
         partition: Option<&str>,
+        columns: Option<&[&str]>,
     ) -> Result<Vec<RecordBatch>> {
         let mut batches = Vec::new();
         for slice in self.slices.values() {
             if partition.is_some_and(|p| p != slice.partition) {
                 continue;
             }
-            batches.extend(read_base_file(store, &slice.path).await?);
+            batches.extend(read_base_file(store, &slice.path, columns).await?);
         }
         Ok(batches)
     }
@@ -174,11 +176,23 @@ pub fn parse_base_file_name(name: &str) -> Option<(&str, &str)> {
     (parts.next().is_none() && instant.len() == 17).then_some((file_id, instant))
 }
 
-pub async fn read_base_file(store: &dyn ObjectStore, path: &Path) -> Result<Vec<RecordBatch>> {
+/// Reads a base file: all columns, or only `columns` (Parquet skips the others' pages unread).
+pub async fn read_base_file(
+    store: &dyn ObjectStore,
+    path: &Path,
+    columns: Option<&[&str]>,
+) -> Result<Vec<RecordBatch>> {
     let bytes = store.get(path).await?.bytes().await?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?
-        .with_batch_size(64 * 1024)
-        .build()?;
+    let mut builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?.with_batch_size(64 * 1024);
+    if let Some(columns) = columns {
+        let indices = columns
+            .iter()
+            .map(|name| builder.schema().index_of(name))
+            .collect::<Result<Vec<_>, _>>()?;
+        let projection = ProjectionMask::roots(builder.parquet_schema(), indices);
+        builder = builder.with_projection(projection);
+    }
+    let reader = builder.build()?;
     reader
         .collect::<Result<Vec<_>, _>>()
         .map_err(CoreError::from)

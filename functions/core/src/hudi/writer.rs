@@ -527,7 +527,9 @@ impl HudiTable {
             outcome.inserted += merged.inserted;
             outcome.updated += merged.updated;
             outcome.deleted += merged.deleted;
-            let file = out.into_inner().map_err(|e| CoreError::Io(e.into_error()))?;
+            let file = out
+                .into_inner()
+                .map_err(|e| CoreError::Io(e.into_error()))?;
             let dir = self.def.partition_dir(&partition);
             let size = upload_file(
                 self.store.as_ref(),
@@ -609,7 +611,9 @@ async fn local_copy(store: &dyn ObjectStore, path: &Path) -> Result<std::fs::Fil
             while let Some(chunk) = stream.next().await {
                 copy.write_all(&chunk?)?;
             }
-            Ok(copy.into_inner().map_err(|e| CoreError::Io(e.into_error()))?)
+            Ok(copy
+                .into_inner()
+                .map_err(|e| CoreError::Io(e.into_error()))?)
         }
     }
 }

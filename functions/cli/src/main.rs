@@ -389,13 +389,20 @@ async fn watch(
         }
         let (sender, mut results) = tokio::sync::mpsc::unbounded_channel();
         let shared = lake.clone();
+        // Set by the first error about the lake (not about one file): no further file is started.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut queues = futures::stream::iter(queues.into_values().map(move |queue| {
-            let (lake, sender) = (shared.clone(), sender.clone());
+            let (lake, sender, stop) = (shared.clone(), sender.clone(), stop.clone());
             tokio::spawn(async move {
                 for key in queue {
+                    if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        return;
+                    }
                     let result = lake.ingest_raw(&key).await;
-                    let stop = matches!(result, Err(ref e) if !skippable(e));
-                    if sender.send((key, result)).is_err() || stop {
+                    if matches!(result, Err(ref e) if !skippable(e)) {
+                        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    if sender.send((key, result)).is_err() {
                         return;
                     }
                 }

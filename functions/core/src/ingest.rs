@@ -25,7 +25,8 @@ use crate::ports::{
     Claim, Ledger, LedgerStatus, Message, Notifier, ObjectRef, Outcome, ResourceCounts, ScaleOut,
     Topic,
 };
-use crate::silver::{BatchBuilder, SILVER_BUCKETS, SilverTable, Value};
+use crate::rows::RowWriter;
+use crate::silver::{BatchBuilder, SILVER_BUCKETS, SilverTable};
 use crate::tenant::TenantId;
 use crate::time::now_micros;
 
@@ -704,7 +705,7 @@ impl FileLoad {
 
     /// Builds the record's row, or keeps it for later while `last_chance` is false and one of its
     /// `urn:uuid` references has not been seen yet.
-    fn add(&mut self, mut record: Record, position: Position, last_chance: bool) -> Result<()> {
+    fn add(&mut self, record: Record, position: Position, last_chance: bool) -> Result<()> {
         let resolver = Resolver {
             tenant: &self.context.tenant,
             pseudonymizer: &self.context.pseudonymizer,
@@ -712,36 +713,35 @@ impl FileLoad {
             references: &self.references,
             last_chance,
         };
-        let row = silver_row(
-            &resolver,
-            &mut record,
+        let references = match resolve_references(&resolver, &record) {
+            Ok(references) => references,
+            Err(RowError::Pending) => {
+                self.pending.push((record, position));
+                return Ok(());
+            }
+            Err(RowError::Invalid(reason)) => return self.reject(position, &reason, None),
+        };
+        let table = SilverTable::from_resource_type(record.resource_type())
+            .expect("kept records have a table");
+        let key = resolver.key_of(record.resource_type(), &record.common().id);
+        let bucket = (table, bucket_of(&key, SILVER_BUCKETS));
+        let builder = self
+            .builders
+            .entry(bucket)
+            .or_insert_with(|| BatchBuilder::new(table.schema()));
+        write_row(
+            &mut builder.row(),
+            &key,
+            self.context.tenant.as_str(),
+            &record,
+            &references,
             &self.context.ledger_id,
             self.context.now,
         );
-        let table = SilverTable::from_resource_type(record.resource_type())
-            .expect("kept records have a table");
-        match row {
-            Ok(values) => {
-                let Value::Str(Some(key)) = &values[0] else {
-                    unreachable!("a silver row starts with its record key")
-                };
-                let bucket = (table, bucket_of(key, SILVER_BUCKETS));
-                let builder = self
-                    .builders
-                    .entry(bucket)
-                    .or_insert_with(|| BatchBuilder::new(table.schema()));
-                builder.push(values);
-                if builder.len() >= BATCH_ROWS {
-                    self.flush(bucket)?;
-                }
-                Ok(())
-            }
-            Err(RowError::Pending) => {
-                self.pending.push((record, position));
-                Ok(())
-            }
-            Err(RowError::Invalid(reason)) => self.reject(position, &reason, None),
+        if builder.len() >= BATCH_ROWS {
+            self.flush(bucket)?;
         }
+        Ok(())
     }
 
     fn flush(&mut self, bucket: (SilverTable, u32)) -> Result<()> {
@@ -919,107 +919,99 @@ impl Resolver<'_> {
     }
 }
 
-fn ts(value: Option<i64>) -> Value {
-    Value::Ts(value)
+/// The references of one record, resolved to pseudonymous keys, in the order its row holds them.
+type ResolvedRefs = [Option<String>; 2];
+
+/// Resolves a record's references: the only step of a row that can fail (or wait for a `urn:uuid`
+/// further down the Bundle), so it runs before anything is appended.
+fn resolve_references(resolver: &Resolver<'_>, record: &Record) -> Result<ResolvedRefs, RowError> {
+    let resolve = |target: &Option<RefTarget>, field: &str| {
+        target
+            .as_ref()
+            .map(|t| resolver.resolve(t, field))
+            .transpose()
+    };
+    Ok(match record {
+        Record::Encounter(e) => [
+            resolve(&e.patient, "subject")?,
+            resolve(&e.hospital, "serviceProvider")?,
+        ],
+        Record::Condition(c) => [
+            resolve(&c.patient, "subject")?,
+            resolve(&c.encounter, "encounter")?,
+        ],
+        Record::Organization(o) => [
+            o.identifier
+                .as_ref()
+                .map(|i| resolver.conditional_key("Organization", &format!("identifier={i}"))),
+            None,
+        ],
+        Record::Patient(_) => [None, None],
+    })
 }
 
-/// Moves a text field into the row: the record is consumed by its row, so nothing is cloned.
-fn text(value: &mut Option<String>) -> Value {
-    Value::Str(value.take())
-}
-
-/// One silver row, in the table's schema order. References are resolved first: they are the only
-/// step that can fail (or wait for a `urn:uuid` further down the Bundle), and until they succeed
-/// the record is left as it was. Then its text fields are moved, not copied, into the row.
-fn silver_row(
-    resolver: &Resolver<'_>,
-    record: &mut Record,
+/// Appends one silver row, in the table's schema order, borrowing every value.
+fn write_row(
+    row: &mut RowWriter<'_>,
+    key: &str,
+    tenant: &str,
+    record: &Record,
+    references: &ResolvedRefs,
     ledger_id: &str,
     now: i64,
-) -> Result<Vec<Value>, RowError> {
-    let kind = record.resource_type();
-    let reference = |target: &Option<RefTarget>, field: &str| -> Result<Value, RowError> {
-        Ok(Value::Str(
-            target
-                .as_ref()
-                .map(|t| resolver.resolve(t, field))
-                .transpose()?,
-        ))
-    };
-    let mut row = Vec::with_capacity(24);
-    row.extend([
-        Value::Str(Some(resolver.key_of(kind, &record.common().id))),
-        Value::Str(Some(resolver.tenant.to_string())),
-    ]);
+) {
+    row.str(Some(key)).str(Some(tenant));
+    let [first_ref, second_ref] = references.each_ref().map(Option::as_deref);
     match record {
-        Record::Patient(p) => row.extend([
-            text(&mut p.gender),
-            Value::I32(p.birth_year),
-            Value::Bool(p.deceased),
-            ts(p.deceased_at),
-            text(&mut p.postal_prefix),
-            text(&mut p.state),
-            text(&mut p.country),
-            text(&mut p.marital_status),
-        ]),
+        Record::Patient(p) => {
+            row.str(p.gender.as_deref())
+                .i32(p.birth_year)
+                .bool(p.deceased)
+                .ts(p.deceased_at)
+                .str(p.postal_prefix.as_deref())
+                .str(p.state.as_deref())
+                .str(p.country.as_deref())
+                .str(p.marital_status.as_deref());
+        }
         Record::Encounter(e) => {
-            let patient = reference(&e.patient, "subject")?;
-            let hospital = reference(&e.hospital, "serviceProvider")?;
-            row.extend([
-                patient,
-                text(&mut e.status),
-                text(&mut e.class_code),
-                text(&mut e.type_code),
-                text(&mut e.type_display),
-                text(&mut e.reason_code),
-                ts(e.period_start),
-                ts(e.period_end),
-                hospital,
-                text(&mut e.hospital_name),
-                text(&mut e.discharge_disposition),
-            ])
+            row.str(first_ref)
+                .str(e.status.as_deref())
+                .str(e.class_code.as_deref())
+                .str(e.type_code.as_deref())
+                .str(e.type_display.as_deref())
+                .str(e.reason_code.as_deref())
+                .ts(e.period_start)
+                .ts(e.period_end)
+                .str(second_ref)
+                .str(e.hospital_name.as_deref())
+                .str(e.discharge_disposition.as_deref());
         }
         Record::Condition(c) => {
-            let patient = reference(&c.patient, "subject")?;
-            let encounter = reference(&c.encounter, "encounter")?;
-            row.extend([
-                patient,
-                encounter,
-                text(&mut c.code_system),
-                text(&mut c.code),
-                text(&mut c.code_display),
-                text(&mut c.clinical_status),
-                text(&mut c.verification_status),
-                text(&mut c.category),
-                ts(c.onset_at),
-                ts(c.abatement_at),
-                ts(c.recorded_at),
-            ])
+            row.str(first_ref)
+                .str(second_ref)
+                .str(c.code_system.as_deref())
+                .str(c.code.as_deref())
+                .str(c.code_display.as_deref())
+                .str(c.clinical_status.as_deref())
+                .str(c.verification_status.as_deref())
+                .str(c.category.as_deref())
+                .ts(c.onset_at)
+                .ts(c.abatement_at)
+                .ts(c.recorded_at);
         }
-        Record::Organization(o) => row.extend([
-            Value::Str(
-                o.identifier
-                    .as_ref()
-                    .map(|i| resolver.conditional_key(kind, &format!("identifier={i}"))),
-            ),
-            text(&mut o.name),
-            text(&mut o.type_code),
-            Value::Bool(o.active),
-            text(&mut o.city),
-            text(&mut o.state),
-        ]),
+        Record::Organization(o) => {
+            row.str(first_ref)
+                .str(o.name.as_deref())
+                .str(o.type_code.as_deref())
+                .bool(o.active)
+                .str(o.city.as_deref())
+                .str(o.state.as_deref());
+        }
     }
-    let common = match record {
-        Record::Patient(r) => &mut r.common,
-        Record::Encounter(r) => &mut r.common,
-        Record::Condition(r) => &mut r.common,
-        Record::Organization(r) => &mut r.common,
-    };
-    row.extend([
-        ts(Some(common.last_updated.unwrap_or(now))),
-        text(&mut common.version_id),
-        Value::Str(Some(ledger_id.to_owned())),
-        ts(Some(now)),
-    ]);
-    Ok(row)
+    let common = record.common();
+    row.ts(Some(common.last_updated.unwrap_or(now)))
+        .str(common.version_id.as_deref())
+        .str(Some(ledger_id))
+        .ts(Some(now))
+        .end();
 }

@@ -16,11 +16,11 @@ use crate::time::{parse_fhir_datetime, parse_fhir_year};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RefTarget {
     /// `Type/id` (relative, absolute URL or with `/_history/n`).
-    Literal { kind: String, id: String },
+    Literal { kind: &'static str, id: String },
     /// `urn:uuid:<uuid>`: a Bundle entry's `fullUrl`, resolved when the file is complete.
     Uuid(String),
     /// `Type?search`: a conditional reference (Synthea uses `Organization?identifier=sys|value`).
-    Conditional { kind: String, query: String },
+    Conditional { kind: &'static str, query: String },
 }
 
 /// FHIR's id rule: `[A-Za-z0-9\-\.]{1,64}`. It also rules out path traversal and separators.
@@ -34,7 +34,7 @@ pub fn is_valid_id(id: &str) -> bool {
 }
 
 /// Parses a reference that must point at a resource of type `expected`.
-pub fn parse_reference(reference: &str, expected: &str) -> Result<RefTarget, String> {
+pub fn parse_reference(reference: &str, expected: &'static str) -> Result<RefTarget, String> {
     if let Some(uuid) = reference.strip_prefix("urn:uuid:") {
         return if uuid.is_empty() {
             Err(format!(
@@ -47,7 +47,7 @@ pub fn parse_reference(reference: &str, expected: &str) -> Result<RefTarget, Str
     if let Some((kind, query)) = reference.split_once('?') {
         return if kind == expected && !query.is_empty() {
             Ok(RefTarget::Conditional {
-                kind: kind.to_owned(),
+                kind: expected,
                 query: query.to_owned(),
             })
         } else {
@@ -56,7 +56,11 @@ pub fn parse_reference(reference: &str, expected: &str) -> Result<RefTarget, Str
             ))
         };
     }
-    let path = match reference.find("/_history/") {
+    // The substring search only when an underscore is there at all (ids never have one): a
+    // reference is parsed two or three times per resource.
+    let history =
+        memchr::memchr(b'_', reference.as_bytes()).and_then(|_| reference.find("/_history/"));
+    let path = match history {
         Some(at) => &reference[..at],
         None => reference,
     };
@@ -74,7 +78,7 @@ pub fn parse_reference(reference: &str, expected: &str) -> Result<RefTarget, Str
         return Err(format!("reference {reference:?} has no valid id"));
     }
     Ok(RefTarget::Literal {
-        kind: kind.to_owned(),
+        kind: expected,
         id: id.to_owned(),
     })
 }
@@ -256,7 +260,7 @@ fn reference(
     kind: &str,
     name: &str,
     value: Option<model::Reference<'_>>,
-    expected: &str,
+    expected: &'static str,
 ) -> Result<Option<RefTarget>, String> {
     match value.and_then(|r| r.reference) {
         Some(text) => parse_reference(&text, expected)
@@ -411,8 +415,8 @@ mod tests {
 
     #[test]
     fn parses_every_reference_shape() {
-        let literal = |k: &str, i: &str| RefTarget::Literal {
-            kind: k.into(),
+        let literal = |k: &'static str, i: &str| RefTarget::Literal {
+            kind: k,
             id: i.into(),
         };
         assert_eq!(
@@ -434,7 +438,7 @@ mod tests {
         assert_eq!(
             parse_reference("Organization?identifier=s|v", "Organization").unwrap(),
             RefTarget::Conditional {
-                kind: "Organization".into(),
+                kind: "Organization",
                 query: "identifier=s|v".into()
             }
         );

@@ -451,7 +451,14 @@ fn read_document(
         };
         seed.deserialize(&mut de).and_then(|()| de.end())
     } else {
-        let mut de = serde_json::Deserializer::from_reader(io::Cursor::new(head).chain(reader));
+        // The head was counted when it was read ahead; count it again as the parser consumes it,
+        // so that the per-value bound measures what the parser has actually passed.
+        meter.count.set(meter.count.get() - head.len() as u64);
+        let head = MeteredHead {
+            head: io::Cursor::new(head),
+            meter,
+        };
+        let mut de = serde_json::Deserializer::from_reader(head.chain(reader));
         let seed = TopLevel {
             sink,
             line: 1,
@@ -464,6 +471,20 @@ fn read_document(
         serde_json::error::Category::Io => read_error(io::Error::from(e)),
         _ => invalid(format!("not a valid FHIR JSON document: {e}")),
     })
+}
+
+/// The read-ahead head of a document too big for memory, counted into the meter as it is consumed.
+struct MeteredHead<'m> {
+    head: io::Cursor<Vec<u8>>,
+    meter: &'m Meter,
+}
+
+impl Read for MeteredHead<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.head.read(buf)?;
+        self.meter.count.set(self.meter.count.get() + n as u64);
+        Ok(n)
+    }
 }
 
 /// The `resourceType` of a resource's JSON text. Bulk exports put it first, so the common case is

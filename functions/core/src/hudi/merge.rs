@@ -123,21 +123,24 @@ impl FileGroupMerge<'_> {
     }
 
     /// zstd level 1: most of the size win of zstd at a fraction of the CPU of higher levels. The
-    /// columns unique per row (keys, sequence ids) skip the dictionary Parquet would try first and
-    /// abandon, and statistics are kept per column chunk, not per page: both showed in profiles,
-    /// and no reader of these tables uses page statistics.
+    /// key and sequence-id columns (unique, or nearly: pseudonyms) skip the dictionary Parquet would
+    /// try first and abandon, and statistics are kept per column chunk, not per page: both showed in
+    /// profiles, and no reader of these tables uses page statistics.
     fn writer_properties(&self) -> Result<WriterProperties> {
-        let unique = [
-            "_hoodie_commit_seqno",
-            "_hoodie_record_key",
-            self.def.record_key.as_str(),
-        ];
+        let schema = self.def.file_schema();
+        let high_cardinality = schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .filter(|name| {
+                ["_hoodie_commit_seqno", "_hoodie_record_key"].contains(name)
+                    || name.ends_with("_key")
+            });
         let builder = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(1)?))
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
             .set_statistics_enabled(EnabledStatistics::Chunk);
-        Ok(unique
-            .into_iter()
+        Ok(high_cardinality
             .fold(builder, |builder, column| {
                 builder.set_column_dictionary_enabled(ColumnPath::from(column), false)
             })

@@ -629,17 +629,32 @@ async fn upload_file(store: &dyn ObjectStore, path: &Path, mut file: std::fs::Fi
         return Ok(size);
     }
     let mut upload = WriteMultipart::new(store.put_multipart(path).await?);
+    match copy_parts(&mut upload, &mut file).await {
+        Ok(()) => {
+            upload.finish().await?;
+        }
+        Err(e) => {
+            // Parts of an unfinished upload are billed until aborted; the commit's roll-back
+            // only removes objects, so abort here. The write's error is the one that matters.
+            if let Err(abort) = upload.abort().await {
+                tracing::warn!(error = %abort, "aborting a failed multipart upload failed");
+            }
+            return Err(e);
+        }
+    }
+    Ok(size)
+}
+
+async fn copy_parts(upload: &mut WriteMultipart, file: &mut std::fs::File) -> Result<()> {
     let mut chunk = vec![0u8; 1 << 20];
     loop {
         let n = file.read(&mut chunk)?;
         if n == 0 {
-            break;
+            return Ok(());
         }
         upload.wait_for_capacity(2).await?;
         upload.write(&chunk[..n]);
     }
-    upload.finish().await?;
-    Ok(size)
 }
 
 /// A write token unique to this process and attempt (Hudi's `<task>-<stage>-<attempt>` shape).

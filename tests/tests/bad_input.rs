@@ -196,3 +196,29 @@ async fn a_bundle_reference_to_a_missing_entry_rejects_only_that_resource() {
     assert_eq!(lake.rows(SilverTable::Patient).await.len(), 1);
     assert_eq!(lake.rows(SilverTable::Encounter).await.len(), 1);
 }
+
+#[tokio::test]
+async fn a_bad_file_whose_name_needs_escaping_is_quarantined_whole() {
+    // GIVEN a broken file in the raw zone whose name has non-ASCII letters, a space and a '#'
+    let lake = TestLake::new();
+    let content = b"patient list, not FHIR".to_vec();
+    lake.drop_raw("t1/J\u{fc}rgen M\u{fc}ller #1.json", &content);
+    let raw = lake.lake.list_raw().await.unwrap();
+    assert_eq!(raw.len(), 1);
+    // WHEN it is processed as an upload event would process it
+    let report = lake.lake.ingest_raw(&raw[0].location).await.unwrap();
+    // THEN it is quarantined (not FAILED because the copy looked for another name), whole
+    assert_eq!(report.result, FileResult::Quarantined, "{report:?}");
+    let dir = lake
+        .lake
+        .dir
+        .join("quarantine/files/t1")
+        .join(&report.ledger_id);
+    let copies: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().is_some_and(|n| n != "reason.json"))
+        .collect();
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    assert_eq!(std::fs::read(&copies[0]).unwrap(), content);
+}

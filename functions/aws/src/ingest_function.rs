@@ -265,12 +265,13 @@ impl IngestFunction {
             .await;
             return Ok(None);
         }
+        // Parsing drops a leading or trailing '/': such a key would then name another object.
         let key = match Path::parse(&record.key) {
-            Ok(key) => key,
-            Err(_) => {
+            Ok(key) if key.as_ref() == record.key => key,
+            _ => {
                 self.ignore(
                     &object,
-                    "its key has an empty, '.' or '..' segment or a control character",
+                    "its key has an empty, '.' or '..' segment, a leading or trailing '/' or a control character",
                 )
                 .await;
                 return Ok(None);

@@ -324,7 +324,7 @@ impl Services {
             },
             Err(FileError::Invalid(reason)) => {
                 match self
-                    .quarantine(source, object, tenant, ledger_id, &reason)
+                    .quarantine(source, key, object, tenant, ledger_id, &reason)
                     .await
                 {
                     Ok(()) => (
@@ -476,10 +476,13 @@ impl Services {
         Ok(())
     }
 
-    /// Copies the file to `files/<tenant>/<ledger id>/` with a `reason.json` beside it.
+    /// Copies the file to `files/<tenant>/<ledger id>/` with a `reason.json` beside it. `key` is the
+    /// object's path as it was read: rebuilding it from the key's text would percent-encode
+    /// characters (non-ASCII, `#`, `%`...) and name another object.
     async fn quarantine(
         &self,
         source: &Arc<dyn ObjectStore>,
+        key: &Path,
         object: &ObjectRef,
         tenant: &TenantId,
         ledger_id: &str,
@@ -497,10 +500,7 @@ impl Services {
             .put_multipart(&dir.clone().join(name))
             .await?;
         let mut writer = WriteMultipart::new(upload);
-        let mut stream = source
-            .get(&Path::from(object.key.as_str()))
-            .await?
-            .into_stream();
+        let mut stream = source.get(key).await?.into_stream();
         while let Some(chunk) = stream.next().await {
             writer.write(&chunk?);
         }

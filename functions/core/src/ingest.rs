@@ -11,7 +11,8 @@ use bytes::Bytes;
 use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{
-    GetResultPayload, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart,
+    GetOptions, GetResultPayload, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+    WriteMultipart,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -264,7 +265,12 @@ impl Services {
                 self.hand_off(route, &object, tenant, &ledger_id).await
             }
             _ => {
-                self.process(source, key, &object, tenant, &ledger_id, now)
+                let claimed = Claimed {
+                    store: source,
+                    key,
+                    pinned: pinned(meta.e_tag.as_deref()),
+                };
+                self.process(&claimed, &object, tenant, &ledger_id, now)
                     .await
             }
         };
@@ -295,8 +301,7 @@ impl Services {
     /// Parses, de-identifies and commits one claimed object; a bad file is quarantined.
     async fn process(
         &self,
-        source: &Arc<dyn ObjectStore>,
-        key: &Path,
+        claimed: &Claimed<'_>,
         object: &ObjectRef,
         tenant: &TenantId,
         ledger_id: &str,
@@ -310,7 +315,15 @@ impl Services {
         };
         let limits = self.settings.limits.clone();
         let progress = self.settings.progress.clone();
-        let parsed = parse_object(source.clone(), key.clone(), limits, context, progress).await;
+        let parsed = parse_object(
+            claimed.store.clone(),
+            claimed.key.clone(),
+            claimed.pinned.clone(),
+            limits,
+            context,
+            progress,
+        )
+        .await;
         match parsed {
             Ok(load) => match self.load(load, tenant, ledger_id).await {
                 Ok(outcome) => (FileResult::Completed, outcome),
@@ -324,7 +337,7 @@ impl Services {
             },
             Err(FileError::Invalid(reason)) => {
                 match self
-                    .quarantine(source, key, object, tenant, ledger_id, &reason)
+                    .quarantine(claimed, object, tenant, ledger_id, &reason)
                     .await
                 {
                     Ok(()) => (
@@ -476,13 +489,12 @@ impl Services {
         Ok(())
     }
 
-    /// Copies the file to `files/<tenant>/<ledger id>/` with a `reason.json` beside it. `key` is the
-    /// object's path as it was read: rebuilding it from the key's text would percent-encode
-    /// characters (non-ASCII, `#`, `%`...) and name another object.
+    /// Copies the file to `files/<tenant>/<ledger id>/` with a `reason.json` beside it. It reads the
+    /// object by the path it was claimed under: rebuilding the path from the key's text would
+    /// percent-encode characters (non-ASCII, `#`, `%`...) and name another object.
     async fn quarantine(
         &self,
-        source: &Arc<dyn ObjectStore>,
-        key: &Path,
+        claimed: &Claimed<'_>,
         object: &ObjectRef,
         tenant: &TenantId,
         ledger_id: &str,
@@ -500,7 +512,11 @@ impl Services {
             .put_multipart(&dir.clone().join(name))
             .await?;
         let mut writer = WriteMultipart::new(upload);
-        let mut stream = source.get(key).await?.into_stream();
+        let mut stream = claimed
+            .store
+            .get_opts(claimed.key, claimed.pinned.clone())
+            .await?
+            .into_stream();
         while let Some(chunk) = stream.next().await {
             writer.write(&chunk?);
         }
@@ -774,15 +790,41 @@ impl FileLoad {
 
 /// Streams the object through the FHIR reader on a blocking thread (parsing is CPU work), building
 /// and staging silver rows as it goes.
+/// The object a worker claimed: where it is, and how to read exactly the claimed version.
+struct Claimed<'a> {
+    store: &'a Arc<dyn ObjectStore>,
+    key: &'a Path,
+    pinned: GetOptions,
+}
+
+/// Read options that fetch exactly the version that was claimed (when the store gives an ETag): an
+/// upload that replaces it in between has its own event and ledger item, and must not be read, and
+/// recorded, under this one's.
+fn pinned(etag: Option<&str>) -> GetOptions {
+    GetOptions {
+        if_match: etag.map(str::to_owned),
+        ..GetOptions::default()
+    }
+}
+
 async fn parse_object(
     source: Arc<dyn ObjectStore>,
     key: Path,
+    pinned: GetOptions,
     limits: ReadLimits,
     context: LoadContext,
     progress: Option<Progress>,
 ) -> Result<FileLoad, FileError> {
-    let unreadable = |e: object_store::Error| FileError::Unreadable(e.to_string());
-    let result = source.get(&key).await.map_err(unreadable)?;
+    let unreadable = |e: object_store::Error| {
+        match e {
+        object_store::Error::Precondition { .. } => FileError::Unreadable(
+            "the object was replaced after it was claimed; the new version is processed as its own upload"
+                .into(),
+        ),
+        e => FileError::Unreadable(e.to_string()),
+    }
+    };
+    let result = source.get_opts(&key, pinned).await.map_err(unreadable)?;
     let size = result.meta.size;
     let name = key.filename().unwrap_or_default().to_owned();
     let input: Box<dyn Read + Send> = match result.payload {

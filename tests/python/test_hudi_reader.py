@@ -145,14 +145,14 @@ def test_a_delete_entry_removes_the_record_in_a_new_commit(lake, write):
     assert len(lake.commits("condition")) == 2
 
 
-def test_a_generated_dirty_data_set_reads_back_with_the_ground_truth_counts(lake, tmp_path):
-    out = tmp_path / "generated"
-    subprocess.run([os.environ["FHIR_GENERATOR_BIN"], "--out", str(out), "--patients", "80", "--tenants", "2",
-                    "--seed", "11", "--format", "bundle", "--dirty"], check=True, capture_output=True)
-    truth = json.loads((out / "ground-truth.json").read_text())
-    for tenant in truth["tenants"]:
-        # Exit status 3: files loaded, some resources rejected (the dirty records).
-        lake.ingest(tenant["tenant"], out / tenant["tenant"], expect=3)
+def generate(out, *args) -> dict:
+    """Runs fhir-generator into `out`; returns its ground truth."""
+    subprocess.run([os.environ["FHIR_GENERATOR_BIN"], "--out", str(out), *args], check=True, capture_output=True)
+    return json.loads((out / "ground-truth.json").read_text())
+
+
+def assert_silver_matches_truth(lake, truth: dict) -> None:
+    """Every record once, and each tenant's silver row counts equal to the generator's."""
     for table in TABLES:
         data = lake.read(table)
         keys = data.column(5).to_pylist()
@@ -160,29 +160,30 @@ def test_a_generated_dirty_data_set_reads_back_with_the_ground_truth_counts(lake
         for tenant in truth["tenants"]:
             count = sum(1 for t in data.column("tenant_id").to_pylist() if t == tenant["tenant"])
             assert count == tenant["resources"][table], (table, tenant["tenant"])
+
+
+def test_a_generated_dirty_data_set_reads_back_with_the_ground_truth_counts(lake, tmp_path):
+    out = tmp_path / "generated"
+    truth = generate(out, "--patients", "80", "--tenants", "2", "--seed", "11", "--format", "bundle", "--dirty")
+    for tenant in truth["tenants"]:
+        # Exit status 3: files loaded, some resources rejected (the dirty records).
+        lake.ingest(tenant["tenant"], out / tenant["tenant"], expect=3)
+    assert_silver_matches_truth(lake, truth)
 
 
 def test_watch_with_parallel_jobs_loads_each_tenants_exports_in_order(lake, tmp_path):
     # GIVEN three tenants' dirty exports dropped into the raw zone: export-2 holds newer versions,
     # stale versions and deletes, so it must load after export-1 of the same tenant
     out = tmp_path / "generated"
-    subprocess.run([os.environ["FHIR_GENERATOR_BIN"], "--out", str(out), "--patients", "90", "--tenants", "3",
-                    "--seed", "5", "--format", "bundle", "--patients-per-bundle", "10", "--dirty"],
-                   check=True, capture_output=True)
-    truth = json.loads((out / "ground-truth.json").read_text())
+    truth = generate(out, "--patients", "90", "--tenants", "3", "--seed", "5", "--format", "bundle",
+                     "--patients-per-bundle", "10", "--dirty")
     raw = lake.root / "raw"
     raw.parent.mkdir(parents=True)
     shutil.copytree(out, raw, ignore=shutil.ignore_patterns("ground-truth.json"))
     # WHEN one watch pass loads them three files at a time (one per tenant)
     lake.run("watch", "--once", "--jobs", "3", expect=3)
     # THEN every tenant's silver equals the generator's ground truth, each record once
-    for table in TABLES:
-        data = lake.read(table)
-        keys = data.column(5).to_pylist()
-        assert len(keys) == len(set(keys)), f"{table}: a record key appears twice"
-        for tenant in truth["tenants"]:
-            count = sum(1 for t in data.column("tenant_id").to_pylist() if t == tenant["tenant"])
-            assert count == tenant["resources"][table], (table, tenant["tenant"])
+    assert_silver_matches_truth(lake, truth)
     ledger = lake.ledger()
     assert len(ledger) == sum(1 for f in raw.rglob("*") if f.is_file())
     assert all(item["status"] == "COMPLETED" for item in ledger), ledger

@@ -1,20 +1,15 @@
 //! Test support: temp-dir lake contexts, fixtures, a silver reader that turns rows into JSON for
-//! assertions, and a storage wrapper that fails chosen writes (crash simulation). With the
+//! assertions, and fault-injecting wrappers of the storage and ledger ports ([`faults`]). With the
 //! `aws-emulator` feature, [`aws`] deploys MetricCare's AWS resources into a running moto server.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::io::Write;
 use std::path::{Path as FsPath, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, TimestampMicrosecondType};
 use arrow_array::{Array, RecordBatch};
 use arrow_schema::DataType;
-use async_trait::async_trait;
-use futures::stream::BoxStream;
 
 use metriccare_core::deid::Pseudonymizer;
 use metriccare_core::gold::GoldRows;
@@ -23,14 +18,11 @@ use metriccare_core::silver::SilverTable;
 use metriccare_core::tenant::TenantId;
 use metriccare_local::{LocalConfig, LocalLake};
 use object_store::path::Path;
-use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult,
-};
 use serde_json::{Map, Value};
 
 #[cfg(feature = "aws-emulator")]
 pub mod aws;
+pub mod faults;
 
 /// The key every test lake uses, so tests can compute expected pseudonyms.
 pub const TEST_KEY: [u8; 32] = *b"metriccare-test-key-32-bytes-ok!";
@@ -129,7 +121,7 @@ impl Default for TestLake {
     }
 }
 
-fn open_lake(dir: &FsPath) -> LocalLake {
+pub(crate) fn open_lake(dir: &FsPath) -> LocalLake {
     let config = LocalConfig {
         key: Some(TEST_KEY.to_vec()),
         ..LocalConfig::default()
@@ -181,93 +173,6 @@ fn cell(column: &dyn Array, row: usize) -> Value {
             column.as_primitive::<TimestampMicrosecondType>().value(row),
         )),
         other => Value::from(format!("<{other}>")),
-    }
-}
-
-/// Wraps a store and fails the `n`-th put (counting from 1) whose path ends with `suffix`:
-/// the process "stops" at that write.
-#[derive(Debug)]
-pub struct FailingStore {
-    inner: Arc<dyn ObjectStore>,
-    suffix: String,
-    fail_on: usize,
-    seen: AtomicUsize,
-}
-
-impl FailingStore {
-    pub fn new(inner: Arc<dyn ObjectStore>, suffix: &str, fail_on: usize) -> Self {
-        Self {
-            inner,
-            suffix: suffix.to_owned(),
-            fail_on,
-            seen: AtomicUsize::new(0),
-        }
-    }
-}
-
-impl fmt::Display for FailingStore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "FailingStore({})", self.inner)
-    }
-}
-
-#[async_trait]
-impl ObjectStore for FailingStore {
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> object_store::Result<PutResult> {
-        if location.as_ref().ends_with(&self.suffix)
-            && self.seen.fetch_add(1, Ordering::SeqCst) + 1 == self.fail_on
-        {
-            return Err(object_store::Error::Generic {
-                store: "FailingStore",
-                source: format!("injected failure writing {location}").into(),
-            });
-        }
-        self.inner.put_opts(location, payload, opts).await
-    }
-
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: PutMultipartOptions,
-    ) -> object_store::Result<Box<dyn MultipartUpload>> {
-        self.inner.put_multipart_opts(location, opts).await
-    }
-
-    async fn get_opts(
-        &self,
-        location: &Path,
-        options: GetOptions,
-    ) -> object_store::Result<GetResult> {
-        self.inner.get_opts(location, options).await
-    }
-
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, object_store::Result<Path>>,
-    ) -> BoxStream<'static, object_store::Result<Path>> {
-        self.inner.delete_stream(locations)
-    }
-
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        self.inner.list(prefix)
-    }
-
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
-        self.inner.list_with_delimiter(prefix).await
-    }
-
-    async fn copy_opts(
-        &self,
-        from: &Path,
-        to: &Path,
-        options: CopyOptions,
-    ) -> object_store::Result<()> {
-        self.inner.copy_opts(from, to, options).await
     }
 }
 

@@ -1,45 +1,23 @@
 //! Crashes between the steps of a commit, concurrent writers, and redelivery.
 
-use std::sync::Arc;
-
-use metriccare_core::ingest::{FileResult, Services, Settings};
+use metriccare_core::ingest::FileResult;
 use metriccare_core::silver::SilverTable;
-use metriccare_local::{JsonLinesNotifier, SqliteLedger};
-use metriccare_tests::{FailingStore, TestLake, fixtures, tenant_id, test_pseudonymizer};
-use object_store::ObjectStore;
-use object_store::local::LocalFileSystem;
+use metriccare_tests::faults::{Fault, FaultPlan, faulty_process};
+use metriccare_tests::{TestLake, fixtures, tenant_id};
 
-/// Services on the test lake whose lake store fails the first write ending in `suffix`.
-fn crashing_services(lake: &TestLake, suffix: &str) -> Services {
-    let dir = &lake.lake.dir;
-    let store: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new_with_prefix(dir).unwrap());
-    Services::new(
-        Arc::new(FailingStore::new(store, suffix, 1)),
-        Arc::new(LocalFileSystem::new_with_prefix(dir.join("quarantine")).unwrap()),
-        Arc::new(SqliteLedger::open(&dir.join("ledger.sqlite")).unwrap()),
-        Arc::new(JsonLinesNotifier::new(dir.join("notifications.jsonl"))),
-        test_pseudonymizer(),
-        // An expired lease at once, so the retry can take the failed claim over.
-        Settings {
-            lease: std::time::Duration::from_micros(1),
-            ..Settings::default()
-        },
-    )
-}
-
-/// Ingests a fixture of tenant t1 through the crashing services: the ingest fails at the write
-/// `suffix` names, leaving what a process stopped there would leave.
+/// Ingests a fixture of tenant t1 in a process whose first write ending in `suffix` fails: the
+/// ingest stops there, leaving what a process stopped at that write would leave.
 async fn crash_while_ingesting(lake: &TestLake, suffix: &str, fixture: &str) {
-    let services = crashing_services(lake, suffix);
-    let files: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new());
-    let path = fixtures().join(fixture).canonicalize().unwrap();
-    let key = object_store::path::Path::from_absolute_path(&path).unwrap();
-    let report = services
-        .ingest_object(&files, "file:tenant=t1", &key, &tenant_id("t1"))
+    let plan = FaultPlan::failing_where(Fault::Error, 1, suffix);
+    let process = faulty_process(lake.path(), &plan);
+    let report = process
+        .ingest_file(&fixtures().join(fixture), &tenant_id("t1"))
         .await
         .unwrap();
     assert_eq!(report.result, FileResult::Failed);
-    let entry = services
+    assert!(plan.failed_call().is_some(), "the write {suffix} happened");
+    let entry = process
+        .services
         .ledger
         .get(&report.ledger_id)
         .await

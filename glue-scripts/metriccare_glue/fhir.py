@@ -430,7 +430,7 @@ def parse_resource(kind: str, resource, full_url: str | None) -> Record | None:
     if kind == "Bundle":
         raise Rejection("a Bundle nested inside a Bundle is not accepted")
     if kind not in KEPT_TYPES:
-        if not kind.isascii() or not kind.isalpha() or len(kind) > 64:
+        if not kind.isascii() or not kind.isalpha() or not kind[0].isupper() or len(kind) > 64:
             raise Rejection("resourceType is not a FHIR resource type name")
         return None
     if isinstance(resource, str):
@@ -652,6 +652,9 @@ def sniff_format(head: bytes) -> str:
         raise InvalidFile("the file is not JSON (it does not start with '{')")
     window = head[start:start + SNIFF_BYTES]
     end = window.find(b"\n")
+    if end < 0 and len(window) >= SNIFF_BYTES:
+        # A first line longer than the window: one long resource per line, unless a Bundle.
+        return "json" if window.startswith(b'{"resourceType":"Bundle"') else "ndjson"
     if end < 0 or not head[start + end:].strip(_ASCII_WHITESPACE):
         return "json"
     try:

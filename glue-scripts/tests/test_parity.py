@@ -93,15 +93,11 @@ def spark_loads(spark, cases):
     return load
 
 
-RUST_BOM_BUG = pytest.mark.xfail(strict=True, reason=(
-    "Rust quarantines an uncompressed NDJSON file that starts with a UTF-8 byte order mark (reader.rs "
-    "read_head decides on the 2-byte magic chunk) yet accepts it gzipped; this port skips the mark as "
-    "reader.rs means to. Remove this mark when the Rust reader is fixed."))
 # Line-by-line reading only differs from whole-file reading for uncompressed NDJSON.
 READ_MODES = [("generated-ndjson", False), ("generated-ndjson", True), ("generated-bundles", False),
               ("repository-fixtures", False), ("repository-fixtures", True),
               ("reader-edge-cases", False), ("reader-edge-cases", True),
-              pytest.param("utf8-bom", False, marks=RUST_BOM_BUG), pytest.param("utf8-bom", True, marks=RUST_BOM_BUG)]
+              ("utf8-bom", False), ("utf8-bom", True)]
 CASE_NAMES = ["generated-ndjson", "generated-bundles", "repository-fixtures", "reader-edge-cases"]
 
 

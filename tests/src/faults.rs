@@ -304,7 +304,7 @@ impl Ledger for FaultyLedger {
 /// count toward `plan`. Its claims expire at once, so the next process can take over whatever it
 /// left unfinished.
 pub fn faulty_process(dir: &FsPath, plan: &Arc<FaultPlan>) -> LocalLake {
-    let lake = crate::open_lake(dir);
+    let lake = crate::open_lake(dir, Settings::default());
     let ports = &lake.services;
     let services = Services::new(
         FaultyStore::wrap(ports.lake.clone(), plan, "lake"),

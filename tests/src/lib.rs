@@ -13,7 +13,7 @@ use arrow_schema::DataType;
 
 use metriccare_core::deid::Pseudonymizer;
 use metriccare_core::gold::GoldRows;
-use metriccare_core::ingest::{FileReport, Services};
+use metriccare_core::ingest::{FileReport, Services, Settings};
 use metriccare_core::silver::SilverTable;
 use metriccare_core::tenant::TenantId;
 use metriccare_local::{LocalConfig, LocalLake};
@@ -54,18 +54,28 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
 pub struct TestLake {
     pub dir: tempfile::TempDir,
     pub lake: LocalLake,
+    settings: Settings,
 }
 
 impl TestLake {
     pub fn new() -> Self {
+        Self::with_settings(Settings::default())
+    }
+
+    /// A test lake whose processes use these settings (limits, lease).
+    pub fn with_settings(settings: Settings) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let lake = open_lake(dir.path());
-        Self { dir, lake }
+        let lake = open_lake(dir.path(), settings.clone());
+        Self {
+            dir,
+            lake,
+            settings,
+        }
     }
 
     /// Another process's view of the same lake (its own ledger connection and services).
     pub fn another_process(&self) -> LocalLake {
-        open_lake(self.dir.path())
+        open_lake(self.dir.path(), self.settings.clone())
     }
 
     pub fn path(&self) -> &FsPath {
@@ -85,7 +95,7 @@ impl TestLake {
         let path = self.lake.dir.join("raw").join(key);
         std::fs::create_dir_all(path.parent().expect("has parent")).expect("mkdir");
         std::fs::write(&path, content).expect("write raw");
-        Path::from(key)
+        Path::parse(key).expect("a valid object key")
     }
 
     pub async fn ingest(&self, file: &FsPath, tenant: &str) -> FileReport {
@@ -121,9 +131,10 @@ impl Default for TestLake {
     }
 }
 
-pub(crate) fn open_lake(dir: &FsPath) -> LocalLake {
+pub(crate) fn open_lake(dir: &FsPath, settings: Settings) -> LocalLake {
     let config = LocalConfig {
         key: Some(TEST_KEY.to_vec()),
+        settings,
         ..LocalConfig::default()
     };
     LocalLake::open_with(dir, config).expect("open test lake")

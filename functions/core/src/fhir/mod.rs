@@ -215,7 +215,11 @@ pub fn parse_resource(raw: &str, full_url: Option<&str>) -> Result<Parsed, Strin
         )?),
         "Bundle" => return Err("a Bundle nested inside a Bundle is not accepted".into()),
         other => {
-            if !other.bytes().all(|b| b.is_ascii_alphabetic()) || other.len() > 64 {
+            // FHIR type names are ASCII letters starting upper-case (`patient` is not one).
+            let is_type_name = other.starts_with(|c: char| c.is_ascii_uppercase())
+                && other.bytes().all(|b| b.is_ascii_alphabetic())
+                && other.len() <= 64;
+            if !is_type_name {
                 return Err("resourceType is not a FHIR resource type name".into());
             }
             return Ok(Parsed::Skipped(other.to_owned()));

@@ -8,6 +8,7 @@
 use std::borrow::Cow;
 
 use serde::Deserialize;
+use serde::de::IgnoredAny;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -90,6 +91,9 @@ pub struct Identifier<'a> {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Patient<'a> {
+    /// Declared so that a second `resourceType` is a duplicate field, not silently ignored.
+    #[serde(default)]
+    pub resource_type: Option<IgnoredAny>,
     #[serde(borrow)]
     pub id: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
@@ -116,6 +120,9 @@ pub struct Hospitalization<'a> {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Encounter<'a> {
+    /// Declared so that a second `resourceType` is a duplicate field, not silently ignored.
+    #[serde(default)]
+    pub resource_type: Option<IgnoredAny>,
     #[serde(borrow)]
     pub id: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
@@ -141,6 +148,9 @@ pub struct Encounter<'a> {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition<'a> {
+    /// Declared so that a second `resourceType` is a duplicate field, not silently ignored.
+    #[serde(default)]
+    pub resource_type: Option<IgnoredAny>,
     #[serde(borrow)]
     pub id: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
@@ -168,6 +178,9 @@ pub struct Condition<'a> {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Organization<'a> {
+    /// Declared so that a second `resourceType` is a duplicate field, not silently ignored.
+    #[serde(default)]
+    pub resource_type: Option<IgnoredAny>,
     #[serde(borrow)]
     pub id: Option<Cow<'a, str>>,
     #[serde(borrow, default)]

@@ -109,6 +109,10 @@ const BUNDLE_TYPES: [&str; 4] = ["collection", "transaction", "batch", "searchse
 
 /// How much of the start of a file the format sniffer may read before it decides.
 const SNIFF_BYTES: usize = 1 << 20;
+/// The UTF-8 byte order mark, tolerated at the start of a file.
+const BOM: [u8; 3] = [0xef, 0xbb, 0xbf];
+/// How a one-line Bundle document starts (written by most exporters).
+const BUNDLE_PREFIX: &[u8] = b"{\"resourceType\":\"Bundle\"";
 
 /// Reads `input` (the raw object's bytes), calling `sink` for every item. `name` is the object
 /// key, used only to cross-check a `.gz` suffix.
@@ -207,6 +211,10 @@ fn read_decoded(
             serde_json::from_slice::<IgnoredAny>(line).is_ok()
                 && head[start + end..].iter().any(|b| !b.is_ascii_whitespace())
         }
+        // A first line longer than the sniff window is one long resource per line (NDJSON also
+        // reads a one-line document of one resource), unless it is a Bundle: that is a document,
+        // streamed rather than held as one line.
+        None if head.len() >= SNIFF_BYTES => !head[start..].starts_with(BUNDLE_PREFIX),
         None => false,
     };
     let mut head = std::io::Cursor::new(head);
@@ -223,11 +231,7 @@ fn read_decoded(
 
 /// Where the content starts: after a UTF-8 byte order mark and leading white space.
 fn content_start(head: &[u8]) -> usize {
-    let bom = if head.starts_with(&[0xef, 0xbb, 0xbf]) {
-        3
-    } else {
-        0
-    };
+    let bom = if head.starts_with(&BOM) { BOM.len() } else { 0 };
     bom + head[bom..]
         .iter()
         .take_while(|b| b.is_ascii_whitespace())
@@ -250,6 +254,10 @@ fn read_head(reader: &mut impl BufRead) -> Result<Vec<u8>, FileError> {
         let n = chunk.len();
         head.extend_from_slice(chunk);
         reader.consume(n);
+        // A chunk can end inside a byte order mark: decide on at least its length.
+        if head.len() < BOM.len() {
+            continue;
+        }
         let start = content_start(&head);
         let decided = match head.get(start) {
             None => false,

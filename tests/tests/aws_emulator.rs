@@ -412,42 +412,132 @@ async fn end_to_end_from_s3_notifications_to_gold_and_sns_and_redelivery_changes
     assert_eq!(again.services().ledger.list().await.unwrap(), ledger);
 }
 
-#[tokio::test]
-async fn two_ingests_of_one_tenant_at_once_keep_both_files_rows() {
-    // GIVEN two different Patient files of the same tenant (two seeds)
+/// How many function instances run at once in the concurrency tests.
+const INSTANCES: usize = 6;
+
+/// Completed commits of a silver table in the lake bucket.
+async fn commits(services: &metriccare_core::ingest::Services, table: SilverTable) -> usize {
+    let prefix = Path::from(format!("silver/{}/.hoodie", table.name()));
+    let listing = services
+        .lake
+        .list_with_delimiter(Some(&prefix))
+        .await
+        .unwrap();
+    listing
+        .objects
+        .iter()
+        .filter(|o| o.location.as_ref().ends_with(".commit"))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_ingests_into_one_tenant_and_table_at_once_keep_every_row_and_commit() {
+    // GIVEN six different Patient files of one tenant (six seeds)
     let deployment = Deployment::create().await;
-    let (first, first_truth) = generated(21, 30, 1);
-    let (second, second_truth) = generated(22, 30, 1);
-    for (dir, key) in [
-        (&first, "tenant-01/a/Patient.ndjson"),
-        (&second, "tenant-01/b/Patient.ndjson"),
-    ] {
+    let mut keys = Vec::new();
+    let mut expected = 0;
+    for writer in 0..INSTANCES as u64 {
+        let (dir, truth) = generated(21 + writer, 20, 1);
         let body = std::fs::read(dir.path().join("tenant-01/export-1/Patient.ndjson")).unwrap();
-        deployment.upload(key, body).await;
+        let key = format!("tenant-01/writer-{writer}/Patient.ndjson");
+        deployment.upload(&key, body).await;
+        expected += truth.tenants[0].resources.patient;
+        keys.push(key);
     }
 
-    // WHEN two function instances (two Lambdas) ingest them at the same time
-    let one = deployment.ingest_function(deployment.ingest_config()).await;
-    let two = deployment.ingest_function(deployment.ingest_config()).await;
-    let (a, b) = tokio::join!(
-        one.handle(s3_event(
-            &deployment.raw_bucket,
-            &["tenant-01/a/Patient.ndjson"]
-        )),
-        two.handle(s3_event(
-            &deployment.raw_bucket,
-            &["tenant-01/b/Patient.ndjson"]
-        ))
-    );
+    // WHEN six function instances (six Lambdas) each ingest one of them at the same time
+    let functions = futures::future::join_all(
+        keys.iter()
+            .map(|_| deployment.ingest_function(deployment.ingest_config())),
+    )
+    .await;
+    let answers = futures::future::join_all(
+        functions
+            .iter()
+            .zip(&keys)
+            .map(|(function, key)| function.handle(s3_event(&deployment.raw_bucket, &[key]))),
+    )
+    .await;
 
-    // THEN both committed, and every row of both files is in silver
-    assert_eq!(results(&a.unwrap()), ["completed"]);
-    assert_eq!(results(&b.unwrap()), ["completed"]);
-    let patients = silver_rows(one.services(), SilverTable::Patient).await;
+    // THEN every one completed, every row of every file is in silver once, every commit is kept
+    for answer in answers {
+        assert_eq!(results(&answer.unwrap()), ["completed"]);
+    }
+    let services = functions[0].services();
+    let patients = silver_rows(services, SilverTable::Patient).await;
+    assert_eq!(patients.len() as u64, expected);
+    let distinct: BTreeSet<_> = patients.iter().map(|r| r["patient_key"].as_str()).collect();
+    assert_eq!(distinct.len(), patients.len());
+    assert_eq!(commits(services, SilverTable::Patient).await, INSTANCES);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_upload_delivered_to_many_instances_at_once_is_loaded_once() {
+    // GIVEN one uploaded file and its S3 notification
+    let deployment = Deployment::create().await;
+    let (dir, truth) = generated(31, 20, 1);
+    let body = std::fs::read(dir.path().join("tenant-01/export-1/Patient.ndjson")).unwrap();
+    deployment
+        .upload("tenant-01/once/Patient.ndjson", body)
+        .await;
+    let notifications = deployment.receive(&deployment.raw_events_queue, 2).await;
+    let upload: Vec<_> = notifications
+        .into_iter()
+        .filter(|m| {
+            m.body
+                .as_deref()
+                .unwrap_or_default()
+                .contains("Patient.ndjson")
+        })
+        .collect();
+    assert_eq!(upload.len(), 1);
+
+    // WHEN the same message reaches six function instances at the same time
+    let functions = futures::future::join_all(
+        (0..INSTANCES).map(|_| deployment.ingest_function(deployment.ingest_config())),
+    )
+    .await;
+    let answers = futures::future::join_all(
+        functions
+            .iter()
+            .map(|function| function.handle(sqs_event(&upload))),
+    )
+    .await;
+
+    // THEN one instance loaded it; each other found it held (its message is retried) or done
+    let mut outcomes: Vec<String> = Vec::new();
+    for answer in answers {
+        let answer = answer.unwrap();
+        let result = results(&answer).pop().unwrap();
+        let retried = answer["batchItemFailures"].as_array().unwrap().len();
+        assert_eq!(retried, usize::from(result == "busy"), "{answer}");
+        outcomes.push(result);
+    }
     assert_eq!(
-        patients.len() as u64,
-        first_truth.tenants[0].resources.patient + second_truth.tenants[0].resources.patient
+        outcomes.iter().filter(|r| *r == "completed").count(),
+        1,
+        "{outcomes:?}"
     );
+    assert!(
+        outcomes
+            .iter()
+            .all(|r| ["completed", "busy", "already_done"].contains(&r.as_str())),
+        "{outcomes:?}"
+    );
+    // AND silver holds its rows once, from one commit, and the retried messages change nothing
+    let services = functions[0].services();
+    let expected = truth.tenants[0].resources.patient as usize;
+    assert_eq!(
+        silver_rows(services, SilverTable::Patient).await.len(),
+        expected
+    );
+    assert_eq!(commits(services, SilverTable::Patient).await, 1);
+    let again = functions[1].handle(sqs_event(&upload)).await.unwrap();
+    assert_eq!(results(&again), ["already_done"]);
+    assert_eq!(commits(services, SilverTable::Patient).await, 1);
+    let ledger = services.ledger.list().await.unwrap();
+    assert_eq!(ledger.len(), 1);
+    assert_eq!(ledger[0].status, LedgerStatus::Completed);
 }
 
 #[tokio::test]

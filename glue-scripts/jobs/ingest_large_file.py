@@ -1,7 +1,7 @@
 """Glue job: one raw file too large for the ingest Lambda, handed off with StartJobRun.
 
-The Lambda passes --raw_bucket --raw_key --raw_etag --tenant_id --ledger_id and left the ledger item
-HANDED_OFF; the job's default arguments name the lake, the ledger, the Hudi lock table, the key
+The Lambda passes --raw_bucket --raw_key --raw_etag --tenant_id --ledger_id and then records the
+ledger item HANDED_OFF to this run (the run waits for that); the job's default arguments name the lake, the ledger, the Hudi lock table, the key
 parameter, the catalog databases and the region. The job de-identifies the file into silver, recomputes
 the tenant's gold, and finishes the ledger item (HANDED_OFF → COMPLETED or FAILED, once). A run that
 finds the item already finished does nothing. Argument parsing and I/O only: the logic is in the
@@ -9,6 +9,7 @@ metriccare_glue package (glue-scripts/README.md).
 """
 
 import sys
+import time
 
 import boto3
 from awsglue.utils import getResolvedOptions
@@ -17,12 +18,14 @@ from pyspark.sql import SparkSession
 from metriccare_glue.deid import redact_key
 from metriccare_glue.fhir import InvalidFile
 from metriccare_glue.lake import check_key_fingerprint
-from metriccare_glue.ledger import COMPLETED, FAILED, finish_request, is_handed_off, status_tags
+from metriccare_glue.ledger import COMPLETED, FAILED, RUN, WAIT, finish_request, hand_off_decision, status_tags
 from metriccare_glue.pipeline import (commit_tenant, head_and_last_byte, log_event, now_micros,
                                      pseudonymizer_from_parameter)
 from metriccare_glue.s3_store import S3LakeStore
 from metriccare_glue.silver import LoadContext, load_silver, plan_raw_file
 
+# How long a run waits for the Lambda to record the hand-off (it starts the run first).
+HAND_OFF_WAIT_SECONDS = 300
 ARGUMENTS = ["JOB_RUN_ID", "raw_bucket", "raw_key", "raw_etag", "tenant_id", "ledger_id", "lake_bucket",
              "ledger_table", "lock_table", "pseudonym_key_parameter", "silver_database", "gold_database",
              "aws_region"]
@@ -70,9 +73,17 @@ def main() -> None:
     aws = boto3.Session(region_name=args["aws_region"])
     dynamodb = aws.client("dynamodb")
     ledger_key = {"ledger_id": {"S": args["ledger_id"]}}
-    item = dynamodb.get_item(TableName=args["ledger_table"], Key=ledger_key, ConsistentRead=True).get("Item")
-    if not is_handed_off(item):
-        log_event("file.skipped", ledger_id=args["ledger_id"], reason="the ledger item is not HANDED_OFF")
+    deadline = time.monotonic() + HAND_OFF_WAIT_SECONDS
+    while True:
+        item = dynamodb.get_item(TableName=args["ledger_table"], Key=ledger_key, ConsistentRead=True).get("Item")
+        decision = hand_off_decision(item, args["JOB_RUN_ID"])
+        if decision != WAIT or time.monotonic() > deadline:
+            break
+        time.sleep(5)
+    if decision != RUN:
+        # Still PROCESSING at the deadline: the Lambda stopped before recording the hand-off; its
+        # lease expires and the retried message hands the file off again, to a new run.
+        log_event("file.skipped", ledger_id=args["ledger_id"], reason=f"the ledger item is not HANDED_OFF to this run ({decision})")
         return
 
     def finish(status: str, **outcome) -> None:

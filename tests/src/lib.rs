@@ -23,6 +23,7 @@ use serde_json::{Map, Value};
 #[cfg(feature = "aws-emulator")]
 pub mod aws;
 pub mod faults;
+pub mod fuzzing;
 
 /// The key every test lake uses, so tests can compute expected pseudonyms.
 pub const TEST_KEY: [u8; 32] = *b"metriccare-test-key-32-bytes-ok!";

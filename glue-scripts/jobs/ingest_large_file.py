@@ -1,7 +1,8 @@
 """Glue job: one raw file too large for the ingest Lambda, handed off with StartJobRun.
 
-The Lambda passes --raw_bucket --raw_key --raw_etag --tenant_id --ledger_id and then records the
-ledger item HANDED_OFF to this run (the run waits for that); the job's default arguments name the lake, the ledger, the Hudi lock table, the key
+The Lambda passes --tenant_id --ledger_id and then records the ledger item HANDED_OFF to this run (the
+run waits for that); the object's bucket, key and ETag come from that item, never from arguments,
+which anyone allowed to list job runs can read (a key may name a patient); the job's default arguments name the lake, the ledger, the Hudi lock table, the key
 parameter, the catalog databases and the region. The job de-identifies the file into silver, recomputes
 the tenant's gold, and finishes the ledger item (HANDED_OFF → COMPLETED or FAILED, once). A run that
 finds the item already finished does nothing. Argument parsing and I/O only: the logic is in the
@@ -26,7 +27,7 @@ from metriccare_glue.silver import LoadContext, load_silver, plan_raw_file
 
 # How long a run waits for the Lambda to record the hand-off (it starts the run first).
 HAND_OFF_WAIT_SECONDS = 300
-ARGUMENTS = ["JOB_RUN_ID", "raw_bucket", "raw_key", "raw_etag", "tenant_id", "ledger_id", "lake_bucket",
+ARGUMENTS = ["JOB_RUN_ID", "tenant_id", "ledger_id", "lake_bucket",
              "ledger_table", "lock_table", "pseudonym_key_parameter", "silver_database", "gold_database",
              "aws_region"]
 
@@ -85,6 +86,7 @@ def main() -> None:
         # lease expires and the retried message hands the file off again, to a new run.
         log_event("file.skipped", ledger_id=args["ledger_id"], reason=f"the ledger item is not HANDED_OFF to this run ({decision})")
         return
+    args = {**args, "raw_bucket": item["bucket"]["S"], "raw_key": item["object_key"]["S"], "raw_etag": item["etag"]["S"]}
 
     def finish(status: str, **outcome) -> None:
         request = finish_request(args["ledger_table"], args["ledger_id"], status, now=now_micros(), **outcome)

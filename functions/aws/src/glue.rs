@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use aws_sdk_glue::Client;
 use aws_sdk_glue::types::{PartitionInput, StorageDescriptor};
-use metriccare_core::ports::{ObjectRef, ScaleOut};
+use metriccare_core::ports::ScaleOut;
 use metriccare_core::tenant::TenantId;
 use metriccare_core::{CoreError, Result as CoreResult};
 
@@ -137,8 +137,9 @@ impl GlueCatalog {
     }
 }
 
-/// The scale-out path: `StartJobRun` of the Glue job with the object's coordinates. The job records
-/// the object's final outcome in the ledger itself; a failed run reaches the alerts topic through
+/// The scale-out path: `StartJobRun` of the Glue job with the tenant and the ledger id (the job reads
+/// the object's bucket, key and ETag from the ledger item). The job records the object's final
+/// outcome in the ledger itself; a failed run reaches the alerts topic through
 /// the EventBridge rule on Glue job state changes.
 pub struct GlueJob {
     client: Client,
@@ -156,19 +157,11 @@ impl GlueJob {
 
 #[async_trait]
 impl ScaleOut for GlueJob {
-    async fn start(
-        &self,
-        object: &ObjectRef,
-        tenant_id: &str,
-        ledger_id: &str,
-    ) -> CoreResult<String> {
+    async fn start(&self, tenant_id: &str, ledger_id: &str) -> CoreResult<String> {
         let output = self
             .client
             .start_job_run()
             .job_name(&self.job_name)
-            .arguments("--raw_bucket", &object.bucket)
-            .arguments("--raw_key", &object.key)
-            .arguments("--raw_etag", &object.etag)
             .arguments("--tenant_id", tenant_id)
             .arguments("--ledger_id", ledger_id)
             .send()

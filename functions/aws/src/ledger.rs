@@ -284,9 +284,12 @@ fn number(item: &Item, name: &str) -> Option<i64> {
 }
 
 fn entry(item: &Item) -> Result<LedgerEntry> {
+    // Named by its id only: the item's object_key may name a patient.
     let required = |name: &str| {
-        text(item, name)
-            .ok_or_else(|| CoreError::Ledger(format!("ledger item without {name}: {item:?}")))
+        text(item, name).ok_or_else(|| {
+            let id = text(item, KEY_ATTRIBUTE).unwrap_or_default();
+            CoreError::Ledger(format!("ledger item {id:?} has no {name}"))
+        })
     };
     let status = required("status")?;
     Ok(LedgerEntry {

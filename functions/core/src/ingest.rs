@@ -262,7 +262,7 @@ impl Services {
 
         let (result, mut outcome) = match &self.scale_out {
             Some(route) if object.size > route.above_bytes => {
-                self.hand_off(route, &object, tenant, &ledger_id).await
+                self.hand_off(route, tenant, &ledger_id).await
             }
             _ => {
                 let claimed = Claimed {
@@ -370,11 +370,10 @@ impl Services {
     async fn hand_off(
         &self,
         route: &ScaleOutRoute,
-        object: &ObjectRef,
         tenant: &TenantId,
         ledger_id: &str,
     ) -> (FileResult, Outcome) {
-        match route.job.start(object, tenant.as_str(), ledger_id).await {
+        match route.job.start(tenant.as_str(), ledger_id).await {
             Ok(run_id) => (
                 FileResult::HandedOff,
                 Outcome {

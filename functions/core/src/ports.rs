@@ -187,10 +187,12 @@ pub trait Ledger: Send + Sync {
 }
 
 /// Where objects too big for this worker go: a job that runs the same pipeline with more memory
-/// and time (the Glue job on AWS). `start` returns the job run id recorded in the ledger.
+/// and time (the Glue job on AWS). `start` returns the job run id recorded in the ledger. The job
+/// learns the object from the ledger item: its key may name a patient, and job arguments are
+/// visible to whoever can list job runs.
 #[async_trait]
 pub trait ScaleOut: Send + Sync {
-    async fn start(&self, object: &ObjectRef, tenant_id: &str, ledger_id: &str) -> Result<String>;
+    async fn start(&self, tenant_id: &str, ledger_id: &str) -> Result<String>;
 }
 
 /// Where a message goes: analysts' refresh notices, or operators' alerts.

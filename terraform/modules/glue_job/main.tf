@@ -28,9 +28,9 @@ locals {
 
   package_key = "glue-scripts/metriccare_glue.zip"
 
-  # Arguments every job run gets; the ingest function adds --raw_bucket, --raw_key, --raw_etag,
-  # --tenant_id and --ledger_id to each large-file run (a run's arguments override these). A
-  # backfill reads tenant_id and prefix from its workflow run's properties.
+  # Arguments every job run gets; the ingest function adds --tenant_id and --ledger_id to each
+  # large-file run (the job reads the object's key from the ledger item: a key may name a
+  # patient). A backfill reads tenant_id and prefix from its workflow run's properties.
   common_arguments = {
     "--job-language"                     = "python"
     "--datalake-formats"                 = "hudi"

@@ -1,7 +1,8 @@
 """Glue job: one raw file too large for the ingest Lambda, handed off with StartJobRun.
 
 The Lambda passes --tenant_id --ledger_id and then records the ledger item HANDED_OFF to this run (the
-run waits for that); the object's bucket, key and ETag come from that item, never from arguments,
+run waits for that; it also takes over an item whose run ended without finishing it: Glue's retry,
+or an operator's re-run); the object's bucket, key and ETag come from that item, never from arguments,
 which anyone allowed to list job runs can read (a key may name a patient); the job's default arguments name the lake, the ledger, the Hudi lock table, the key
 parameter, the catalog databases and the region. The job de-identifies the file into silver, recomputes
 the tenant's gold, and finishes the ledger item (HANDED_OFF → COMPLETED or FAILED, once). A run that
@@ -19,7 +20,8 @@ from pyspark.sql import SparkSession
 from metriccare_glue.deid import redact_key
 from metriccare_glue.fhir import InvalidFile
 from metriccare_glue.lake import check_key_fingerprint
-from metriccare_glue.ledger import COMPLETED, FAILED, RUN, WAIT, finish_request, hand_off_decision, status_tags
+from metriccare_glue.ledger import (ACTIVE_RUN_STATES, COMPLETED, FAILED, RUN, WAIT, finish_request, hand_off_decision,
+                                    status_tags)
 from metriccare_glue.pipeline import (commit_tenant, head_and_last_byte, log_event, now_micros,
                                      pseudonymizer_from_parameter)
 from metriccare_glue.s3_store import S3LakeStore
@@ -27,7 +29,7 @@ from metriccare_glue.silver import LoadContext, load_silver, plan_raw_file
 
 # How long a run waits for the Lambda to record the hand-off (it starts the run first).
 HAND_OFF_WAIT_SECONDS = 300
-ARGUMENTS = ["JOB_RUN_ID", "tenant_id", "ledger_id", "lake_bucket",
+ARGUMENTS = ["JOB_NAME", "JOB_RUN_ID", "tenant_id", "ledger_id", "lake_bucket",
              "ledger_table", "lock_table", "pseudonym_key_parameter", "silver_database", "gold_database",
              "aws_region"]
 
@@ -74,10 +76,19 @@ def main() -> None:
     aws = boto3.Session(region_name=args["aws_region"])
     dynamodb = aws.client("dynamodb")
     ledger_key = {"ledger_id": {"S": args["ledger_id"]}}
+    glue = aws.client("glue")
+
+    def run_is_active(run_id: str) -> bool:
+        try:
+            state = glue.get_job_run(JobName=args["JOB_NAME"], RunId=run_id)["JobRun"]["JobRunState"]
+        except glue.exceptions.EntityNotFoundException:
+            return False
+        return state in ACTIVE_RUN_STATES
+
     deadline = time.monotonic() + HAND_OFF_WAIT_SECONDS
     while True:
         item = dynamodb.get_item(TableName=args["ledger_table"], Key=ledger_key, ConsistentRead=True).get("Item")
-        decision = hand_off_decision(item, args["JOB_RUN_ID"])
+        decision = hand_off_decision(item, args["JOB_RUN_ID"], run_is_active)
         if decision != WAIT or time.monotonic() > deadline:
             break
         time.sleep(5)

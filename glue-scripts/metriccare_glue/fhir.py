@@ -14,6 +14,7 @@ needs; names, telecom, narrative and the like are never copied out of the JSON.
 
 import itertools
 import json
+import re
 import zlib
 from dataclasses import dataclass
 from typing import Iterator, NamedTuple
@@ -33,6 +34,8 @@ MAX_GZIP_RATIO = 200
 RATIO_GRACE_BYTES = 64 << 20
 # How much of the start of a file the format sniffer looks at before it decides.
 SNIFF_BYTES = 1 << 20
+# The first resourceType's value, whatever the spacing (as reader.rs first_resource_type).
+_FIRST_RESOURCE_TYPE = re.compile(rb'"resourceType"[ \t\r\n\f]*:[ \t\r\n\f]*"([^"]*)"')
 
 # `u8::is_ascii_whitespace` (no vertical tab, unlike `bytes.isspace`).
 _ASCII_WHITESPACE = b" \t\n\r\x0c"
@@ -654,7 +657,8 @@ def sniff_format(head: bytes) -> str:
     end = window.find(b"\n")
     if end < 0 and len(window) >= SNIFF_BYTES:
         # A first line longer than the window: one long resource per line, unless a Bundle.
-        return "json" if window.startswith(b'{"resourceType":"Bundle"') else "ndjson"
+        found = _FIRST_RESOURCE_TYPE.search(window)
+        return "json" if found and found.group(1) == b"Bundle" else "ndjson"
     if end < 0 or not head[start + end:].strip(_ASCII_WHITESPACE):
         return "json"
     try:

@@ -4,6 +4,7 @@ without AWS: the ledger item's finish (`functions/aws/src/ledger.rs`), the ledge
 (`functions/aws/src/glue.rs`)."""
 
 import hashlib
+from collections.abc import Callable
 
 HANDED_OFF, COMPLETED, FAILED = "HANDED_OFF", "COMPLETED", "FAILED"
 STATUS_TAG = "metriccare-status"
@@ -22,19 +23,24 @@ def ledger_id(bucket: str, key: str, etag: str) -> str:
 
 # What a job run does with the ledger item it was started for.
 RUN, WAIT, SKIP = "run", "wait", "skip"
+# Glue job run states of a run that may still finish its item.
+ACTIVE_RUN_STATES = frozenset({"STARTING", "RUNNING", "STOPPING", "WAITING"})
 
 
-def hand_off_decision(item: dict | None, run_id: str) -> str:
-    """RUN when the item (DynamoDB attribute values) is HANDED_OFF to this run. WAIT while it is
-    still PROCESSING: the Lambda starts the run before it can record the run's id, so a fast run may
-    read the item first. SKIP otherwise: HANDED_OFF to another run (a retried hand-off started a
-    second job, which does the work), or finished already (a redelivered or retried run)."""
+def hand_off_decision(item: dict | None, run_id: str, run_is_active: Callable[[str], bool]) -> str:
+    """RUN when the item (DynamoDB attribute values) is HANDED_OFF to this run, or to a run that
+    ended without finishing it (it failed, timed out or was stopped: this is Glue's retry or an
+    operator's re-run). WAIT while it is still PROCESSING: the Lambda starts the run before it can
+    record the run's id, so a fast run may read the item first. SKIP otherwise: HANDED_OFF to
+    another run still active (a retried hand-off started a second job), or finished already (a
+    redelivered or retried run)."""
     status = item.get("status", {}).get("S") if item else None
     if status == "PROCESSING":
         return WAIT
-    if status == HANDED_OFF and item.get("handed_off_to", {}).get("S") == run_id:
-        return RUN
-    return SKIP
+    if status != HANDED_OFF:
+        return SKIP
+    holder = item.get("handed_off_to", {}).get("S")
+    return RUN if holder == run_id or not holder or not run_is_active(holder) else SKIP
 
 
 def finish_request(table: str, item_id: str, status: str, *, counts: dict, deleted: int, rejected: int,

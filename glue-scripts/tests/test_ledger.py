@@ -52,12 +52,12 @@ def _item(client) -> dict:
 
 
 def test_a_handed_off_item_is_finished_once(dynamodb):
-    assert hand_off_decision(_item(dynamodb), "jr_1") == RUN
+    assert hand_off_decision(_item(dynamodb), "jr_1", ACTIVE) == RUN
     request = finish_request(TABLE, ITEM, COMPLETED, counts={"Patient": 3, "Observation": 2}, deleted=1, rejected=4,
                              silver_instants=["patient@20240101000000000"], error=None, now=1_700_000_000_000_001)
     dynamodb.update_item(**request)
     item = _item(dynamodb)
-    assert item["status"] == {"S": COMPLETED} and hand_off_decision(item, "jr_1") == SKIP
+    assert item["status"] == {"S": COMPLETED} and hand_off_decision(item, "jr_1", ACTIVE) == SKIP
     assert item["counts"] == {"M": {"Observation": {"N": "2"}, "Patient": {"N": "3"}}}
     assert (item["deleted"], item["rejected"], item["lease_until"]) == ({"N": "1"}, {"N": "4"}, {"N": "0"})
     assert item["silver_instants"] == {"L": [{"S": "patient@20240101000000000"}]}
@@ -82,16 +82,22 @@ def test_a_failure_records_its_redacted_reason(dynamodb):
     assert "Jane" not in str(item["error"])
 
 
+def ACTIVE(run_id: str) -> bool:
+    return True
+
+
 def test_a_run_works_only_on_an_item_handed_off_to_it_and_waits_for_the_hand_off():
     handed = {"status": {"S": HANDED_OFF}, "handed_off_to": {"S": "jr_1"}}
-    assert hand_off_decision(handed, "jr_1") == RUN
-    # A retried hand-off started jr_2 and recorded it: jr_1 leaves the file to jr_2.
-    assert hand_off_decision(handed, "jr_2") == SKIP
+    assert hand_off_decision(handed, "jr_1", ACTIVE) == RUN
+    # A retried hand-off started jr_2 while jr_1 still runs: jr_2 leaves the file to jr_1.
+    assert hand_off_decision(handed, "jr_2", ACTIVE) == SKIP
+    # jr_1 ended without finishing the item (failed, timed out, stopped): Glue's retry takes over.
+    assert hand_off_decision(handed, "jr_2", lambda run: run != "jr_1") == RUN
     # The Lambda has not recorded the hand-off yet.
-    assert hand_off_decision({"status": {"S": "PROCESSING"}}, "jr_1") == WAIT
-    assert hand_off_decision(None, "jr_1") == SKIP
+    assert hand_off_decision({"status": {"S": "PROCESSING"}}, "jr_1", ACTIVE) == WAIT
+    assert hand_off_decision(None, "jr_1", ACTIVE) == SKIP
     for status in (COMPLETED, FAILED, "QUARANTINED"):
-        assert hand_off_decision({"status": {"S": status}, "handed_off_to": {"S": "jr_1"}}, "jr_1") == SKIP
+        assert hand_off_decision({"status": {"S": status}, "handed_off_to": {"S": "jr_1"}}, "jr_1", ACTIVE) == SKIP
 
 
 def test_the_status_tag_joins_the_objects_other_tags():

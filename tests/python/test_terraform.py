@@ -374,7 +374,7 @@ def test_the_glue_role_allows_the_jobs_calls_and_only_what_spark_and_hudi_add():
 
 def test_the_glue_jobs_get_every_argument_their_scripts_require():
     """Each job script's getResolvedOptions names are given by Terraform's default arguments, by the
-    ingest function's StartJobRun (large files) or by Glue itself (JOB_RUN_ID)."""
+    ingest function's StartJobRun (large files) or by Glue itself (JOB_NAME, JOB_RUN_ID)."""
     module = load_hcl(TERRAFORM / "modules" / "glue_job")
     defaults = {k.removeprefix("--") for k in module["locals"]["common_arguments"]}
     from_lambda = set(re.findall(r'"--(\w+)"', (AWS_SRC / "glue.rs").read_text()))
@@ -383,5 +383,5 @@ def test_the_glue_jobs_get_every_argument_their_scripts_require():
     for job in module["locals"]["jobs"].values():
         script = (ROOT / "glue-scripts" / "jobs" / job["script"]).read_text()
         required = set(re.findall(r'"(\w+)"', re.search(r"^ARGUMENTS = \[(.*?)\]", script, re.S | re.M).group(1)))
-        given = defaults | {"JOB_RUN_ID"} | (from_lambda if job["script"] == "ingest_large_file.py" else set())
+        given = defaults | {"JOB_NAME", "JOB_RUN_ID"} | (from_lambda if job["script"] == "ingest_large_file.py" else set())
         assert required <= given, f"{job['script']} needs {required - given}"

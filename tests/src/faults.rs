@@ -4,7 +4,6 @@
 use std::fmt;
 use std::future::Future;
 use std::path::Path as FsPath;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,7 +17,7 @@ use metriccare_local::LocalLake;
 use object_store::path::Path;
 use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, UploadPart,
 };
 
 /// How an injected fault shows itself to the caller.
@@ -42,10 +41,10 @@ pub struct FaultPlan {
     fault: Fault,
     /// The call (from 1) that fails; 0 never fails.
     fail_at: usize,
-    /// Only calls whose description ends with this count (a file name, say); empty: every call.
-    only_ending_with: String,
-    calls: AtomicUsize,
-    /// What each call was, to name the failing one in assertion messages.
+    /// Only writes whose path ends with this count; empty: every call counts.
+    only_writes_ending_with: String,
+    /// What each counted call was ("lake put <path>", "ledger claim <id>"), in order: its length
+    /// is the count, and it names the failing call in assertion messages.
     log: Mutex<Vec<String>>,
 }
 
@@ -64,26 +63,25 @@ impl FaultPlan {
 
     /// A plan whose `at`-th call (from 1) fails as `fault`.
     pub fn failing(fault: Fault, at: usize) -> Arc<Self> {
-        Self::failing_where(fault, at, "")
+        Self::failing_write(fault, at, "")
     }
 
-    /// A plan that counts only the calls whose description ("lake put <path>", "ledger claim <id>")
-    /// ends with `suffix`, and fails the `at`-th of them as `fault`.
-    pub fn failing_where(fault: Fault, at: usize, suffix: &str) -> Arc<Self> {
+    /// A plan that counts only the writes (`put`) whose path ends with `suffix`, and fails the
+    /// `at`-th of them as `fault`.
+    pub fn failing_write(fault: Fault, at: usize, suffix: &str) -> Arc<Self> {
         Arc::new(Self {
             fault,
             fail_at: at,
-            only_ending_with: suffix.to_owned(),
-            calls: AtomicUsize::new(0),
+            only_writes_ending_with: suffix.to_owned(),
             log: Mutex::new(Vec::new()),
         })
     }
 
     pub fn calls(&self) -> usize {
-        self.calls.load(Ordering::SeqCst)
+        self.log.lock().expect("log lock").len()
     }
 
-    /// The failing call, as "port operation path", once it has happened.
+    /// The failing call, once it has happened.
     pub fn failed_call(&self) -> Option<String> {
         let log = self.log.lock().expect("log lock");
         self.fail_at
@@ -91,19 +89,26 @@ impl FaultPlan {
             .and_then(|i| log.get(i).cloned())
     }
 
-    fn step(&self, what: String) -> Step {
-        if !what.ends_with(&self.only_ending_with) {
+    /// Decides one call: `op` is the operation ("put", "get", "claim", ...), `what` the call as
+    /// logged.
+    fn step(&self, op: &str, what: String) -> Step {
+        let mut log = self.log.lock().expect("log lock");
+        let fired = self.fail_at != 0 && log.len() >= self.fail_at;
+        // A stopped process makes no call at all, counted or not.
+        if fired && self.fault == Fault::Stop {
+            return Step::Refuse;
+        }
+        let filter = &self.only_writes_ending_with;
+        if !filter.is_empty() && !(op == "put" && what.ends_with(filter.as_str())) {
             return Step::Run;
         }
-        self.log.lock().expect("log lock").push(what);
-        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
-        if self.fail_at == 0 || n < self.fail_at {
+        log.push(what);
+        if log.len() != self.fail_at {
             return Step::Run;
         }
-        match (self.fault, n == self.fail_at) {
-            (Fault::Stop, _) | (Fault::Error, true) => Step::Refuse,
-            (Fault::Timeout, true) => Step::RunThenFail,
-            (_, false) => Step::Run,
+        match self.fault {
+            Fault::Error | Fault::Stop => Step::Refuse,
+            Fault::Timeout => Step::RunThenFail,
         }
     }
 
@@ -114,11 +119,11 @@ impl FaultPlan {
     /// Runs `call` as the plan decides; `fail` turns the plan's message into the port's error.
     async fn guard<T, E>(
         &self,
-        what: String,
+        (op, what): (&str, String),
         call: impl Future<Output = Result<T, E>>,
         fail: impl Fn(String) -> E,
     ) -> Result<T, E> {
-        match self.step(what) {
+        match self.step(op, what) {
             Step::Run => call.await,
             Step::Refuse => Err(fail(self.message())),
             Step::RunThenFail => {
@@ -136,8 +141,8 @@ fn storage_error(message: String) -> object_store::Error {
     }
 }
 
-/// An object store whose calls count toward a [`FaultPlan`]. Multipart parts are not counted: the
-/// fault runs use files far below the multipart threshold.
+/// An object store whose calls count toward a [`FaultPlan`], each part and the completion of a
+/// multipart upload included.
 #[derive(Debug)]
 pub struct FaultyStore {
     inner: Arc<dyn ObjectStore>,
@@ -175,7 +180,7 @@ impl ObjectStore for FaultyStore {
         opts: PutOptions,
     ) -> object_store::Result<PutResult> {
         let call = self.inner.put_opts(location, payload, opts);
-        let what = format!("{} put {location}", self.name);
+        let what = ("put", format!("{} put {location}", self.name));
         self.plan.guard(what, call, storage_error).await
     }
 
@@ -185,8 +190,13 @@ impl ObjectStore for FaultyStore {
         opts: PutMultipartOptions,
     ) -> object_store::Result<Box<dyn MultipartUpload>> {
         let call = self.inner.put_multipart_opts(location, opts);
-        let what = format!("{} put_multipart {location}", self.name);
-        self.plan.guard(what, call, storage_error).await
+        let what = ("put", format!("{} put_multipart {location}", self.name));
+        let upload = self.plan.guard(what, call, storage_error).await?;
+        Ok(Box::new(FaultyUpload {
+            inner: upload,
+            plan: self.plan.clone(),
+            what: format!("{} upload {location}", self.name),
+        }))
     }
 
     async fn get_opts(
@@ -195,7 +205,7 @@ impl ObjectStore for FaultyStore {
         options: GetOptions,
     ) -> object_store::Result<GetResult> {
         let call = self.inner.get_opts(location, options);
-        let what = format!("{} get {location}", self.name);
+        let what = ("get", format!("{} get {location}", self.name));
         self.plan.guard(what, call, storage_error).await
     }
 
@@ -205,7 +215,7 @@ impl ObjectStore for FaultyStore {
     ) -> BoxStream<'static, object_store::Result<Path>> {
         let message = self.plan.message();
         let fail = move |_| Err(storage_error(message.clone()));
-        match self.plan.step(format!("{} delete", self.name)) {
+        match self.plan.step("delete", format!("{} delete", self.name)) {
             Step::Run => self.inner.delete_stream(locations),
             Step::Refuse => locations.map(fail).boxed(),
             Step::RunThenFail => self.inner.delete_stream(locations).map(fail).boxed(),
@@ -219,7 +229,7 @@ impl ObjectStore for FaultyStore {
             ))))
         };
         let what = format!("{} list {}", self.name, prefix.map_or("", Path::as_ref));
-        match self.plan.step(what) {
+        match self.plan.step("list", what) {
             Step::Run => self.inner.list(prefix),
             Step::Refuse => error().boxed(),
             Step::RunThenFail => self.inner.list(prefix).chain(error()).boxed(),
@@ -228,7 +238,10 @@ impl ObjectStore for FaultyStore {
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
         let call = self.inner.list_with_delimiter(prefix);
-        let what = format!("{} list/ {}", self.name, prefix.map_or("", Path::as_ref));
+        let what = (
+            "list/",
+            format!("{} list/ {}", self.name, prefix.map_or("", Path::as_ref)),
+        );
         self.plan.guard(what, call, storage_error).await
     }
 
@@ -239,8 +252,46 @@ impl ObjectStore for FaultyStore {
         options: CopyOptions,
     ) -> object_store::Result<()> {
         let call = self.inner.copy_opts(from, to, options);
-        let what = format!("{} copy {from} -> {to}", self.name);
+        let what = ("copy", format!("{} copy {from} -> {to}", self.name));
         self.plan.guard(what, call, storage_error).await
+    }
+}
+
+/// A multipart upload whose parts, completion and abort count toward a [`FaultPlan`].
+#[derive(Debug)]
+struct FaultyUpload {
+    inner: Box<dyn MultipartUpload>,
+    plan: Arc<FaultPlan>,
+    what: String,
+}
+
+#[async_trait]
+impl MultipartUpload for FaultyUpload {
+    fn put_part(&mut self, data: PutPayload) -> UploadPart {
+        let message = self.plan.message();
+        let fail = move || Err(storage_error(message));
+        match self.plan.step("put_part", format!("{} part", self.what)) {
+            Step::Run => self.inner.put_part(data),
+            Step::Refuse => Box::pin(futures::future::ready(fail())),
+            Step::RunThenFail => {
+                let part = self.inner.put_part(data);
+                Box::pin(async move { part.await.and_then(|()| fail()) })
+            }
+        }
+    }
+
+    async fn complete(&mut self) -> object_store::Result<PutResult> {
+        let what = ("complete", format!("{} complete", self.what));
+        self.plan
+            .guard(what, self.inner.complete(), storage_error)
+            .await
+    }
+
+    async fn abort(&mut self) -> object_store::Result<()> {
+        let what = ("abort", format!("{} abort", self.what));
+        self.plan
+            .guard(what, self.inner.abort(), storage_error)
+            .await
     }
 }
 
@@ -269,7 +320,7 @@ impl Ledger for FaultyLedger {
         lease: Duration,
     ) -> metriccare_core::Result<Claim> {
         let call = self.inner.claim(object, tenant_id, now, lease);
-        let what = format!("ledger claim {}", object.ledger_id());
+        let what = ("claim", format!("ledger claim {}", object.ledger_id()));
         self.plan.guard(what, call, CoreError::Ledger).await
     }
 
@@ -282,20 +333,20 @@ impl Ledger for FaultyLedger {
         now: i64,
     ) -> metriccare_core::Result<bool> {
         let call = self.inner.finish(id, attempt, status, outcome, now);
-        let what = format!("ledger finish {id} {}", status.as_str());
+        let what = ("finish", format!("ledger finish {id} {}", status.as_str()));
         self.plan.guard(what, call, CoreError::Ledger).await
     }
 
     async fn get(&self, id: &str) -> metriccare_core::Result<Option<LedgerEntry>> {
         let call = self.inner.get(id);
-        let what = format!("ledger get {id}");
+        let what = ("get", format!("ledger get {id}"));
         self.plan.guard(what, call, CoreError::Ledger).await
     }
 
     async fn list(&self) -> metriccare_core::Result<Vec<LedgerEntry>> {
         let call = self.inner.list();
         self.plan
-            .guard("ledger list".to_owned(), call, CoreError::Ledger)
+            .guard(("list", "ledger list".to_owned()), call, CoreError::Ledger)
             .await
     }
 }

@@ -141,6 +141,20 @@ pub(crate) fn open_lake(dir: &FsPath, settings: Settings) -> LocalLake {
     LocalLake::open_with(dir, config).expect("open test lake")
 }
 
+/// Every file under a directory, recursively (none when it does not exist).
+pub fn files_under(dir: &FsPath) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten() {
+        let path = entry.expect("directory entry").path();
+        if path.is_dir() {
+            found.extend(files_under(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
+}
+
 /// Rows of a silver table (sorted by record key) as JSON objects, meta columns left out.
 pub async fn silver_rows(services: &Services, table: SilverTable) -> Vec<Map<String, Value>> {
     let hudi = services.silver_table(table).await.expect("open table");

@@ -8,7 +8,7 @@ use metriccare_tests::{TestLake, fixtures, tenant_id};
 /// Ingests a fixture of tenant t1 in a process whose first write ending in `suffix` fails: the
 /// ingest stops there, leaving what a process stopped at that write would leave.
 async fn crash_while_ingesting(lake: &TestLake, suffix: &str, fixture: &str) {
-    let plan = FaultPlan::failing_where(Fault::Error, 1, suffix);
+    let plan = FaultPlan::failing_write(Fault::Error, 1, suffix);
     let process = faulty_process(lake.path(), &plan);
     let report = process
         .ingest_file(&fixtures().join(fixture), &tenant_id("t1"))

@@ -3,26 +3,39 @@
 //! gold refresh. After a retry by a healthy process, silver, gold, the ledger and the quarantine
 //! equal a clean run's; before it, readers see only whole commits.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path as FsPath;
 
 use metriccare_core::gold::{self, GoldRows, LOCK_PATH};
 use metriccare_core::silver::SilverTable;
 use metriccare_local::LocalLake;
 use metriccare_tests::faults::{Fault, FaultPlan, faulty_process};
-use metriccare_tests::{TestLake, fixtures, silver_rows};
+use metriccare_tests::{TestLake, files_under, fixtures, silver_rows};
 use serde_json::{Map, Value};
+
+fn fixture(path: &str) -> Vec<u8> {
+    std::fs::read(fixtures().join(path)).unwrap()
+}
 
 /// A full ingest's input: both formats and every outcome (loaded, rows rejected, file
 /// quarantined) for two tenants, small enough to fail each of its calls in turn.
 fn drop_input(lake: &TestLake) {
-    let fixture = |path: &str| std::fs::read(fixtures().join(path)).unwrap();
+    drop_first_export(lake);
+    drop_second_export(lake);
+}
+
+/// Tenant t1's first export: NDJSON with one rejected resource per file.
+fn drop_first_export(lake: &TestLake) {
     for table in ["Patient", "Encounter", "Condition"] {
         let mut content = fixture(&format!("bulk/{table}.ndjson"));
         // One resource of each file is rejected (its id is not a FHIR id).
         content.extend(format!("\n{{\"resourceType\":\"{table}\",\"id\":\"bad id!\"}}\n").bytes());
         lake.drop_raw(&format!("t1/export-1/{table}.ndjson"), &content);
     }
+}
+
+/// More for t1 (a Bundle, a file to quarantine) and a first export of t2.
+fn drop_second_export(lake: &TestLake) {
     let bundle = fixture("synthea/Jana_Kertzmann_transaction.json");
     lake.drop_raw("t1/export-2/Jana.json", &bundle);
     lake.drop_raw("t1/export-2/notes.json", b"not json at all");
@@ -41,14 +54,16 @@ async fn ingest_everything(lake: &LocalLake) {
 }
 
 /// Everything a run leaves that must not depend on faults: silver rows, each object's final ledger
-/// status, and the quarantine's files. Ledger ids (which hash the object's ETag, new in every
-/// copy of the input) are replaced by object keys; times of the run (ingest time, the
-/// `last_updated` of resources without one, quarantine time) and ETags are left out.
+/// status, the quarantine's files, and the quarantine alerts (at least one per file). Ledger ids
+/// (which hash the object's ETag, new in every copy of the input) are replaced by object keys;
+/// times of the run (ingest time, the `last_updated` given to resources without one, quarantine
+/// time) and ETags are left out.
 #[derive(Debug, PartialEq)]
 struct Outcome {
     silver: BTreeMap<&'static str, Vec<Map<String, Value>>>,
     ledger: BTreeMap<String, String>,
     quarantine: BTreeMap<String, String>,
+    quarantine_alerts: BTreeSet<String>,
 }
 
 async fn outcome(lake: &LocalLake) -> Outcome {
@@ -65,8 +80,10 @@ async fn outcome(lake: &LocalLake) -> Outcome {
     for table in SilverTable::ALL {
         let mut rows = silver_rows(&lake.services, table).await;
         for row in &mut rows {
-            row.remove("ingested_at");
-            row.remove("last_updated");
+            let ingested_at = row.remove("ingested_at");
+            if row.get("last_updated") == ingested_at.as_ref() {
+                row.remove("last_updated");
+            }
             let source = row["source_file_id"].as_str().unwrap_or_default();
             row.insert("source_file_id".into(), Value::from(by_key(source)));
         }
@@ -90,42 +107,40 @@ async fn outcome(lake: &LocalLake) -> Outcome {
         };
         quarantine.insert(by_key(&relative), by_key(&text));
     }
+    let notifications =
+        std::fs::read_to_string(lake.dir.join("notifications.jsonl")).unwrap_or_default();
+    let quarantine_alerts = notifications
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .filter(|m| m["event"] == "file.quarantined")
+        .map(|m| by_key(m["data"]["ledger_id"].as_str().unwrap()))
+        .collect();
     Outcome {
         silver,
         ledger,
         quarantine,
+        quarantine_alerts,
     }
 }
 
-fn files_under(dir: &FsPath) -> Vec<std::path::PathBuf> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            found.extend(files_under(&path));
-        } else {
-            found.push(path);
-        }
-    }
-    found
-}
-
-/// Rows a reader sees after the fault, before any retry: each must be the clean run's row for its
-/// key (whole commits only, nothing half-written).
+/// Rows a reader sees after the fault, before any retry: per table, each file's rows are all of
+/// that file's rows in the clean run, or none (whole commits only, nothing half-written).
 fn assert_only_whole_commits(seen: &Outcome, clean: &Outcome, case: &str) {
-    for (table, rows) in &seen.silver {
-        let clean_rows = &clean.silver[table];
+    let by_file = |rows: &[Map<String, Value>]| {
+        let mut files: BTreeMap<String, Vec<Map<String, Value>>> = BTreeMap::new();
         for row in rows {
-            let mut row = row.clone();
-            // Which file delivered a row may differ until the retry (a later file's upsert).
-            row.remove("source_file_id");
-            assert!(
-                clean_rows.iter().any(|clean| {
-                    let mut clean = clean.clone();
-                    clean.remove("source_file_id");
-                    clean == row
-                }),
-                "{case}: {table} shows a row no clean run has: {row:?}"
+            let file = row["source_file_id"].as_str().unwrap().to_owned();
+            files.entry(file).or_default().push(row.clone());
+        }
+        files
+    };
+    for (table, rows) in &seen.silver {
+        let clean_files = by_file(&clean.silver[table]);
+        for (file, rows) in by_file(rows) {
+            assert_eq!(
+                Some(&rows),
+                clean_files.get(&file),
+                "{case}: {table} shows part of {file}, or rows no clean run has"
             );
         }
     }
@@ -156,7 +171,8 @@ async fn every_fault_in_a_full_ingest(fault: Fault) {
         assert!(plan.failed_call().is_some(), "{case}: the fault happened");
         // THEN readers see whole commits only
         assert_only_whole_commits(&outcome(&lake.lake).await, &clean, &case);
-        // AND after a healthy process retries, everything equals the clean run
+        // AND after a healthy process retries, everything equals the clean run, each quarantine
+        // alerted at least once
         ingest_everything(&lake.another_process()).await;
         assert_same(&outcome(&lake.lake).await, &clean, &case);
     }
@@ -166,6 +182,10 @@ async fn every_fault_in_a_full_ingest(fault: Fault) {
 fn assert_same(got: &Outcome, clean: &Outcome, case: &str) {
     assert_eq!(got.ledger, clean.ledger, "{case}: ledger");
     assert_eq!(got.quarantine, clean.quarantine, "{case}: quarantine");
+    assert_eq!(
+        got.quarantine_alerts, clean.quarantine_alerts,
+        "{case}: quarantine alerts"
+    );
     for (table, rows) in &clean.silver {
         let got_rows = &got.silver[table];
         assert_eq!(got_rows.len(), rows.len(), "{case}: {table} row count");
@@ -203,10 +223,12 @@ async fn gold_of(lake: &LocalLake) -> BTreeMap<String, GoldRows> {
     gold::read_gold(&lake.services.lake).await.unwrap()
 }
 
-fn announced_tenants(lake: &LocalLake) -> Vec<String> {
+/// The tenants announced by `gold.refreshed` messages after the first `skip` notifications.
+fn announced_tenants(lake: &LocalLake, skip: usize) -> Vec<String> {
     let text = std::fs::read_to_string(lake.dir.join("notifications.jsonl")).unwrap_or_default();
     let mut tenants: Vec<String> = text
         .lines()
+        .skip(skip)
         .map(|line| serde_json::from_str::<Value>(line).unwrap())
         .filter(|m| m["event"] == "gold.refreshed")
         .map(|m| m["tenant_id"].as_str().unwrap().to_owned())
@@ -216,11 +238,44 @@ fn announced_tenants(lake: &LocalLake) -> Vec<String> {
     tenants
 }
 
+fn notification_count(lake: &LocalLake) -> usize {
+    std::fs::read_to_string(lake.dir.join("notifications.jsonl"))
+        .map_or(0, |text| text.lines().count())
+}
+
+/// Each gold table of a tenant after a failed refresh: as before it, or as the clean refresh
+/// leaves it, never in between.
+fn assert_before_or_after(seen: &GoldRows, before: &GoldRows, after: &GoldRows, case: &str) {
+    let either = |t: fn(&GoldRows) -> &dyn std::fmt::Debug| {
+        let seen = format!("{:?}", t(seen));
+        seen == format!("{:?}", t(before)) || seen == format!("{:?}", t(after))
+    };
+    assert!(
+        either(|g| &g.hospital_monthly),
+        "{case}: hospital_monthly half-refreshed"
+    );
+    assert!(
+        either(|g| &g.hai_by_code),
+        "{case}: hai_by_code half-refreshed"
+    );
+    assert!(
+        either(|g| &g.mortality_yearly),
+        "{case}: mortality_yearly half-refreshed"
+    );
+}
+
 async fn every_fault_in_a_gold_refresh(fault: Fault) {
-    // GIVEN loaded silver, and the clean refresh's gold and port calls
+    // GIVEN gold for t1's first export, then more silver for t1 and a first export of t2
     let loaded = TestLake::new();
-    drop_input(&loaded);
+    drop_first_export(&loaded);
     ingest_everything(&loaded.lake).await;
+    loaded.lake.refresh_gold().await.unwrap();
+    let before = gold_of(&loaded.lake).await;
+    assert_eq!(before.keys().collect::<Vec<_>>(), ["t1"]);
+    drop_second_export(&loaded);
+    ingest_everything(&loaded.lake).await;
+    let announced_before = notification_count(&loaded.lake);
+    // AND the clean refresh's gold and port calls
     let clean_lake = TestLake::new();
     copy_lake(loaded.path(), clean_lake.path());
     let counting = FaultPlan::counting();
@@ -230,6 +285,7 @@ async fn every_fault_in_a_gold_refresh(fault: Fault) {
         .unwrap();
     let clean = gold_of(&clean_lake.lake).await;
     assert_eq!(clean.len(), 2, "both tenants have gold");
+    assert_ne!(clean["t1"], before["t1"], "t1's gold changes");
     let calls = counting.calls();
     println!("{fault:?}: failing each of the {calls} port calls of a gold refresh in turn");
     for at in 1..=calls {
@@ -242,15 +298,13 @@ async fn every_fault_in_a_gold_refresh(fault: Fault) {
             "{fault:?} at call {at} of {calls} ({:?})",
             plan.failed_call()
         );
-        // THEN each gold table of each tenant is either not there yet or whole
-        for (tenant, rows) in gold_of(&lake.lake).await {
-            let whole = &clean[&tenant];
-            let tables_ok = (rows.hospital_monthly.is_empty()
-                || rows.hospital_monthly == whole.hospital_monthly)
-                && (rows.hai_by_code.is_empty() || rows.hai_by_code == whole.hai_by_code)
-                && (rows.mortality_yearly.is_empty()
-                    || rows.mortality_yearly == whole.mortality_yearly);
-            assert!(tables_ok, "{case}: {tenant} half-refreshed: {rows:?}");
+        assert!(plan.failed_call().is_some(), "{case}: the fault happened");
+        // THEN each gold table of each tenant is as before the refresh or as after it
+        let seen = gold_of(&lake.lake).await;
+        for (tenant, after) in &clean {
+            let none = GoldRows::default();
+            let seen = seen.get(tenant).unwrap_or(&none);
+            assert_before_or_after(seen, before.get(tenant).unwrap_or(&none), after, &case);
         }
         // AND the next refresh once the failed one's lock has expired (a lock it could not
         // release, or did not know it took, holds for its lease) completes the work: gold equals
@@ -264,7 +318,11 @@ async fn every_fault_in_a_gold_refresh(fault: Fault) {
             "{case}: retry {retry:?} after {result:?}"
         );
         assert_eq!(gold_of(&lake.lake).await, clean, "{case}");
-        assert_eq!(announced_tenants(&lake.lake), ["t1", "t2"], "{case}");
+        assert_eq!(
+            announced_tenants(&lake.lake, announced_before),
+            ["t1", "t2"],
+            "{case}"
+        );
     }
 }
 

@@ -1,6 +1,7 @@
 //! A corpus of hostile files, each with its asserted outcome: loaded (with its rejected resources
 //! and their reasons) or quarantined whole with a reason. Each case is its own tenant's upload; after
-//! each one, every other tenant's silver rows are unchanged, and nothing panics.
+//! each one, every other tenant's silver rows and every other file's ledger item are unchanged,
+//! and nothing panics.
 
 use std::collections::BTreeMap;
 
@@ -256,6 +257,15 @@ async fn rows_by_tenant(lake: &TestLake) -> BTreeMap<String, Vec<Map<String, Val
     by_tenant
 }
 
+/// Every ledger item: id → (tenant, status).
+async fn ledger_items(lake: &TestLake) -> BTreeMap<String, (String, String)> {
+    let entries = lake.lake.services.ledger.list().await.unwrap();
+    entries
+        .into_iter()
+        .map(|e| (e.id, (e.tenant_id, e.status.as_str().to_owned())))
+        .collect()
+}
+
 fn reject_reasons(lake: &TestLake, tenant: &str, report: &FileReport) -> Vec<String> {
     let path = lake
         .lake
@@ -348,6 +358,7 @@ async fn every_hostile_file_ends_in_a_clear_outcome_and_touches_nothing_else() {
         // WHEN each file is uploaded under a tenant of its own
         let tenant = format!("case-{i:02}");
         let before = rows_by_tenant(&lake).await;
+        let ledger_before = ledger_items(&lake).await;
         let key = lake.drop_raw(&format!("{tenant}/upload/{}", case.file), &case.content);
         let process = lake.another_process();
         let run = tokio::spawn(async move { process.ingest_raw(&key).await });
@@ -371,6 +382,11 @@ async fn every_hostile_file_ends_in_a_clear_outcome_and_touches_nothing_else() {
         after.remove(&tenant);
         if after != before {
             failures.push(format!("{}: changed another tenant's rows", case.file));
+        }
+        let mut ledger_after = ledger_items(&lake).await;
+        ledger_after.retain(|_, (item_tenant, _)| *item_tenant != tenant);
+        if ledger_after != ledger_before {
+            failures.push(format!("{}: changed another file's ledger item", case.file));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

@@ -7,21 +7,17 @@ use std::path::{Path as FsPath, PathBuf};
 
 use metriccare_core::ingest::FileResult;
 use metriccare_core::silver::SilverTable;
-use metriccare_tests::{TestLake, fixtures, pseudonym};
+use metriccare_tests::{TestLake, files_under, fixtures, pseudonym};
 
 /// Every file under a directory with its bytes.
 fn files_with_content(dir: &FsPath) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut found = BTreeMap::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            found.extend(files_with_content(&path));
-        } else {
+    files_under(dir)
+        .into_iter()
+        .map(|path| {
             let bytes = std::fs::read(&path).unwrap();
-            found.insert(path, bytes);
-        }
-    }
-    found
+            (path, bytes)
+        })
+        .collect()
 }
 
 /// The victim's partition folders of every silver and gold table.

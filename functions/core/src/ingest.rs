@@ -283,16 +283,28 @@ impl Services {
             FileResult::HandedOff => LedgerStatus::HandedOff,
             _ => LedgerStatus::Failed,
         };
+        let alerted = matches!(result, FileResult::Quarantined | FileResult::Failed);
         let recorded = self
             .ledger
             .finish(&ledger_id, attempt, status, &outcome, now_micros())
-            .await?;
-        if !recorded {
-            // Our lease expired and another worker took the object over: its outcome stands.
-            tracing::warn!(ledger_id = %ledger_id, "claim lost before the outcome was recorded");
-            return Ok(report(FileResult::Busy, outcome));
+            .await;
+        match recorded {
+            Ok(true) => {}
+            Ok(false) => {
+                // Our lease expired and another worker took the object over: its outcome stands.
+                tracing::warn!(ledger_id = %ledger_id, "claim lost before the outcome was recorded");
+                return Ok(report(FileResult::Busy, outcome));
+            }
+            Err(e) => {
+                // The outcome may be recorded though the answer was lost; a retry would then find
+                // the item final and stay silent, so alert now: at least once.
+                if alerted {
+                    self.alert(&report(result, outcome)).await;
+                }
+                return Err(e);
+            }
         }
-        if matches!(result, FileResult::Quarantined | FileResult::Failed) {
+        if alerted {
             self.alert(&report(result, outcome.clone())).await;
         }
         Ok(report(result, outcome))

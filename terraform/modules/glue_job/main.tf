@@ -188,6 +188,12 @@ data "aws_iam_policy_document" "jobs" {
   }
 
   statement {
+    sid       = "SeeWhetherAHandedOffRunEnded"
+    actions   = ["glue:GetJobRun"]
+    resources = ["arn:${local.partition}:glue:${local.region}:${local.account_id}:job/${local.jobs.large_file.name}"]
+  }
+
+  statement {
     sid       = "ReadBackfillRunProperties"
     actions   = ["glue:GetWorkflowRunProperties"]
     resources = ["arn:${local.partition}:glue:${local.region}:${local.account_id}:workflow/${aws_glue_workflow.backfill.name}"]

@@ -111,8 +111,6 @@ const BUNDLE_TYPES: [&str; 4] = ["collection", "transaction", "batch", "searchse
 const SNIFF_BYTES: usize = 1 << 20;
 /// The UTF-8 byte order mark, tolerated at the start of a file.
 const BOM: [u8; 3] = [0xef, 0xbb, 0xbf];
-/// How a one-line Bundle document starts (written by most exporters).
-const BUNDLE_PREFIX: &[u8] = b"{\"resourceType\":\"Bundle\"";
 
 /// Reads `input` (the raw object's bytes), calling `sink` for every item. `name` is the object
 /// key, used only to cross-check a `.gz` suffix.
@@ -203,20 +201,7 @@ fn read_decoded(
         }
         Some(_) => return Err(invalid("the file is not JSON (it does not start with '{')")),
     }
-    // NDJSON when the first line is a complete JSON value on its own and more follows; a
-    // pretty-printed document's first line (`{`) is not, nor is a one-line document.
-    let is_ndjson = match first_line_end(&head[start..]) {
-        Some(end) => {
-            let line = &head[start..start + end];
-            serde_json::from_slice::<IgnoredAny>(line).is_ok()
-                && head[start + end..].iter().any(|b| !b.is_ascii_whitespace())
-        }
-        // A first line longer than the sniff window is one long resource per line (NDJSON also
-        // reads a one-line document of one resource), unless it is a Bundle: that is a document,
-        // streamed rather than held as one line.
-        None if head.len() >= SNIFF_BYTES => !head[start..].starts_with(BUNDLE_PREFIX),
-        None => false,
-    };
+    let is_ndjson = sniff_ndjson(&head, start, true).unwrap_or(false);
     let mut head = std::io::Cursor::new(head);
     head.set_position(start as u64);
     let mut stream = BufReader::with_capacity(256 << 10, head.chain(reader));
@@ -239,11 +224,41 @@ fn content_start(head: &[u8]) -> usize {
 }
 
 fn first_line_end(content: &[u8]) -> Option<usize> {
-    content.iter().position(|b| *b == b'\n')
+    memchr::memchr(b'\n', content)
 }
 
-/// Reads the start of the file until the format can be decided: a first line and the first byte of
-/// what follows it, the end of the file, or [`SNIFF_BYTES`].
+/// Whether content starting with `{` at `start` is NDJSON: its first line, found within
+/// [`SNIFF_BYTES`], is a complete JSON value on its own and more follows (a pretty-printed
+/// document's first line, `{`, is not; nor is a one-line document). A first line longer than that
+/// is one long resource per line (NDJSON also reads a one-line document of one resource), unless
+/// it is a Bundle: that is a document, streamed rather than held as one line. `None`: more of the
+/// head is needed; `complete` says there is no more (end of file, or the head's cap).
+fn sniff_ndjson(head: &[u8], start: usize, complete: bool) -> Option<bool> {
+    let window = &head[start..head.len().min(start + SNIFF_BYTES)];
+    match first_line_end(window) {
+        Some(end) => {
+            let follows = head[start + end..].iter().any(|b| !b.is_ascii_whitespace());
+            if !follows {
+                return complete.then_some(false);
+            }
+            Some(serde_json::from_slice::<IgnoredAny>(&window[..end]).is_ok())
+        }
+        None if window.len() >= SNIFF_BYTES => Some(first_resource_type(window) != Some(b"Bundle")),
+        None => complete.then_some(false),
+    }
+}
+
+/// The value of the first `"resourceType"` key in `text`, whatever the spacing around the colon.
+fn first_resource_type(text: &[u8]) -> Option<&[u8]> {
+    const KEY: &[u8] = b"\"resourceType\"";
+    let after = &text[memchr::memmem::find(text, KEY)? + KEY.len()..];
+    let after = after.trim_ascii_start().strip_prefix(b":")?;
+    let value = after.trim_ascii_start().strip_prefix(b"\"")?;
+    Some(&value[..memchr::memchr(b'"', value)?])
+}
+
+/// Reads the start of the file until the format can be decided (see [`sniff_ndjson`]), up to the
+/// end of the file or twice [`SNIFF_BYTES`].
 fn read_head(reader: &mut impl BufRead) -> Result<Vec<u8>, FileError> {
     let mut head = Vec::new();
     loop {
@@ -261,11 +276,10 @@ fn read_head(reader: &mut impl BufRead) -> Result<Vec<u8>, FileError> {
         let start = content_start(&head);
         let decided = match head.get(start) {
             None => false,
-            Some(b'{') => first_line_end(&head[start..])
-                .is_some_and(|end| head[start + end..].iter().any(|b| !b.is_ascii_whitespace())),
+            Some(b'{') => sniff_ndjson(&head, start, false).is_some(),
             Some(_) => true,
         };
-        if decided || head.len() >= SNIFF_BYTES {
+        if decided || head.len() >= 2 * SNIFF_BYTES {
             return Ok(head);
         }
     }
@@ -900,6 +914,40 @@ mod tests {
                 "bundle, step {step}"
             );
         }
+    }
+
+    #[test]
+    fn a_first_line_longer_than_the_sniff_window_is_ndjson_unless_it_is_a_bundle() {
+        let limits = ReadLimits::default();
+        let long = "x".repeat(SNIFF_BYTES + 10);
+        let patient = format!("{{\"resourceType\":\"Patient\",\"id\":\"a\",\"text\":\"{long}\"}}");
+        let ndjson = format!("{patient}\n{}", std::str::from_utf8(NDJSON).unwrap());
+        // The Bundle's type is found whatever the spacing and wherever its key is in the window.
+        let bundle = format!(
+            "{{\"id\": \"b\", \"resourceType\" : \"Bundle\", \"type\": \"collection\", \"comment\": \"{long}\", \"entry\": [{{\"resource\": {{\"resourceType\": \"Patient\", \"id\": \"a\"}}}}]}}"
+        );
+        for step in [4096, 256 << 10, SNIFF_BYTES] {
+            let (resources, rejects) = read(ndjson.as_bytes(), step, &limits).unwrap();
+            assert_eq!(
+                (resources.len(), rejects.len()),
+                (3, 0),
+                "ndjson, step {step}"
+            );
+            let (resources, _) = read(bundle.as_bytes(), step, &limits).unwrap();
+            assert_eq!(resources.len(), 1, "bundle, step {step}");
+        }
+        // The first line's end is read, but what follows it only after a blank stretch.
+        let blank = " ".repeat(SNIFF_BYTES);
+        let edge = format!(
+            "{{\"resourceType\":\"Patient\",\"id\":\"z\"}}\n{blank}{}",
+            std::str::from_utf8(NDJSON).unwrap()
+        );
+        let (resources, _) = read(edge.as_bytes(), SNIFF_BYTES / 2, &limits).unwrap();
+        assert_eq!(
+            resources.len(),
+            3,
+            "a first line followed by a long blank stretch is NDJSON"
+        );
     }
 
     #[test]

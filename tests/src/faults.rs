@@ -31,10 +31,6 @@ pub enum Fault {
     Stop,
 }
 
-impl Fault {
-    pub const ALL: [Fault; 3] = [Fault::Error, Fault::Timeout, Fault::Stop];
-}
-
 /// Counts the calls of every port it wraps and decides which one fails.
 #[derive(Debug)]
 pub struct FaultPlan {
@@ -98,8 +94,9 @@ impl FaultPlan {
         if fired && self.fault == Fault::Stop {
             return Step::Refuse;
         }
-        let filter = &self.only_writes_ending_with;
-        if !filter.is_empty() && !(op == "put" && what.ends_with(filter.as_str())) {
+        let filter = self.only_writes_ending_with.as_str();
+        let counted = filter.is_empty() || (op == "put" && what.ends_with(filter));
+        if !counted {
             return Step::Run;
         }
         log.push(what);

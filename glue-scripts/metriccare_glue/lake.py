@@ -31,6 +31,7 @@ while neither commit was based on the other) and fails loudly naming both instan
 behind them can be ingested again. Closing it needs the Rust writer to take the same DynamoDB lock.
 """
 
+import hashlib
 import io
 import json
 import os
@@ -398,21 +399,40 @@ def find_marked_commit(store: LakeStore, spec: TableSpec, marker_key: str, marke
 # ---------------------------------------------------------------------------------------------
 
 
+def _lock_expiry(lock: bytes) -> int | None:
+    try:
+        parsed = json.loads(lock)
+    except ValueError:
+        return None
+    expires = parsed.get("expires_at") if isinstance(parsed, dict) else None
+    return expires if isinstance(expires, int) and not isinstance(expires, bool) else None
+
+
 def acquire_gold_lock(store: LakeStore, now: int) -> bool:
     """Takes the gold refresh lock (create-if-absent, 15-minute lease), or an expired one over:
-    two interleaved refreshes could commit a stale recompute over a fresh one."""
+    two interleaved refreshes could commit a stale recompute over a fresh one. As the Rust refresh
+    (gold/mod.rs take_over): of the refreshes that found a lock expired, the one that creates the
+    takeover marker named after its content (holding the new lock) wins and writes the lock; a
+    marker whose own lease has passed is taken over the same way (its taker stopped)."""
     body = compact_json({"expires_at": now + GOLD_LOCK_LEASE_MICROS}).encode()
     if store.create(GOLD_LOCK_PATH, body):
         return True
-    try:
-        held = json.loads(store.get(GOLD_LOCK_PATH) or b"null")
-        expires = held["expires_at"] if isinstance(held, dict) else None
-    except ValueError:
-        expires = None
-    if isinstance(expires, int) and not isinstance(expires, bool) and expires > now:
+    held = store.get(GOLD_LOCK_PATH)
+    if held is None:  # released meanwhile: try once more
+        return store.create(GOLD_LOCK_PATH, body)
+    expires = _lock_expiry(held)
+    if expires is not None and expires > now:
         return False
-    store.delete(GOLD_LOCK_PATH)
-    return store.create(GOLD_LOCK_PATH, body)
+    while True:
+        marker = f"{GOLD_LOCK_PATH}.taken-{hashlib.sha256(held).hexdigest()[:16]}"
+        if store.create(marker, body):
+            store.put(GOLD_LOCK_PATH, body)
+            return True
+        taken = store.get(marker)
+        taken_expires = None if taken is None else _lock_expiry(taken)
+        if taken is None or (taken_expires is not None and taken_expires > now):
+            return False
+        held = taken
 
 
 def release_gold_lock(store: LakeStore) -> None:

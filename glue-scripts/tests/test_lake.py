@@ -2,6 +2,7 @@
 way round: the key fingerprint, tables and file groups seeded before a Spark write, the commit
 sequence entries, the gold refresh lock and the hand-over of an unannounced tenant."""
 
+import hashlib
 import json
 import shutil
 
@@ -141,6 +142,20 @@ def test_the_gold_lock_is_the_one_the_rust_refresh_takes(lake_copy):
     assert store.get(GOLD_LOCK_PATH) is None
     store.put(GOLD_LOCK_PATH, json.dumps({"expires_at": 2**62}).encode())  # as a running Rust refresh leaves it
     assert not acquire_gold_lock(store, NOW)
+
+
+def test_of_two_takeovers_of_one_expired_lock_only_one_wins(lake_copy):
+    store = LocalLakeStore(str(lake_copy.root))
+    expired = json.dumps({"expires_at": NOW}).encode()
+    store.put(GOLD_LOCK_PATH, expired)
+    assert acquire_gold_lock(store, NOW + 1)
+    fresh = store.get(GOLD_LOCK_PATH)
+    # A second refresh that had read the same expired lock: the marker is taken, the lock stays.
+    store.put(GOLD_LOCK_PATH, expired)
+    assert not acquire_gold_lock(store, NOW + 2)
+    store.put(GOLD_LOCK_PATH, fresh)
+    marker = f"{GOLD_LOCK_PATH}.taken-{hashlib.sha256(expired).hexdigest()[:16]}"
+    assert store.get(marker) == fresh, "the marker the Rust refresh would create for that lock"
 
 
 def test_an_unannounced_tenant_is_announced_by_the_next_rust_refresh(lake_copy):

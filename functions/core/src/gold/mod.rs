@@ -16,6 +16,7 @@ use std::sync::Arc;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 pub use metrics::{GoldRows, HaiValueSet, Headline, TenantSilver, compute};
 pub use notify::{message_for, suppress};
@@ -244,32 +245,76 @@ async fn announce_committed(
 async fn acquire_lock(lake: &Arc<dyn ObjectStore>) -> Result<bool> {
     let path = Path::from(LOCK_PATH);
     let now = now_micros();
-    let body =
-        || PutPayload::from(serde_json::json!({"expires_at": now + LOCK_LEASE_MICROS}).to_string());
-    let create = || PutOptions::from(PutMode::Create);
-    match lake.put_opts(&path, body(), create()).await {
-        Ok(_) => return Ok(true),
-        Err(object_store::Error::AlreadyExists { .. }) => {}
-        Err(e) => return Err(e.into()),
+    let body = serde_json::json!({"expires_at": now + LOCK_LEASE_MICROS}).to_string();
+    if create(lake, &path, PutPayload::from(body.clone())).await? {
+        return Ok(true);
     }
-    let held: serde_json::Value = match lake.get(&path).await {
-        Ok(found) => serde_json::from_slice(&found.bytes().await?).unwrap_or_default(),
+    let held = match read(lake, &path).await? {
+        Some(held) => held,
         // Released meanwhile: try once more.
-        Err(object_store::Error::NotFound { .. }) => serde_json::Value::Null,
-        Err(e) => return Err(e.into()),
+        None => return create(lake, &path, PutPayload::from(body)).await,
     };
-    if held["expires_at"]
-        .as_i64()
-        .is_some_and(|expires| expires > now)
-    {
+    if expires_at(&held) > now {
         return Ok(false);
     }
-    tracing::warn!("taking over an expired gold refresh lock");
-    match lake.delete(&path).await {
-        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-        Err(e) => return Err(e.into()),
+    take_over(lake, held, &body, now).await
+}
+
+/// Takes over the expired lock whose content is `held`. Of the refreshes that found it expired,
+/// the one that creates its takeover marker (named after that content, holding the new lock) wins
+/// and writes the lock; deleting and re-creating the lock instead would let a second refresh
+/// delete the first one's fresh lock. A marker whose own lease has passed means its taker stopped
+/// before writing the lock: it is taken over the same way. Markers stay: one small object per
+/// takeover of a dead refresh's lock.
+async fn take_over(
+    lake: &Arc<dyn ObjectStore>,
+    mut held: bytes::Bytes,
+    body: &str,
+    now: i64,
+) -> Result<bool> {
+    loop {
+        let marker = Path::from(format!("{LOCK_PATH}.taken-{}", takeover_token(&held)));
+        if create(lake, &marker, PutPayload::from(body.to_owned())).await? {
+            tracing::warn!("took over an expired gold refresh lock");
+            lake.put(&Path::from(LOCK_PATH), PutPayload::from(body.to_owned()))
+                .await?;
+            return Ok(true);
+        }
+        match read(lake, &marker).await? {
+            Some(taken) if expires_at(&taken) <= now => held = taken,
+            _ => return Ok(false),
+        }
     }
-    match lake.put_opts(&path, body(), create()).await {
+}
+
+/// An object's bytes, `None` when it does not exist.
+async fn read(lake: &Arc<dyn ObjectStore>, path: &Path) -> Result<Option<bytes::Bytes>> {
+    match lake.get(path).await {
+        Ok(found) => Ok(Some(found.bytes().await?)),
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A lock's expiry; an unreadable lock has expired.
+fn expires_at(lock: &[u8]) -> i64 {
+    serde_json::from_slice::<serde_json::Value>(lock)
+        .ok()
+        .and_then(|lock| lock["expires_at"].as_i64())
+        .unwrap_or(i64::MIN)
+}
+
+/// Names an expired lock by its content (its expiry, to the microsecond).
+fn takeover_token(lock: &[u8]) -> String {
+    hex::encode(&Sha256::digest(lock)[..8])
+}
+
+/// A create-if-absent write: `false` when the object exists.
+async fn create(lake: &Arc<dyn ObjectStore>, path: &Path, body: PutPayload) -> Result<bool> {
+    match lake
+        .put_opts(path, body, PutOptions::from(PutMode::Create))
+        .await
+    {
         Ok(_) => Ok(true),
         Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
         Err(e) => Err(e.into()),
@@ -322,4 +367,81 @@ pub async fn read_gold(lake: &Arc<dyn ObjectStore>) -> Result<BTreeMap<String, G
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use object_store::memory::InMemory;
+
+    use super::*;
+
+    fn lock(expires_at: i64) -> String {
+        serde_json::json!({ "expires_at": expires_at }).to_string()
+    }
+
+    async fn held(lake: &Arc<dyn ObjectStore>) -> String {
+        let found = read(lake, &Path::from(LOCK_PATH)).await.unwrap().unwrap();
+        String::from_utf8(found.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn of_two_refreshes_that_found_one_expired_lock_only_one_takes_it_over() {
+        // GIVEN a lock left by a refresh that died long ago, read by two refreshes
+        let lake: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let expired = bytes::Bytes::from(lock(1));
+        lake.put(&Path::from(LOCK_PATH), PutPayload::from(expired.clone()))
+            .await
+            .unwrap();
+        // WHEN they take it over one after the other
+        let first = take_over(&lake, expired.clone(), &lock(1_000), 10).await;
+        let second = take_over(&lake, expired.clone(), &lock(2_000), 20).await;
+        // THEN only the first holds it, and its lock is not replaced
+        assert!(first.unwrap());
+        assert!(!second.unwrap());
+        assert_eq!(held(&lake).await, lock(1_000));
+        // AND once that lock has expired too, it is taken over in turn
+        let next = bytes::Bytes::from(lock(1_000));
+        assert!(take_over(&lake, next, &lock(3_000), 2_000).await.unwrap());
+        assert_eq!(held(&lake).await, lock(3_000));
+    }
+
+    #[tokio::test]
+    async fn a_taker_that_stopped_before_writing_the_lock_is_taken_over_after_its_lease() {
+        // GIVEN an expired lock whose taker created its marker (lease until 1,000), then stopped
+        let lake: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let expired = bytes::Bytes::from(lock(1));
+        let marker = Path::from(format!("{LOCK_PATH}.taken-{}", takeover_token(&expired)));
+        lake.put(&Path::from(LOCK_PATH), PutPayload::from(expired.clone()))
+            .await
+            .unwrap();
+        lake.put(&marker, PutPayload::from(lock(1_000)))
+            .await
+            .unwrap();
+        // WHEN another refresh finds the lock expired: within the taker's lease it waits
+        assert!(
+            !take_over(&lake, expired.clone(), &lock(1_500), 500)
+                .await
+                .unwrap()
+        );
+        // THEN after it, it takes the lock over
+        assert!(
+            take_over(&lake, expired, &lock(3_000), 2_000)
+                .await
+                .unwrap()
+        );
+        assert_eq!(held(&lake).await, lock(3_000));
+    }
+
+    #[tokio::test]
+    async fn a_live_lock_is_not_taken_and_an_expired_one_is() {
+        let lake: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        assert!(acquire_lock(&lake).await.unwrap());
+        assert!(!acquire_lock(&lake).await.unwrap(), "held within its lease");
+        let lock = Path::from(LOCK_PATH);
+        lake.put(&lock, PutPayload::from_static(br#"{"expires_at":1}"#))
+            .await
+            .unwrap();
+        assert!(acquire_lock(&lake).await.unwrap(), "expired: taken over");
+        assert!(!acquire_lock(&lake).await.unwrap(), "held again");
+    }
 }

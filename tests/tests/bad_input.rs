@@ -106,3 +106,29 @@ async fn a_bad_file_whose_name_needs_escaping_is_quarantined_whole() {
     assert_eq!(copies.len(), 1, "{copies:?}");
     assert_eq!(std::fs::read(&copies[0]).unwrap(), content);
 }
+
+#[tokio::test]
+async fn a_resource_type_silver_does_not_hold_is_counted_and_skipped() {
+    // GIVEN an export with an Observation beside a Patient
+    let lake = TestLake::new();
+    let ndjson = [
+        r#"{"resourceType":"Observation","id":"o1","status":"final"}"#,
+        r#"{"resourceType":"Patient","id":"p1","gender":"male"}"#,
+    ]
+    .join("\n");
+    // WHEN it is ingested
+    let report = lake
+        .ingest(&lake.write_input("mixed.ndjson", ndjson.as_bytes()), "t1")
+        .await;
+    // THEN both are counted, the Observation is neither loaded nor rejected
+    assert_eq!(report.result, FileResult::Completed);
+    let counts: Vec<(&str, u64)> = report
+        .outcome
+        .counts
+        .iter()
+        .map(|(kind, n)| (kind.as_str(), *n))
+        .collect();
+    assert_eq!(counts, [("Observation", 1), ("Patient", 1)]);
+    assert_eq!(report.outcome.rejected, 0);
+    assert_eq!(lake.rows(SilverTable::Patient).await.len(), 1);
+}

@@ -408,35 +408,39 @@ def _lock_expiry(lock: bytes) -> int | None:
     return expires if isinstance(expires, int) and not isinstance(expires, bool) else None
 
 
-def acquire_gold_lock(store: LakeStore, now: int) -> bool:
+def acquire_gold_lock(store: LakeStore, now: int) -> bytes | None:
     """Takes the gold refresh lock (create-if-absent, 15-minute lease), or an expired one over:
     two interleaved refreshes could commit a stale recompute over a fresh one. As the Rust refresh
     (gold/mod.rs take_over): of the refreshes that found a lock expired, the one that creates the
     takeover marker named after its content (holding the new lock) wins and writes the lock; a
-    marker whose own lease has passed is taken over the same way (its taker stopped)."""
+    marker whose own lease has passed is taken over the same way (its taker stopped). Returns the
+    lock's content, to release only this lock; None when another refresh holds it."""
     body = compact_json({"expires_at": now + GOLD_LOCK_LEASE_MICROS}).encode()
     if store.create(GOLD_LOCK_PATH, body):
-        return True
+        return body
     held = store.get(GOLD_LOCK_PATH)
     if held is None:  # released meanwhile: try once more
-        return store.create(GOLD_LOCK_PATH, body)
+        return body if store.create(GOLD_LOCK_PATH, body) else None
     expires = _lock_expiry(held)
     if expires is not None and expires > now:
-        return False
+        return None
     while True:
         marker = f"{GOLD_LOCK_PATH}.taken-{hashlib.sha256(held).hexdigest()[:16]}"
         if store.create(marker, body):
             store.put(GOLD_LOCK_PATH, body)
-            return True
+            return body
         taken = store.get(marker)
         taken_expires = None if taken is None else _lock_expiry(taken)
         if taken is None or (taken_expires is not None and taken_expires > now):
-            return False
+            return None
         held = taken
 
 
-def release_gold_lock(store: LakeStore) -> None:
-    store.delete(GOLD_LOCK_PATH)
+def release_gold_lock(store: LakeStore, lock: bytes) -> None:
+    """Deletes the lock if it is still this refresh's: one that outlived its lease may have been
+    taken over, and deleting the new holder's lock would let a third refresh run beside it."""
+    if store.get(GOLD_LOCK_PATH) == lock:
+        store.delete(GOLD_LOCK_PATH)
 
 
 def with_unannounced(state_text: bytes | None, tenants: list) -> bytes:

@@ -128,7 +128,7 @@ def refresh_gold(tables: HudiTables, tenant: str, value_set: HaiValueSet) -> lis
     The tenant is recorded as unannounced first, so the next gold Lambda run sends its
     `gold.refreshed` message (this job has no notification topic). Returns `table@instant`s."""
     deadline = time.monotonic() + GOLD_LOCK_WAIT_SECONDS
-    while not acquire_gold_lock(tables.store, now_micros()):
+    while not (lock := acquire_gold_lock(tables.store, now_micros())):
         if time.monotonic() > deadline:
             raise LakeError("the gold refresh lock stayed held; silver is committed, gold follows at the next refresh")
         time.sleep(15)
@@ -148,7 +148,7 @@ def refresh_gold(tables: HudiTables, tenant: str, value_set: HaiValueSet) -> lis
                     instants.append(f"{table}@{instant}")
         return instants
     finally:
-        release_gold_lock(tables.store)
+        release_gold_lock(tables.store, lock)
 
 
 def refresh_tenant_gold(tables: HudiTables, tenant: str) -> None:

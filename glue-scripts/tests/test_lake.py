@@ -134,11 +134,15 @@ def test_a_concurrent_commit_is_detected_unless_one_commit_is_based_on_the_other
 
 def test_the_gold_lock_is_the_one_the_rust_refresh_takes(lake_copy):
     store = LocalLakeStore(str(lake_copy.root))
-    assert acquire_gold_lock(store, NOW)
+    first = acquire_gold_lock(store, NOW)
+    assert first
     assert not acquire_gold_lock(store, NOW + 1), "held within its lease"
     assert "another refresh is running" in lake_copy.run("gold").stdout
-    assert acquire_gold_lock(store, NOW + 16 * 60 * 1_000_000), "an expired lease is taken over"
-    release_gold_lock(store)
+    second = acquire_gold_lock(store, NOW + 16 * 60 * 1_000_000)
+    assert second, "an expired lease is taken over"
+    release_gold_lock(store, first)
+    assert store.get(GOLD_LOCK_PATH) == second, "the overrun holder leaves the new holder's lock"
+    release_gold_lock(store, second)
     assert store.get(GOLD_LOCK_PATH) is None
     store.put(GOLD_LOCK_PATH, json.dumps({"expires_at": 2**62}).encode())  # as a running Rust refresh leaves it
     assert not acquire_gold_lock(store, NOW)

@@ -80,18 +80,32 @@ pub async fn refresh(
     notifier: &dyn Notifier,
     value_set: &HaiValueSet,
 ) -> Result<RefreshReport> {
-    if !acquire_lock(lake).await? {
+    let Some(lock) = acquire_lock(lake).await? else {
         tracing::info!("another gold refresh is running");
         return Ok(RefreshReport {
             busy: true,
             ..RefreshReport::default()
         });
-    }
+    };
     let result = refresh_locked(lake, notifier, value_set).await;
-    let released = lake.delete(&Path::from(LOCK_PATH)).await;
+    let released = release_lock(lake, &lock).await;
     let report = result?;
     released?;
     Ok(report)
+}
+
+/// Deletes the lock if it is still this refresh's: one that outlived its lease may have been taken
+/// over, and deleting the new holder's lock would let a third refresh run beside it.
+async fn release_lock(lake: &Arc<dyn ObjectStore>, lock: &str) -> Result<()> {
+    let path = Path::from(LOCK_PATH);
+    match read(lake, &path).await? {
+        Some(held) if held == lock.as_bytes() => Ok(lake.delete(&path).await?),
+        Some(_) => {
+            tracing::warn!("the gold refresh lock was taken over while this refresh ran");
+            Ok(())
+        }
+        None => Ok(()),
+    }
 }
 
 async fn refresh_locked(
@@ -242,22 +256,23 @@ async fn announce_committed(
 }
 
 /// Takes the refresh lock (create-if-absent), or an expired one over; `false` when it is held.
-async fn acquire_lock(lake: &Arc<dyn ObjectStore>) -> Result<bool> {
+/// Takes the refresh lock; returns the lock's content (to release only this lock), or `None` when
+/// another refresh holds it.
+async fn acquire_lock(lake: &Arc<dyn ObjectStore>) -> Result<Option<String>> {
     let path = Path::from(LOCK_PATH);
     let now = now_micros();
     let body = serde_json::json!({"expires_at": now + LOCK_LEASE_MICROS}).to_string();
-    if create(lake, &path, PutPayload::from(body.clone())).await? {
-        return Ok(true);
-    }
-    let held = match read(lake, &path).await? {
-        Some(held) => held,
-        // Released meanwhile: try once more.
-        None => return create(lake, &path, PutPayload::from(body)).await,
+    let taken = if create(lake, &path, PutPayload::from(body.clone())).await? {
+        true
+    } else {
+        match read(lake, &path).await? {
+            // Released meanwhile: try once more.
+            None => create(lake, &path, PutPayload::from(body.clone())).await?,
+            Some(held) if expires_at(&held) > now => false,
+            Some(held) => take_over(lake, held, &body, now).await?,
+        }
     };
-    if expires_at(&held) > now {
-        return Ok(false);
-    }
-    take_over(lake, held, &body, now).await
+    Ok(taken.then_some(body))
 }
 
 /// Takes over the expired lock whose content is `held`. Of the refreshes that found it expired,
@@ -433,15 +448,22 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_live_lock_is_not_taken_and_an_expired_one_is() {
+    async fn a_live_lock_is_not_taken_an_expired_one_is_and_only_the_holder_releases_it() {
         let lake: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-        assert!(acquire_lock(&lake).await.unwrap());
-        assert!(!acquire_lock(&lake).await.unwrap(), "held within its lease");
-        let lock = Path::from(LOCK_PATH);
-        lake.put(&lock, PutPayload::from_static(br#"{"expires_at":1}"#))
-            .await
-            .unwrap();
-        assert!(acquire_lock(&lake).await.unwrap(), "expired: taken over");
-        assert!(!acquire_lock(&lake).await.unwrap(), "held again");
+        let first = acquire_lock(&lake).await.unwrap().unwrap();
+        assert!(
+            acquire_lock(&lake).await.unwrap().is_none(),
+            "held within its lease"
+        );
+        // The first refresh outlives its lease and is taken over.
+        let path = Path::from(LOCK_PATH);
+        lake.put(&path, PutPayload::from(lock(1))).await.unwrap();
+        let second = acquire_lock(&lake).await.unwrap().unwrap();
+        assert!(acquire_lock(&lake).await.unwrap().is_none(), "held again");
+        // Its release leaves the new holder's lock alone; the new holder's release frees it.
+        release_lock(&lake, &first).await.unwrap();
+        assert_eq!(held(&lake).await, second);
+        release_lock(&lake, &second).await.unwrap();
+        assert!(read(&lake, &path).await.unwrap().is_none());
     }
 }

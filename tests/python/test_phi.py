@@ -6,6 +6,7 @@ their most verbose. The same source ids loaded for two tenants get unrelated pse
 
 The raw and quarantine zones hold PHI by design, the ledger records raw object keys, and the
 console's progress lines name the paths the operator passed in: none of them is scanned."""
+import gzip
 import json
 import os
 import re
@@ -35,8 +36,6 @@ def resources(root: Path):
             continue
         data = path.read_bytes()
         if path.suffix == ".gz":
-            import gzip
-
             data = gzip.decompress(data)
         text = data.decode()
         documents = [text] if path.name.endswith((".json", ".json.gz")) else text.splitlines()

@@ -45,6 +45,11 @@ pub fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures")
 }
 
+/// The bytes of a file of `tests/fixtures`.
+pub fn read_fixture(path: &str) -> Vec<u8> {
+    std::fs::read(fixtures().join(path)).expect("fixture file")
+}
+
 pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     encoder.write_all(bytes).expect("gzip in memory");

@@ -545,7 +545,7 @@ async fn an_object_too_big_for_a_lambda_is_handed_to_the_glue_job_once() {
     // GIVEN an ingest function whose size limit is below the uploaded file's size
     let deployment = Deployment::create().await;
     let key = "tenant-01/export-1/Jane Doe.ndjson";
-    let body = std::fs::read(metriccare_tests::fixtures().join("bulk/Patient.ndjson")).unwrap();
+    let body = metriccare_tests::read_fixture("bulk/Patient.ndjson");
     let size = body.len() as u64;
     deployment.upload(key, body).await;
     let mut config = deployment.ingest_config();
@@ -598,7 +598,7 @@ async fn an_object_too_big_for_a_lambda_is_handed_to_the_glue_job_once() {
 async fn a_message_that_cannot_be_done_now_fails_alone_in_its_batch() {
     // GIVEN two uploaded files, one of which another worker holds a live claim on
     let deployment = Deployment::create().await;
-    let body = std::fs::read(metriccare_tests::fixtures().join("bulk/Patient.ndjson")).unwrap();
+    let body = metriccare_tests::read_fixture("bulk/Patient.ndjson");
     deployment
         .upload("tenant-01/free.ndjson", body.clone())
         .await;

@@ -3,7 +3,7 @@
 use metriccare_core::ingest::FileResult;
 use metriccare_core::silver::SilverTable;
 use metriccare_tests::faults::{Fault, FaultPlan, faulty_process};
-use metriccare_tests::{TestLake, fixtures, tenant_id};
+use metriccare_tests::{TestLake, fixtures, read_fixture, tenant_id};
 
 /// Ingests a fixture of tenant t1 in a process whose first write ending in `suffix` fails: the
 /// ingest stops there, leaving what a process stopped at that write would leave.
@@ -162,7 +162,7 @@ async fn the_raw_zone_is_processed_like_upload_events_and_redelivery_does_nothin
     let lake = TestLake::new();
     let key = lake.drop_raw(
         "clinic-7/2024/06/Patient.ndjson",
-        &std::fs::read(fixtures().join("bulk/Patient.ndjson")).unwrap(),
+        &read_fixture("bulk/Patient.ndjson"),
     );
     let first = lake.lake.ingest_raw(&key).await.unwrap();
     assert_eq!(

@@ -10,12 +10,8 @@ use metriccare_core::gold::{self, GoldRows, LOCK_PATH};
 use metriccare_core::silver::SilverTable;
 use metriccare_local::LocalLake;
 use metriccare_tests::faults::{Fault, FaultPlan, faulty_process};
-use metriccare_tests::{TestLake, files_under, fixtures, silver_rows};
+use metriccare_tests::{TestLake, files_under, read_fixture, silver_rows};
 use serde_json::{Map, Value};
-
-fn fixture(path: &str) -> Vec<u8> {
-    std::fs::read(fixtures().join(path)).unwrap()
-}
 
 /// A full ingest's input: both formats and every outcome (loaded, rows rejected, file
 /// quarantined) for two tenants, small enough to fail each of its calls in turn.
@@ -27,7 +23,7 @@ fn drop_input(lake: &TestLake) {
 /// Tenant t1's first export: NDJSON with one rejected resource per file.
 fn drop_first_export(lake: &TestLake) {
     for table in ["Patient", "Encounter", "Condition"] {
-        let mut content = fixture(&format!("bulk/{table}.ndjson"));
+        let mut content = read_fixture(&format!("bulk/{table}.ndjson"));
         // One resource of each file is rejected (its id is not a FHIR id).
         content.extend(format!("\n{{\"resourceType\":\"{table}\",\"id\":\"bad id!\"}}\n").bytes());
         lake.drop_raw(&format!("t1/export-1/{table}.ndjson"), &content);
@@ -36,10 +32,10 @@ fn drop_first_export(lake: &TestLake) {
 
 /// More for t1 (a Bundle, a file to quarantine) and a first export of t2.
 fn drop_second_export(lake: &TestLake) {
-    let bundle = fixture("synthea/Jana_Kertzmann_transaction.json");
+    let bundle = read_fixture("synthea/Jana_Kertzmann_transaction.json");
     lake.drop_raw("t1/export-2/Jana.json", &bundle);
     lake.drop_raw("t1/export-2/notes.json", b"not json at all");
-    let edge_cases = fixture("edge-cases/edge-cases.ndjson");
+    let edge_cases = read_fixture("edge-cases/edge-cases.ndjson");
     lake.drop_raw("t2/export-1/edge-cases.ndjson", &edge_cases);
 }
 

@@ -251,9 +251,7 @@ async fn one_refresh_at_a_time_and_a_stopped_refresh_is_announced_by_the_next() 
     let lake = TestLake::new();
     lake.drop_raw(
         "t1/stay.json",
-        std::fs::read(metriccare_tests::fixtures().join("edge-cases/edge-cases.ndjson"))
-            .unwrap()
-            .as_slice(),
+        &metriccare_tests::read_fixture("edge-cases/edge-cases.ndjson"),
     );
     lake.lake.ingest_raw(&"t1/stay.json".into()).await.unwrap();
     let lock = lake.lake.dir.join("_metriccare/gold/refresh.lock");

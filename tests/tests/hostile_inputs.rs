@@ -9,7 +9,7 @@ use metriccare_core::fhir::reader::ReadLimits;
 use metriccare_core::ingest::{FileReport, FileResult, Settings};
 use metriccare_core::ports::LedgerStatus;
 use metriccare_core::silver::SilverTable;
-use metriccare_tests::{TestLake, fixtures, gzip};
+use metriccare_tests::{TestLake, gzip, read_fixture};
 use serde_json::{Map, Value};
 
 /// What must become of a file.
@@ -39,10 +39,6 @@ fn case(file: &'static str, content: impl Into<Vec<u8>>, expect: Expect) -> Case
         content: content.into(),
         expect,
     }
-}
-
-fn fixture(path: &str) -> Vec<u8> {
-    std::fs::read(fixtures().join(path)).unwrap()
 }
 
 /// A good Patient line with the given id.
@@ -111,8 +107,8 @@ fn corpus_limits() -> ReadLimits {
 
 fn corpus() -> Vec<Case> {
     let max_line = ReadLimits::default().max_line_bytes;
-    let ndjson = fixture("bulk/Patient.ndjson");
-    let transaction = fixture("synthea/Jana_Kertzmann_transaction.json");
+    let ndjson = read_fixture("bulk/Patient.ndjson");
+    let transaction = read_fixture("synthea/Jana_Kertzmann_transaction.json");
     let jana_rows = 3; // Patient, Encounter, Condition
     let with_bom = |content: &[u8]| [&[0xef, 0xbb, 0xbf][..], content].concat();
     let mut truncated_line = lines(&[&patient("p1"), &patient("p2")]);
@@ -347,7 +343,7 @@ async fn every_hostile_file_ends_in_a_clear_outcome_and_touches_nothing_else() {
     });
     for table in ["Patient", "Encounter", "Condition"] {
         let key = format!("bystander/export/{table}.ndjson");
-        let key = lake.drop_raw(&key, &fixture(&format!("bulk/{table}.ndjson")));
+        let key = lake.drop_raw(&key, &read_fixture(&format!("bulk/{table}.ndjson")));
         let report = lake.lake.ingest_raw(&key).await.unwrap();
         assert_eq!(report.result, FileResult::Completed);
     }

@@ -3,7 +3,7 @@
 
 use metriccare_core::ingest::FileResult;
 use metriccare_core::silver::SilverTable;
-use metriccare_tests::{TestLake, fixtures, gzip, pseudonym};
+use metriccare_tests::{TestLake, fixtures, gzip, pseudonym, read_fixture};
 use serde_json::{Map, Value};
 
 const SYNTHEA_PATIENT: &str = "8c95253e-8ee8-9b4b-d9c5-a9e4b3b1b0f4";
@@ -144,7 +144,7 @@ fn content(rows: Vec<Map<String, Value>>) -> Vec<Map<String, Value>> {
 
 #[tokio::test]
 async fn gzip_minified_and_pretty_inputs_give_the_same_rows() {
-    let bundle = std::fs::read(fixtures().join("synthea/Jana_Kertzmann_transaction.json")).unwrap();
+    let bundle = read_fixture("synthea/Jana_Kertzmann_transaction.json");
     let value: Value = serde_json::from_slice(&bundle).unwrap();
     let minified = serde_json::to_vec(&value).unwrap();
 
@@ -176,8 +176,7 @@ async fn gzip_minified_and_pretty_inputs_give_the_same_rows() {
     // NDJSON, gzipped, with a UTF-8 byte order mark and CRLF line ends.
     let mut ndjson = b"\xef\xbb\xbf".to_vec();
     ndjson.extend(
-        std::fs::read(fixtures().join("bulk/Patient.ndjson"))
-            .unwrap()
+        read_fixture("bulk/Patient.ndjson")
             .split(|b| *b == b'\n')
             .flat_map(|l| [l, b"\r\n"].concat()),
     );

@@ -7,7 +7,7 @@ use std::path::{Path as FsPath, PathBuf};
 
 use metriccare_core::ingest::FileResult;
 use metriccare_core::silver::SilverTable;
-use metriccare_tests::{TestLake, files_under, fixtures, pseudonym};
+use metriccare_tests::{TestLake, files_under, pseudonym, read_fixture};
 
 /// Every file under a directory with its bytes.
 fn files_with_content(dir: &FsPath) -> BTreeMap<PathBuf, Vec<u8>> {
@@ -41,11 +41,8 @@ async fn content_claiming_another_tenant_stays_in_the_uploaders_partition() {
     // GIVEN a lake where tenant `victim` has loaded its export and gold
     let lake = TestLake::new();
     for table in ["Organization", "Patient", "Encounter", "Condition"] {
-        let file = fixtures().join(format!("bulk/{table}.ndjson"));
-        let key = lake.drop_raw(
-            &format!("victim/export/{table}.ndjson"),
-            &std::fs::read(file).unwrap(),
-        );
+        let content = read_fixture(&format!("bulk/{table}.ndjson"));
+        let key = lake.drop_raw(&format!("victim/export/{table}.ndjson"), &content);
         let report = lake.lake.ingest_raw(&key).await.unwrap();
         assert_eq!(report.result, FileResult::Completed);
     }

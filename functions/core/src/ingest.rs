@@ -11,8 +11,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{
-    GetOptions, GetResultPayload, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
-    WriteMultipart,
+    GetOptions, GetResultPayload, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -22,6 +21,7 @@ use crate::deid::{PseudonymCache, Pseudonymizer, redact_key};
 use crate::error::{CoreError, Result};
 use crate::fhir::{self, FileError, Item, Parsed, Position, ReadLimits, Record, RefTarget};
 use crate::hudi::{Delete, HudiTable, StagedRows, bucket_of};
+use crate::objects;
 use crate::ports::{
     Claim, Ledger, LedgerStatus, Message, Notifier, ObjectRef, Outcome, ResourceCounts, ScaleOut,
     Topic,
@@ -164,11 +164,8 @@ impl Services {
                 let path = Path::from(KEY_FINGERPRINT_PATH);
                 let ours = self.pseudonymizer.fingerprint();
                 let record = json!({"algorithm": "HMAC-SHA256", "fingerprint": ours}).to_string();
-                let create = PutOptions::from(PutMode::Create);
-                match self.lake.put_opts(&path, record.into(), create).await {
-                    Ok(_) => return Ok(()),
-                    Err(object_store::Error::AlreadyExists { .. }) => {}
-                    Err(e) => return Err(CoreError::from(e)),
+                if objects::create(self.lake.as_ref(), &path, record.into()).await? {
+                    return Ok(());
                 }
                 let stored: serde_json::Value =
                     serde_json::from_slice(&self.lake.get(&path).await?.bytes().await?)?;
@@ -283,7 +280,7 @@ impl Services {
             FileResult::HandedOff => LedgerStatus::HandedOff,
             _ => LedgerStatus::Failed,
         };
-        let alerted = matches!(result, FileResult::Quarantined | FileResult::Failed);
+        let needs_alert = matches!(result, FileResult::Quarantined | FileResult::Failed);
         let recorded = self
             .ledger
             .finish(&ledger_id, attempt, status, &outcome, now_micros())
@@ -298,13 +295,13 @@ impl Services {
             Err(e) => {
                 // The outcome may be recorded though the answer was lost; a retry would then find
                 // the item final and stay silent, so alert now: at least once.
-                if alerted {
+                if needs_alert {
                     self.alert(&report(result, outcome)).await;
                 }
                 return Err(e);
             }
         }
-        if alerted {
+        if needs_alert {
             self.alert(&report(result, outcome.clone())).await;
         }
         Ok(report(result, outcome))

@@ -9,6 +9,7 @@ pub mod fhir;
 pub mod gold;
 pub mod hudi;
 pub mod ingest;
+pub mod objects;
 pub mod ports;
 pub mod rows;
 pub mod silver;

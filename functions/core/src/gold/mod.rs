@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -26,6 +26,7 @@ pub use tables::{
 
 use crate::error::Result;
 use crate::hudi::{HudiTable, StagedRows};
+use crate::objects::{create, read};
 use crate::ports::Notifier;
 use crate::silver::SilverTable;
 use crate::tenant::TenantId;
@@ -98,7 +99,7 @@ pub async fn refresh(
 /// over, and deleting the new holder's lock would let a third refresh run beside it.
 async fn release_lock(lake: &Arc<dyn ObjectStore>, lock: &str) -> Result<()> {
     let path = Path::from(LOCK_PATH);
-    match read(lake, &path).await? {
+    match read(lake.as_ref(), &path).await? {
         Some(held) if held == lock.as_bytes() => Ok(lake.delete(&path).await?),
         Some(_) => {
             tracing::warn!("the gold refresh lock was taken over while this refresh ran");
@@ -262,12 +263,12 @@ async fn acquire_lock(lake: &Arc<dyn ObjectStore>) -> Result<Option<String>> {
     let path = Path::from(LOCK_PATH);
     let now = now_micros();
     let body = serde_json::json!({"expires_at": now + LOCK_LEASE_MICROS}).to_string();
-    let taken = if create(lake, &path, PutPayload::from(body.clone())).await? {
+    let taken = if create(lake.as_ref(), &path, PutPayload::from(body.clone())).await? {
         true
     } else {
-        match read(lake, &path).await? {
+        match read(lake.as_ref(), &path).await? {
             // Released meanwhile: try once more.
-            None => create(lake, &path, PutPayload::from(body.clone())).await?,
+            None => create(lake.as_ref(), &path, PutPayload::from(body.clone())).await?,
             Some(held) if expires_at(&held) > now => false,
             Some(held) => take_over(lake, held, &body, now).await?,
         }
@@ -289,25 +290,16 @@ async fn take_over(
 ) -> Result<bool> {
     loop {
         let marker = Path::from(format!("{LOCK_PATH}.taken-{}", takeover_token(&held)));
-        if create(lake, &marker, PutPayload::from(body.to_owned())).await? {
+        if create(lake.as_ref(), &marker, PutPayload::from(body.to_owned())).await? {
             tracing::warn!("took over an expired gold refresh lock");
             lake.put(&Path::from(LOCK_PATH), PutPayload::from(body.to_owned()))
                 .await?;
             return Ok(true);
         }
-        match read(lake, &marker).await? {
+        match read(lake.as_ref(), &marker).await? {
             Some(taken) if expires_at(&taken) <= now => held = taken,
             _ => return Ok(false),
         }
-    }
-}
-
-/// An object's bytes, `None` when it does not exist.
-async fn read(lake: &Arc<dyn ObjectStore>, path: &Path) -> Result<Option<bytes::Bytes>> {
-    match lake.get(path).await {
-        Ok(found) => Ok(Some(found.bytes().await?)),
-        Err(object_store::Error::NotFound { .. }) => Ok(None),
-        Err(e) => Err(e.into()),
     }
 }
 
@@ -324,23 +316,10 @@ fn takeover_token(lock: &[u8]) -> String {
     hex::encode(&Sha256::digest(lock)[..8])
 }
 
-/// A create-if-absent write: `false` when the object exists.
-async fn create(lake: &Arc<dyn ObjectStore>, path: &Path, body: PutPayload) -> Result<bool> {
-    match lake
-        .put_opts(path, body, PutOptions::from(PutMode::Create))
-        .await
-    {
-        Ok(_) => Ok(true),
-        Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
-        Err(e) => Err(e.into()),
-    }
-}
-
 async fn load_state(lake: &Arc<dyn ObjectStore>) -> Result<State> {
-    match lake.get(&Path::from(STATE_PATH)).await {
-        Ok(found) => Ok(serde_json::from_slice(&found.bytes().await?)?),
-        Err(object_store::Error::NotFound { .. }) => Ok(State::default()),
-        Err(e) => Err(e.into()),
+    match read(lake.as_ref(), &Path::from(STATE_PATH)).await? {
+        Some(text) => Ok(serde_json::from_slice(&text)?),
+        None => Ok(State::default()),
     }
 }
 
@@ -395,7 +374,10 @@ mod tests {
     }
 
     async fn held(lake: &Arc<dyn ObjectStore>) -> String {
-        let found = read(lake, &Path::from(LOCK_PATH)).await.unwrap().unwrap();
+        let found = read(lake.as_ref(), &Path::from(LOCK_PATH))
+            .await
+            .unwrap()
+            .unwrap();
         String::from_utf8(found.to_vec()).unwrap()
     }
 
@@ -464,6 +446,6 @@ mod tests {
         release_lock(&lake, &first).await.unwrap();
         assert_eq!(held(&lake).await, second);
         release_lock(&lake, &second).await.unwrap();
-        assert!(read(&lake, &path).await.unwrap().is_none());
+        assert!(read(lake.as_ref(), &path).await.unwrap().is_none());
     }
 }

@@ -28,9 +28,7 @@ use arrow_array::{RecordBatch, StringArray};
 use bytes::Bytes;
 use futures::StreamExt;
 use object_store::path::Path;
-use object_store::{
-    GetResultPayload, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart,
-};
+use object_store::{GetResultPayload, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -39,6 +37,7 @@ use super::snapshot::{Snapshot, Timeline};
 use super::staging::StagedRows;
 use super::{TableDef, avro_schema, file_id};
 use crate::error::{CoreError, Result};
+use crate::objects;
 use crate::time::{hudi_instant, now_micros, parse_hudi_instant};
 
 /// Rows and deletes for one partition value (tenant).
@@ -101,22 +100,12 @@ impl HudiTable {
     pub async fn open(store: Arc<dyn ObjectStore>, def: TableDef) -> Result<Self> {
         let properties_path = def.hoodie_path("hoodie.properties");
         let wanted = def.properties();
-        match store.get(&properties_path).await {
-            Ok(existing) => {
-                let existing = String::from_utf8_lossy(&existing.bytes().await?).into_owned();
-                check_compatible(&def, &existing)?;
+        match objects::read(store.as_ref(), &properties_path).await? {
+            Some(existing) => check_compatible(&def, &String::from_utf8_lossy(&existing))?,
+            // Another writer creating it meanwhile wrote the same properties.
+            None => {
+                objects::create(store.as_ref(), &properties_path, wanted.into()).await?;
             }
-            Err(object_store::Error::NotFound { .. }) => {
-                let create = PutOptions::from(PutMode::Create);
-                match store
-                    .put_opts(&properties_path, wanted.into(), create)
-                    .await
-                {
-                    Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            Err(e) => return Err(e.into()),
         }
         let control_dir = |kind: &str| {
             def.base
@@ -283,12 +272,7 @@ impl HudiTable {
     /// number, a cleaner before removing an abandoned instant; `false` means the other was first.
     async fn seal(&self, instant: &str) -> Result<bool> {
         let path = self.sealed_dir.clone().join(instant);
-        let create = PutOptions::from(PutMode::Create);
-        match self.store.put_opts(&path, PutPayload::new(), create).await {
-            Ok(_) => Ok(true),
-            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
+        objects::create(self.store.as_ref(), &path, PutPayload::new()).await
     }
 
     /// When the instant was sealed (µs).
@@ -387,28 +371,21 @@ impl HudiTable {
         };
         let mut sequence = base + 1;
         loop {
-            let create = PutOptions::from(PutMode::Create);
             let payload = PutPayload::from(entry_for(sequence)?);
-            match self
-                .store
-                .put_opts(&self.sequence_path(sequence), payload, create)
-                .await
-            {
-                Ok(_) => return Ok(Some(sequence)),
-                Err(object_store::Error::AlreadyExists { .. }) => {
-                    let other = self.complete_sequence(sequence).await?;
-                    // A retried create whose first attempt did land finds our own entry.
-                    if other.instant == instant {
-                        return Ok(Some(sequence));
-                    }
-                    if other.file_groups.iter().any(|g| touched.contains(g)) {
-                        tracing::info!(table = %self.def.name, sequence, "commit conflict, retrying on fresh state");
-                        return Ok(None);
-                    }
-                    sequence += 1;
-                }
-                Err(e) => return Err(e.into()),
+            let path = self.sequence_path(sequence);
+            if objects::create(self.store.as_ref(), &path, payload).await? {
+                return Ok(Some(sequence));
             }
+            let other = self.complete_sequence(sequence).await?;
+            // A retried create whose first attempt did land finds our own entry.
+            if other.instant == instant {
+                return Ok(Some(sequence));
+            }
+            if other.file_groups.iter().any(|g| touched.contains(g)) {
+                tracing::info!(table = %self.def.name, sequence, "commit conflict, retrying on fresh state");
+                return Ok(None);
+            }
+            sequence += 1;
         }
     }
 
@@ -422,12 +399,10 @@ impl HudiTable {
         loop {
             let instant = hudi_instant(micros);
             let path = self.def.hoodie_path(&format!("{instant}.commit.requested"));
-            let create = PutOptions::from(PutMode::Create);
-            match self.store.put_opts(&path, PutPayload::new(), create).await {
-                Ok(_) => return Ok(instant),
-                Err(object_store::Error::AlreadyExists { .. }) => micros += 1000,
-                Err(e) => return Err(e.into()),
+            if objects::create(self.store.as_ref(), &path, PutPayload::new()).await? {
+                return Ok(instant);
             }
+            micros += 1000;
         }
     }
 
@@ -559,11 +534,9 @@ impl HudiTable {
     async fn ensure_partition_metadata(&self, dir: &Path, instant: &str) -> Result<()> {
         let path = dir.clone().join(".hoodie_partition_metadata");
         let text = format!("#partition metadata\ncommitTime={instant}\npartitionDepth=1\n");
-        let create = PutOptions::from(PutMode::Create);
-        match self.store.put_opts(&path, text.into(), create).await {
-            Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+        // Written once per partition; an existing one says the same.
+        objects::create(self.store.as_ref(), &path, text.into()).await?;
+        Ok(())
     }
 }
 

@@ -193,10 +193,12 @@ module "ingest_function" {
   dead_letter_topic_arn = module.notifications.alerts_topic_arn
   policy_json           = data.aws_iam_policy_document.ingest.json
 
+  # Files of one tenant in a batch are one group commit: a larger batch, gathered over a longer
+  # window, rewrites each file group less often (see "Table lifecycle" in the README).
   sqs_trigger = {
     queue_arn                   = module.ingest_queue.queue_arn
-    batch_size                  = 10
-    maximum_batching_window_sec = 5
+    batch_size                  = var.ingest_batch_size
+    maximum_batching_window_sec = var.ingest_batching_window_seconds
   }
 
   environment = {

@@ -27,6 +27,28 @@ variable "ingest_ephemeral_storage_mb" {
   default     = 4096
 }
 
+variable "ingest_batch_size" {
+  description = "S3 notifications per ingest invocation (SQS batch); each tenant's files in a batch are one group commit. Up to 10,000; over 10 needs a batching window of at least 1 s."
+  type        = number
+  default     = 100
+
+  validation {
+    condition     = var.ingest_batch_size >= 1 && var.ingest_batch_size <= 10000
+    error_message = "ingest_batch_size must be between 1 and 10000."
+  }
+}
+
+variable "ingest_batching_window_seconds" {
+  description = "How long SQS gathers notifications into one ingest batch (0-300 s): longer windows make bigger group commits and later silver."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.ingest_batching_window_seconds >= 0 && var.ingest_batching_window_seconds <= 300
+    error_message = "ingest_batching_window_seconds must be between 0 and 300."
+  }
+}
+
 variable "ingest_reserved_concurrency" {
   description = "Ingest instances at once."
   type        = number

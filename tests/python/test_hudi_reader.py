@@ -208,3 +208,40 @@ def test_files_of_an_unfinished_commit_are_invisible_to_the_reader(lake, write):
     (table / ".hoodie" / f"{pending}.inflight").write_text("{}")
     # THEN the reader still sees exactly the committed rows
     assert rows(lake.read("patient"), "patient_key") == before
+
+
+def test_after_cleaning_and_archival_the_reader_sees_every_row_once(lake, write, tmp_path):
+    """Many small drops, each its own commit, with table services keeping 1 commit's slices and 3
+    active instants: the Apache Hudi reader reads exactly the rows of the same files loaded as one
+    group commit into a second lake, though most instants have left `.hoodie/` and most slices are
+    gone."""
+    lake.env.update({"METRICCARE_RETAIN_COMMITS": "1", "METRICCARE_RETAIN_HOURS": "0",
+                     "METRICCARE_ACTIVE_INSTANTS": "3", "METRICCARE_GROUP_FILES": "1"})
+    files = [write("first.ndjson", [dict(p, id=f"p{n}") for n in range(20) for p in PATIENT_V1[:1]])]
+    for day in range(12):
+        updated = dict(PATIENT_V1[1], id=f"p{day}", gender="other",
+                       meta={"lastUpdated": f"2024-02-{day + 1:02d}T00:00:00Z", "versionId": "2"})
+        new = dict(PATIENT_V1[1], id=f"day{day}")
+        files.append(write(f"day-{day:02d}.ndjson", [updated, new]))
+    for path in files:
+        lake.ingest("t1", path)
+    grouped = type(lake)(tmp_path / "grouped")
+    grouped.ingest("t1", *files)
+
+    def data(table):
+        return sorted(({k: v for k, v in r.items() if not k.startswith("_hoodie") and k not in
+                        ("ingested_at", "source_file_id")} for r in table.to_pylist()),
+                      key=lambda r: r["patient_key"])
+
+    got = data(lake.read("patient"))
+    assert len(got) == 20 + 12
+    assert got == data(grouped.read("patient"))
+    assert sum(1 for r in got if r["gender"] == "other") == 12
+    assert len(lake.commits("patient")) == 3
+    assert len(grouped.commits("patient")) == 1
+    partition = lake.root / "silver" / "patient" / "tenant_id=t1"
+    assert len(list(partition.glob("*.parquet"))) <= 4 + 1
+    status = lake.run("status", "--services", "--json").stdout.splitlines()
+    services = {json.loads(line)["table"]: json.loads(line)["services"] for line in status}
+    assert services["silver/patient"]["totals"]["archived_instants"] == 13 - 3
+    assert services["silver/patient"]["totals"]["cleaned_files"] > 0

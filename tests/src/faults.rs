@@ -77,6 +77,11 @@ impl FaultPlan {
         self.log.lock().expect("log lock").len()
     }
 
+    /// Every counted call so far, as logged ("lake put <path>", "ledger claim <id>", ...).
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().expect("log lock").clone()
+    }
+
     /// The failing call, once it has happened.
     pub fn failed_call(&self) -> Option<String> {
         let log = self.log.lock().expect("log lock");
@@ -206,17 +211,30 @@ impl ObjectStore for FaultyStore {
         self.plan.guard(what, call, storage_error).await
     }
 
+    /// Each path of a bulk delete is its own call: a process can stop between any two.
     fn delete_stream(
         &self,
         locations: BoxStream<'static, object_store::Result<Path>>,
     ) -> BoxStream<'static, object_store::Result<Path>> {
-        let message = self.plan.message();
-        let fail = move |_| Err(storage_error(message.clone()));
-        match self.plan.step("delete", format!("{} delete", self.name)) {
-            Step::Run => self.inner.delete_stream(locations),
-            Step::Refuse => locations.map(fail).boxed(),
-            Step::RunThenFail => self.inner.delete_stream(locations).map(fail).boxed(),
-        }
+        let (inner, plan, name) = (self.inner.clone(), self.plan.clone(), self.name);
+        locations
+            .then(move |location| {
+                let (inner, plan) = (inner.clone(), plan.clone());
+                async move {
+                    let location = location?;
+                    let what = ("delete", format!("{name} delete {location}"));
+                    let call = async {
+                        let once = stream::once(futures::future::ready(Ok(location.clone())));
+                        inner
+                            .delete_stream(once.boxed())
+                            .next()
+                            .await
+                            .unwrap_or(Ok(location.clone()))
+                    };
+                    plan.guard(what, call, storage_error).await
+                }
+            })
+            .boxed()
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
@@ -352,7 +370,12 @@ impl Ledger for FaultyLedger {
 /// count toward `plan`. Its claims expire at once, so the next process can take over whatever it
 /// left unfinished.
 pub fn faulty_process(dir: &FsPath, plan: &Arc<FaultPlan>) -> LocalLake {
-    let lake = crate::open_lake(dir, Settings::default());
+    faulty_process_with(dir, plan, Settings::default())
+}
+
+/// [`faulty_process`] with these settings (retention, group limits); the lease expires at once.
+pub fn faulty_process_with(dir: &FsPath, plan: &Arc<FaultPlan>, settings: Settings) -> LocalLake {
+    let lake = crate::open_lake(dir, settings.clone());
     let ports = &lake.services;
     let services = Services::new(
         FaultyStore::wrap(ports.lake.clone(), plan, "lake"),
@@ -362,7 +385,7 @@ pub fn faulty_process(dir: &FsPath, plan: &Arc<FaultPlan>) -> LocalLake {
         crate::test_pseudonymizer(),
         Settings {
             lease: Duration::from_micros(1),
-            ..Settings::default()
+            ..settings
         },
     );
     LocalLake {

@@ -7,10 +7,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path as FsPath;
 
 use metriccare_core::gold::{self, GoldRows, LOCK_PATH};
+use metriccare_core::hudi::Retention;
+use metriccare_core::ingest::Settings;
 use metriccare_core::silver::SilverTable;
 use metriccare_local::LocalLake;
-use metriccare_tests::faults::{Fault, FaultPlan, faulty_process};
-use metriccare_tests::{TestLake, files_under, read_fixture, silver_rows};
+use metriccare_tests::faults::{Fault, FaultPlan, faulty_process, faulty_process_with};
+use metriccare_tests::{TestLake, files_under, read_fixture, silver_rows, tenant_id};
 use serde_json::{Map, Value};
 
 /// A full ingest's input: both formats and every outcome (loaded, rows rejected, file
@@ -122,6 +124,12 @@ async fn outcome(lake: &LocalLake) -> Outcome {
 /// Rows a reader sees after the fault, before any retry: per table, each file's rows are all of
 /// that file's rows in the clean run, or none (whole commits only, nothing half-written).
 fn assert_only_whole_commits(seen: &Outcome, clean: &Outcome, case: &str) {
+    assert_whole_commits_of(seen, &[clean], case);
+}
+
+/// Per table, each file's rows are all of that file's rows in one of the `states` a reader may
+/// see, or none.
+fn assert_whole_commits_of(seen: &Outcome, states: &[&Outcome], case: &str) {
     let by_file = |rows: &[Map<String, Value>]| {
         let mut files: BTreeMap<String, Vec<Map<String, Value>>> = BTreeMap::new();
         for row in rows {
@@ -131,11 +139,10 @@ fn assert_only_whole_commits(seen: &Outcome, clean: &Outcome, case: &str) {
         files
     };
     for (table, rows) in &seen.silver {
-        let clean_files = by_file(&clean.silver[table]);
+        let allowed: Vec<_> = states.iter().map(|s| by_file(&s.silver[table])).collect();
         for (file, rows) in by_file(rows) {
-            assert_eq!(
-                Some(&rows),
-                clean_files.get(&file),
+            assert!(
+                allowed.iter().any(|files| files.get(&file) == Some(&rows)),
                 "{case}: {table} shows part of {file}, or rows no clean run has"
             );
         }
@@ -189,6 +196,131 @@ fn assert_same(got: &Outcome, clean: &Outcome, case: &str) {
             assert_eq!(got_row, row, "{case}: {table}");
         }
     }
+}
+
+/// Table services that act on every commit: one commit's slices, two active instants.
+fn eager_services() -> Settings {
+    Settings {
+        retention: Retention {
+            retain_commits: 1,
+            retain_hours: 0,
+            active_instants: 2,
+        },
+        ..Settings::default()
+    }
+}
+
+/// What `watch --once` does with group commits: each tenant's files as one group, in key order.
+async fn ingest_in_groups(lake: &LocalLake) {
+    let Ok(objects) = lake.list_raw().await else {
+        return;
+    };
+    let mut by_tenant: BTreeMap<String, Vec<object_store::path::Path>> = BTreeMap::new();
+    for object in objects {
+        let tenant = object.location.parts().next().unwrap().as_ref().to_owned();
+        by_tenant.entry(tenant).or_default().push(object.location);
+    }
+    for (tenant, keys) in by_tenant {
+        let _ = lake.ingest_raw_group(&tenant_id(&tenant), &keys).await;
+    }
+}
+
+/// A lake with history: t1's first export and t2's file loaded one commit each, with eager
+/// services, so that the next group commit's cleaning and archival have slices and instants to
+/// remove.
+async fn lake_with_history() -> TestLake {
+    let lake = TestLake::with_settings(eager_services());
+    drop_first_export(&lake);
+    ingest_everything(&lake.lake).await;
+    let edge_cases = read_fixture("edge-cases/edge-cases.ndjson");
+    lake.drop_raw("t2/export-0/edge-cases.ndjson", &edge_cases);
+    ingest_everything(&lake.lake).await;
+    // A copy of a raw file is a new object version (the local ETag names the inode): the history's
+    // files leave the raw zone, so that only the new files load over it.
+    std::fs::remove_dir_all(lake.path().join("raw")).unwrap();
+    std::fs::create_dir(lake.path().join("raw")).unwrap();
+    lake
+}
+
+async fn every_fault_in_a_group_commit_with_table_services(fault: Fault) {
+    // GIVEN a lake with history, and the clean run of a group commit per tenant over it, whose
+    // table services clean and archive
+    let history = lake_with_history().await;
+    let before = outcome(&history.lake).await;
+    let clean_lake = TestLake::new();
+    copy_lake(history.path(), clean_lake.path());
+    drop_second_export(&clean_lake);
+    let counting = FaultPlan::counting();
+    ingest_in_groups(&faulty_process_with(
+        clean_lake.path(),
+        &counting,
+        eager_services(),
+    ))
+    .await;
+    let clean = outcome(&clean_lake.lake).await;
+    let log = counting.log();
+    assert!(
+        log.iter()
+            .any(|call| call.starts_with("lake delete") && call.ends_with(".parquet")),
+        "the clean run cleans slices"
+    );
+    assert!(
+        log.iter()
+            .any(|call| call.starts_with("lake delete") && call.ends_with(".commit")),
+        "the clean run archives instants"
+    );
+    let calls = counting.calls();
+    println!(
+        "{fault:?}: failing each of the {calls} port calls of group commits with table services in turn"
+    );
+    for at in 1..=calls {
+        // WHEN the at-th call fails
+        let lake = TestLake::new();
+        copy_lake(history.path(), lake.path());
+        drop_second_export(&lake);
+        let plan = FaultPlan::failing(fault, at);
+        ingest_in_groups(&faulty_process_with(lake.path(), &plan, eager_services())).await;
+        let case = format!(
+            "{fault:?} at call {at} of {calls} ({:?})",
+            plan.failed_call()
+        );
+        assert!(plan.failed_call().is_some(), "{case}: the fault happened");
+        // THEN readers see whole commits only (each file as before the group or as after it), and
+        // no record committed before and kept by the group is missing: cleaning and archival
+        // never take a slice a reader needs
+        let seen = outcome(&lake.lake).await;
+        assert_whole_commits_of(&seen, &[&before, &clean], &case);
+        for (table, rows) in &before.silver {
+            let key_of = |row: &Map<String, Value>| row.values().next().map(Value::to_string);
+            let kept: BTreeSet<_> = clean.silver[table].iter().filter_map(key_of).collect();
+            let seen_keys: BTreeSet<_> = seen.silver[table].iter().filter_map(key_of).collect();
+            for key in rows.iter().filter_map(key_of).filter(|k| kept.contains(k)) {
+                assert!(
+                    seen_keys.contains(&key),
+                    "{case}: {table} lost {key} committed before"
+                );
+            }
+        }
+        // AND after a healthy process retries, everything equals the clean run
+        let retry = faulty_process_with(lake.path(), &FaultPlan::counting(), eager_services());
+        ingest_in_groups(&retry).await;
+        assert_same(&outcome(&lake.lake).await, &clean, &case);
+    }
+}
+
+#[tokio::test]
+async fn an_error_at_any_call_of_a_group_commit_with_table_services_loses_nothing() {
+    every_fault_in_a_group_commit_with_table_services(Fault::Error).await;
+}
+
+#[tokio::test]
+async fn a_timeout_at_any_call_of_a_group_commit_with_table_services_loses_nothing() {
+    every_fault_in_a_group_commit_with_table_services(Fault::Timeout).await;
+}
+
+#[tokio::test]
+async fn a_stop_at_any_call_of_a_group_commit_with_table_services_loses_nothing() {
+    every_fault_in_a_group_commit_with_table_services(Fault::Stop).await;
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use aws_config::SdkConfig;
 use metriccare_core::gold::{self, HaiValueSet};
+use metriccare_core::hudi::Retention;
 use metriccare_core::ports::Topic;
 use object_store::ObjectStore;
 use serde_json::{Value, json};
@@ -47,7 +48,13 @@ impl GoldFunction {
             .get("detail-type")
             .and_then(Value::as_str)
             .unwrap_or("direct invocation");
-        let report = gold::refresh(&self.lake, &self.notifier, &self.value_set).await?;
+        let report = gold::refresh(
+            &self.lake,
+            &self.notifier,
+            &self.value_set,
+            &Retention::default(),
+        )
+        .await?;
         let refreshed: Vec<&str> = report
             .refreshed
             .iter()

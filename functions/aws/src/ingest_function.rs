@@ -7,7 +7,7 @@
 //! objects failed or is held by another worker, so it comes back after the visibility timeout
 //! (and lands in the DLQ after the queue's maxReceiveCount).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -81,6 +81,14 @@ impl From<&FileReport> for FileSummary {
             error: report.outcome.error.clone(),
         }
     }
+}
+
+/// A created object of a notification, in a tenant folder of the raw bucket.
+struct Upload {
+    /// Which notification of the invocation it came in.
+    notification: usize,
+    record: S3Record,
+    key: Path,
 }
 
 /// What one notification (one SQS message, or a plain S3 event) came to.
@@ -158,99 +166,85 @@ impl IngestFunction {
 
     /// Handles one invocation. An SQS batch always answers with its `batchItemFailures`; a plain S3
     /// event fails as a whole (and is retried by Lambda) when any of its objects must be retried.
+    /// The created objects of the whole invocation are grouped by tenant: each tenant's files are
+    /// one group commit (within the group limits), each file keeping its own ledger item.
     pub async fn handle(&self, event: Value) -> Result<Value> {
         let trigger = parse_trigger(&event).map_err(|e| AwsError::Event(e.to_string()))?;
-        match trigger {
-            Trigger::Sqs(messages) => {
-                let mut failures = Vec::new();
-                let mut files = Vec::new();
-                let mut committed = BTreeSet::new();
-                for message in messages {
-                    let handled = match message.notification {
-                        Ok(notification) => self.handle_notification(notification).await,
-                        Err(reason) => {
-                            // Not an S3 notification: retrying cannot help; the DLQ keeps it.
-                            tracing::error!(message_id = %message.message_id, reason = %reason, "unreadable SQS message");
-                            Handled {
-                                retry: vec![reason],
-                                ..Handled::default()
-                            }
-                        }
-                    };
-                    if !handled.retry.is_empty() {
-                        failures.push(json!({"itemIdentifier": message.message_id}));
-                    }
-                    files.extend(handled.files);
-                    committed.extend(handled.committed);
+        let (message_ids, notifications): (Vec<Option<String>>, Vec<_>) = match trigger {
+            Trigger::Sqs(messages) => messages
+                .into_iter()
+                .map(|m| (Some(m.message_id), m.notification))
+                .unzip(),
+            Trigger::S3(notification) => (vec![None], vec![Ok(notification)]),
+        };
+        let mut handled: Vec<Handled> = notifications.iter().map(|_| Handled::default()).collect();
+        let mut by_tenant: BTreeMap<TenantId, Vec<(Upload, u64)>> = BTreeMap::new();
+        for (index, notification) in notifications.into_iter().enumerate() {
+            let records = match notification {
+                Ok(Notification::Test) => {
+                    tracing::info!("s3:TestEvent ignored");
+                    continue;
                 }
-                self.announce(&committed).await;
+                Ok(Notification::Records(records)) => records,
+                Err(reason) => {
+                    // Not an S3 notification: retrying cannot help; the DLQ keeps it.
+                    tracing::error!(message_id = ?message_ids[index], reason = %reason, "unreadable SQS message");
+                    handled[index].retry.push(reason);
+                    continue;
+                }
+            };
+            for record in records {
+                if !record.is_object_created() {
+                    tracing::info!(event_name = %record.event_name, "not an ObjectCreated event: ignored");
+                    continue;
+                }
+                if let Some((tenant, key)) = self.check(&record).await {
+                    let size = record.size.unwrap_or_default();
+                    let upload = Upload {
+                        notification: index,
+                        record,
+                        key,
+                    };
+                    by_tenant.entry(tenant).or_default().push((upload, size));
+                }
+            }
+        }
+        for (tenant, uploads) in by_tenant {
+            for group in self.services.settings.group.split(uploads) {
+                self.ingest_group(&tenant, group, &mut handled).await;
+            }
+        }
+        let committed: BTreeSet<String> = handled
+            .iter()
+            .flat_map(|h| h.committed.iter().cloned())
+            .collect();
+        self.announce(&committed).await;
+        let files: Vec<&FileSummary> = handled.iter().flat_map(|h| &h.files).collect();
+        match message_ids.first() {
+            Some(Some(_)) | None => {
+                let failures: Vec<Value> = message_ids
+                    .iter()
+                    .zip(&handled)
+                    .filter(|(_, h)| !h.retry.is_empty())
+                    .map(|(id, _)| json!({"itemIdentifier": id}))
+                    .collect();
                 Ok(json!({"batchItemFailures": failures, "files": files}))
             }
-            Trigger::S3(notification) => {
-                let handled = self.handle_notification(notification).await;
-                self.announce(&handled.committed).await;
-                if handled.retry.is_empty() {
-                    Ok(json!({"files": handled.files}))
+            Some(None) => {
+                let retry: Vec<&str> = handled[0].retry.iter().map(String::as_str).collect();
+                if retry.is_empty() {
+                    Ok(json!({"files": files}))
                 } else {
-                    Err(AwsError::Retry(handled.retry.join("; ")))
+                    Err(AwsError::Retry(retry.join("; ")))
                 }
             }
         }
     }
 
-    async fn handle_notification(&self, notification: Notification) -> Handled {
-        let mut handled = Handled::default();
-        let records = match notification {
-            Notification::Test => {
-                tracing::info!("s3:TestEvent ignored");
-                return handled;
-            }
-            Notification::Records(records) => records,
-        };
-        for record in records {
-            if !record.is_object_created() {
-                tracing::info!(event_name = %record.event_name, "not an ObjectCreated event: ignored");
-                continue;
-            }
-            match self.handle_object(&record).await {
-                Ok(Some(report)) => {
-                    let summary = FileSummary::from(&report);
-                    match report.result {
-                        FileResult::Completed
-                        | FileResult::AlreadyDone
-                        | FileResult::Quarantined
-                        | FileResult::HandedOff => {}
-                        FileResult::Failed => handled.retry.push(format!(
-                            "{}: {}",
-                            report.ledger_id,
-                            report.outcome.error.as_deref().unwrap_or("failed")
-                        )),
-                        FileResult::Busy => handled
-                            .retry
-                            .push(format!("{}: held by another worker", report.ledger_id)),
-                    }
-                    if report.result == FileResult::Completed
-                        && !report.outcome.silver_instants.is_empty()
-                    {
-                        handled.committed.insert(report.tenant_id.clone());
-                    }
-                    handled.files.push(summary);
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    // Storage errors quote the key, which may name a patient.
-                    let error = redact_key(&e.to_string(), &record.key, "<raw object>");
-                    tracing::error!(error = %error, "object could not be processed; it will be retried");
-                    handled.retry.push(error);
-                }
-            }
-        }
-        handled
-    }
-
-    /// Processes one created object. `Ok(None)`: the object can never be processed (another
-    /// bucket, a key outside any tenant folder) and retrying would not help; an alert says so.
-    async fn handle_object(&self, record: &S3Record) -> Result<Option<FileReport>> {
+    /// Checks a created object's place: `Some` (its tenant and key) when it is a raw object of a
+    /// tenant folder; `None` when it can never be processed (another bucket, a key outside any
+    /// tenant folder), and retrying would not help; an alert says so.
+    async fn check(&self, record: &S3Record) -> Option<(TenantId, Path)> {
         let object = ObjectRef {
             bucket: record.bucket.clone(),
             key: record.key.clone(),
@@ -263,7 +257,7 @@ impl IngestFunction {
                 &format!("it is in bucket {}, not the raw bucket", record.bucket),
             )
             .await;
-            return Ok(None);
+            return None;
         }
         // Parsing drops a leading or trailing '/': such a key would then name another object.
         let key = match Path::parse(&record.key) {
@@ -274,37 +268,63 @@ impl IngestFunction {
                     "its key has an empty, '.' or '..' segment, a leading or trailing '/' or a control character",
                 )
                 .await;
-                return Ok(None);
+                return None;
             }
         };
-        let tenant = match TenantId::of_raw_key(&key) {
-            Ok(tenant) => tenant,
+        match TenantId::of_raw_key(&key) {
+            Ok(tenant) => Some((tenant, key)),
             Err(_) => {
                 // Not the error's text: it quotes the key or the folder name.
                 let why = "it is not inside a folder named after a valid tenant id";
                 self.ignore(&object, why).await;
-                return Ok(None);
+                None
             }
-        };
-        let report = match self
+        }
+    }
+
+    /// Ingests one tenant's group and answers for each of its objects in its notification.
+    async fn ingest_group(&self, tenant: &TenantId, group: Vec<Upload>, handled: &mut [Handled]) {
+        let keys: Vec<Path> = group.iter().map(|u| u.key.clone()).collect();
+        match self
             .services
-            .ingest_object(&self.raw, &self.raw_bucket, &key, &tenant)
+            .ingest_group(&self.raw, &self.raw_bucket, &keys, tenant)
             .await
         {
-            Ok(report) => report,
-            Err(metriccare_core::CoreError::Storage(object_store::Error::NotFound { .. })) => {
-                // Deleted (or overwritten under versioning) before we got to it: nothing to load.
-                tracing::warn!(tenant_id = %tenant, "object no longer exists: ignored");
-                return Ok(None);
+            Ok(reports) => {
+                for (upload, report) in group.iter().zip(reports) {
+                    let answer = &mut handled[upload.notification];
+                    if let Err(e) = self.after_ingest(&upload.record, tenant, &report).await {
+                        answer.retry.push(e.to_string());
+                    }
+                    self.answer(report, answer);
+                }
             }
-            Err(e) => return Err(e.into()),
-        };
+            Err(e) => {
+                // Storage errors quote keys, which may name patients.
+                let error = group.iter().fold(e.to_string(), |text, upload| {
+                    redact_key(&text, &upload.record.key, "<raw object>")
+                });
+                tracing::error!(error = %error, tenant_id = %tenant, files = group.len(), "a group could not be processed; its objects will be retried");
+                for upload in &group {
+                    handled[upload.notification].retry.push(error.clone());
+                }
+            }
+        }
+    }
+
+    /// Registers the tenant's partitions and tags the raw object with its outcome.
+    async fn after_ingest(
+        &self,
+        record: &S3Record,
+        tenant: &TenantId,
+        report: &FileReport,
+    ) -> Result<()> {
         if matches!(
             report.result,
             FileResult::Completed | FileResult::AlreadyDone
         ) {
             // Also for redeliveries: a registration that failed before is retried with the file.
-            self.catalog.register_tenant(&tenant).await?;
+            self.catalog.register_tenant(tenant).await?;
         }
         let status = match report.result {
             FileResult::Completed => Some("completed"),
@@ -315,7 +335,34 @@ impl IngestFunction {
         if let Some(status) = status {
             self.tag(record, status).await;
         }
-        Ok(Some(report))
+        Ok(())
+    }
+
+    /// Records one object's outcome in its notification's answer.
+    fn answer(&self, report: FileReport, handled: &mut Handled) {
+        match report.result {
+            FileResult::Completed
+            | FileResult::AlreadyDone
+            | FileResult::Quarantined
+            | FileResult::HandedOff => {}
+            FileResult::Gone => {
+                // Deleted (or overwritten under versioning) before we got to it: nothing to load.
+                tracing::warn!(tenant_id = %report.tenant_id, "object no longer exists: ignored");
+                return;
+            }
+            FileResult::Failed => handled.retry.push(format!(
+                "{}: {}",
+                report.ledger_id,
+                report.outcome.error.as_deref().unwrap_or("failed")
+            )),
+            FileResult::Busy => handled
+                .retry
+                .push(format!("{}: held by another worker", report.ledger_id)),
+        }
+        if report.result == FileResult::Completed && !report.outcome.silver_instants.is_empty() {
+            handled.committed.insert(report.tenant_id.clone());
+        }
+        handled.files.push(FileSummary::from(&report));
     }
 
     /// Tags the raw object with its outcome, keeping the uploader's tags. The ledger is the record

@@ -15,7 +15,7 @@ use metriccare_core::tenant::TenantId;
 use metriccare_local::lake::expand_paths;
 use metriccare_local::{LocalConfig, LocalLake};
 
-use report::{RunSummary, print_hospitals, print_ledger, print_silver};
+use report::{RunSummary, print_hospitals, print_ledger, print_services, print_silver};
 
 /// Exit statuses, documented in `--help` and the README.
 mod exit {
@@ -119,11 +119,15 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// List the ledger: every raw object version, its status, counts and error.
+    /// List the ledger (every raw object version, its status, counts and error), then what the
+    /// table services (cleaning, archival) have removed from each table.
     Status {
-        /// Print JSON lines instead of a table.
+        /// Print JSON lines instead of a table (the ledger items; with --services, the services).
         #[arg(long)]
         json: bool,
+        /// Only the table services: per table, the totals and the last run.
+        #[arg(long)]
+        services: bool,
     },
 }
 
@@ -177,10 +181,13 @@ async fn run(cli: Cli) -> metriccare_core::Result<u8> {
             let tenant = TenantId::parse(&tenant)?;
             let lake = open_lake(&cli.lake)?;
             let files = expand_paths(&paths)?;
+            let total = files.len();
             let mut summary = RunSummary::default();
-            for (index, file) in files.iter().enumerate() {
-                let report = lake.ingest_file(file, &tenant).await?;
-                summary.add(index + 1, files.len(), &report);
+            // Files that arrive together are committed together: one commit per table per group.
+            for group in lake.file_groups(files)? {
+                for report in lake.ingest_files(&group, &tenant).await? {
+                    summary.add(summary.files + 1, total, &report);
+                }
             }
             summary.print();
             Ok(exit_code(&summary))
@@ -219,9 +226,14 @@ async fn run(cli: Cli) -> metriccare_core::Result<u8> {
             println!("report: {}", path.display());
             Ok(exit::OK)
         }
-        Command::Status { json } => {
+        Command::Status { json, services } => {
             let lake = open_lake(&cli.lake)?;
-            print_ledger(&lake.services.ledger.list().await?, json);
+            if !services {
+                print_ledger(&lake.services.ledger.list().await?, json);
+            }
+            if services || !json {
+                print_services(&lake, json).await?;
+            }
             Ok(exit::OK)
         }
     }
@@ -294,10 +306,15 @@ async fn demo(
         );
     }
     let objects = lake.list_raw().await?;
+    let total = objects.len();
     let mut summary = RunSummary::default();
-    for (index, object) in objects.iter().enumerate() {
-        let report = lake.ingest_raw(&object.location).await?;
-        summary.add(index + 1, objects.len(), &report);
+    for (tenant, objects) in by_tenant_folder(objects) {
+        let tenant = TenantId::parse(&tenant)?;
+        for group in lake.raw_groups(objects) {
+            for report in lake.ingest_raw_group(&tenant, &group).await? {
+                summary.add(summary.files + 1, total, &report);
+            }
+        }
     }
     summary.print();
     print_silver(&lake).await?;
@@ -373,37 +390,49 @@ async fn watch(
         let total = ready.len();
         // One queue per tenant folder, in key order: files of different tenants load in parallel
         // (they touch different partitions, so their commits never conflict), a tenant's files in
-        // sequence (an incremental export after the one before it).
-        let mut queues: std::collections::BTreeMap<String, Vec<object_store::path::Path>> =
-            std::collections::BTreeMap::new();
-        for object in ready {
-            let tenant = object
-                .location
-                .parts()
-                .next()
-                .map(|p| p.as_ref().to_owned());
-            queues
-                .entry(tenant.unwrap_or_default())
-                .or_default()
-                .push(object.location);
-        }
+        // sequence (an incremental export after the one before it), each pass's files of a tenant
+        // as group commits.
+        let queues = by_tenant_folder(ready);
         let (sender, mut results) = tokio::sync::mpsc::unbounded_channel();
         let shared = lake.clone();
         // Set by the first error about the lake (not about one file): no further file is started.
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let mut queues = futures::stream::iter(queues.into_values().map(move |queue| {
+        let mut queues = futures::stream::iter(queues.into_iter().map(move |(tenant, queue)| {
             let (lake, sender, stop) = (shared.clone(), sender.clone(), stop.clone());
             tokio::spawn(async move {
-                for key in queue {
+                let Ok(tenant) = TenantId::parse(&tenant) else {
+                    // Not a tenant folder: every file in it is reported and left alone.
+                    for object in queue {
+                        let error = metriccare_core::CoreError::InvalidTenant(tenant.clone());
+                        if sender.send((object.location, Err(error))).is_err() {
+                            return;
+                        }
+                    }
+                    return;
+                };
+                for group in lake.raw_groups(queue) {
                     if stop.load(std::sync::atomic::Ordering::SeqCst) {
                         return;
                     }
-                    let result = lake.ingest_raw(&key).await;
-                    if matches!(result, Err(ref e) if !skippable(e)) {
-                        stop.store(true, std::sync::atomic::Ordering::SeqCst);
-                    }
-                    if sender.send((key, result)).is_err() {
-                        return;
+                    let results: Vec<_> = match lake.ingest_raw_group(&tenant, &group).await {
+                        // One report per key, in order.
+                        Ok(reports) => group
+                            .iter()
+                            .cloned()
+                            .zip(reports.into_iter().map(Ok))
+                            .collect(),
+                        Err(e) => {
+                            if !skippable(&e) {
+                                stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                            }
+                            let key = group.first().cloned().unwrap_or_default();
+                            vec![(key, Err(e))]
+                        }
+                    };
+                    for result in results {
+                        if sender.send(result).is_err() {
+                            return;
+                        }
                     }
                 }
             })
@@ -442,6 +471,24 @@ async fn watch(
         }
         tokio::time::sleep(Duration::from_secs(interval.max(1))).await;
     }
+}
+
+/// Raw objects by their tenant folder (the first part of the key), each folder's in key order.
+fn by_tenant_folder(
+    objects: Vec<object_store::ObjectMeta>,
+) -> std::collections::BTreeMap<String, Vec<object_store::ObjectMeta>> {
+    let mut folders: std::collections::BTreeMap<String, Vec<object_store::ObjectMeta>> =
+        std::collections::BTreeMap::new();
+    for object in objects {
+        let tenant = object
+            .location
+            .parts()
+            .next()
+            .map(|p| p.as_ref().to_owned())
+            .unwrap_or_default();
+        folders.entry(tenant).or_default().push(object);
+    }
+    folders
 }
 
 /// Errors about one raw key's place (not a tenant folder) rather than the lake: skip the file.

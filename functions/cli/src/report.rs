@@ -3,6 +3,8 @@
 use std::collections::BTreeMap;
 
 use arrow_array::cast::AsArray;
+use metriccare_core::gold::GoldTable;
+use metriccare_core::hudi::read_services_state;
 use metriccare_core::ingest::{FileReport, FileResult};
 use metriccare_core::ports::LedgerEntry;
 use metriccare_core::silver::SilverTable;
@@ -15,6 +17,7 @@ pub struct RunSummary {
     pub completed: usize,
     pub already_done: usize,
     pub busy: usize,
+    pub gone: usize,
     pub handed_off: usize,
     pub quarantined: usize,
     pub failed: usize,
@@ -34,6 +37,7 @@ impl RunSummary {
             FileResult::Completed => self.completed += 1,
             FileResult::AlreadyDone => self.already_done += 1,
             FileResult::Busy => self.busy += 1,
+            FileResult::Gone => self.gone += 1,
             FileResult::HandedOff => self.handed_off += 1,
             FileResult::Quarantined => self.quarantined += 1,
             FileResult::Failed => self.failed += 1,
@@ -44,8 +48,12 @@ impl RunSummary {
             for (kind, count) in &report.outcome.counts {
                 *self.resources.entry(kind.clone()).or_default() += count;
             }
-            self.instants
-                .extend(report.outcome.silver_instants.iter().cloned());
+            // The files of a group share their commits: count each once.
+            for instant in &report.outcome.silver_instants {
+                if !self.instants.contains(instant) {
+                    self.instants.push(instant.clone());
+                }
+            }
         }
         let detail = match report.result {
             FileResult::Completed => {
@@ -57,6 +65,7 @@ impl RunSummary {
             }
             FileResult::AlreadyDone => "already processed (same version)".to_owned(),
             FileResult::Busy => "being processed by another worker".to_owned(),
+            FileResult::Gone => "deleted before it could be read: nothing to load".to_owned(),
             FileResult::HandedOff => format!(
                 "handed to the scale-out job (run {})",
                 report.outcome.handed_off_to.as_deref().unwrap_or("?")
@@ -140,6 +149,57 @@ pub fn print_ledger(entries: &[LedgerEntry], json: bool) {
         );
     }
     println!("{} ledger items", entries.len());
+}
+
+/// What the table services (cleaning, archival) have done to each table: a line per table with the
+/// totals and the last run, or JSON lines.
+pub async fn print_services(lake: &LocalLake, json: bool) -> metriccare_core::Result<()> {
+    let store = lake.services.lake.as_ref();
+    let tables = SilverTable::ALL
+        .iter()
+        .map(|t| t.def().base)
+        .chain(GoldTable::ALL.iter().map(|t| t.def().base));
+    if !json {
+        println!(
+            "\ntable services (cleaning keeps {} commits and {} h of replaced slices; {} instants stay active)",
+            lake.services.settings.retention.retain_commits,
+            lake.services.settings.retention.retain_hours,
+            lake.services.settings.retention.active_instants
+        );
+        println!(
+            "{:<24} {:>10} {:>12} {:>10} {:>10} {:>10}  last run",
+            "table", "files", "MB freed", "failed", "archived", "control"
+        );
+    }
+    for base in tables {
+        let Some(state) = read_services_state(store, &base).await? else {
+            if !json {
+                println!("{:<24} nothing removed yet", base.to_string());
+            }
+            continue;
+        };
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({"table": base.to_string(), "services": state})
+            );
+            continue;
+        }
+        let totals = &state.totals;
+        println!(
+            "{:<24} {:>10} {:>12.1} {:>10} {:>10} {:>10}  {} (removed {} files, archived {} instants)",
+            base.to_string(),
+            totals.cleaned_files,
+            totals.cleaned_bytes as f64 / 1e6,
+            totals.failed_write_files,
+            totals.archived_instants,
+            totals.control_files,
+            rfc3339(state.last_run_at),
+            state.last_run.cleaned_files + state.last_run.failed_write_files,
+            state.last_run.archived_instants,
+        );
+    }
+    Ok(())
 }
 
 /// Rows per silver table and tenant, read back from the committed snapshots.

@@ -1,6 +1,9 @@
-//! Ingest of one raw object: claim it in the ledger, stream and parse it, de-identify, upsert the
-//! silver tables, record the outcome. A bad file is quarantined, a bad resource is rejected alone,
-//! a redelivered object does nothing, and a failure leaves the object claimable again.
+//! Ingest of raw objects: claim each in the ledger, stream and parse it, de-identify, upsert the
+//! silver tables, record the outcome. Files of one tenant that arrive together are a group: each is
+//! claimed, parsed, quarantined or rejected on its own, and the group's rows are committed together,
+//! one commit per table (a group commit), so that many small files rewrite each file group once.
+//! A bad file is quarantined, a bad resource is rejected alone, a redelivered object does nothing,
+//! and a failure leaves the objects claimable again.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Seek, Write};
@@ -20,7 +23,7 @@ use tokio::sync::OnceCell;
 use crate::deid::{PseudonymCache, Pseudonymizer, redact_key};
 use crate::error::{CoreError, Result};
 use crate::fhir::{self, FileError, Item, Parsed, Position, ReadLimits, Record, RefTarget};
-use crate::hudi::{Delete, HudiTable, StagedRows, bucket_of};
+use crate::hudi::{Delete, HudiTable, Retention, StagedRows, bucket_of};
 use crate::objects;
 use crate::ports::{
     Claim, Ledger, LedgerStatus, Message, Notifier, ObjectRef, Outcome, ResourceCounts, ScaleOut,
@@ -39,6 +42,10 @@ pub struct Settings {
     pub limits: ReadLimits,
     /// Told how far a long file has been read.
     pub progress: Option<Progress>,
+    /// How long table services keep file slices and instants (run after every commit).
+    pub retention: Retention,
+    /// How many files, and bytes, one group commit takes at most.
+    pub group: GroupLimits,
 }
 
 impl Default for Settings {
@@ -47,7 +54,48 @@ impl Default for Settings {
             lease: Duration::from_secs(900),
             limits: ReadLimits::default(),
             progress: None,
+            retention: Retention::default(),
+            group: GroupLimits::default(),
         }
+    }
+}
+
+/// The size of one group commit. Bigger groups rewrite each file group less often; the staged rows
+/// of a group wait on local disk, and a failed commit sends the whole group back to be retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupLimits {
+    pub max_files: usize,
+    pub max_bytes: u64,
+}
+
+impl Default for GroupLimits {
+    fn default() -> Self {
+        Self {
+            max_files: 100,
+            max_bytes: 1 << 30,
+        }
+    }
+}
+
+impl GroupLimits {
+    /// Splits `files` (with their sizes), in order, into groups within the limits; a file over the
+    /// byte limit is a group of its own.
+    pub fn split<T>(&self, files: Vec<(T, u64)>) -> Vec<Vec<T>> {
+        let mut groups: Vec<Vec<T>> = Vec::new();
+        let mut bytes = 0u64;
+        for (file, size) in files {
+            let full = groups.last().is_none_or(|group| {
+                group.len() >= self.max_files.max(1)
+                    || (bytes > 0 && bytes.saturating_add(size) > self.max_bytes)
+            });
+            if full {
+                groups.push(Vec::new());
+                bytes = 0;
+            }
+            bytes = bytes.saturating_add(size);
+            groups.last_mut().expect("pushed above").push(file);
+        }
+        groups
     }
 }
 
@@ -111,6 +159,8 @@ pub enum FileResult {
     Busy,
     /// Too big for this worker: the scale-out job was started for it.
     HandedOff,
+    /// Deleted (or replaced under versioning) before it could be read: nothing to load.
+    Gone,
 }
 
 impl FileResult {
@@ -123,6 +173,7 @@ impl FileResult {
             Self::AlreadyDone => "already_done",
             Self::Busy => "busy",
             Self::HandedOff => "handed_off",
+            Self::Gone => "gone",
         }
     }
 }
@@ -191,9 +242,8 @@ impl Services {
         HudiTable::open(self.lake.clone(), table.def()).await
     }
 
-    /// Processes one object of `source` (a raw bucket, or a local folder) for `tenant`.
-    /// `bucket` names the source in the ledger key. Never panics on bad input; errors that are not
-    /// about the file (ledger or lake unreachable, key mismatch) are returned.
+    /// Processes one object of `source` (a raw bucket, or a local folder) for `tenant`: a group of
+    /// one (see [`Services::ingest_group`]).
     pub async fn ingest_object(
         &self,
         source: &Arc<dyn ObjectStore>,
@@ -201,30 +251,83 @@ impl Services {
         key: &Path,
         tenant: &TenantId,
     ) -> Result<FileReport> {
-        let report = self.claim_and_process(source, bucket, key, tenant).await?;
-        // One log line per file, whatever its outcome: ledger id, never the key (PHI).
-        tracing::info!(
-            ledger_id = %report.ledger_id,
-            tenant_id = %report.tenant_id,
-            result = report.result.as_str(),
-            bytes = report.bytes,
-            resources = report.outcome.counts.values().sum::<u64>(),
-            rejected = report.outcome.rejected,
-            deleted = report.outcome.deleted,
-            "file processed"
-        );
-        Ok(report)
+        let mut reports = self
+            .ingest_group(source, bucket, std::slice::from_ref(key), tenant)
+            .await?;
+        Ok(reports.pop().expect("one report per key"))
     }
 
-    async fn claim_and_process(
+    /// Processes objects of one tenant that arrived together, in the order given, as one group:
+    /// each file is claimed, parsed, quarantined or failed on its own and keeps its own ledger
+    /// item, counts and rejects; the rows of the files that parsed are committed together, one
+    /// commit per silver table. One bad file never fails the group; a failed commit fails every
+    /// file of it (each is retried), and none is half-visible. Returns a report per key, in order.
+    /// Never panics on bad input; errors that are not about one file (ledger or lake unreachable,
+    /// key mismatch) are returned, after the files already claimed have been finished.
+    pub async fn ingest_group(
         &self,
         source: &Arc<dyn ObjectStore>,
         bucket: &str,
-        key: &Path,
+        keys: &[Path],
         tenant: &TenantId,
-    ) -> Result<FileReport> {
+    ) -> Result<Vec<FileReport>> {
         self.check_key().await?;
-        let meta = source.head(key).await?;
+        let mut files = Vec::new();
+        let mut claim_error = None;
+        for key in keys {
+            match self.claim(source, bucket, key, tenant).await {
+                Ok(file) => files.push(file),
+                Err(e) => {
+                    claim_error = Some(e);
+                    break;
+                }
+            }
+        }
+        self.process_group(&mut files, tenant).await;
+        let mut reports = Vec::with_capacity(files.len());
+        let mut finish_error = None;
+        for file in files {
+            match self.finish(file).await {
+                Ok(report) => {
+                    // One log line per file, whatever its outcome: ledger id, never the key (PHI).
+                    tracing::info!(
+                        ledger_id = %report.ledger_id,
+                        tenant_id = %report.tenant_id,
+                        result = report.result.as_str(),
+                        bytes = report.bytes,
+                        resources = report.outcome.counts.values().sum::<u64>(),
+                        rejected = report.outcome.rejected,
+                        deleted = report.outcome.deleted,
+                        "file processed"
+                    );
+                    reports.push(report);
+                }
+                Err(e) => {
+                    finish_error.get_or_insert(e);
+                }
+            }
+        }
+        match claim_error.or(finish_error) {
+            Some(e) => Err(e),
+            None => Ok(reports),
+        }
+    }
+
+    /// Reads the object's metadata and claims it in the ledger.
+    async fn claim<'a>(
+        &self,
+        source: &'a Arc<dyn ObjectStore>,
+        bucket: &str,
+        key: &'a Path,
+        tenant: &TenantId,
+    ) -> Result<GroupFile<'a>> {
+        let meta = match source.head(key).await {
+            Ok(meta) => meta,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Ok(GroupFile::gone(source, key, bucket, tenant));
+            }
+            Err(e) => return Err(e.into()),
+        };
         let object = ObjectRef {
             bucket: bucket.to_owned(),
             key: key.to_string(),
@@ -238,42 +341,227 @@ impl Services {
             size: meta.size,
         };
         let ledger_id = object.ledger_id();
-        let report = |result, outcome| FileReport {
-            ledger_id: ledger_id.clone(),
-            key: object.key.clone(),
-            tenant_id: tenant.to_string(),
-            result,
-            outcome,
-            bytes: object.size,
-        };
         let now = now_micros();
-        let attempt = match self
+        let state = match self
             .ledger
             .claim(&object, tenant.as_str(), now, self.settings.lease)
             .await?
         {
-            Claim::Claimed { attempt } => attempt,
-            Claim::Done(entry) => return Ok(report(FileResult::AlreadyDone, entry.into())),
-            Claim::Busy(_) => return Ok(report(FileResult::Busy, Outcome::default())),
+            Claim::Claimed { attempt } => FileState::Claimed { attempt },
+            Claim::Done(entry) => FileState::Ended {
+                attempt: None,
+                result: FileResult::AlreadyDone,
+                outcome: entry.into(),
+            },
+            Claim::Busy(_) => FileState::Ended {
+                attempt: None,
+                result: FileResult::Busy,
+                outcome: Outcome::default(),
+            },
         };
+        Ok(GroupFile {
+            claimed: Claimed {
+                store: source,
+                key,
+                pinned: pinned(meta.e_tag.as_deref()),
+            },
+            tenant: tenant.clone(),
+            object,
+            ledger_id,
+            now,
+            state,
+        })
+    }
 
-        let (result, mut outcome) = match &self.scale_out {
-            Some(route) if object.size > route.above_bytes => {
-                self.hand_off(route, tenant, &ledger_id).await
-            }
-            _ => {
-                let claimed = Claimed {
-                    store: source,
-                    key,
-                    pinned: pinned(meta.e_tag.as_deref()),
-                };
-                self.process(&claimed, &object, tenant, &ledger_id, now)
+    /// Hands off, parses (quarantining bad files) and commits the claimed files of a group.
+    async fn process_group(&self, files: &mut [GroupFile<'_>], tenant: &TenantId) {
+        for file in files.iter_mut() {
+            let FileState::Claimed { attempt } = file.state else {
+                continue;
+            };
+            let ended = |(result, outcome)| FileState::Ended {
+                attempt: Some(attempt),
+                result,
+                outcome,
+            };
+            file.state = match &self.scale_out {
+                Some(route) if file.object.size > route.above_bytes => {
+                    ended(self.hand_off(route, tenant, &file.ledger_id).await)
+                }
+                _ => match self.parse(file).await {
+                    Ok(load) => FileState::Parsed { attempt, load },
+                    Err(ended_early) => ended(ended_early),
+                },
+            };
+        }
+        let mut parsed: Vec<&mut GroupFile<'_>> = files
+            .iter_mut()
+            .filter(|f| matches!(f.state, FileState::Parsed { .. }))
+            .collect();
+        for file in parsed.iter_mut() {
+            let FileState::Parsed { load, .. } = &mut file.state else {
+                continue;
+            };
+            if load.rejects.count > 0
+                && let Err(e) = self
+                    .upload_rejects(tenant, &file.ledger_id, &mut load.rejects)
                     .await
+            {
+                file.fail(format!("storing the rejected resources failed: {e}"));
             }
+        }
+        parsed.retain(|f| matches!(f.state, FileState::Parsed { .. }));
+        if parsed.is_empty() {
+            return;
+        }
+        let committed = self.commit_group(&mut parsed).await;
+        for file in parsed {
+            let FileState::Parsed { attempt, load } = &mut file.state else {
+                continue;
+            };
+            let attempt = *attempt;
+            file.state = match &committed {
+                Ok(silver_instants) => FileState::Ended {
+                    attempt: Some(attempt),
+                    result: FileResult::Completed,
+                    outcome: Outcome {
+                        counts: std::mem::take(&mut load.counts),
+                        deleted: load.deleted,
+                        rejected: load.rejects.count,
+                        silver_instants: silver_instants.clone(),
+                        ..Outcome::default()
+                    },
+                },
+                Err(e) => FileState::Ended {
+                    attempt: Some(attempt),
+                    result: FileResult::Failed,
+                    outcome: Outcome {
+                        error: Some(e.to_string()),
+                        ..Outcome::default()
+                    },
+                },
+            };
+        }
+    }
+
+    /// Parses one claimed file; a file that cannot be loaded ends here (quarantined or failed).
+    async fn parse(&self, file: &GroupFile<'_>) -> Result<ParsedFile, (FileResult, Outcome)> {
+        let context = LoadContext {
+            tenant: file.tenant.clone(),
+            ledger_id: file.ledger_id.clone(),
+            now: file.now,
+            pseudonymizer: self.pseudonymizer.clone(),
         };
+        let parsed = parse_object(
+            file.claimed.store.clone(),
+            file.claimed.key.clone(),
+            file.claimed.pinned.clone(),
+            self.settings.limits.clone(),
+            context,
+            self.settings.progress.clone(),
+        )
+        .await;
+        let failed = |error: String| {
+            (
+                FileResult::Failed,
+                Outcome {
+                    error: Some(error),
+                    ..Outcome::default()
+                },
+            )
+        };
+        match parsed {
+            Ok(load) => Ok(ParsedFile {
+                counts: load.counts,
+                deleted: load.deleted,
+                staged: load.staged,
+                rejects: load.rejects,
+            }),
+            Err(FileError::Invalid(reason)) => match self.quarantine(file, &reason).await {
+                Ok(()) => Err((
+                    FileResult::Quarantined,
+                    Outcome {
+                        error: Some(reason),
+                        ..Outcome::default()
+                    },
+                )),
+                Err(e) => Err(failed(format!("quarantine failed: {e}"))),
+            },
+            Err(FileError::Unreadable(reason)) => Err(failed(reason)),
+        }
+    }
+
+    /// Commits the staged rows of every file of the group, one commit per silver table, then runs
+    /// the table services on the partitions it touched. Returns `table@instant` per commit.
+    async fn commit_group(&self, files: &mut [&mut GroupFile<'_>]) -> Result<Vec<String>> {
+        let mut silver_instants = Vec::new();
+        // Referenced tables first, so a reader never sees a condition before its patient.
+        for table in [
+            SilverTable::Organization,
+            SilverTable::Patient,
+            SilverTable::Encounter,
+            SilverTable::Condition,
+        ] {
+            let mut group: Vec<StagedRows> = files
+                .iter_mut()
+                .filter_map(|file| match &mut file.state {
+                    FileState::Parsed { load, .. } => load.staged.remove(&table),
+                    _ => None,
+                })
+                .collect();
+            if group.is_empty() {
+                continue;
+            }
+            let hudi = self.silver_table(table).await?;
+            let outcome = hudi.commit_group(&mut group).await?;
+            if let Some(instant) = outcome.instant {
+                silver_instants.push(format!("{}@{}", table.name(), instant));
+            }
+            // The commit stands whatever happens next: a services failure is the next run's work.
+            if let Err(e) = hudi
+                .run_services(&outcome.partitions, &self.settings.retention)
+                .await
+            {
+                tracing::warn!(table = table.name(), error = %e, "table services failed; the next commit retries them");
+            }
+        }
+        Ok(silver_instants)
+    }
+
+    /// Records a file's outcome in the ledger and alerts on quarantined and failed files.
+    async fn finish(&self, file: GroupFile<'_>) -> Result<FileReport> {
+        let (attempt, result, mut outcome) = match file.state {
+            FileState::Ended {
+                attempt,
+                result,
+                outcome,
+            } => (attempt, result, outcome),
+            // Every claimed file ends in `process_group`; this is only reached if it did not.
+            FileState::Claimed { attempt } | FileState::Parsed { attempt, .. } => (
+                Some(attempt),
+                FileResult::Failed,
+                Outcome {
+                    error: Some("the file was not processed".into()),
+                    ..Outcome::default()
+                },
+            ),
+        };
+        let ledger_id = file.ledger_id;
         outcome.error = outcome
             .error
-            .map(|text| redact_key(&text, &object.key, &ledger_id));
+            .map(|text| redact_key(&text, &file.object.key, &ledger_id));
+        let report = |result, outcome| FileReport {
+            ledger_id: ledger_id.clone(),
+            key: file.object.key.clone(),
+            tenant_id: file.tenant.to_string(),
+            result,
+            outcome,
+            bytes: file.object.size,
+        };
+        // Redelivered or busy: nothing was claimed, nothing to record.
+        let Some(attempt) = attempt else {
+            return Ok(report(result, outcome));
+        };
         let status = match result {
             FileResult::Completed => LedgerStatus::Completed,
             FileResult::Quarantined => LedgerStatus::Quarantined,
@@ -305,74 +593,6 @@ impl Services {
             self.alert(&report(result, outcome.clone())).await;
         }
         Ok(report(result, outcome))
-    }
-
-    /// Parses, de-identifies and commits one claimed object; a bad file is quarantined.
-    async fn process(
-        &self,
-        claimed: &Claimed<'_>,
-        object: &ObjectRef,
-        tenant: &TenantId,
-        ledger_id: &str,
-        now: i64,
-    ) -> (FileResult, Outcome) {
-        let context = LoadContext {
-            tenant: tenant.clone(),
-            ledger_id: ledger_id.to_owned(),
-            now,
-            pseudonymizer: self.pseudonymizer.clone(),
-        };
-        let limits = self.settings.limits.clone();
-        let progress = self.settings.progress.clone();
-        let parsed = parse_object(
-            claimed.store.clone(),
-            claimed.key.clone(),
-            claimed.pinned.clone(),
-            limits,
-            context,
-            progress,
-        )
-        .await;
-        match parsed {
-            Ok(load) => match self.load(load, tenant, ledger_id).await {
-                Ok(outcome) => (FileResult::Completed, outcome),
-                Err(e) => (
-                    FileResult::Failed,
-                    Outcome {
-                        error: Some(e.to_string()),
-                        ..Outcome::default()
-                    },
-                ),
-            },
-            Err(FileError::Invalid(reason)) => {
-                match self
-                    .quarantine(claimed, object, tenant, ledger_id, &reason)
-                    .await
-                {
-                    Ok(()) => (
-                        FileResult::Quarantined,
-                        Outcome {
-                            error: Some(reason),
-                            ..Outcome::default()
-                        },
-                    ),
-                    Err(e) => (
-                        FileResult::Failed,
-                        Outcome {
-                            error: Some(format!("quarantine failed: {e}")),
-                            ..Outcome::default()
-                        },
-                    ),
-                }
-            }
-            Err(FileError::Unreadable(reason)) => (
-                FileResult::Failed,
-                Outcome {
-                    error: Some(reason),
-                    ..Outcome::default()
-                },
-            ),
-        }
     }
 
     /// Starts the scale-out job for an object too big for this worker.
@@ -432,46 +652,6 @@ impl Services {
         }
     }
 
-    /// Commits the staged rows of every silver table the file touches and stores its rejects.
-    async fn load(
-        &self,
-        mut load: FileLoad,
-        tenant: &TenantId,
-        ledger_id: &str,
-    ) -> Result<Outcome> {
-        if load.rejects.count > 0 {
-            self.upload_rejects(tenant, ledger_id, &mut load.rejects)
-                .await?;
-        }
-        let mut silver_instants = Vec::new();
-        // Referenced tables first, so a reader never sees a condition before its patient.
-        for table in [
-            SilverTable::Organization,
-            SilverTable::Patient,
-            SilverTable::Encounter,
-            SilverTable::Condition,
-        ] {
-            let Some(staged) = load.staged.get_mut(&table) else {
-                continue;
-            };
-            let outcome = self
-                .silver_table(table)
-                .await?
-                .commit_staged(staged)
-                .await?;
-            if let Some(instant) = outcome.instant {
-                silver_instants.push(format!("{}@{}", table.name(), instant));
-            }
-        }
-        Ok(Outcome {
-            counts: load.counts,
-            deleted: load.deleted,
-            rejected: load.rejects.count,
-            silver_instants,
-            ..Outcome::default()
-        })
-    }
-
     /// Uploads the file's rejects to `rejects/<tenant>/<ledger id>.ndjson`, streamed from disk.
     async fn upload_rejects(
         &self,
@@ -500,15 +680,11 @@ impl Services {
     /// Copies the file to `files/<tenant>/<ledger id>/` with a `reason.json` beside it. It reads the
     /// object by the path it was claimed under: rebuilding the path from the key's text would
     /// percent-encode characters (non-ASCII, `#`, `%`...) and name another object.
-    async fn quarantine(
-        &self,
-        claimed: &Claimed<'_>,
-        object: &ObjectRef,
-        tenant: &TenantId,
-        ledger_id: &str,
-        reason: &str,
-    ) -> Result<()> {
-        let dir = Path::from("files").join(tenant.as_str()).join(ledger_id);
+    async fn quarantine(&self, file: &GroupFile<'_>, reason: &str) -> Result<()> {
+        let (claimed, object, ledger_id) = (&file.claimed, &file.object, file.ledger_id.as_str());
+        let dir = Path::from("files")
+            .join(file.tenant.as_str())
+            .join(ledger_id);
         let name = object
             .key
             .rsplit('/')
@@ -606,6 +782,14 @@ impl RejectLog {
         file.seek(std::io::SeekFrom::Start(0))?;
         Ok(file)
     }
+}
+
+/// What a parsed file brings to its group: counts, staged rows per table, rejects.
+struct ParsedFile {
+    counts: ResourceCounts,
+    deleted: u64,
+    staged: HashMap<SilverTable, StagedRows>,
+    rejects: RejectLog,
 }
 
 /// The state of one file's load while it streams: counts, `urn:uuid` map, rows being built and
@@ -796,8 +980,78 @@ impl FileLoad {
     }
 }
 
-/// Streams the object through the FHIR reader on a blocking thread (parsing is CPU work), building
-/// and staging silver rows as it goes.
+/// One file of a group, from its claim to its outcome.
+struct GroupFile<'a> {
+    claimed: Claimed<'a>,
+    tenant: TenantId,
+    object: ObjectRef,
+    ledger_id: String,
+    /// The ingest time: lineage, and the ordering of rows without `meta.lastUpdated`.
+    now: i64,
+    state: FileState,
+}
+
+enum FileState {
+    /// Claimed as `attempt`, not processed yet.
+    Claimed { attempt: u32 },
+    /// Parsed: its rows are staged, waiting for the group commit.
+    Parsed { attempt: u32, load: ParsedFile },
+    /// Done: `attempt` is `None` when nothing was claimed (redelivered, or held by another worker).
+    Ended {
+        attempt: Option<u32>,
+        result: FileResult,
+        outcome: Outcome,
+    },
+}
+
+impl<'a> GroupFile<'a> {
+    /// An object that no longer exists: it ends here, nothing claimed.
+    fn gone(
+        store: &'a Arc<dyn ObjectStore>,
+        key: &'a Path,
+        bucket: &str,
+        tenant: &TenantId,
+    ) -> Self {
+        let object = ObjectRef {
+            bucket: bucket.to_owned(),
+            key: key.to_string(),
+            etag: String::new(),
+            size: 0,
+        };
+        Self {
+            claimed: Claimed {
+                store,
+                key,
+                pinned: GetOptions::default(),
+            },
+            tenant: tenant.clone(),
+            ledger_id: object.ledger_id(),
+            object,
+            now: now_micros(),
+            state: FileState::Ended {
+                attempt: None,
+                result: FileResult::Gone,
+                outcome: Outcome::default(),
+            },
+        }
+    }
+
+    fn fail(&mut self, error: String) {
+        let attempt = match self.state {
+            FileState::Claimed { attempt } | FileState::Parsed { attempt, .. } => attempt,
+            FileState::Ended { .. } => return,
+        };
+        self.state = FileState::Ended {
+            attempt: Some(attempt),
+            result: FileResult::Failed,
+            outcome: Outcome {
+                error: Some(error),
+                ..Outcome::default()
+            },
+        };
+    }
+}
+
 /// The object a worker claimed: where it is, and how to read exactly the claimed version.
 struct Claimed<'a> {
     store: &'a Arc<dyn ObjectStore>,
@@ -815,6 +1069,8 @@ fn pinned(etag: Option<&str>) -> GetOptions {
     }
 }
 
+/// Streams the object through the FHIR reader on a blocking thread (parsing is CPU work), building
+/// and staging silver rows as it goes.
 async fn parse_object(
     source: Arc<dyn ObjectStore>,
     key: Path,

@@ -10,7 +10,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use metriccare_core::deid::{Pseudonymizer, parse_key};
 use metriccare_core::gold::{self, HaiValueSet, RefreshReport};
-use metriccare_core::ingest::{FileReport, Services, Settings};
+use metriccare_core::hudi::Retention;
+use metriccare_core::ingest::{FileReport, GroupLimits, Services, Settings};
 use metriccare_core::tenant::TenantId;
 use metriccare_core::{CoreError, Result};
 use object_store::local::LocalFileSystem;
@@ -23,6 +24,11 @@ use crate::{JsonLinesNotifier, SqliteLedger};
 pub const KEY_VARIABLE: &str = "METRICCARE_PSEUDONYM_KEY";
 /// Environment variable with the claim lease in seconds.
 pub const LEASE_VARIABLE: &str = "METRICCARE_LEASE_SECONDS";
+/// Environment variables of the table services and group commits (see `Retention`, `GroupLimits`).
+pub const RETAIN_COMMITS_VARIABLE: &str = "METRICCARE_RETAIN_COMMITS";
+pub const RETAIN_HOURS_VARIABLE: &str = "METRICCARE_RETAIN_HOURS";
+pub const ACTIVE_INSTANTS_VARIABLE: &str = "METRICCARE_ACTIVE_INSTANTS";
+pub const GROUP_FILES_VARIABLE: &str = "METRICCARE_GROUP_FILES";
 
 /// A lake directory and its services.
 pub struct LocalLake {
@@ -82,11 +88,35 @@ impl LocalConfig {
             }
             Err(_) => HaiValueSet::builtin(),
         };
+        let defaults = Settings::default();
+        let retention = Retention {
+            retain_commits: number_from_env(
+                RETAIN_COMMITS_VARIABLE,
+                defaults.retention.retain_commits,
+                1,
+            )?,
+            retain_hours: number_from_env(
+                RETAIN_HOURS_VARIABLE,
+                defaults.retention.retain_hours,
+                0,
+            )?,
+            active_instants: number_from_env(
+                ACTIVE_INSTANTS_VARIABLE,
+                defaults.retention.active_instants,
+                1,
+            )?,
+        };
+        let group = GroupLimits {
+            max_files: number_from_env(GROUP_FILES_VARIABLE, defaults.group.max_files, 1)?,
+            ..defaults.group
+        };
         Ok(Self {
             key,
             settings: Settings {
                 lease: lease_from_env()?,
-                ..Settings::default()
+                retention,
+                group,
+                ..defaults
             },
             hai_value_set,
         })
@@ -137,13 +167,46 @@ impl LocalLake {
     /// Ingests a local file (not necessarily inside the lake) for one tenant. The tenant is part of
     /// the ledger's source name: the same file loaded for two tenants is two ledger items.
     pub async fn ingest_file(&self, file: &FsPath, tenant: &TenantId) -> Result<FileReport> {
-        let absolute = file.canonicalize()?;
-        let key = Path::from_absolute_path(&absolute)
-            .map_err(|e| config_error(format!("{}: {e}", absolute.display())))?;
+        let mut reports = self
+            .ingest_files(std::slice::from_ref(&file.to_path_buf()), tenant)
+            .await?;
+        Ok(reports.pop().expect("one report per file"))
+    }
+
+    /// Ingests local files of one tenant as one group commit (see `Services::ingest_group`).
+    pub async fn ingest_files(
+        &self,
+        files: &[PathBuf],
+        tenant: &TenantId,
+    ) -> Result<Vec<FileReport>> {
+        let mut keys = Vec::with_capacity(files.len());
+        for file in files {
+            let absolute = file
+                .canonicalize()
+                .map_err(|e| config_error(format!("{}: {e}", file.display())))?;
+            keys.push(
+                Path::from_absolute_path(&absolute)
+                    .map_err(|e| config_error(format!("{}: {e}", absolute.display())))?,
+            );
+        }
         let source = format!("file:tenant={tenant}");
         self.services
-            .ingest_object(&self.files, &source, &key, tenant)
+            .ingest_group(&self.files, &source, &keys, tenant)
             .await
+    }
+
+    /// Splits files, in order, into groups within the configured group limits.
+    pub fn file_groups(&self, files: Vec<PathBuf>) -> Result<Vec<Vec<PathBuf>>> {
+        let sized = files
+            .into_iter()
+            .map(|file| {
+                let size = std::fs::metadata(&file)
+                    .map_err(|e| config_error(format!("{}: {e}", file.display())))?
+                    .len();
+                Ok((file, size))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(self.services.settings.group.split(sized))
     }
 
     /// Recomputes gold for the tenants whose silver changed (see `metriccare_core::gold`).
@@ -152,6 +215,7 @@ impl LocalLake {
             &self.services.lake,
             self.services.notifier.as_ref(),
             &self.hai_value_set,
+            &self.services.settings.retention,
         )
         .await
     }
@@ -162,6 +226,26 @@ impl LocalLake {
         self.services
             .ingest_object(&self.raw, RAW_DIR, key, &tenant)
             .await
+    }
+
+    /// Processes objects of one tenant's raw folder that arrived together as one group commit.
+    pub async fn ingest_raw_group(
+        &self,
+        tenant: &TenantId,
+        keys: &[Path],
+    ) -> Result<Vec<FileReport>> {
+        self.services
+            .ingest_group(&self.raw, RAW_DIR, keys, tenant)
+            .await
+    }
+
+    /// The raw objects of one tenant folder, in order, split into groups within the group limits.
+    pub fn raw_groups(&self, objects: Vec<ObjectMeta>) -> Vec<Vec<Path>> {
+        let sized = objects
+            .into_iter()
+            .map(|object| (object.location, object.size))
+            .collect();
+        self.services.settings.group.split(sized)
     }
 
     /// Every object of the raw zone under a tenant folder, sorted by key.
@@ -212,6 +296,26 @@ fn walk(dir: &FsPath, out: &mut Vec<PathBuf>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A whole number from the environment, at least `min`; `default` when the variable is not set.
+fn number_from_env<T>(variable: &str, default: T, min: T) -> Result<T>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display,
+{
+    match std::env::var(variable) {
+        Ok(text) => text
+            .trim()
+            .parse::<T>()
+            .ok()
+            .filter(|n| *n >= min)
+            .ok_or_else(|| {
+                config_error(format!(
+                    "{variable}={text:?} is not a whole number of at least {min}"
+                ))
+            }),
+        Err(_) => Ok(default),
+    }
 }
 
 fn lease_from_env() -> Result<Duration> {

@@ -25,7 +25,7 @@ pub use tables::{
 };
 
 use crate::error::Result;
-use crate::hudi::{HudiTable, StagedRows};
+use crate::hudi::{HudiTable, Retention, StagedRows};
 use crate::objects::{create, read};
 use crate::ports::Notifier;
 use crate::silver::SilverTable;
@@ -80,6 +80,7 @@ pub async fn refresh(
     lake: &Arc<dyn ObjectStore>,
     notifier: &dyn Notifier,
     value_set: &HaiValueSet,
+    retention: &Retention,
 ) -> Result<RefreshReport> {
     let Some(lock) = acquire_lock(lake).await? else {
         tracing::info!("another gold refresh is running");
@@ -88,7 +89,7 @@ pub async fn refresh(
             ..RefreshReport::default()
         });
     };
-    let result = refresh_locked(lake, notifier, value_set).await;
+    let result = refresh_locked(lake, notifier, value_set, retention).await;
     let released = release_lock(lake, &lock).await;
     let report = result?;
     released?;
@@ -113,6 +114,7 @@ async fn refresh_locked(
     lake: &Arc<dyn ObjectStore>,
     notifier: &dyn Notifier,
     value_set: &HaiValueSet,
+    retention: &Retention,
 ) -> Result<RefreshReport> {
     let mut state = load_state(lake).await?;
     if !state.unannounced.is_empty() {
@@ -134,7 +136,17 @@ async fn refresh_locked(
             // The silver table was rebuilt under a kept watermark: everything is new again.
             since = 0;
         }
-        let (latest, partitions) = hudi.changes_since(since).await?;
+        let (latest, partitions) = match hudi.changes_since(since).await? {
+            (latest, Some(partitions)) => (latest, partitions),
+            // This refresh fell behind the kept commit history: every tenant may have changed.
+            (latest, None) => (
+                latest,
+                crate::hudi::list_partitions(lake.as_ref(), hudi.def())
+                    .await?
+                    .into_iter()
+                    .collect(),
+            ),
+        };
         changed.extend(
             partitions
                 .iter()
@@ -201,6 +213,10 @@ async fn refresh_locked(
                 report
                     .gold_instants
                     .push(format!("{}@{instant}", table.name()));
+            }
+            // The commit stands whatever happens next: a services failure is the next run's work.
+            if let Err(e) = hudi.run_services(&outcome.partitions, retention).await {
+                tracing::warn!(table = table.name(), error = %e, "table services failed; the next commit retries them");
             }
         }
         for tenant in &report.refreshed {

@@ -1,8 +1,8 @@
 //! Copy-on-write merge of one file group, streamed: memory does not grow with the file group.
 //!
 //! The rows are never held whole. Three passes over local files:
-//! 1. the staged incoming rows are read once for their keys and orderings only, to find the
-//!    winning operation per key (the one map that grows with the input: a key and 16 bytes per
+//! 1. the staged incoming rows of every file of the group are read once, in file order, for their
+//!    keys and orderings only, to find the winning operation per key (the one map that grows with the input: a key and 16 bytes per
 //!    incoming key of this bucket);
 //! 2. the committed base file is read for its key and ordering columns only, deciding per row
 //!    whether it is kept, replaced or deleted — after this pass the counts are known, and an
@@ -41,7 +41,8 @@ const ROW_GROUP_ROWS: usize = 64 * 1024;
 /// One file group to merge.
 pub(super) struct FileGroupMerge<'a> {
     pub def: &'a TableDef,
-    pub staged: &'a StagedRows,
+    /// The staged rows of each file of the group, in the order the files count.
+    pub group: &'a [StagedRows],
     pub partition: &'a str,
     pub bucket: u32,
     /// A local copy of the committed base file, if the file group has one.
@@ -67,8 +68,9 @@ pub(super) struct Merged {
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Op {
-    /// The `row`-th row of the `batch`-th staged batch.
+    /// The `row`-th row of the `batch`-th staged batch of the group's `file`-th file.
     Upsert {
+        file: u32,
         batch: u32,
         row: u32,
     },
@@ -147,39 +149,42 @@ impl FileGroupMerge<'_> {
             .build())
     }
 
-    /// The newest incoming operation per key: ties go to the later row, and deletes are weighed
-    /// after the batch's upserts, so a delete beats an upsert of equal ordering.
+    /// The newest incoming operation per key, file by file: ties go to the later row, and a file's
+    /// deletes are weighed after its upserts, so a delete beats an upsert of equal ordering.
     fn incoming_winners(&self, merged: &mut Merged) -> Result<HashMap<Box<str>, Winner>> {
         let mut winners: HashMap<Box<str>, Winner> = HashMap::new();
-        for (batch_index, batch) in self.staged.bucket_batches(self.partition, self.bucket)? {
-            let batch = batch?;
-            let keys = string_column(&batch, &self.def.record_key)?;
-            let ordering = timestamp_column(&batch, &self.def.precombine)?;
-            for row in 0..batch.num_rows() {
-                let (key, order) = (keys.value(row), ordering.value(row));
-                let op = Op::Upsert {
-                    batch: batch_index as u32,
-                    row: row as u32,
-                };
-                match winners.get_mut(key) {
-                    Some(current) => {
-                        merged.ignored += 1;
-                        if order >= current.ordering {
-                            *current = Winner::new(order, op);
+        for (file, staged) in self.group.iter().enumerate() {
+            for (batch_index, batch) in staged.bucket_batches(self.partition, self.bucket)? {
+                let batch = batch?;
+                let keys = string_column(&batch, &self.def.record_key)?;
+                let ordering = timestamp_column(&batch, &self.def.precombine)?;
+                for row in 0..batch.num_rows() {
+                    let (key, order) = (keys.value(row), ordering.value(row));
+                    let op = Op::Upsert {
+                        file: file as u32,
+                        batch: batch_index as u32,
+                        row: row as u32,
+                    };
+                    match winners.get_mut(key) {
+                        Some(current) => {
+                            merged.ignored += 1;
+                            if order >= current.ordering {
+                                *current = Winner::new(order, op);
+                            }
                         }
-                    }
-                    None => {
-                        winners.insert(key.into(), Winner::new(order, op));
+                        None => {
+                            winners.insert(key.into(), Winner::new(order, op));
+                        }
                     }
                 }
             }
-        }
-        for Delete { key, ordering } in self.staged.bucket_deletes(self.partition, self.bucket) {
-            match winners.get_mut(key.as_str()) {
-                Some(current) if current.ordering > *ordering => merged.ignored += 1,
-                Some(current) => *current = Winner::new(*ordering, Op::Delete),
-                None => {
-                    winners.insert(key.as_str().into(), Winner::new(*ordering, Op::Delete));
+            for Delete { key, ordering } in staged.bucket_deletes(self.partition, self.bucket) {
+                match winners.get_mut(key.as_str()) {
+                    Some(current) if current.ordering > *ordering => merged.ignored += 1,
+                    Some(current) => *current = Winner::new(*ordering, Op::Delete),
+                    None => {
+                        winners.insert(key.as_str().into(), Winner::new(*ordering, Op::Delete));
+                    }
                 }
             }
         }
@@ -278,25 +283,28 @@ impl FileGroupMerge<'_> {
         writer: &mut ArrowWriter<W>,
     ) -> Result<u64> {
         let mut written = 0u64;
-        for (batch_index, batch) in self.staged.bucket_batches(self.partition, self.bucket)? {
-            let batch = batch?;
-            let keys = string_column(&batch, &self.def.record_key)?;
-            let rows: Vec<u32> = (0..batch.num_rows() as u32)
-                .filter(|row| {
-                    winners.get(keys.value(*row as usize)).is_some_and(|w| {
-                        w.op == Op::Upsert {
-                            batch: batch_index as u32,
-                            row: *row,
-                        }
+        for (file, staged) in self.group.iter().enumerate() {
+            for (batch_index, batch) in staged.bucket_batches(self.partition, self.bucket)? {
+                let batch = batch?;
+                let keys = string_column(&batch, &self.def.record_key)?;
+                let rows: Vec<u32> = (0..batch.num_rows() as u32)
+                    .filter(|row| {
+                        winners.get(keys.value(*row as usize)).is_some_and(|w| {
+                            w.op == Op::Upsert {
+                                file: file as u32,
+                                batch: batch_index as u32,
+                                row: *row,
+                            }
+                        })
                     })
-                })
-                .collect();
-            if rows.is_empty() {
-                continue;
+                    .collect();
+                if rows.is_empty() {
+                    continue;
+                }
+                let data = take_record_batch(&batch, &UInt32Array::from(rows))?;
+                writer.write(&self.with_meta_columns(&data, written)?)?;
+                written += data.num_rows() as u64;
             }
-            let data = take_record_batch(&batch, &UInt32Array::from(rows))?;
-            writer.write(&self.with_meta_columns(&data, written)?)?;
-            written += data.num_rows() as u64;
         }
         Ok(written)
     }

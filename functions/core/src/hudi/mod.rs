@@ -11,11 +11,14 @@
 //! bucket count), so an upsert knows which single file group can hold a key without an index
 //! lookup, and each commit rewrites only the buckets it touches.
 //!
+//! Table services (cleaning, archival, bounded control files) are in [`lifecycle`].
+//!
 //! Nothing may be written inside a partition folder but base files and the partition metadata:
 //! the reader treats only leaf folders as partitions. Commit sequencing files therefore live
 //! outside the table, under `<lake>/_metriccare/commits/<table path>/` (see [`writer`]).
 
 mod avro;
+mod lifecycle;
 mod merge;
 mod snapshot;
 mod staging;
@@ -27,7 +30,11 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use object_store::path::Path;
 
 pub use avro::avro_schema;
-pub use snapshot::{FileSlice, Snapshot, read_base_file};
+pub use lifecycle::{
+    Retention, SEQUENCES_KEPT, ServicesReport, ServicesState, read_services_state,
+    services_state_path,
+};
+pub use snapshot::{FileSlice, Snapshot, list_partitions, read_base_file};
 pub use staging::StagedRows;
 pub use writer::{CommitOutcome, Delete, HudiTable, PartitionWrite};
 

@@ -75,6 +75,19 @@ impl Timeline {
         let pending = self.pending.keys().next_back().map(String::as_str);
         completed.max(pending)
     }
+
+    /// Whether files written at `instant` are committed. As in Hudi, an instant older than the first
+    /// active completed instant has been archived: it completed (archival never passes a pending
+    /// instant, and the files of failed writes are removed before it moves on).
+    pub fn is_committed(&self, instant: &str) -> bool {
+        if self.completed.contains(instant) {
+            return true;
+        }
+        self.completed
+            .first()
+            .is_some_and(|first| instant < first.as_str())
+            && !self.pending.contains_key(instant)
+    }
 }
 
 /// The committed state of a table.
@@ -109,7 +122,7 @@ impl Snapshot {
                 let Some((file_id, instant)) = parse_base_file_name(name) else {
                     continue;
                 };
-                if !timeline.completed.contains(instant) {
+                if !timeline.is_committed(instant) {
                     continue;
                 }
                 let slice = FileSlice {

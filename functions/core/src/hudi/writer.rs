@@ -81,7 +81,11 @@ struct SequenceEntry {
 
 /// How old an abandoned pending instant must be before another writer removes its files. Longer
 /// than any legitimate write (a Lambda runs 15 minutes at most).
-const STALE_PENDING_MICROS: i64 = 30 * 60 * 1_000_000;
+pub(super) const STALE_PENDING_MICROS: i64 = 30 * 60 * 1_000_000;
+
+/// The file in the sequence folder naming the latest claimed number (a hint, see
+/// [`HudiTable::latest_sequence`]). Not a `<number>.json`, so no reader takes it for an entry.
+const SEQUENCE_HINT: &str = "latest-hint";
 
 const MAX_ATTEMPTS: usize = 20;
 
@@ -136,20 +140,27 @@ impl HudiTable {
     }
 
     /// The latest commit sequence number and the partitions committed after `sequence`: the
-    /// timeline in commit order, for incremental consumers (gold).
-    pub async fn changes_since(&self, sequence: u64) -> Result<(u64, BTreeSet<String>)> {
+    /// timeline in commit order, for incremental consumers (gold). The partitions are `None` when
+    /// entries after `sequence` have been archived (a consumer that fell further behind than the
+    /// kept window): every partition may have changed.
+    pub async fn changes_since(&self, sequence: u64) -> Result<(u64, Option<BTreeSet<String>>)> {
         let latest = self.latest_sequence().await?;
         let mut partitions = BTreeSet::new();
         for number in sequence + 1..=latest {
-            let entry = self.complete_sequence(number).await?;
-            partitions.extend(
-                entry
-                    .file_groups
-                    .into_iter()
-                    .map(|(partition, _)| partition),
-            );
+            match self.complete_sequence(number).await {
+                Ok(entry) => partitions.extend(
+                    entry
+                        .file_groups
+                        .into_iter()
+                        .map(|(partition, _)| partition),
+                ),
+                Err(CoreError::Storage(object_store::Error::NotFound { .. })) => {
+                    return Ok((latest, None));
+                }
+                Err(e) => return Err(e),
+            }
         }
-        Ok((latest, partitions))
+        Ok((latest, Some(partitions)))
     }
 
     /// Applies in-memory writes as one atomic commit (see [`HudiTable::commit_staged`]).
@@ -166,30 +177,43 @@ impl HudiTable {
         self.commit_staged(&mut staged).await
     }
 
-    /// Applies staged rows and deletes as one atomic commit. Retries on conflicts with concurrent
-    /// writers; the staged rows stay on disk until the caller drops them.
+    /// Applies staged rows and deletes as one atomic commit (see [`HudiTable::commit_group`]).
     pub async fn commit_staged(&self, staged: &mut StagedRows) -> Result<CommitOutcome> {
-        staged.seal()?;
-        if staged.is_empty() {
+        self.commit_group(std::slice::from_mut(staged)).await
+    }
+
+    /// Applies the staged rows and deletes of several files as one atomic commit: a group commit.
+    /// The files count in the order given, each one's upserts before its deletes, as if committed
+    /// one after the other, but every touched file group is rewritten once. Retries on conflicts
+    /// with concurrent writers; the staged rows stay on disk until the caller drops them.
+    pub async fn commit_group(&self, group: &mut [StagedRows]) -> Result<CommitOutcome> {
+        for staged in group.iter_mut() {
+            staged.seal()?;
+        }
+        let group: &[StagedRows] = group;
+        let touched_buckets = touched_buckets(group);
+        if touched_buckets.is_empty() {
             return Ok(CommitOutcome::default());
         }
-        let partitions = staged.partitions();
+        let mut partitions: Vec<String> = touched_buckets.iter().map(|(p, _)| p.clone()).collect();
+        partitions.dedup();
         // Every file group this batch could change, written or not: a commit that lands in one of
         // them after our snapshot invalidates our merge even where we decided to change nothing
         // (a delete of a key that another writer was inserting).
-        let touched: BTreeSet<(String, String)> = staged
-            .touched()
-            .into_iter()
+        let touched: BTreeSet<(String, String)> = touched_buckets
+            .iter()
             .map(|(partition, bucket)| {
-                let id = file_id(&self.def.name, &partition, bucket);
-                (partition, id)
+                let id = file_id(&self.def.name, partition, *bucket);
+                (partition.clone(), id)
             })
             .collect();
         for _ in 0..MAX_ATTEMPTS {
             let base_sequence = self.recover().await?;
             let snapshot = self.snapshot(Some(&partitions)).await?;
             let instant = self.reserve_instant(&snapshot.timeline).await?;
-            let attempt = self.write_files(staged, &snapshot, &instant).await;
+            let attempt = self
+                .write_files(group, &touched_buckets, &snapshot, &instant)
+                .await;
             let (plan, outcome) = match attempt {
                 Ok(done) => done,
                 Err(e) => {
@@ -271,16 +295,21 @@ impl HudiTable {
     /// Creates the instant's seal (create-if-absent). The owner seals before claiming a sequence
     /// number, a cleaner before removing an abandoned instant; `false` means the other was first.
     async fn seal(&self, instant: &str) -> Result<bool> {
-        let path = self.sealed_dir.clone().join(instant);
-        objects::create(self.store.as_ref(), &path, PutPayload::new()).await
+        objects::create(
+            self.store.as_ref(),
+            &self.seal_path(instant),
+            PutPayload::new(),
+        )
+        .await
+    }
+
+    pub(super) fn seal_path(&self, instant: &str) -> Path {
+        self.sealed_dir.clone().join(instant)
     }
 
     /// When the instant was sealed (µs).
     async fn sealed_at(&self, instant: &str) -> Result<i64> {
-        let meta = self
-            .store
-            .head(&self.sealed_dir.clone().join(instant))
-            .await?;
+        let meta = self.store.head(&self.seal_path(instant)).await?;
         Ok(meta.last_modified.timestamp_micros())
     }
 
@@ -296,8 +325,39 @@ impl HudiTable {
         Ok(false)
     }
 
-    /// The number of the table's latest commit (0 before the first).
+    /// The number of the table's latest commit (0 before the first). Found without listing the
+    /// sequence folder (whose size would grow with history): from the hint the last committer left,
+    /// the first free number above it is searched for, doubling the step, then halving it. Numbers
+    /// from the archival floor up are contiguous (each is claimed by a create-if-absent after the one
+    /// before), so the search is exact. A lake without a hint (or one the archival floor passed) is
+    /// listed once.
     pub async fn latest_sequence(&self) -> Result<u64> {
+        let hint = objects::read(self.store.as_ref(), &self.sequence_hint_path())
+            .await?
+            .and_then(|text| std::str::from_utf8(&text).ok()?.trim().parse::<u64>().ok());
+        let known = match hint {
+            Some(0) => 0,
+            Some(hint) if self.sequence_exists(hint).await? => hint,
+            _ => return self.latest_sequence_listed().await,
+        };
+        let (mut present, mut step) = (known, 1u64);
+        while self.sequence_exists(present + step).await? {
+            present += step;
+            step *= 2;
+        }
+        let mut absent = present + step;
+        while absent - present > 1 {
+            let middle = present + (absent - present) / 2;
+            if self.sequence_exists(middle).await? {
+                present = middle;
+            } else {
+                absent = middle;
+            }
+        }
+        Ok(present)
+    }
+
+    async fn latest_sequence_listed(&self) -> Result<u64> {
         let listing = self
             .store
             .list_with_delimiter(Some(&self.sequence_dir))
@@ -305,18 +365,34 @@ impl HudiTable {
         Ok(listing
             .objects
             .iter()
-            .filter_map(|o| {
-                o.location
-                    .filename()?
-                    .strip_suffix(".json")?
-                    .parse::<u64>()
-                    .ok()
-            })
+            .filter_map(|o| parse_sequence_file_name(o.location.filename()?))
             .max()
             .unwrap_or(0))
     }
 
-    fn sequence_path(&self, sequence: u64) -> Path {
+    async fn sequence_exists(&self, sequence: u64) -> Result<bool> {
+        match self.store.head(&self.sequence_path(sequence)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn sequence_hint_path(&self) -> Path {
+        self.sequence_dir.clone().join(SEQUENCE_HINT)
+    }
+
+    /// Leaves the hint for the next writer's [`HudiTable::latest_sequence`]. Only a shortcut: a hint
+    /// that is missing, or behind because two committers wrote theirs out of order, costs a few
+    /// more requests, never a wrong answer, so a failure to write it fails nothing.
+    async fn leave_sequence_hint(&self, sequence: u64) {
+        let path = self.sequence_hint_path();
+        if let Err(e) = self.store.put(&path, sequence.to_string().into()).await {
+            tracing::warn!(table = %self.def.name, error = %e, "could not update the commit sequence hint");
+        }
+    }
+
+    pub(super) fn sequence_path(&self, sequence: u64) -> Path {
         self.sequence_dir
             .clone()
             .join(format!("{sequence:020}.json"))
@@ -374,6 +450,7 @@ impl HudiTable {
             let payload = PutPayload::from(entry_for(sequence)?);
             let path = self.sequence_path(sequence);
             if objects::create(self.store.as_ref(), &path, payload).await? {
+                self.leave_sequence_hint(sequence).await;
                 return Ok(Some(sequence));
             }
             let other = self.complete_sequence(sequence).await?;
@@ -442,14 +519,15 @@ impl HudiTable {
     /// bucket at a time.
     async fn write_files(
         &self,
-        staged: &StagedRows,
+        group: &[StagedRows],
+        touched: &[(String, u32)],
         snapshot: &Snapshot,
         instant: &str,
     ) -> Result<(Vec<PlannedFile>, CommitOutcome)> {
         let token = write_token();
-        let plan: Vec<(u32, PlannedFile)> = staged
-            .touched()
-            .into_iter()
+        let plan: Vec<(u32, PlannedFile)> = touched
+            .iter()
+            .cloned()
             .map(|(partition, bucket)| {
                 let file_id = file_id(&self.def.name, &partition, bucket);
                 let file_name = format!("{file_id}_{token}_{instant}.parquet");
@@ -485,11 +563,11 @@ impl HudiTable {
             let mut out = std::io::BufWriter::new(tempfile::tempfile()?);
             let merged = FileGroupMerge {
                 def: &self.def,
-                staged,
+                group,
                 partition: &partition,
                 bucket,
                 existing: existing_file.as_ref(),
-                replace: staged.replaces(&partition),
+                replace: group.iter().any(|staged| staged.replaces(&partition)),
                 instant,
                 file_id: &planned.file_id,
                 file_name: &planned.file_name,
@@ -538,6 +616,19 @@ impl HudiTable {
         objects::create(self.store.as_ref(), &path, text.into()).await?;
         Ok(())
     }
+}
+
+/// `<20-digit sequence>.json` → the sequence number.
+pub(super) fn parse_sequence_file_name(name: &str) -> Option<u64> {
+    name.strip_suffix(".json")?.parse::<u64>().ok()
+}
+
+/// Every (partition, bucket) some file of the group writes to or deletes from, in order.
+fn touched_buckets(group: &[StagedRows]) -> Vec<(String, u32)> {
+    let mut touched: Vec<(String, u32)> = group.iter().flat_map(StagedRows::touched).collect();
+    touched.sort();
+    touched.dedup();
+    touched
 }
 
 #[derive(Debug, Clone)]

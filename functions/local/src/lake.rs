@@ -18,6 +18,7 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore};
 
+use crate::counting::{CountingStore, RequestCounter};
 use crate::{JsonLinesNotifier, SqliteLedger};
 
 /// Environment variable with the pseudonymisation key (hex, or any text of at least 32 bytes).
@@ -39,6 +40,8 @@ pub struct LocalLake {
     /// The whole file system, for `ingest PATH…` of files outside the lake.
     pub files: Arc<dyn ObjectStore>,
     pub hai_value_set: HaiValueSet,
+    /// The requests made of the lake store so far (printed after each run).
+    pub requests: Arc<RequestCounter>,
 }
 
 /// Where the raw zone and the rest live inside a lake directory.
@@ -135,7 +138,9 @@ impl LocalLake {
             std::fs::create_dir_all(dir.join(sub))?;
         }
         let dir = dir.canonicalize()?;
-        let lake: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new_with_prefix(&dir)?);
+        let requests = Arc::new(RequestCounter::default());
+        let lake =
+            CountingStore::wrap(Arc::new(LocalFileSystem::new_with_prefix(&dir)?), &requests);
         let quarantine: Arc<dyn ObjectStore> =
             Arc::new(LocalFileSystem::new_with_prefix(dir.join(QUARANTINE_DIR))?);
         let raw: Arc<dyn ObjectStore> =
@@ -161,6 +166,7 @@ impl LocalLake {
             raw,
             files: Arc::new(LocalFileSystem::new()),
             hai_value_set: config.hai_value_set,
+            requests,
         })
     }
 

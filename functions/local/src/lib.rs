@@ -1,5 +1,6 @@
 //! The embedded default's adapters: a SQLite ledger and a JSON-lines notifier. No AWS, no server.
 
+pub mod counting;
 mod jsonl;
 pub mod lake;
 mod sqlite;

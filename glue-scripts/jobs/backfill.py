@@ -70,8 +70,9 @@ def main() -> None:
         key, size, source_id = obj["Key"], obj["Size"], ledger_id(bucket, obj["Key"], obj["ETag"])
         head, last_byte = head_and_last_byte(s3, bucket, key, size)
         try:
+            uploaded_at = int(obj["LastModified"].timestamp() * 1_000_000)
             files.append(plan_raw_file(index, f"s3://{bucket}/{key}", key.endswith(".gz"), source_id, size, head,
-                                       last_byte))
+                                       last_byte, uploaded_at))
         except (InvalidFile, ValueError) as e:
             skipped.append(source_id)
             log_event("file.skipped", ledger_id=source_id, tenant_id=tenant, reason=str(e))

@@ -43,9 +43,12 @@ def ingest(args: dict, aws, spark) -> dict:
 
     bucket, key, etag = args["raw_bucket"], args["raw_key"], args["raw_etag"]
     # If-Match: the version the Lambda handed off, not a newer upload under the same key.
-    size = s3.head_object(Bucket=bucket, Key=key, IfMatch=etag)["ContentLength"]
+    object_head = s3.head_object(Bucket=bucket, Key=key, IfMatch=etag)
+    size = object_head["ContentLength"]
+    uploaded_at = int(object_head["LastModified"].timestamp() * 1_000_000)
     head, last_byte = head_and_last_byte(s3, bucket, key, size, IfMatch=etag)
-    raw_file = plan_raw_file(0, f"s3://{bucket}/{key}", key.endswith(".gz"), args["ledger_id"], size, head, last_byte)
+    raw_file = plan_raw_file(0, f"s3://{bucket}/{key}", key.endswith(".gz"), args["ledger_id"], size, head, last_byte,
+                             uploaded_at)
     log_event("file.planned", ledger_id=args["ledger_id"], tenant_id=args["tenant_id"], bytes=size,
               by_lines=raw_file.by_lines)
 

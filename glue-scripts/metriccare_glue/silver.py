@@ -13,8 +13,9 @@ Order matters in three places, and every operation carries a sequence that repro
   immediate rows;
 - of two versions of a key the newer `last_updated` wins, a tie goes to the later row;
 - a file's deletes are weighed after its upserts (a delete beats an upsert of equal ordering), and
-  files are applied in load order. No tombstone: an older version loaded after a delete re-creates
-  the record.
+  files are applied in load order. A delete leaves a tombstone: a version ordered at or before a
+  delete of its key is ignored, whichever file it comes in (the Rust writer's tombstones; this
+  package does not write them to the lake, see README).
 """
 
 import bisect
@@ -33,12 +34,15 @@ UPSERT_PHASE, DELETE_PHASE = 0, 1
 
 
 class LoadContext(NamedTuple):
-    """What every row of a run shares. `now` (µs) is the ingest time: `ingested_at`, the ordering
-    of deletes and the `last_updated` of a resource without `meta.lastUpdated`."""
+    """What every row of a run shares. `now` (µs) is the ingest time: `ingested_at`, the cap of
+    `last_updated` and its value for a resource without `meta.lastUpdated`. `delete_order` is the
+    ordering of one file's deletes (its upload time, as the Rust loader orders them; the ingest time
+    when unknown)."""
 
     tenant: str
     now: int
     pseudonymizer: Pseudonymizer
+    delete_order: int | None = None
 
 
 class Operation(NamedTuple):
@@ -131,7 +135,8 @@ def upsert_operation(record: Record, position: Position, resolver: Resolver, fil
         "tenant_id": context.tenant,
         **record.values,
         **refs,
-        "last_updated": record.last_updated if record.last_updated is not None else context.now,
+        # Never later than the ingest time: a lastUpdated in the future is not trusted beyond it.
+        "last_updated": min(record.last_updated, context.now) if record.last_updated is not None else context.now,
         "version_id": record.version_id,
         "source_file_id": ledger_id,
         "ingested_at": context.now,
@@ -151,7 +156,9 @@ def delete_operation(url: str, position: Position, resolver: Resolver, file_inde
         return None
     if not is_valid_id(source_id):
         raise ValueError("DELETE url has no valid id")
-    return Operation(spec.name, resolver.key_of(resource_type, source_id), resolver.context.now,
+    context = resolver.context
+    order = context.delete_order if context.delete_order is not None else context.now
+    return Operation(spec.name, resolver.key_of(resource_type, source_id), order,
                      (file_index, DELETE_PHASE, False, position), None)
 
 
@@ -194,11 +201,15 @@ def item_outputs(item, resolver: Resolver, file_index: int, ledger_id: str) -> l
 
 def surviving_operation(operations: Iterable[Operation]) -> Operation:
     """The operation a key ends with after applying `operations` in load order: an upsert or a
-    delete applies unless the current version is strictly newer; after a delete anything applies
-    (copy-on-write keeps no tombstone)."""
+    delete applies unless the current version is strictly newer, and an upsert ordered at or before
+    any delete of the key (its tombstone) is ignored."""
+    operations = list(operations)
+    tombstone = max((o.order for o in operations if o.row is None), default=None)
     current = None
     for operation in sorted(operations, key=lambda o: o.sequence):
-        if current is None or current.row is None or operation.order >= current.order:
+        if operation.row is not None and tombstone is not None and operation.order <= tombstone:
+            continue
+        if current is None or operation.order >= current.order:
             current = operation
     return current
 
@@ -240,6 +251,8 @@ class RawFile(NamedTuple):
     # Uncompressed NDJSON is split into lines across tasks; anything else is read whole by one task.
     by_lines: bool = False
     ends_with_newline: bool = True
+    # When the object was uploaded (µs): the ordering of its deletes.
+    uploaded_at: int | None = None
 
 
 # A file read whole arrives in one task as one byte array, which the JVM caps below 2 GiB.
@@ -249,7 +262,7 @@ HEAD_BYTES = 2 * SNIFF_BYTES
 
 
 def plan_raw_file(index: int, uri: str, named_gz: bool, ledger_id: str, size: int, head: bytes,
-                  last_byte: bytes) -> RawFile:
+                  last_byte: bytes, uploaded_at: int | None = None) -> RawFile:
     """How to read one raw object, from its size, its first `HEAD_BYTES` and its last byte:
     uncompressed NDJSON line by line across tasks, anything else whole. Raises InvalidFile when the
     start already shows the file is not FHIR JSON, ValueError when it is too large to read whole."""
@@ -258,7 +271,8 @@ def plan_raw_file(index: int, uri: str, named_gz: bool, ledger_id: str, size: in
     if not by_lines and size > WHOLE_FILE_LIMIT:
         raise ValueError("a gzip file or JSON document this large cannot be read by one task; split it or "
                          "export it as uncompressed NDJSON")
-    return RawFile(index, uri, named_gz, ledger_id, by_lines=by_lines, ends_with_newline=last_byte == b"\n")
+    return RawFile(index, uri, named_gz, ledger_id, by_lines=by_lines, ends_with_newline=last_byte == b"\n",
+                   uploaded_at=uploaded_at)
 
 
 class FileInvalid(NamedTuple):
@@ -381,6 +395,7 @@ def load_silver(spark, files: list, context: LoadContext) -> SilverLoad:
             declarations.setdefault(file_index, []).append(m)
     uuids = spark.sparkContext.broadcast({i: uuid_index(d) for i, d in declarations.items()})
     ledger_ids = {f.index: f.ledger_id for f in files}
+    contexts = {f.index: context._replace(delete_order=f.uploaded_at) for f in files}
     dropped = frozenset(invalid)
 
     def outputs(event):
@@ -389,7 +404,7 @@ def load_silver(spark, files: list, context: LoadContext) -> SilverLoad:
             return []
         if block is not None:
             item = _numbered(item, offsets[(file_index, block)])
-        resolver = Resolver(context, uuids.value.get(file_index, {}))
+        resolver = Resolver(contexts[file_index], uuids.value.get(file_index, {}))
         return [(file_index, output) for output in item_outputs(item, resolver, file_index, ledger_ids[file_index])]
 
     results = events.flatMap(outputs).persist()

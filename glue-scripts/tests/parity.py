@@ -113,11 +113,12 @@ def raw_files(files: list, ledger: dict, read_by_lines: bool) -> tuple[list, dic
         source_id = ledger[str(Path(path).resolve())]["id"]
         gz = str(path).endswith(".gz")
         try:
-            raw = plan_raw_file(index, str(path), gz, source_id, len(data), data[:2 << 20], data[-1:])
+            uploaded_at = Path(path).stat().st_mtime_ns // 1000
+            raw = plan_raw_file(index, str(path), gz, source_id, len(data), data[:2 << 20], data[-1:], uploaded_at)
         except (InvalidFile, ValueError) as e:  # the job fails such a file before Spark reads it
             invalid_at_start[index] = str(e)
             continue
-        planned.append(raw if read_by_lines else RawFile(index, str(path), gz, source_id))
+        planned.append(raw if read_by_lines else RawFile(index, str(path), gz, source_id, uploaded_at=uploaded_at))
     return planned, invalid_at_start
 
 

@@ -169,7 +169,7 @@ def test_delete_entries():
     assert [type(i) for i in file_items(_bundle({"request": {"method": "DELETE", "url": "Patient/x"}}), False)] == [Delete]
 
 
-def test_the_newest_version_survives_ties_go_later_and_no_tombstone_is_kept():
+def test_the_newest_version_survives_ties_go_later_and_a_delete_keeps_a_tombstone():
     def op(order, sequence, row=("r",)):
         return Operation("patient", "k", order, sequence, row)
 
@@ -180,8 +180,10 @@ def test_the_newest_version_survives_ties_go_later_and_no_tombstone_is_kept():
     delete = op(10, (0, 1, False, (3, 0)), None)
     assert surviving_operation([tie_first, delete]) is delete, "a delete beats an upsert of equal ordering"
     assert surviving_operation([newer, delete]) is newer, "an older delete loses"
-    recreated = op(1, (1, 0, False, (1, 0)))
-    assert surviving_operation([tie_first, delete, recreated]) is recreated, "after a delete anything applies"
+    older_after = op(1, (1, 0, False, (1, 0)))
+    assert surviving_operation([tie_first, delete, older_after]) is delete, "an older version stays deleted"
+    recreated = op(11, (1, 0, False, (1, 0)))
+    assert surviving_operation([tie_first, delete, recreated]) is recreated, "a newer version re-creates"
 
 
 def test_only_kept_resources_declare_uuids():

@@ -245,3 +245,31 @@ def test_after_cleaning_and_archival_the_reader_sees_every_row_once(lake, write,
     services = {json.loads(line)["table"]: json.loads(line)["services"] for line in status}
     assert services["silver/patient"]["totals"]["archived_instants"] == 13 - 3
     assert services["silver/patient"]["totals"]["cleaned_files"] > 0
+
+
+def test_an_erased_patient_is_gone_for_the_apache_hudi_reader(lake, write):
+    """`metriccare erase` removes a patient and their encounter and conditions from what the Apache
+    Hudi reader reads, prints a receipt without the source id, and a later file does not bring them
+    back."""
+    first = write("first.ndjson", PATIENT_V1 + ENCOUNTERS + CONDITIONS)
+    updated = write("updated.ndjson", [dict(PATIENT_V1[0], meta={"lastUpdated": "2024-02-01T00:00:00Z",
+                                                                   "versionId": "2"})])
+    lake.ingest("t1", first)
+    lake.ingest("t1", updated)
+    done = lake.run("erase", "--tenant", "t1", "--patient", "p1")
+    receipt = json.loads(done.stdout)
+    assert receipt["patient_key"] == pseudonym("t1", "Patient", "p1")
+    assert receipt["rows_removed"] == {"patient": 1, "encounter": 1, "condition": 1}
+    assert "p1" not in done.stdout.replace(receipt["patient_key"], "")
+    p1_keys = {pseudonym("t1", "Patient", "p1"), pseudonym("t1", "Encounter", "e1"),
+               pseudonym("t1", "Condition", "c1")}
+    for table in ("patient", "encounter", "condition"):
+        keys = {r["_hoodie_record_key"] for r in lake.read(table).to_pylist()}
+        assert not keys & p1_keys, table
+    assert [r["patient_key"] for r in lake.read("patient").to_pylist()] == [pseudonym("t1", "Patient", "p2")]
+    for path in (lake.root / "silver").rglob("*.parquet"):
+        keys = set(pq.read_table(path, columns=["_hoodie_record_key"]).column(0).to_pylist())
+        assert not keys & p1_keys, path
+    again = write("again.ndjson", [dict(PATIENT_V1[0], meta={"lastUpdated": "2025-01-01T00:00:00Z"})])
+    lake.ingest("t1", again)
+    assert len(lake.read("patient")) == 1

@@ -707,3 +707,83 @@ async fn keys_that_name_patients_reach_no_answer_alert_or_ledger_error() {
         assert!(!text.contains("Jane") && !text.contains("Doe"), "{text}");
     }
 }
+
+fn patient_line(id: &str, last_updated: &str) -> String {
+    format!(
+        r#"{{"resourceType":"Patient","id":"{id}","meta":{{"lastUpdated":"{last_updated}"}},"gender":"female"}}"#
+    )
+}
+
+#[tokio::test]
+async fn deliveries_out_of_order_give_the_in_order_silver_and_an_erasure_request_is_carried_out() {
+    // GIVEN a patient's two versions and then its delete, uploaded in that order, and a second
+    // patient; in order, the first patient ends deleted
+    let deployment = Deployment::create().await;
+    let first = [
+        patient_line("p1", "2024-01-01T00:00:00Z"),
+        patient_line("p2", "2024-01-01T00:00:00Z"),
+    ]
+    .join("\n");
+    deployment
+        .upload("tenant-01/1-v1.ndjson", first.into_bytes())
+        .await;
+    deployment
+        .upload(
+            "tenant-01/2-v2.ndjson",
+            patient_line("p1", "2024-02-01T00:00:00Z").into_bytes(),
+        )
+        .await;
+    let delete = r#"{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"DELETE","url":"Patient/p1"}}]}"#;
+    deployment
+        .upload("tenant-01/3-delete.json", delete.as_bytes().to_vec())
+        .await;
+    let ingest = deployment.ingest_function(deployment.ingest_config()).await;
+    let notifications = deployment.receive(&deployment.raw_events_queue, 4).await;
+    // WHEN SQS delivers them one by one, in reverse order: the delete before the versions it beats
+    for message in notifications.iter().rev() {
+        let answer = ingest
+            .handle(sqs_event(std::slice::from_ref(message)))
+            .await
+            .unwrap();
+        assert_eq!(answer["batchItemFailures"], json!([]));
+    }
+    // THEN silver equals the in-order result: the first patient stays deleted
+    let patients: Vec<String> = silver_rows(ingest.services(), SilverTable::Patient)
+        .await
+        .iter()
+        .map(|r| r["patient_key"].as_str().unwrap().to_owned())
+        .collect();
+    let p2 = metriccare_tests::pseudonym("tenant-01", "Patient", "p2");
+    assert_eq!(patients, vec![p2.clone()]);
+
+    // WHEN an erasure request for the second patient is uploaded through the same bucket
+    let request = "tenant-01/_erasure/request-1.json";
+    deployment
+        .upload(request, br#"{"patient_id": "p2"}"#.to_vec())
+        .await;
+    let messages = deployment.receive(&deployment.raw_events_queue, 1).await;
+    let answer = ingest.handle(sqs_event(&messages)).await.unwrap();
+    // THEN it is carried out: no patient left, a receipt without the id, the request tagged
+    assert_eq!(answer["batchItemFailures"], json!([]));
+    assert!(
+        silver_rows(ingest.services(), SilverTable::Patient)
+            .await
+            .is_empty()
+    );
+    let objects = deployment.lake_objects().await;
+    let receipt_key = objects
+        .keys()
+        .find(|key| key.starts_with("_metriccare/erasures/tenant-01/"))
+        .expect("a receipt in the lake");
+    let receipt = deployment
+        .lake()
+        .get(&Path::from(receipt_key.as_str()))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let receipt = String::from_utf8(receipt.to_vec()).unwrap();
+    assert!(receipt.contains(&p2) && !receipt.contains("\"p2\""));
+    assert_eq!(deployment.raw_tags(request).await[STATUS_TAG], "completed");
+}

@@ -280,3 +280,126 @@ async fn one_bad_file_never_fails_its_group() {
             .exists()
     );
 }
+
+/// A transaction Bundle deleting the given patients.
+fn delete_bundle(ids: &[&str]) -> Vec<u8> {
+    let entries: Vec<String> = ids
+        .iter()
+        .map(|id| format!(r#"{{"request":{{"method":"DELETE","url":"Patient/{id}"}}}}"#))
+        .collect();
+    format!(
+        r#"{{"resourceType":"Bundle","type":"transaction","entry":[{}]}}"#,
+        entries.join(",")
+    )
+    .into_bytes()
+}
+
+async fn patient_keys(lake: &TestLake) -> BTreeSet<String> {
+    lake.rows(SilverTable::Patient)
+        .await
+        .iter()
+        .map(|r| r["patient_key"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn an_older_version_arriving_after_a_delete_stays_deleted() {
+    // GIVEN a patient, then a delete of it (ordered at its upload time, now)
+    let lake = TestLake::new();
+    let first = lake.write_input(
+        "1.ndjson",
+        &ndjson(&[patient("p1", "2024-01-01T00:00:00Z", "female")]),
+    );
+    lake.ingest(&first, "t1").await;
+    let delete = lake.write_input("2.json", &delete_bundle(&["p1"]));
+    assert_eq!(lake.ingest(&delete, "t1").await.outcome.deleted, 1);
+    assert!(patient_keys(&lake).await.is_empty());
+    // WHEN an older version arrives after the delete (a re-sent export, SQS out of order)
+    let late = lake.write_input(
+        "3.ndjson",
+        &ndjson(&[patient("p1", "2024-01-15T00:00:00Z", "male")]),
+    );
+    assert_eq!(lake.ingest(&late, "t1").await.result, FileResult::Completed);
+    // THEN the patient stays deleted: its tombstone outranks the version
+    assert!(patient_keys(&lake).await.is_empty());
+    assert!(
+        lake.path()
+            .join("_metriccare/tombstones/silver/patient/tenant_id=t1")
+            .exists()
+    );
+}
+
+#[tokio::test]
+async fn a_delete_delivered_before_the_older_insert_it_beats_wins() {
+    // GIVEN an empty lake that receives the delete first
+    let lake = TestLake::new();
+    let delete = lake.write_input("delete.json", &delete_bundle(&["p1"]));
+    lake.ingest(&delete, "t1").await;
+    // WHEN the insert it was meant to remove arrives afterwards, and a patient it does not name
+    let insert = lake.write_input(
+        "insert.ndjson",
+        &ndjson(&[
+            patient("p1", "2024-01-01T00:00:00Z", "female"),
+            patient("p2", "2024-01-01T00:00:00Z", "male"),
+        ]),
+    );
+    lake.ingest(&insert, "t1").await;
+    // THEN only the other patient is there
+    let keys = patient_keys(&lake).await;
+    assert_eq!(keys, BTreeSet::from([pseudonym("t1", "Patient", "p2")]));
+}
+
+#[tokio::test]
+async fn a_last_updated_in_the_future_is_counted_and_does_not_beat_a_later_delete() {
+    // GIVEN a version whose lastUpdated is years ahead of the ingest time
+    let lake = TestLake::new();
+    let ahead = lake.write_input(
+        "ahead.ndjson",
+        &ndjson(&[patient("p1", "2099-01-01T00:00:00Z", "female")]),
+    );
+    let report = lake.ingest(&ahead, "t1").await;
+    // THEN it is counted, and ordered at the ingest time
+    assert_eq!(report.outcome.future_last_updated, 1);
+    let rows = lake.rows(SilverTable::Patient).await;
+    assert_eq!(rows[0]["last_updated"], rows[0]["ingested_at"]);
+    let entry = lake
+        .lake
+        .services
+        .ledger
+        .get(&report.ledger_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(entry.future_last_updated, 1);
+    // AND a delete uploaded later removes it
+    let delete = lake.write_input("delete.json", &delete_bundle(&["p1"]));
+    lake.ingest(&delete, "t1").await;
+    assert!(patient_keys(&lake).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_bulk_deleted_file_is_ordered_at_its_manifests_transaction_time() {
+    // GIVEN two patients, one updated after the export's transactionTime, one before
+    let lake = TestLake::new();
+    let stored = lake.write_input(
+        "stored.ndjson",
+        &ndjson(&[
+            patient("after", "2024-07-01T00:00:00Z", "female"),
+            patient("before", "2024-05-01T00:00:00Z", "male"),
+        ]),
+    );
+    lake.ingest(&stored, "t1").await;
+    // WHEN a Bulk export's `deleted` file names both, its manifest beside it
+    let manifest = r#"{"transactionTime":"2024-06-01T00:00:00Z","request":"https://ehr.example/$export",
+        "requiresAccessToken":true,"output":[],
+        "deleted":[{"type":"Bundle","url":"https://ehr.example/files/del-1.ndjson"}],"error":[]}"#;
+    lake.write_input("export/manifest.json", manifest.as_bytes());
+    let deleted = lake.write_input("export/del-1.ndjson", &delete_bundle(&["after", "before"]));
+    lake.ingest(&deleted, "t1").await;
+    // THEN the delete removes only the version ordered before the transactionTime (ordered at the
+    // upload time, now, it would remove both)
+    assert_eq!(
+        patient_keys(&lake).await,
+        BTreeSet::from([pseudonym("t1", "Patient", "after")])
+    );
+}

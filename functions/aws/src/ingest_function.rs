@@ -15,13 +15,14 @@ use aws_config::SdkConfig;
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use aws_sdk_s3::types::{Tag, Tagging};
 use metriccare_core::deid::{Pseudonymizer, parse_key, redact_key};
+use metriccare_core::erase;
 use metriccare_core::gold::GoldTable;
 use metriccare_core::ingest::{FileReport, FileResult, ScaleOutRoute, Services, Settings};
 use metriccare_core::ports::{Message, ObjectRef, Topic};
 use metriccare_core::silver::SilverTable;
 use metriccare_core::tenant::TenantId;
-use object_store::ObjectStore;
 use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -179,6 +180,7 @@ impl IngestFunction {
         };
         let mut handled: Vec<Handled> = notifications.iter().map(|_| Handled::default()).collect();
         let mut by_tenant: BTreeMap<TenantId, Vec<(Upload, u64)>> = BTreeMap::new();
+        let mut erasures: Vec<(TenantId, Upload)> = Vec::new();
         for (index, notification) in notifications.into_iter().enumerate() {
             let records = match notification {
                 Ok(Notification::Test) => {
@@ -200,12 +202,32 @@ impl IngestFunction {
                 }
                 if let Some((tenant, key)) = self.check(&record).await {
                     let size = record.size.unwrap_or_default();
+                    let is_erasure = erase::is_request(&key);
                     let upload = Upload {
                         notification: index,
                         record,
                         key,
                     };
-                    by_tenant.entry(tenant).or_default().push((upload, size));
+                    if is_erasure {
+                        erasures.push((tenant, upload));
+                    } else {
+                        by_tenant.entry(tenant).or_default().push((upload, size));
+                    }
+                }
+            }
+        }
+        // Erasures first: the exports of the same batch then load without the patient.
+        for (tenant, request) in erasures {
+            let answer = &mut handled[request.notification];
+            match self.erase_requested(&tenant, &request).await {
+                Ok(()) => {
+                    answer.committed.insert(tenant.to_string());
+                }
+                Err(e) => {
+                    let error =
+                        redact_key(&e.to_string(), &request.record.key, "<erasure request>");
+                    tracing::error!(error = %error, tenant_id = %tenant, "erasure failed; it will be retried");
+                    answer.retry.push(error);
                 }
             }
         }
@@ -280,6 +302,19 @@ impl IngestFunction {
                 None
             }
         }
+    }
+
+    /// Carries out an erasure request (`<tenant>/_erasure/<name>.json`, `{"patient_id": ...}`):
+    /// silver, slices and rejects lose the patient; gold follows on the `silver.committed` event.
+    /// The receipt (no PHI) is kept in the lake; the request object is tagged `completed`. Safe to
+    /// repeat: a redelivered request erases nothing more.
+    async fn erase_requested(&self, tenant: &TenantId, request: &Upload) -> Result<()> {
+        let body = self.raw.get(&request.key).await?.bytes().await?;
+        let patient_id = erase::parse_request(&body)?;
+        let receipt = erase::erase(&self.services, tenant, &patient_id, None).await?;
+        tracing::info!(tenant_id = %tenant, receipt = %receipt.receipt, "erasure request carried out");
+        self.tag(&request.record, "completed").await;
+        Ok(())
     }
 
     /// Ingests one tenant's group and answers for each of its objects in its notification.

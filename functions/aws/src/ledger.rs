@@ -177,6 +177,8 @@ impl Ledger for DynamoDbLedger {
             "counts",
             "deleted",
             "rejected",
+            "future_last_updated",
+            "erased",
             "silver_instants",
             "lease_until",
             "updated_at",
@@ -213,6 +215,8 @@ impl Ledger for DynamoDbLedger {
                 "counts",
                 "deleted",
                 "rejected",
+                "future_last_updated",
+                "erased",
                 "silver_instants",
                 "lease_until",
                 "updated_at",
@@ -226,6 +230,8 @@ impl Ledger for DynamoDbLedger {
             .expression_attribute_values(":counts", AttributeValue::M(counts))
             .expression_attribute_values(":deleted", n(outcome.deleted))
             .expression_attribute_values(":rejected", n(outcome.rejected))
+            .expression_attribute_values(":future_last_updated", n(outcome.future_last_updated))
+            .expression_attribute_values(":erased", n(outcome.erased))
             .expression_attribute_values(":silver_instants", AttributeValue::L(instants))
             .expression_attribute_values(":lease_until", n(0))
             .expression_attribute_values(":updated_at", n(now))
@@ -316,6 +322,8 @@ fn entry(item: &Item) -> Result<LedgerEntry> {
             .unwrap_or_default(),
         deleted: number(item, "deleted").unwrap_or_default() as u64,
         rejected: number(item, "rejected").unwrap_or_default() as u64,
+        future_last_updated: number(item, "future_last_updated").unwrap_or_default() as u64,
+        erased: number(item, "erased").unwrap_or_default() as u64,
         silver_instants: item
             .get("silver_instants")
             .and_then(|v| v.as_l().ok())

@@ -125,6 +125,18 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Erase one patient of a tenant: the patient, their encounters and conditions leave silver
+    /// (every file slice on disk) and the reject logs, gold is recomputed, and a later file
+    /// carrying them loads without them. Prints the receipt (JSON, no PHI), also kept in
+    /// <lake>/_metriccare/erasures/. A second erase of the same patient changes nothing.
+    Erase {
+        /// The tenant (^[a-z0-9][a-z0-9-]{0,62}$).
+        #[arg(long)]
+        tenant: String,
+        /// The patient's resource id in the export (Patient.id); never written anywhere.
+        #[arg(long)]
+        patient: String,
+    },
     /// List the ledger (every raw object version, its status, counts and error), then what the
     /// table services (cleaning, archival) have removed from each table.
     Status {
@@ -231,6 +243,13 @@ async fn run(cli: Cli) -> metriccare_core::Result<u8> {
             let lake = open_lake(&cli.lake)?;
             let path = write_report(&lake, out).await?;
             println!("report: {}", path.display());
+            Ok(exit::OK)
+        }
+        Command::Erase { tenant, patient } => {
+            let tenant = TenantId::parse(&tenant)?;
+            let lake = open_lake(&cli.lake)?;
+            let receipt = lake.erase(&tenant, &patient).await?;
+            println!("{}", serde_json::to_string_pretty(&receipt)?);
             Ok(exit::OK)
         }
         Command::Status { json, services } => {
@@ -417,7 +436,21 @@ async fn watch(
                     }
                     return;
                 };
-                for group in lake.raw_groups(queue) {
+                // Erasure requests (`<tenant>/_erasure/…`) first, so the exports of the same pass
+                // already load without the patient.
+                let (requests, exports): (Vec<_>, Vec<_>) = queue
+                    .into_iter()
+                    .partition(|o| metriccare_core::erase::is_request(&o.location));
+                for request in requests {
+                    match lake.erase_requested(&request.location).await {
+                        Ok(receipt) => eprintln!(
+                            "erasure request {}: receipt {}",
+                            request.location, receipt.receipt
+                        ),
+                        Err(e) => eprintln!("erasure request {} failed: {e}", request.location),
+                    }
+                }
+                for group in lake.raw_groups(exports) {
                     if stop.load(std::sync::atomic::Ordering::SeqCst) {
                         return;
                     }

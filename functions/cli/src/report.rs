@@ -23,6 +23,8 @@ pub struct RunSummary {
     pub failed: usize,
     pub rejected: u64,
     pub deleted: u64,
+    pub future_last_updated: u64,
+    pub erased: u64,
     pub bytes: u64,
     pub resources: BTreeMap<String, u64>,
     pub instants: Vec<String>,
@@ -45,6 +47,8 @@ impl RunSummary {
         if report.result == FileResult::Completed {
             self.rejected += report.outcome.rejected;
             self.deleted += report.outcome.deleted;
+            self.future_last_updated += report.outcome.future_last_updated;
+            self.erased += report.outcome.erased;
             for (kind, count) in &report.outcome.counts {
                 *self.resources.entry(kind.clone()).or_default() += count;
             }
@@ -85,7 +89,7 @@ impl RunSummary {
 
     pub fn print(&self) {
         println!(
-            "files: {} ({} loaded, {} already processed, {} busy, {} handed off, {} quarantined, {} failed), {:.1} MB",
+            "files: {} ({} loaded, {} already processed, {} busy, {} handed off, {} quarantined, {} failed{}), {:.1} MB",
             self.files,
             self.completed,
             self.already_done,
@@ -93,6 +97,11 @@ impl RunSummary {
             self.handed_off,
             self.quarantined,
             self.failed,
+            if self.gone > 0 {
+                format!(", {} deleted before they were read", self.gone)
+            } else {
+                String::new()
+            },
             self.bytes as f64 / 1e6
         );
         let resources: Vec<String> = self
@@ -109,8 +118,8 @@ impl RunSummary {
             }
         );
         println!(
-            "rejected resources: {}, deletes applied: {}",
-            self.rejected, self.deleted
+            "rejected resources: {}, deletes applied: {}, lastUpdated after the ingest time (ordered at it): {}, of erased patients (not loaded): {}",
+            self.rejected, self.deleted, self.future_last_updated, self.erased
         );
         if let Some(last) = self.instants.last() {
             println!("silver commits: {} (latest {last})", self.instants.len());

@@ -5,7 +5,7 @@
 //! A bad file is quarantined, a bad resource is rejected alone, a redelivered object does nothing,
 //! and a failure leaves the objects claimable again.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::io::{self, Read, Seek, Write};
 use std::sync::Arc;
 use std::time::Duration;
@@ -369,12 +369,39 @@ impl Services {
             object,
             ledger_id,
             now,
+            delete_ordering: meta.last_modified.timestamp_micros(),
             state,
         })
     }
 
     /// Hands off, parses (quarantining bad files) and commits the claimed files of a group.
     async fn process_group(&self, files: &mut [GroupFile<'_>], tenant: &TenantId) {
+        // Read once per group; an erasure that lands while the group parses is enforced by the
+        // tombstone of the patient's key, and by a repeated erasure for rows with new ids.
+        let erased = match crate::erase::erased_patients(self.lake.as_ref(), tenant).await {
+            Ok(erased) => Arc::new(erased),
+            Err(e) => {
+                for file in files.iter_mut() {
+                    file.fail(format!("reading the erased patients failed: {e}"));
+                }
+                return;
+            }
+        };
+        let mut manifests = BulkManifests::default();
+        for file in files.iter_mut() {
+            if let FileState::Claimed { .. } = file.state {
+                match manifests
+                    .transaction_time(file.claimed.store, file.claimed.key)
+                    .await
+                {
+                    Ok(Some(at)) => file.delete_ordering = at,
+                    Ok(None) => {}
+                    Err(e) => file.fail(format!(
+                        "reading the Bulk manifest beside the file failed: {e}"
+                    )),
+                }
+            }
+        }
         for file in files.iter_mut() {
             let FileState::Claimed { attempt } = file.state else {
                 continue;
@@ -388,7 +415,7 @@ impl Services {
                 Some(route) if file.object.size > route.above_bytes => {
                     ended(self.hand_off(route, tenant, &file.ledger_id).await)
                 }
-                _ => match self.parse(file).await {
+                _ => match self.parse(file, &erased).await {
                     Ok(load) => FileState::Parsed { attempt, load },
                     Err(ended_early) => ended(ended_early),
                 },
@@ -427,6 +454,8 @@ impl Services {
                     outcome: Outcome {
                         counts: std::mem::take(&mut load.counts),
                         deleted: load.deleted,
+                        future_last_updated: load.future_last_updated,
+                        erased: load.erased,
                         rejected: load.rejects.count,
                         silver_instants: silver_instants.clone(),
                         ..Outcome::default()
@@ -445,12 +474,18 @@ impl Services {
     }
 
     /// Parses one claimed file; a file that cannot be loaded ends here (quarantined or failed).
-    async fn parse(&self, file: &GroupFile<'_>) -> Result<ParsedFile, (FileResult, Outcome)> {
+    async fn parse(
+        &self,
+        file: &GroupFile<'_>,
+        erased: &Arc<BTreeSet<String>>,
+    ) -> Result<ParsedFile, (FileResult, Outcome)> {
         let context = LoadContext {
             tenant: file.tenant.clone(),
             ledger_id: file.ledger_id.clone(),
             now: file.now,
+            delete_ordering: file.delete_ordering,
             pseudonymizer: self.pseudonymizer.clone(),
+            erased: erased.clone(),
         };
         let parsed = parse_object(
             file.claimed.store.clone(),
@@ -474,6 +509,8 @@ impl Services {
             Ok(load) => Ok(ParsedFile {
                 counts: load.counts,
                 deleted: load.deleted,
+                future_last_updated: load.future_last_updated,
+                erased: load.erased,
                 staged: load.staged,
                 rejects: load.rejects,
             }),
@@ -512,7 +549,7 @@ impl Services {
             if group.is_empty() {
                 continue;
             }
-            let hudi = self.silver_table(table).await?;
+            let hudi = HudiTable::open_with_tombstones(self.lake.clone(), table.def()).await?;
             let outcome = hudi.commit_group(&mut group).await?;
             if let Some(instant) = outcome.instant {
                 silver_instants.push(format!("{}@{}", table.name(), instant));
@@ -732,7 +769,12 @@ struct LoadContext {
     tenant: TenantId,
     ledger_id: String,
     now: i64,
+    /// The ordering of the file's deletes: its export's `transactionTime` when a Bulk manifest
+    /// beside it names it, else its upload time.
+    delete_ordering: i64,
     pseudonymizer: Pseudonymizer,
+    /// Pseudonyms of the tenant's erased patients: their rows are not loaded.
+    erased: Arc<BTreeSet<String>>,
 }
 
 /// The rejected resources of one file, as JSON lines in a local temporary file (they can be as
@@ -788,6 +830,8 @@ impl RejectLog {
 struct ParsedFile {
     counts: ResourceCounts,
     deleted: u64,
+    future_last_updated: u64,
+    erased: u64,
     staged: HashMap<SilverTable, StagedRows>,
     rejects: RejectLog,
 }
@@ -798,6 +842,10 @@ struct FileLoad {
     context: LoadContext,
     counts: ResourceCounts,
     deleted: u64,
+    /// Resources whose `meta.lastUpdated` was later than the ingest time.
+    future_last_updated: u64,
+    /// Resources of erased patients, not loaded.
+    erased: u64,
     /// `urn:uuid` of each Bundle entry → (resource type, id).
     uuids: HashMap<String, (String, String)>,
     /// Rows being built per (table, bucket), so that each staged batch is one bucket's.
@@ -817,6 +865,8 @@ impl FileLoad {
             context,
             counts: ResourceCounts::new(),
             deleted: 0,
+            future_last_updated: 0,
+            erased: 0,
             uuids: HashMap::new(),
             builders: HashMap::new(),
             staged: HashMap::new(),
@@ -898,7 +948,7 @@ impl FileLoad {
             .pseudonymizer
             .pseudonym(&self.context.tenant, kind, id);
         let tenant = self.context.tenant.to_string();
-        let ordering = self.context.now;
+        let ordering = self.context.delete_ordering;
         self.staged_rows(table)
             .delete(&tenant, Delete { key, ordering });
         self.deleted += 1;
@@ -932,7 +982,28 @@ impl FileLoad {
         let table = SilverTable::from_resource_type(record.resource_type())
             .expect("kept records have a table");
         let key = resolver.key_of(record.resource_type(), &record.common().id);
+        // An erased patient stays erased: their own row, and rows whose subject they are.
+        let patient = match record {
+            Record::Patient(_) => Some(&key),
+            Record::Encounter(_) | Record::Condition(_) => references[0].as_ref(),
+            Record::Organization(_) => None,
+        };
+        if patient.is_some_and(|p| self.context.erased.contains(p)) {
+            self.erased += 1;
+            return Ok(());
+        }
         let bucket = (table, bucket_of(&key, SILVER_BUCKETS));
+        // The version's ordering: `meta.lastUpdated`, but never later than now (a clock ahead or a
+        // forged date would otherwise beat every later version and delete); counted when cut.
+        let now = self.context.now;
+        let ordering = match record.common().last_updated {
+            Some(at) if at > now => {
+                self.future_last_updated += 1;
+                now
+            }
+            Some(at) => at,
+            None => now,
+        };
         let builder = self
             .builders
             .entry(bucket)
@@ -940,11 +1011,10 @@ impl FileLoad {
         write_row(
             &mut builder.row(),
             &key,
-            self.context.tenant.as_str(),
             &record,
             &references,
-            &self.context.ledger_id,
-            self.context.now,
+            &self.context,
+            ordering,
         );
         if builder.len() >= BATCH_ROWS {
             self.flush(bucket)?;
@@ -980,6 +1050,66 @@ impl FileLoad {
     }
 }
 
+/// The Bulk export manifests (`manifest.json`) of the folders a group's files are in, read once
+/// per folder.
+#[derive(Default)]
+struct BulkManifests {
+    by_folder: HashMap<Path, Option<BulkManifest>>,
+}
+
+/// What a Bulk export manifest says that matters here: when the export was taken, and its files.
+struct BulkManifest {
+    transaction_time: i64,
+    file_names: Vec<String>,
+}
+
+impl BulkManifests {
+    /// The `transactionTime` of the export whose manifest (beside the file) names the file among
+    /// its `output` or `deleted` files. No manifest, or one that is not a Bulk manifest, is no
+    /// error: the upload time orders the file's deletes then. A manifest that cannot be read now
+    /// is (the file is retried).
+    async fn transaction_time(
+        &mut self,
+        store: &Arc<dyn ObjectStore>,
+        key: &Path,
+    ) -> Result<Option<i64>> {
+        let parts: Vec<_> = key.parts().collect();
+        let Some((name, folder)) = parts.split_last() else {
+            return Ok(None);
+        };
+        let folder = Path::from_iter(folder.iter().cloned());
+        if !self.by_folder.contains_key(&folder) {
+            let path = folder.clone().join("manifest.json");
+            let manifest = objects::read(store.as_ref(), &path)
+                .await?
+                .and_then(|bytes| parse_bulk_manifest(&bytes));
+            self.by_folder.insert(folder.clone(), manifest);
+        }
+        Ok(self
+            .by_folder
+            .get(&folder)
+            .and_then(Option::as_ref)
+            .filter(|m| m.file_names.iter().any(|n| n == name.as_ref()))
+            .map(|m| m.transaction_time))
+    }
+}
+
+fn parse_bulk_manifest(bytes: &[u8]) -> Option<BulkManifest> {
+    let manifest: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    let transaction_time =
+        crate::time::parse_fhir_datetime(manifest["transactionTime"].as_str()?).ok()?;
+    let file_names = ["output", "deleted"]
+        .iter()
+        .filter_map(|list| manifest[list].as_array())
+        .flatten()
+        .filter_map(|entry| entry["url"].as_str()?.rsplit('/').next().map(str::to_owned))
+        .collect();
+    Some(BulkManifest {
+        transaction_time,
+        file_names,
+    })
+}
+
 /// One file of a group, from its claim to its outcome.
 struct GroupFile<'a> {
     claimed: Claimed<'a>,
@@ -988,6 +1118,8 @@ struct GroupFile<'a> {
     ledger_id: String,
     /// The ingest time: lineage, and the ordering of rows without `meta.lastUpdated`.
     now: i64,
+    /// The ordering of the file's deletes (see [`LoadContext::delete_ordering`]).
+    delete_ordering: i64,
     state: FileState,
 }
 
@@ -1028,6 +1160,7 @@ impl<'a> GroupFile<'a> {
             ledger_id: object.ledger_id(),
             object,
             now: now_micros(),
+            delete_ordering: 0,
             state: FileState::Ended {
                 attempt: None,
                 result: FileResult::Gone,
@@ -1257,16 +1390,17 @@ fn resolve_references(resolver: &Resolver<'_>, record: &Record) -> Result<Resolv
 }
 
 /// Appends one silver row, in the table's schema order, borrowing every value.
+/// `ordering` is the version's precombine value; lineage (tenant, ledger id, ingest time) comes
+/// from the file's context.
 fn write_row(
     row: &mut RowWriter<'_>,
     key: &str,
-    tenant: &str,
     record: &Record,
     references: &ResolvedRefs,
-    ledger_id: &str,
-    now: i64,
+    context: &LoadContext,
+    ordering: i64,
 ) {
-    row.str(Some(key)).str(Some(tenant));
+    row.str(Some(key)).str(Some(context.tenant.as_str()));
     let [first_ref, second_ref] = references.each_ref().map(Option::as_deref);
     match record {
         Record::Patient(p) => {
@@ -1315,9 +1449,9 @@ fn write_row(
         }
     }
     let common = record.common();
-    row.ts(Some(common.last_updated.unwrap_or(now)))
+    row.ts(Some(ordering))
         .str(common.version_id.as_deref())
-        .str(Some(ledger_id))
-        .ts(Some(now))
+        .str(Some(&context.ledger_id))
+        .ts(Some(context.now))
         .end();
 }

@@ -4,6 +4,7 @@
 //! crate), the [`ports::Ledger`] and the [`ports::Notifier`]. Adapters live in their own crates.
 
 pub mod deid;
+pub mod erase;
 pub mod error;
 pub mod fhir;
 pub mod gold;

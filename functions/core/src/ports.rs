@@ -99,6 +99,12 @@ pub struct LedgerEntry {
     pub counts: ResourceCounts,
     pub deleted: u64,
     pub rejected: u64,
+    /// Resources whose `meta.lastUpdated` was later than the ingest time: ordered at the ingest time.
+    #[serde(default)]
+    pub future_last_updated: u64,
+    /// Resources of erased patients, not loaded.
+    #[serde(default)]
+    pub erased: u64,
     pub silver_instants: Vec<String>,
     pub error: Option<String>,
     /// The scale-out job run that took a HANDED_OFF object over.
@@ -114,6 +120,13 @@ pub struct Outcome {
     /// Bundle entries with `request.method = DELETE` applied.
     pub deleted: u64,
     pub rejected: u64,
+    /// Resources whose `meta.lastUpdated` was later than the ingest time: not trusted as an ordering
+    /// beyond it (a clock ahead, or a forged date, would otherwise win over every later delete).
+    #[serde(default)]
+    pub future_last_updated: u64,
+    /// Resources of erased patients (the patient, their encounters and conditions): not loaded.
+    #[serde(default)]
+    pub erased: u64,
     pub silver_instants: Vec<String>,
     pub error: Option<String>,
     /// The scale-out job run that took the object over.
@@ -127,6 +140,8 @@ impl From<LedgerEntry> for Outcome {
             counts: entry.counts,
             deleted: entry.deleted,
             rejected: entry.rejected,
+            future_last_updated: entry.future_last_updated,
+            erased: entry.erased,
             silver_instants: entry.silver_instants,
             error: entry.error,
             handed_off_to: entry.handed_off_to,

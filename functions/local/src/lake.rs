@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use metriccare_core::deid::{Pseudonymizer, parse_key};
+use metriccare_core::erase::{self, Receipt};
 use metriccare_core::gold::{self, HaiValueSet, RefreshReport};
 use metriccare_core::hudi::Retention;
 use metriccare_core::ingest::{FileReport, GroupLimits, Services, Settings};
@@ -16,7 +17,7 @@ use metriccare_core::tenant::TenantId;
 use metriccare_core::{CoreError, Result};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{ObjectMeta, ObjectStore};
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 
 use crate::counting::{CountingStore, RequestCounter};
 use crate::{JsonLinesNotifier, SqliteLedger};
@@ -224,6 +225,25 @@ impl LocalLake {
             &self.services.settings.retention,
         )
         .await
+    }
+
+    /// Erases one patient of a tenant (see `metriccare_core::erase`) and refreshes gold.
+    pub async fn erase(&self, tenant: &TenantId, patient_id: &str) -> Result<Receipt> {
+        erase::erase(
+            &self.services,
+            tenant,
+            patient_id,
+            Some(&self.hai_value_set),
+        )
+        .await
+    }
+
+    /// Carries out an erasure request dropped in the raw zone (`<tenant>/_erasure/<name>.json`).
+    pub async fn erase_requested(&self, key: &Path) -> Result<Receipt> {
+        let tenant = TenantId::of_raw_key(key)?;
+        let request = self.raw.get(key).await?.bytes().await?;
+        let patient_id = erase::parse_request(&request)?;
+        self.erase(&tenant, &patient_id).await
     }
 
     /// Processes one object of the raw zone (`<tenant>/<any path>/<file>`), as an S3 event would.

@@ -42,7 +42,8 @@ CREATE INDEX IF NOT EXISTS ledger_by_update ON ledger (updated_at);
 ";
 
 const COLUMNS: &str = "id, bucket, object_key, etag, size, tenant_id, status, attempts, lease_until, counts, \
-                       deleted, rejected, silver_instants, error, created_at, updated_at, handed_off_to";
+                       deleted, rejected, silver_instants, error, created_at, updated_at, handed_off_to, \
+                       future_last_updated, erased";
 
 impl SqliteLedger {
     /// Opens (creating if needed) the ledger database at `path`.
@@ -72,11 +73,20 @@ impl SqliteLedger {
 
 /// Ledgers created before a column existed get it added (SQLite has no ADD COLUMN IF NOT EXISTS).
 fn add_missing_columns(connection: &Connection) -> rusqlite::Result<()> {
-    let has_column = connection
-        .prepare("SELECT 1 FROM pragma_table_info('ledger') WHERE name = 'handed_off_to'")?
-        .exists([])?;
-    if !has_column {
-        connection.execute_batch("ALTER TABLE ledger ADD COLUMN handed_off_to TEXT")?;
+    // Columns added after the first release, with their definitions: older ledgers gain them.
+    for (column, definition) in [
+        ("handed_off_to", "TEXT"),
+        ("future_last_updated", "INTEGER NOT NULL DEFAULT 0"),
+        ("erased", "INTEGER NOT NULL DEFAULT 0"),
+    ] {
+        let has_column = connection
+            .prepare("SELECT 1 FROM pragma_table_info('ledger') WHERE name = ?1")?
+            .exists([column])?;
+        if !has_column {
+            connection.execute_batch(&format!(
+                "ALTER TABLE ledger ADD COLUMN {column} {definition}"
+            ))?;
+        }
     }
     Ok(())
 }
@@ -104,6 +114,8 @@ fn entry(row: &Row<'_>) -> rusqlite::Result<LedgerEntry> {
         created_at: row.get(14)?,
         updated_at: row.get(15)?,
         handed_off_to: row.get(16)?,
+        future_last_updated: row.get::<_, i64>(17)? as u64,
+        erased: row.get::<_, i64>(18)? as u64,
     })
 }
 
@@ -155,7 +167,8 @@ impl Ledger for SqliteLedger {
         let updated = self.with(|c| {
             c.execute(
                 "UPDATE ledger SET status = ?2, counts = ?3, deleted = ?4, rejected = ?5, silver_instants = ?6,
-                                   error = ?7, lease_until = 0, updated_at = ?8, handed_off_to = ?10
+                                   error = ?7, lease_until = 0, updated_at = ?8, handed_off_to = ?10,
+                                   future_last_updated = ?11, erased = ?12
                  WHERE id = ?1 AND status = 'PROCESSING' AND attempts = ?9",
                 params![
                     id,
@@ -167,7 +180,9 @@ impl Ledger for SqliteLedger {
                     outcome.error,
                     now,
                     attempt,
-                    outcome.handed_off_to
+                    outcome.handed_off_to,
+                    outcome.future_last_updated as i64,
+                    outcome.erased as i64
                 ],
             )
         })?;

@@ -127,6 +127,10 @@ impl HudiTable {
         let now = now_micros();
         let timeline = Timeline::load(self.store().as_ref(), self.def()).await?;
         let mut report = ServicesReport::default();
+        if let Some(tombstones) = self.tombstones() {
+            // The tombstone table keeps its own record (`_metriccare/services/_metriccare/...`).
+            Box::pin(tombstones.table().run_services(partitions, retention)).await?;
+        }
         for partition in partitions {
             self.clean_partition(partition, &timeline, retention, now, &mut report)
                 .await?;

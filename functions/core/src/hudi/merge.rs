@@ -27,6 +27,9 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
 use super::TableDef;
 use super::staging::StagedRows;
 use super::writer::{Delete, string_column, timestamp_column};
@@ -49,6 +52,9 @@ pub(super) struct FileGroupMerge<'a> {
     pub existing: Option<&'a File>,
     /// The staged rows are the partition's whole new content (gold's recompute).
     pub replace: bool,
+    /// Deleted keys of this file group with their delete's ordering: an upsert ordered at or
+    /// before its key's tombstone is ignored.
+    pub tombstones: &'a HashMap<Box<str>, i64>,
     pub instant: &'a str,
     pub file_id: &'a str,
     pub file_name: &'a str,
@@ -114,39 +120,17 @@ impl FileGroupMerge<'_> {
         if !merged.changed {
             return Ok(merged);
         }
-        let mut writer =
-            ArrowWriter::try_new(out, self.def.file_schema(), Some(self.writer_properties()?))?;
+        let mut writer = ArrowWriter::try_new(
+            out,
+            self.def.file_schema(),
+            Some(base_file_properties(self.def)?),
+        )?;
         if let Some(file) = self.existing {
             merged.rows += self.write_kept(file, &keep, &mut writer)?;
         }
         merged.rows += self.write_incoming(&winners, &mut writer)?;
         writer.close()?;
         Ok(merged)
-    }
-
-    /// zstd level 1: most of the size win of zstd at a fraction of the CPU of higher levels. The
-    /// key and sequence-id columns (unique, or nearly: pseudonyms) skip the dictionary Parquet would
-    /// try first and abandon, and statistics are kept per column chunk, not per page: both showed in
-    /// profiles, and no reader of these tables uses page statistics.
-    fn writer_properties(&self) -> Result<WriterProperties> {
-        let schema = self.def.file_schema();
-        let high_cardinality = schema
-            .fields()
-            .iter()
-            .map(|f| f.name().as_str())
-            .filter(|name| {
-                ["_hoodie_commit_seqno", "_hoodie_record_key"].contains(name)
-                    || name.ends_with("_key")
-            });
-        let builder = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(1)?))
-            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-            .set_statistics_enabled(EnabledStatistics::Chunk);
-        Ok(high_cardinality
-            .fold(builder, |builder, column| {
-                builder.set_column_dictionary_enabled(ColumnPath::from(column), false)
-            })
-            .build())
     }
 
     /// The newest incoming operation per key, file by file: ties go to the later row, and a file's
@@ -160,6 +144,14 @@ impl FileGroupMerge<'_> {
                 let ordering = timestamp_column(&batch, &self.def.precombine)?;
                 for row in 0..batch.num_rows() {
                     let (key, order) = (keys.value(row), ordering.value(row));
+                    if self
+                        .tombstones
+                        .get(key)
+                        .is_some_and(|deleted| *deleted >= order)
+                    {
+                        merged.ignored += 1;
+                        continue;
+                    }
                     let op = Op::Upsert {
                         file: file as u32,
                         batch: batch_index as u32,
@@ -331,4 +323,49 @@ impl FileGroupMerge<'_> {
         columns.extend(data.columns().iter().cloned());
         Ok(RecordBatch::try_new(self.def.file_schema(), columns)?)
     }
+}
+
+/// Writes `batches` (rows of a base file, meta columns included) as the base file at `path`,
+/// replacing it: an erasure's rewrite of a slice without a patient's rows.
+pub async fn rewrite_base_file(
+    store: &dyn ObjectStore,
+    def: &TableDef,
+    path: &Path,
+    batches: &[RecordBatch],
+) -> Result<()> {
+    let schema = batches
+        .first()
+        .map_or_else(|| def.file_schema(), RecordBatch::schema);
+    let mut buffer = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut buffer, schema, Some(base_file_properties(def)?))?;
+    for batch in batches {
+        writer.write(batch)?;
+    }
+    writer.close()?;
+    store.put(path, PutPayload::from(buffer)).await?;
+    Ok(())
+}
+
+/// How base files are written. zstd level 1: most of the size win of zstd at a fraction of the CPU
+/// of higher levels. The key and sequence-id columns (unique, or nearly: pseudonyms) skip the
+/// dictionary Parquet would try first and abandon, and statistics are kept per column chunk, not
+/// per page: both showed in profiles, and no reader of these tables uses page statistics.
+pub(super) fn base_file_properties(def: &TableDef) -> Result<WriterProperties> {
+    let schema = def.file_schema();
+    let high_cardinality = schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .filter(|name| {
+            ["_hoodie_commit_seqno", "_hoodie_record_key"].contains(name) || name.ends_with("_key")
+        });
+    let builder = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1)?))
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_statistics_enabled(EnabledStatistics::Chunk);
+    Ok(high_cardinality
+        .fold(builder, |builder, column| {
+            builder.set_column_dictionary_enabled(ColumnPath::from(column), false)
+        })
+        .build())
 }

@@ -22,6 +22,7 @@ mod lifecycle;
 mod merge;
 mod snapshot;
 mod staging;
+mod tombstones;
 mod writer;
 
 use std::sync::Arc;
@@ -34,8 +35,10 @@ pub use lifecycle::{
     Retention, SEQUENCES_KEPT, ServicesReport, ServicesState, read_services_state,
     services_state_path,
 };
+pub use merge::rewrite_base_file;
 pub use snapshot::{FileSlice, Snapshot, list_partitions, read_base_file};
 pub use staging::StagedRows;
+pub use tombstones::{DELETED_AT, Tombstones};
 pub use writer::{CommitOutcome, Delete, HudiTable, PartitionWrite};
 
 /// Names of the five Hudi meta columns, in file order.

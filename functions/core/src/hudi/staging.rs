@@ -192,6 +192,13 @@ impl StagedRows {
             .enumerate())
     }
 
+    /// Every staged delete, with its partition (`<field>=<value>`).
+    pub fn deletes(&self) -> impl Iterator<Item = (&str, &Delete)> {
+        self.deletes.iter().flat_map(|((partition, _), deletes)| {
+            deletes.iter().map(move |d| (partition.as_str(), d))
+        })
+    }
+
     /// The staged deletes of one bucket.
     pub fn bucket_deletes(&self, partition: &str, bucket: u32) -> &[Delete] {
         self.deletes

@@ -18,7 +18,7 @@
 //! by the next one (the sequence file has the commit metadata); one that dies before it leaves only
 //! invisible files, which the next writer removes once the instant is older than the stale limit.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::sync::Arc;
 
@@ -35,6 +35,7 @@ use serde_json::{Value, json};
 use super::merge::FileGroupMerge;
 use super::snapshot::{Snapshot, Timeline};
 use super::staging::StagedRows;
+use super::tombstones::{TombstoneMap, Tombstones};
 use super::{TableDef, avro_schema, file_id};
 use crate::error::{CoreError, Result};
 use crate::objects;
@@ -96,6 +97,8 @@ pub struct HudiTable {
     sequence_dir: Path,
     /// `_metriccare/sealed/<table base>`: one marker per instant that is committing or rolled back.
     sealed_dir: Path,
+    /// Where deleted keys keep their delete's ordering, for tables whose deletes must stay deletes.
+    tombstones: Option<Box<Tombstones>>,
 }
 
 impl HudiTable {
@@ -123,7 +126,21 @@ impl HudiTable {
             sealed_dir: control_dir("sealed"),
             store,
             def,
+            tombstones: None,
         })
+    }
+
+    /// Opens the table with its tombstones (see [`super::tombstones`]): deletes are recorded
+    /// there, and an upsert ordered at or before its key's tombstone is ignored.
+    pub async fn open_with_tombstones(store: Arc<dyn ObjectStore>, def: TableDef) -> Result<Self> {
+        let tombstones = Tombstones::open(store.clone(), &def).await?;
+        let mut table = Self::open(store, def).await?;
+        table.tombstones = Some(Box::new(tombstones));
+        Ok(table)
+    }
+
+    pub fn tombstones(&self) -> Option<&Tombstones> {
+        self.tombstones.as_deref()
     }
 
     pub fn def(&self) -> &TableDef {
@@ -207,12 +224,20 @@ impl HudiTable {
                 (partition.clone(), id)
             })
             .collect();
+        if let Some(tombstones) = &self.tombstones {
+            // Boxed: the tombstone table commits through this same method.
+            Box::pin(tombstones.record(group)).await?;
+        }
         for _ in 0..MAX_ATTEMPTS {
             let base_sequence = self.recover().await?;
             let snapshot = self.snapshot(Some(&partitions)).await?;
+            let tombstoned = match &self.tombstones {
+                Some(tombstones) => tombstones.load(&touched_buckets).await?,
+                None => TombstoneMap::new(),
+            };
             let instant = self.reserve_instant(&snapshot.timeline).await?;
             let attempt = self
-                .write_files(group, &touched_buckets, &snapshot, &instant)
+                .write_files(group, &touched_buckets, &snapshot, &tombstoned, &instant)
                 .await;
             let (plan, outcome) = match attempt {
                 Ok(done) => done,
@@ -522,8 +547,10 @@ impl HudiTable {
         group: &[StagedRows],
         touched: &[(String, u32)],
         snapshot: &Snapshot,
+        tombstoned: &TombstoneMap,
         instant: &str,
     ) -> Result<(Vec<PlannedFile>, CommitOutcome)> {
+        let none = HashMap::new();
         let token = write_token();
         let plan: Vec<(u32, PlannedFile)> = touched
             .iter()
@@ -568,6 +595,9 @@ impl HudiTable {
                 bucket,
                 existing: existing_file.as_ref(),
                 replace: group.iter().any(|staged| staged.replaces(&partition)),
+                tombstones: tombstoned
+                    .get(&(partition.clone(), bucket))
+                    .unwrap_or(&none),
                 instant,
                 file_id: &planned.file_id,
                 file_name: &planned.file_name,

@@ -1,0 +1,419 @@
+//! Erasure of one patient (a data subject's request under POPIA or a hospital's policy): the
+//! patient, their encounters and their conditions leave silver — the latest snapshot and every file
+//! slice still on disk — and the rejected resources that name them; the tenant's gold is recomputed;
+//! a receipt without PHI says what was removed and which raw objects still hold the patient (the
+//! uploader's to remove). An erased patient stays erased: their keys keep a tombstone that no
+//! version outranks, and a later file's rows of the patient are not loaded (counted).
+//!
+//! Steps, each safe to repeat (an erasure retried after any failure removes everything):
+//! 1. the patient's pseudonym joins the tenant's erased list (`_metriccare/erased/<tenant>.json`),
+//!    so that files ingested from now on skip them;
+//! 2. every base file of the tenant's patient, encounter and condition partitions is read for the
+//!    patient's keys (latest and older slices alike);
+//! 3. one delete commit per table, ordered after everything (`i64::MAX`), with its tombstones;
+//! 4. older slices that still hold a row of the patient are rewritten without it;
+//! 5. reject logs lose the lines of the patient's resources;
+//! 6. gold is refreshed, and the receipt is kept in `_metriccare/erasures/<tenant>/`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, BooleanArray, RecordBatch, StringArray};
+use arrow_select::filter::filter_record_batch;
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{CoreError, Result};
+use crate::gold::{self, HaiValueSet};
+use crate::hudi::{Delete, HudiTable, PartitionWrite, TableDef, read_base_file, rewrite_base_file};
+use crate::ingest::Services;
+use crate::objects;
+use crate::silver::SilverTable;
+use crate::tenant::TenantId;
+use crate::time::{hudi_instant, now_micros, rfc3339};
+
+/// Where each tenant's erased patients (pseudonyms) are listed.
+pub const ERASED_DIR: &str = "_metriccare/erased";
+/// The raw-zone folder of erasure requests: `<tenant>/_erasure/<any name>.json`, holding
+/// `{"patient_id": "<Patient.id>"}` — the way an uploader asks for an erasure on AWS, through the
+/// same bucket and ingest path as its exports.
+pub const REQUEST_FOLDER: &str = "_erasure";
+
+/// Whether a raw key is an erasure request (`<tenant>/_erasure/...`), not an export.
+pub fn is_request(key: &Path) -> bool {
+    key.parts()
+        .nth(1)
+        .is_some_and(|part| part.as_ref() == REQUEST_FOLDER)
+}
+
+/// The patient id an erasure request names.
+pub fn parse_request(bytes: &[u8]) -> Result<String> {
+    #[derive(Deserialize)]
+    struct Request {
+        patient_id: String,
+    }
+    let request: Request = serde_json::from_slice(bytes).map_err(|e| {
+        CoreError::Config(format!(
+            "an erasure request is {{\"patient_id\": \"<Patient.id>\"}}: {e}"
+        ))
+    })?;
+    if !crate::fhir::is_valid_id(&request.patient_id) {
+        return Err(CoreError::Config(
+            "the erasure request's patient_id is not a FHIR id".into(),
+        ));
+    }
+    Ok(request.patient_id)
+}
+/// Where the receipts are kept.
+pub const RECEIPTS_DIR: &str = "_metriccare/erasures";
+
+/// What an erasure did. No PHI: pseudonyms, counts, file names, instants and ledger ids only.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    pub tenant_id: String,
+    /// The patient's pseudonymous key (the source id is never written).
+    pub patient_key: String,
+    pub erased_at: String,
+    /// The patient was erased before: this erasure found what a later file brought, or nothing.
+    pub already_erased: bool,
+    /// Rows removed from the latest snapshot, per silver table.
+    pub rows_removed: BTreeMap<String, u64>,
+    /// Older file slices (kept for the retention window) rewritten without the patient's rows.
+    pub slices_rewritten: Vec<String>,
+    /// `table@instant` of the delete commits.
+    pub silver_instants: Vec<String>,
+    /// `table@instant` of the gold commits of the tenant's recompute.
+    pub gold_instants: Vec<String>,
+    /// Lines of reject logs (`rejects/<tenant>/`) removed.
+    pub reject_lines_removed: u64,
+    /// Ledger ids of the raw objects whose rows or rejects held the patient: the files are the
+    /// uploader's, and still hold the patient until the uploader removes them.
+    pub raw_ledger_ids: Vec<String>,
+    /// Where this receipt is kept in the lake.
+    pub receipt: String,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct ErasedList {
+    patient_keys: BTreeSet<String>,
+}
+
+fn erased_list_path(tenant: &TenantId) -> Path {
+    Path::from(ERASED_DIR).join(format!("{}.json", tenant.as_str()))
+}
+
+/// The pseudonyms of the tenant's erased patients.
+pub async fn erased_patients(
+    lake: &dyn ObjectStore,
+    tenant: &TenantId,
+) -> Result<BTreeSet<String>> {
+    Ok(
+        match objects::read(lake, &erased_list_path(tenant)).await? {
+            Some(text) => serde_json::from_slice::<ErasedList>(&text)?.patient_keys,
+            None => BTreeSet::new(),
+        },
+    )
+}
+
+/// The keys of one patient's rows, per table, and the ledger ids of the files they came from.
+#[derive(Default)]
+struct Found {
+    keys: BTreeMap<SilverTable, BTreeSet<String>>,
+    sources: BTreeSet<String>,
+}
+
+/// Erases one patient of `tenant`, given by their resource id in the export. With `gold`, the
+/// tenant's gold is refreshed here; without, it is left to the next refresh (the gold function,
+/// on AWS, after the silver commit is announced).
+pub async fn erase(
+    services: &Services,
+    tenant: &TenantId,
+    patient_id: &str,
+    gold: Option<&HaiValueSet>,
+) -> Result<Receipt> {
+    services.check_key().await?;
+    let lake = &services.lake;
+    let patient_key = services
+        .pseudonymizer
+        .pseudonym(tenant, "Patient", patient_id);
+    let erased_at = now_micros();
+    // 1. From now on, ingest skips the patient.
+    let mut list = erased_patients(lake.as_ref(), tenant).await?;
+    let already_erased = !list.insert(patient_key.clone());
+    if !already_erased {
+        let text = serde_json::to_vec_pretty(&ErasedList { patient_keys: list })?;
+        lake.put(&erased_list_path(tenant), PutPayload::from(text))
+            .await?;
+    }
+    // 2. Every row of the patient, in every slice on disk.
+    let partition = tenant.partition_path();
+    let found = find_rows(lake, &partition, &patient_key).await?;
+    let mut receipt = Receipt {
+        tenant_id: tenant.to_string(),
+        patient_key: patient_key.clone(),
+        erased_at: rfc3339(erased_at),
+        already_erased,
+        raw_ledger_ids: found.sources.iter().cloned().collect(),
+        ..Receipt::default()
+    };
+    // 3. Deletes no version outranks, referencing tables first. The patient's own key is
+    //    tombstoned even when no row holds it, so that a later file cannot bring them back.
+    for table in [
+        SilverTable::Condition,
+        SilverTable::Encounter,
+        SilverTable::Patient,
+    ] {
+        let mut keys = found.keys.get(&table).cloned().unwrap_or_default();
+        if table == SilverTable::Patient && !already_erased {
+            keys.insert(patient_key.clone());
+        }
+        if keys.is_empty() {
+            continue;
+        }
+        let hudi = HudiTable::open_with_tombstones(lake.clone(), table.def()).await?;
+        let write = PartitionWrite {
+            partition_value: tenant.to_string(),
+            upserts: Vec::new(),
+            deletes: keys
+                .iter()
+                .map(|key| Delete {
+                    key: key.clone(),
+                    ordering: i64::MAX,
+                })
+                .collect(),
+        };
+        let outcome = hudi.commit(&[write]).await?;
+        receipt
+            .rows_removed
+            .insert(table.name().to_owned(), outcome.deleted);
+        if let Some(instant) = outcome.instant {
+            receipt
+                .silver_instants
+                .push(format!("{}@{instant}", table.name()));
+        }
+        // 4. Older slices kept for the retention window still hold the rows: rewrite them.
+        for path in rewrite_slices(lake, &table.def(), &partition, &keys).await? {
+            receipt.slices_rewritten.push(path.to_string());
+        }
+    }
+    // 5. Rejected resources of the patient (raw FHIR, PHI) leave the reject logs.
+    let (removed, reject_sources) =
+        remove_rejects(services.quarantine.as_ref(), tenant, patient_id).await?;
+    receipt.reject_lines_removed = removed;
+    receipt.raw_ledger_ids.extend(reject_sources);
+    receipt.raw_ledger_ids.sort();
+    receipt.raw_ledger_ids.dedup();
+    // 6. The tenant's gold without the patient, and the receipt.
+    if let Some(value_set) = gold {
+        let refreshed = gold::refresh(
+            lake,
+            services.notifier.as_ref(),
+            value_set,
+            &services.settings.retention,
+        )
+        .await?;
+        receipt.gold_instants = refreshed.gold_instants;
+    }
+    let path = Path::from(RECEIPTS_DIR)
+        .join(tenant.as_str())
+        .join(format!("{}-{patient_key}.json", hudi_instant(erased_at)));
+    receipt.receipt = path.to_string();
+    lake.put(
+        &path,
+        PutPayload::from(serde_json::to_vec_pretty(&receipt)?),
+    )
+    .await?;
+    tracing::info!(tenant_id = %tenant, patient_key = %patient_key, rows = receipt.rows_removed.values().sum::<u64>(), "patient erased");
+    Ok(receipt)
+}
+
+/// Base files of a table's partition folder (every slice on disk).
+async fn base_files(
+    lake: &Arc<dyn ObjectStore>,
+    def: &TableDef,
+    partition: &str,
+) -> Result<Vec<Path>> {
+    let listing = lake
+        .list_with_delimiter(Some(&def.base.clone().join(partition)))
+        .await?;
+    Ok(listing
+        .objects
+        .into_iter()
+        .map(|o| o.location)
+        .filter(|p| p.filename().is_some_and(|n| n.ends_with(".parquet")))
+        .collect())
+}
+
+/// The keys of the patient's rows: the patient, encounters of the patient, conditions of the
+/// patient or of those encounters; with the ledger ids of their source files.
+async fn find_rows(
+    lake: &Arc<dyn ObjectStore>,
+    partition: &str,
+    patient_key: &str,
+) -> Result<Found> {
+    let mut found = Found::default();
+    let mut encounters = BTreeSet::new();
+    for table in [
+        SilverTable::Patient,
+        SilverTable::Encounter,
+        SilverTable::Condition,
+    ] {
+        let def = table.def();
+        let mut columns = vec![table.record_key(), "source_file_id"];
+        if table != SilverTable::Patient {
+            columns.push("patient_key");
+        }
+        if table == SilverTable::Condition {
+            columns.push("encounter_key");
+        }
+        for path in base_files(lake, &def, partition).await? {
+            for batch in read_base_file(lake.as_ref(), &path, Some(&columns)).await? {
+                let text = |name: &str| {
+                    batch
+                        .column_by_name(name)
+                        .map(|c| c.as_string::<i32>().clone())
+                };
+                let keys =
+                    text(table.record_key()).ok_or_else(|| missing(&def, table.record_key()))?;
+                let sources =
+                    text("source_file_id").ok_or_else(|| missing(&def, "source_file_id"))?;
+                let patients = text("patient_key");
+                let encounter_keys = text("encounter_key");
+                for row in 0..batch.num_rows() {
+                    let holds = match table {
+                        SilverTable::Patient => keys.value(row) == patient_key,
+                        _ => {
+                            value_at(&patients, row) == Some(patient_key)
+                                || value_at(&encounter_keys, row)
+                                    .is_some_and(|e| encounters.contains(e))
+                        }
+                    };
+                    if holds {
+                        found
+                            .keys
+                            .entry(table)
+                            .or_default()
+                            .insert(keys.value(row).to_owned());
+                        found.sources.insert(sources.value(row).to_owned());
+                        if table == SilverTable::Encounter {
+                            encounters.insert(keys.value(row).to_owned());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// A row's value of an optional string column, `None` when the column or the value is absent.
+fn value_at(array: &Option<StringArray>, row: usize) -> Option<&str> {
+    array
+        .as_ref()
+        .filter(|a| a.is_valid(row))
+        .map(|a| a.value(row))
+}
+
+fn missing(def: &TableDef, column: &str) -> CoreError {
+    CoreError::Table {
+        table: def.name.clone(),
+        message: format!("base file without column {column}"),
+    }
+}
+
+/// Rewrites every base file of the partition that still holds one of `keys`, without those rows.
+async fn rewrite_slices(
+    lake: &Arc<dyn ObjectStore>,
+    def: &TableDef,
+    partition: &str,
+    keys: &BTreeSet<String>,
+) -> Result<Vec<Path>> {
+    let mut rewritten = Vec::new();
+    for path in base_files(lake, def, partition).await? {
+        let batches = read_base_file(lake.as_ref(), &path, None).await?;
+        let mut removed = 0;
+        let mut kept: Vec<RecordBatch> = Vec::with_capacity(batches.len());
+        for batch in batches {
+            let column = batch
+                .column_by_name(&def.record_key)
+                .ok_or_else(|| missing(def, &def.record_key))?
+                .as_string::<i32>();
+            let keep: BooleanArray = column
+                .iter()
+                .map(|k| Some(!k.is_some_and(|k| keys.contains(k))))
+                .collect();
+            removed += keep.false_count();
+            kept.push(filter_record_batch(&batch, &keep)?);
+        }
+        if removed > 0 {
+            rewrite_base_file(lake.as_ref(), def, &path, &kept).await?;
+            rewritten.push(path);
+        }
+    }
+    Ok(rewritten)
+}
+
+/// Removes from the tenant's reject logs every line whose resource is the patient or names them
+/// (`Patient/<id>`). Returns the lines removed and the ledger ids of the logs that had any.
+async fn remove_rejects(
+    quarantine: &dyn ObjectStore,
+    tenant: &TenantId,
+    patient_id: &str,
+) -> Result<(u64, Vec<String>)> {
+    let reference = format!("Patient/{patient_id}");
+    let logs: Vec<_> = quarantine
+        .list(Some(&Path::from("rejects").join(tenant.as_str())))
+        .try_collect()
+        .await?;
+    let (mut removed, mut sources) = (0, Vec::new());
+    for log in logs {
+        let text = quarantine.get(&log.location).await?.bytes().await?;
+        let mut kept = Vec::with_capacity(text.len());
+        let mut dropped = 0;
+        for line in text.split_inclusive(|b| *b == b'\n') {
+            if names_patient(line, patient_id, &reference) {
+                dropped += 1;
+            } else {
+                kept.extend_from_slice(line);
+            }
+        }
+        if dropped == 0 {
+            continue;
+        }
+        removed += dropped;
+        if let Some(id) = log
+            .location
+            .filename()
+            .and_then(|n| n.strip_suffix(".ndjson"))
+        {
+            sources.push(id.to_owned());
+        }
+        if kept.is_empty() {
+            quarantine.delete(&log.location).await?;
+        } else {
+            quarantine
+                .put(&log.location, PutPayload::from(Bytes::from(kept)))
+                .await?;
+        }
+    }
+    Ok((removed, sources))
+}
+
+/// Whether a reject line is the patient's own resource or one that references them.
+fn names_patient(line: &[u8], patient_id: &str, reference: &str) -> bool {
+    let Ok(entry) = serde_json::from_slice::<serde_json::Value>(line) else {
+        return false;
+    };
+    let resource = &entry["resource"];
+    let is_patient =
+        resource["resourceType"] == "Patient" && resource["id"].as_str() == Some(patient_id);
+    // A relative reference (`"Patient/<id>"`) or an absolute one (`".../Patient/<id>"`).
+    let text = resource.to_string();
+    is_patient
+        || text.contains(&format!("\"{reference}\""))
+        || text.contains(&format!("/{reference}\""))
+}

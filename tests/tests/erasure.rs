@@ -1,0 +1,190 @@
+//! Erasure: one patient leaves silver (every slice on disk), the reject logs and gold; the receipt
+//! holds no PHI; the patient stays erased; a second erasure changes nothing.
+
+use std::collections::BTreeSet;
+
+use arrow_array::cast::AsArray;
+use metriccare_core::hudi::read_base_file;
+use metriccare_core::ingest::FileResult;
+use metriccare_core::silver::SilverTable;
+use metriccare_tests::{TestLake, files_under, pseudonym, tenant_id};
+use object_store::path::Path;
+
+fn patient(id: &str, last_updated: &str) -> String {
+    format!(
+        r#"{{"resourceType":"Patient","id":"{id}","meta":{{"lastUpdated":"{last_updated}"}},"gender":"female","birthDate":"1970-03-04"}}"#
+    )
+}
+
+fn encounter(id: &str, patient: &str) -> String {
+    format!(
+        r#"{{"resourceType":"Encounter","id":"{id}","meta":{{"lastUpdated":"2024-01-01T00:00:00Z"}},"status":"finished","class":{{"code":"IMP"}},"subject":{{"reference":"Patient/{patient}"}},"period":{{"start":"2024-01-01T08:00:00Z","end":"2024-01-04T08:00:00Z"}}}}"#
+    )
+}
+
+fn condition(id: &str, patient: &str, encounter: &str, onset: &str) -> String {
+    format!(
+        r#"{{"resourceType":"Condition","id":"{id}","meta":{{"lastUpdated":"2024-01-01T00:00:00Z"}},"code":{{"coding":[{{"system":"http://snomed.info/sct","code":"91302008"}}]}},"subject":{{"reference":"Patient/{patient}"}},"encounter":{{"reference":"Encounter/{encounter}"}},"onsetDateTime":"{onset}"}}"#
+    )
+}
+
+fn ndjson(lines: &[String]) -> Vec<u8> {
+    (lines.join("\n") + "\n").into_bytes()
+}
+
+/// Every record key in every base file of a table's tenant partition (all slices on disk).
+async fn keys_on_disk(lake: &TestLake, table: SilverTable) -> BTreeSet<String> {
+    let dir = lake
+        .path()
+        .join("silver")
+        .join(table.name())
+        .join("tenant_id=t1");
+    let mut keys = BTreeSet::new();
+    for file in files_under(&dir) {
+        if !file.to_string_lossy().ends_with(".parquet") {
+            continue;
+        }
+        let relative = file
+            .strip_prefix(lake.path())
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let batches = read_base_file(
+            lake.lake.services.lake.as_ref(),
+            &Path::from(relative.as_str()),
+            Some(&["_hoodie_record_key"]),
+        )
+        .await
+        .unwrap();
+        for batch in batches {
+            keys.extend(
+                batch
+                    .column(0)
+                    .as_string::<i32>()
+                    .iter()
+                    .flatten()
+                    .map(str::to_owned),
+            );
+        }
+    }
+    keys
+}
+
+#[tokio::test]
+async fn an_erased_patient_leaves_every_slice_the_rejects_and_gold_and_stays_erased() {
+    // GIVEN two patients, p1 with two stays and conditions, updated by a second file (so an older
+    // slice still holds p1), and a rejected condition of p1 (its raw resource in the reject log)
+    let lake = TestLake::new();
+    let first = lake.write_input(
+        "1.ndjson",
+        &ndjson(&[
+            patient("p1", "2024-01-01T00:00:00Z"),
+            patient("p2", "2024-01-01T00:00:00Z"),
+            encounter("e1", "p1"),
+            encounter("e2", "p1"),
+            encounter("e3", "p2"),
+            condition("c1", "p1", "e1", "2024-01-03T00:00:00Z"),
+            condition("c2", "p2", "e3", "2024-01-03T00:00:00Z"),
+            condition("bad", "p1", "e2", "2024-13-45"),
+        ]),
+    );
+    let second = lake.write_input(
+        "2.ndjson",
+        &ndjson(&[patient("p1", "2024-02-01T00:00:00Z")]),
+    );
+    let first_report = lake.ingest(&first, "t1").await;
+    assert_eq!(first_report.outcome.rejected, 1);
+    let second_report = lake.ingest(&second, "t1").await;
+    lake.lake.refresh_gold().await.unwrap();
+    let p1 = pseudonym("t1", "Patient", "p1");
+    let p1_keys = [
+        p1.clone(),
+        pseudonym("t1", "Encounter", "e1"),
+        pseudonym("t1", "Encounter", "e2"),
+        pseudonym("t1", "Condition", "c1"),
+    ];
+    assert!(
+        keys_on_disk(&lake, SilverTable::Patient)
+            .await
+            .contains(&p1)
+    );
+
+    // WHEN p1 is erased
+    let receipt = lake.lake.erase(&tenant_id("t1"), "p1").await.unwrap();
+
+    // THEN the receipt says what went, without PHI (not even the source id)
+    assert_eq!(receipt.patient_key, p1);
+    assert!(!receipt.already_erased);
+    assert_eq!(receipt.rows_removed["patient"], 1);
+    assert_eq!(receipt.rows_removed["encounter"], 2);
+    assert_eq!(receipt.rows_removed["condition"], 1);
+    assert!(!receipt.slices_rewritten.is_empty(), "older slices held p1");
+    assert_eq!(receipt.reject_lines_removed, 1);
+    let mut sources = vec![
+        first_report.ledger_id.clone(),
+        second_report.ledger_id.clone(),
+    ];
+    sources.sort();
+    assert_eq!(receipt.raw_ledger_ids, sources);
+    assert!(
+        !receipt.gold_instants.is_empty(),
+        "gold recomputed without p1's stays"
+    );
+    let text = serde_json::to_string(&receipt).unwrap();
+    assert!(!text.contains("\"p1\"") && !text.contains("Patient/p1"));
+    assert!(lake.path().join(&receipt.receipt).exists());
+    // AND no slice on disk, of any table, holds a key of p1; p2 is untouched
+    for table in [
+        SilverTable::Patient,
+        SilverTable::Encounter,
+        SilverTable::Condition,
+    ] {
+        let on_disk = keys_on_disk(&lake, table).await;
+        assert!(
+            p1_keys.iter().all(|k| !on_disk.contains(k)),
+            "{table:?} still holds p1"
+        );
+    }
+    let patients: Vec<_> = lake.rows(SilverTable::Patient).await;
+    assert_eq!(patients.len(), 1);
+    assert_eq!(
+        patients[0]["patient_key"],
+        pseudonym("t1", "Patient", "p2").as_str()
+    );
+    assert_eq!(lake.rows(SilverTable::Encounter).await.len(), 1);
+    // AND the reject log no longer holds the rejected condition of p1
+    for file in files_under(&lake.path().join("quarantine/rejects")) {
+        let text = std::fs::read_to_string(file).unwrap();
+        assert!(!text.contains("Patient/p1"));
+    }
+    // AND gold counts p2's stay only
+    let gold = metriccare_core::gold::read_gold(&lake.lake.services.lake)
+        .await
+        .unwrap();
+    let stays: i64 = gold["t1"].hospital_monthly.iter().map(|r| r.stays).sum();
+    assert_eq!(stays, 1);
+
+    // WHEN a later file carries p1 again, with a new stay
+    let later = lake.write_input(
+        "3.ndjson",
+        &ndjson(&[
+            patient("p1", "2025-01-01T00:00:00Z"),
+            encounter("e9", "p1"),
+            encounter("e4", "p2"),
+        ]),
+    );
+    let report = lake.ingest(&later, "t1").await;
+    // THEN it loads without them, counted
+    assert_eq!(report.result, FileResult::Completed);
+    assert_eq!(report.outcome.erased, 2);
+    assert_eq!(lake.rows(SilverTable::Patient).await.len(), 1);
+    assert_eq!(lake.rows(SilverTable::Encounter).await.len(), 2);
+
+    // WHEN p1 is erased a second time
+    let again = lake.lake.erase(&tenant_id("t1"), "p1").await.unwrap();
+    // THEN nothing changes, and it has its own receipt
+    assert!(again.already_erased);
+    assert!(again.silver_instants.is_empty());
+    assert!(again.slices_rewritten.is_empty());
+    assert_ne!(again.receipt, receipt.receipt);
+}

@@ -6,13 +6,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path as FsPath;
 
+use arrow_array::cast::AsArray;
 use metriccare_core::gold::{self, GoldRows, LOCK_PATH};
-use metriccare_core::hudi::Retention;
+use metriccare_core::hudi::{Retention, read_base_file};
 use metriccare_core::ingest::Settings;
 use metriccare_core::silver::SilverTable;
 use metriccare_local::LocalLake;
 use metriccare_tests::faults::{Fault, FaultPlan, faulty_process, faulty_process_with};
-use metriccare_tests::{TestLake, files_under, read_fixture, silver_rows, tenant_id};
+use metriccare_tests::{TestLake, files_under, pseudonym, read_fixture, silver_rows, tenant_id};
 use serde_json::{Map, Value};
 
 /// A full ingest's input: both formats and every outcome (loaded, rows rejected, file
@@ -244,9 +245,15 @@ async fn lake_with_history() -> TestLake {
 
 async fn every_fault_in_a_group_commit_with_table_services(fault: Fault) {
     // GIVEN a lake with history, and the clean run of a group commit per tenant over it, whose
-    // table services clean and archive
+    // table services clean, archive, and re-size every partition they touch (file groups of a
+    // byte: the most buckets; a size in between would make the call count depend on how well
+    // each run's timestamps compress)
     let history = lake_with_history().await;
     let before = outcome(&history.lake).await;
+    let services = Settings {
+        file_group_bytes: 1,
+        ..eager_services()
+    };
     let clean_lake = TestLake::new();
     copy_lake(history.path(), clean_lake.path());
     drop_second_export(&clean_lake);
@@ -254,7 +261,7 @@ async fn every_fault_in_a_group_commit_with_table_services(fault: Fault) {
     ingest_in_groups(&faulty_process_with(
         clean_lake.path(),
         &counting,
-        eager_services(),
+        services.clone(),
     ))
     .await;
     let clean = outcome(&clean_lake.lake).await;
@@ -269,6 +276,11 @@ async fn every_fault_in_a_group_commit_with_table_services(fault: Fault) {
             .any(|call| call.starts_with("lake delete") && call.ends_with(".commit")),
         "the clean run archives instants"
     );
+    assert!(
+        log.iter()
+            .any(|call| call.starts_with("lake put") && call.ends_with(".replacecommit")),
+        "the clean run re-sizes a partition"
+    );
     let calls = counting.calls();
     println!(
         "{fault:?}: failing each of the {calls} port calls of group commits with table services in turn"
@@ -279,7 +291,7 @@ async fn every_fault_in_a_group_commit_with_table_services(fault: Fault) {
         copy_lake(history.path(), lake.path());
         drop_second_export(&lake);
         let plan = FaultPlan::failing(fault, at);
-        ingest_in_groups(&faulty_process_with(lake.path(), &plan, eager_services())).await;
+        ingest_in_groups(&faulty_process_with(lake.path(), &plan, services.clone())).await;
         let case = format!(
             "{fault:?} at call {at} of {calls} ({:?})",
             plan.failed_call()
@@ -302,7 +314,7 @@ async fn every_fault_in_a_group_commit_with_table_services(fault: Fault) {
             }
         }
         // AND after a healthy process retries, everything equals the clean run
-        let retry = faulty_process_with(lake.path(), &FaultPlan::counting(), eager_services());
+        let retry = faulty_process_with(lake.path(), &FaultPlan::counting(), services.clone());
         ingest_in_groups(&retry).await;
         assert_same(&outcome(&lake.lake).await, &clean, &case);
     }
@@ -467,4 +479,106 @@ async fn a_timeout_at_any_call_of_a_gold_refresh_is_completed_by_the_next() {
 #[tokio::test]
 async fn a_stop_at_any_call_of_a_gold_refresh_is_completed_by_the_next() {
     every_fault_in_a_gold_refresh(Fault::Stop).await;
+}
+
+/// A lake where patient `pat-1` has rows in the latest and in older slices of every table, and a
+/// rejected condition naming them in a reject log.
+async fn lake_to_erase() -> TestLake {
+    let lake = TestLake::new();
+    drop_first_export(&lake);
+    let rejected = r#"{"resourceType":"Condition","id":"c-bad","subject":{"reference":"Patient/pat-1"},"onsetDateTime":"2024-13-45"}"#;
+    lake.drop_raw("t1/export-1/more.ndjson", rejected.as_bytes());
+    ingest_everything(&lake.lake).await;
+    // A newer version of each patient: the first version stays on disk in an older slice.
+    let newer = read_fixture("bulk/Patient.ndjson");
+    let newer = String::from_utf8(newer)
+        .unwrap()
+        .replace("2024-01-01T00:00:00Z", "2024-03-01T00:00:00Z");
+    lake.drop_raw("t1/export-2/Patient.ndjson", newer.as_bytes());
+    ingest_everything(&lake.lake).await;
+    lake
+}
+
+/// What an erasure leaves that must not depend on faults: the silver rows, every record key in
+/// any slice on disk, and the reject logs.
+async fn erasure_outcome(lake: &TestLake) -> (Outcome, BTreeSet<String>) {
+    let mut keys = BTreeSet::new();
+    for file in files_under(&lake.path().join("silver")) {
+        if !file.to_string_lossy().ends_with(".parquet") {
+            continue;
+        }
+        let relative = file
+            .strip_prefix(lake.path())
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let path = object_store::path::Path::from(relative.as_str());
+        let store = lake.lake.services.lake.as_ref();
+        for batch in read_base_file(store, &path, Some(&["_hoodie_record_key"]))
+            .await
+            .unwrap()
+        {
+            let column = batch.column(0).as_string::<i32>();
+            keys.extend(column.iter().flatten().map(str::to_owned));
+        }
+    }
+    (outcome(&lake.lake).await, keys)
+}
+
+async fn every_fault_in_an_erasure(fault: Fault) {
+    // GIVEN a lake holding pat-1, and what a clean erasure leaves
+    let base = lake_to_erase().await;
+    let clean_lake = TestLake::new();
+    copy_lake(base.path(), clean_lake.path());
+    let counting = FaultPlan::counting();
+    let clean_process = faulty_process(clean_lake.path(), &counting);
+    let receipt = clean_process
+        .erase(&tenant_id("t1"), "pat-1")
+        .await
+        .unwrap();
+    assert_eq!(receipt.rows_removed["patient"], 1);
+    assert!(!receipt.slices_rewritten.is_empty());
+    assert_eq!(receipt.reject_lines_removed, 1);
+    let (clean, clean_keys) = erasure_outcome(&clean_lake).await;
+    let erased = pseudonym("t1", "Patient", "pat-1");
+    assert!(!clean_keys.contains(&erased));
+    let calls = counting.calls();
+    println!("{fault:?}: failing each of the {calls} port calls of an erasure in turn");
+    for at in 1..=calls {
+        // WHEN the at-th call of an erasure fails, and the erasure is run again
+        let lake = TestLake::new();
+        copy_lake(base.path(), lake.path());
+        let plan = FaultPlan::failing(fault, at);
+        let _ = faulty_process(lake.path(), &plan)
+            .erase(&tenant_id("t1"), "pat-1")
+            .await;
+        let case = format!(
+            "{fault:?} at call {at} of {calls} ({:?})",
+            plan.failed_call()
+        );
+        assert!(plan.failed_call().is_some(), "{case}: the fault happened");
+        lake.another_process()
+            .erase(&tenant_id("t1"), "pat-1")
+            .await
+            .unwrap_or_else(|e| panic!("{case}: the retried erasure failed: {e}"));
+        // THEN everything is removed, as by a clean erasure
+        let (got, keys) = erasure_outcome(&lake).await;
+        assert_eq!(keys, clean_keys, "{case}: keys on disk");
+        assert_same(&got, &clean, &case);
+    }
+}
+
+#[tokio::test]
+async fn an_erasure_retried_after_an_error_at_any_call_removes_everything() {
+    every_fault_in_an_erasure(Fault::Error).await;
+}
+
+#[tokio::test]
+async fn an_erasure_retried_after_a_timeout_at_any_call_removes_everything() {
+    every_fault_in_an_erasure(Fault::Timeout).await;
+}
+
+#[tokio::test]
+async fn an_erasure_retried_after_a_stop_at_any_call_removes_everything() {
+    every_fault_in_an_erasure(Fault::Stop).await;
 }

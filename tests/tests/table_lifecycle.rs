@@ -403,3 +403,82 @@ async fn a_bulk_deleted_file_is_ordered_at_its_manifests_transaction_time() {
         BTreeSet::from([pseudonym("t1", "Patient", "after")])
     );
 }
+
+/// Record keys of the latest snapshot, with how often each appears.
+async fn key_counts(lake: &TestLake) -> std::collections::BTreeMap<String, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for row in lake.rows(SilverTable::Patient).await {
+        *counts
+            .entry(row["patient_key"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    counts
+}
+
+#[tokio::test]
+async fn a_growing_tenant_gets_more_file_groups_and_readers_see_every_row_once() {
+    // GIVEN file groups sized to a few kilobytes, and one commit a day of 60 new patients
+    let lake = TestLake::with_settings(Settings {
+        retention: RETENTION,
+        file_group_bytes: 6_000,
+        ..Settings::default()
+    });
+    let mut expected = BTreeSet::new();
+    for day in 0..6 {
+        let lines: Vec<String> = (0..60)
+            .map(|n| patient(&format!("d{day}-p{n}"), "2024-01-01T00:00:00Z", "female"))
+            .collect();
+        expected.extend((0..60).map(|n| pseudonym("t1", "Patient", &format!("d{day}-p{n}"))));
+        let file = lake.write_input(&format!("day-{day}.ndjson"), &ndjson(&lines));
+        assert_eq!(lake.ingest(&file, "t1").await.result, FileResult::Completed);
+        // THEN after every commit, and every re-size, each patient is there exactly once
+        let counts = key_counts(&lake).await;
+        assert!(
+            counts.values().all(|n| *n == 1),
+            "day {day}: a record seen twice"
+        );
+        assert_eq!(
+            counts.keys().cloned().collect::<BTreeSet<_>>(),
+            expected,
+            "day {day}"
+        );
+    }
+    // AND the partition was laid out in more file groups by replacecommits
+    let state = read_services_state(
+        lake.lake.services.lake.as_ref(),
+        &SilverTable::Patient.def().base,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(state.totals.resized_partitions >= 1, "{:?}", state.totals);
+    let hudi = lake
+        .lake
+        .services
+        .silver_table(SilverTable::Patient)
+        .await
+        .unwrap();
+    let snapshot = hudi.snapshot(None).await.unwrap();
+    let layout = snapshot.layout(hudi.def(), "tenant_id=t1");
+    assert!(layout > SILVER_BUCKETS, "layout {layout}");
+    assert!(snapshot.partition_slices("tenant_id=t1").count() > SILVER_BUCKETS as usize);
+    // WHEN rows staged in the initial layout update and delete patients of the re-sized partition
+    let update = lake.write_input(
+        "update.ndjson",
+        &ndjson(&[patient("d0-p1", "2024-06-01T00:00:00Z", "other")]),
+    );
+    lake.ingest(&update, "t1").await;
+    let delete = lake.write_input("delete.json", &delete_bundle(&["d0-p2"]));
+    lake.ingest(&delete, "t1").await;
+    // THEN they land in the new file groups: one version each, the deleted one gone
+    let rows = lake.rows(SilverTable::Patient).await;
+    assert_eq!(rows.len(), 6 * 60 - 1);
+    let updated = pseudonym("t1", "Patient", "d0-p1");
+    let versions: Vec<_> = rows
+        .iter()
+        .filter(|r| r["patient_key"] == updated.as_str())
+        .collect();
+    assert_eq!(versions.len(), 1);
+    assert_eq!(versions[0]["gender"], "other");
+    assert!(key_counts(&lake).await.values().all(|n| *n == 1));
+}

@@ -44,6 +44,8 @@ without it a random key is created in <lake>/_metriccare/secret/), METRICCARE_LE
 lease, default 900), METRICCARE_HAI_VALUE_SET (a JSON file of HAI SNOMED codes, default the built-in \
 set), METRICCARE_JOBS (watch: files of different tenants at once, default the CPU cores), \
 METRICCARE_GROUP_FILES (files of one tenant per group commit, default 100), \
+METRICCARE_FILE_GROUP_MB (the size a tenant's file groups reach before its partition gets more, \
+default 128), \
 METRICCARE_RETAIN_COMMITS and METRICCARE_RETAIN_HOURS (cleaning keeps the slices the newest N commits \
 need and those replaced less than H hours ago, default 10 and 24), METRICCARE_ACTIVE_INSTANTS \
 (instants kept in each table's .hoodie/, default 30), METRICCARE_LOG (log filter for the JSON logs on \

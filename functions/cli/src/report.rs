@@ -176,8 +176,8 @@ pub async fn print_services(lake: &LocalLake, json: bool) -> metriccare_core::Re
             lake.services.settings.retention.active_instants
         );
         println!(
-            "{:<24} {:>10} {:>12} {:>10} {:>10} {:>10}  last run",
-            "table", "files", "MB freed", "failed", "archived", "control"
+            "{:<24} {:>10} {:>12} {:>10} {:>10} {:>10} {:>8}  last run",
+            "table", "files", "MB freed", "failed", "archived", "control", "resized"
         );
     }
     for base in tables {
@@ -196,13 +196,14 @@ pub async fn print_services(lake: &LocalLake, json: bool) -> metriccare_core::Re
         }
         let totals = &state.totals;
         println!(
-            "{:<24} {:>10} {:>12.1} {:>10} {:>10} {:>10}  {} (removed {} files, archived {} instants)",
+            "{:<24} {:>10} {:>12.1} {:>10} {:>10} {:>10} {:>8}  {} (removed {} files, archived {} instants)",
             base.to_string(),
             totals.cleaned_files,
             totals.cleaned_bytes as f64 / 1e6,
             totals.failed_write_files,
             totals.archived_instants,
             totals.control_files,
+            totals.resized_partitions,
             rfc3339(state.last_run_at),
             state.last_run.cleaned_files + state.last_run.failed_write_files,
             state.last_run.archived_instants,

@@ -46,6 +46,9 @@ pub struct Settings {
     pub retention: Retention,
     /// How many files, and bytes, one group commit takes at most.
     pub group: GroupLimits,
+    /// The size a silver file group may reach before its tenant's partition is laid out in more
+    /// file groups (a `replacecommit` by the table services).
+    pub file_group_bytes: u64,
 }
 
 impl Default for Settings {
@@ -56,6 +59,7 @@ impl Default for Settings {
             progress: None,
             retention: Retention::default(),
             group: GroupLimits::default(),
+            file_group_bytes: 128 << 20,
         }
     }
 }
@@ -549,7 +553,9 @@ impl Services {
             if group.is_empty() {
                 continue;
             }
-            let hudi = HudiTable::open_with_tombstones(self.lake.clone(), table.def()).await?;
+            let hudi = HudiTable::open_with_tombstones(self.lake.clone(), table.def())
+                .await?
+                .with_file_sizing(self.settings.file_group_bytes);
             let outcome = hudi.commit_group(&mut group).await?;
             if let Some(instant) = outcome.instant {
                 silver_instants.push(format!("{}@{}", table.name(), instant));

@@ -31,6 +31,8 @@ pub const RETAIN_COMMITS_VARIABLE: &str = "METRICCARE_RETAIN_COMMITS";
 pub const RETAIN_HOURS_VARIABLE: &str = "METRICCARE_RETAIN_HOURS";
 pub const ACTIVE_INSTANTS_VARIABLE: &str = "METRICCARE_ACTIVE_INSTANTS";
 pub const GROUP_FILES_VARIABLE: &str = "METRICCARE_GROUP_FILES";
+pub const FILE_GROUP_MB_VARIABLE: &str = "METRICCARE_FILE_GROUP_MB";
+const MIB: f64 = (1u64 << 20) as f64;
 
 /// A lake directory and its services.
 pub struct LocalLake {
@@ -114,12 +116,19 @@ impl LocalConfig {
             max_files: number_from_env(GROUP_FILES_VARIABLE, defaults.group.max_files, 1)?,
             ..defaults.group
         };
+        // Megabytes, fractions allowed (tests and benchmarks re-size small tables).
+        let file_group_mb = number_from_env(
+            FILE_GROUP_MB_VARIABLE,
+            defaults.file_group_bytes as f64 / MIB,
+            0.001,
+        )?;
         Ok(Self {
             key,
             settings: Settings {
                 lease: lease_from_env()?,
                 retention,
                 group,
+                file_group_bytes: (file_group_mb * MIB) as u64,
                 ..defaults
             },
             hai_value_set,
@@ -324,7 +333,7 @@ fn walk(dir: &FsPath, out: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-/// A whole number from the environment, at least `min`; `default` when the variable is not set.
+/// A number from the environment, at least `min`; `default` when the variable is not set.
 fn number_from_env<T>(variable: &str, default: T, min: T) -> Result<T>
 where
     T: std::str::FromStr + PartialOrd + std::fmt::Display,
@@ -337,7 +346,7 @@ where
             .filter(|n| *n >= min)
             .ok_or_else(|| {
                 config_error(format!(
-                    "{variable}={text:?} is not a whole number of at least {min}"
+                    "{variable}={text:?} is not a number of at least {min}"
                 ))
             }),
         Err(_) => Ok(default),

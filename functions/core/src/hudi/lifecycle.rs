@@ -28,7 +28,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
 use super::HudiTable;
-use super::snapshot::{Timeline, parse_base_file_name};
+use super::snapshot::{Timeline, parse_base_file_name, replaced_file_groups};
 use super::writer::STALE_PENDING_MICROS;
 use crate::error::Result;
 use crate::objects;
@@ -71,6 +71,9 @@ pub struct ServicesReport {
     pub archived_instants: u64,
     /// Seals and commit-sequence entries deleted.
     pub control_files: u64,
+    /// Partitions laid out in more buckets (`replacecommit`s, see [`super::sizing`]).
+    #[serde(default)]
+    pub resized_partitions: u64,
 }
 
 impl ServicesReport {
@@ -84,6 +87,7 @@ impl ServicesReport {
         self.failed_write_files += other.failed_write_files;
         self.archived_instants += other.archived_instants;
         self.control_files += other.control_files;
+        self.resized_partitions += other.resized_partitions;
     }
 }
 
@@ -125,17 +129,26 @@ impl HudiTable {
         retention: &Retention,
     ) -> Result<ServicesReport> {
         let now = now_micros();
-        let timeline = Timeline::load(self.store().as_ref(), self.def()).await?;
         let mut report = ServicesReport::default();
+        if let Some(target) = self.file_group_bytes {
+            for partition in partitions {
+                if self.resize_partition(partition, target).await?.is_some() {
+                    report.resized_partitions += 1;
+                }
+            }
+        }
+        let timeline = Timeline::load(self.store().as_ref(), self.def()).await?;
+        let replaced = replaced_file_groups(self.store().as_ref(), self.def(), &timeline).await?;
         if let Some(tombstones) = self.tombstones() {
             // The tombstone table keeps its own record (`_metriccare/services/_metriccare/...`).
             Box::pin(tombstones.table().run_services(partitions, retention)).await?;
         }
         for partition in partitions {
-            self.clean_partition(partition, &timeline, retention, now, &mut report)
+            self.clean_partition(partition, &timeline, &replaced, retention, now, &mut report)
                 .await?;
         }
-        self.archive(&timeline, retention, &mut report).await?;
+        self.archive(&timeline, &replaced, retention, &mut report)
+            .await?;
         let path = services_state_path(&self.def().base);
         let mut state: ServicesState = match objects::read(self.store().as_ref(), &path).await? {
             Some(text) => serde_json::from_slice(&text).unwrap_or_default(),
@@ -176,6 +189,7 @@ impl HudiTable {
         &self,
         partition: &str,
         timeline: &Timeline,
+        replaced: &BTreeMap<(String, String), String>,
         retention: &Retention,
         now: i64,
         report: &mut ServicesReport,
@@ -217,13 +231,26 @@ impl HudiTable {
             .cloned()
             .unwrap_or_default();
         let replaced_before = now - retention.retain_hours as i64 * 3_600 * 1_000_000;
-        for mut slices in groups.into_values() {
+        for (file_id, mut slices) in groups {
             slices.sort_by(|a, b| a.instant.cmp(&b.instant));
-            for (slice, next) in slices.iter().zip(slices.iter().skip(1)) {
-                let needed_by_window = next.instant.as_str() > oldest_kept_commit.as_str();
-                let replaced_recently =
-                    parse_hudi_instant(&next.instant).is_none_or(|t| t > replaced_before);
-                if !needed_by_window && !replaced_recently {
+            // What ended each slice: the next slice, or for the last slice of a replaced file
+            // group the `replacecommit` that replaced the group.
+            let group_replaced_at = replaced.get(&(partition.to_owned(), file_id));
+            let ends = slices
+                .iter()
+                .skip(1)
+                .map(|next| Some(next.instant.as_str()))
+                .chain([group_replaced_at.map(String::as_str)]);
+            for (slice, ended_at) in slices.iter().zip(ends) {
+                let Some(ended_at) = ended_at else {
+                    continue;
+                };
+                let needed_by_window = ended_at > oldest_kept_commit.as_str();
+                // Instants can run ahead of the clock (a commit is at least 1 ms after the one
+                // before): with no hours to keep, none counts as recent.
+                let ended_recently = retention.retain_hours > 0
+                    && parse_hudi_instant(ended_at).is_none_or(|t| t > replaced_before);
+                if !needed_by_window && !ended_recently {
                     report.cleaned_files += 1;
                     report.cleaned_bytes += slice.size;
                     doomed.push(slice.path.clone());
@@ -240,6 +267,7 @@ impl HudiTable {
     async fn archive(
         &self,
         timeline: &Timeline,
+        replaced: &BTreeMap<(String, String), String>,
         retention: &Retention,
         report: &mut ServicesReport,
     ) -> Result<()> {
@@ -248,10 +276,16 @@ impl HudiTable {
         if completed.len() <= keep {
             return Ok(());
         }
-        let mut cut = completed[completed.len() - keep].as_str();
+        let mut cut = completed[completed.len() - keep].clone();
         if let Some(oldest_pending) = timeline.pending.keys().next() {
-            cut = cut.min(oldest_pending.as_str());
+            cut = cut.min(oldest_pending.clone());
         }
+        // A `replacecommit` stays while files of the file groups it replaced remain: without it,
+        // readers would take those groups for live ones.
+        if let Some(blocking) = self.replacecommit_with_files(replaced, &cut).await? {
+            cut = cut.min(blocking);
+        }
+        let cut = cut.as_str();
         let archived: Vec<&String> = completed
             .into_iter()
             .take_while(|instant| instant.as_str() < cut)
@@ -261,21 +295,65 @@ impl HudiTable {
         }
         let mut first = Vec::new();
         for instant in &archived {
+            let action = timeline.action(instant);
+            let inflight = if action == "commit" {
+                "inflight".to_owned()
+            } else {
+                format!("{action}.inflight")
+            };
             first.push(
                 self.def()
-                    .hoodie_path(&format!("{instant}.commit.requested")),
+                    .hoodie_path(&format!("{instant}.{action}.requested")),
             );
-            first.push(self.def().hoodie_path(&format!("{instant}.inflight")));
+            first.push(self.def().hoodie_path(&format!("{instant}.{inflight}")));
             first.push(self.seal_path(instant));
         }
         report.control_files += self.delete_all(first).await?;
         let commits = archived
             .iter()
-            .map(|instant| self.def().hoodie_path(&format!("{instant}.commit")))
+            .map(|instant| {
+                let action = timeline.action(instant);
+                self.def().hoodie_path(&format!("{instant}.{action}"))
+            })
             .collect();
         self.delete_all(commits).await?;
         report.archived_instants += archived.len() as u64;
         Ok(())
+    }
+
+    /// The oldest `replacecommit` before `cut` some of whose replaced file groups still have files.
+    async fn replacecommit_with_files(
+        &self,
+        replaced: &BTreeMap<(String, String), String>,
+        cut: &str,
+    ) -> Result<Option<String>> {
+        let mut by_partition: BTreeMap<&str, Vec<(&str, &str)>> = BTreeMap::new();
+        for ((partition, file_id), instant) in replaced {
+            if instant.as_str() < cut {
+                by_partition
+                    .entry(partition)
+                    .or_default()
+                    .push((file_id, instant));
+            }
+        }
+        let mut oldest: Option<String> = None;
+        for (partition, groups) in by_partition {
+            let listing = self
+                .store()
+                .list_with_delimiter(Some(&self.def().partition_dir(partition)))
+                .await?;
+            let present: std::collections::BTreeSet<&str> = listing
+                .objects
+                .iter()
+                .filter_map(|o| parse_base_file_name(o.location.filename()?).map(|(id, _)| id))
+                .collect();
+            for (file_id, instant) in groups {
+                if present.contains(file_id) && oldest.as_deref().is_none_or(|o| instant < o) {
+                    oldest = Some(instant.to_owned());
+                }
+            }
+        }
+        Ok(oldest)
     }
 
     /// Deletes every path (in bulk where the store can: one request per 1,000 keys on S3); a path

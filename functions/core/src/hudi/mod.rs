@@ -20,6 +20,7 @@
 mod avro;
 mod lifecycle;
 mod merge;
+mod sizing;
 mod snapshot;
 mod staging;
 mod tombstones;
@@ -151,9 +152,64 @@ pub fn file_id(table: &str, partition: &str, bucket: u32) -> String {
     )
 }
 
+/// The most a partition's bucket count grows: the initial count doubled this many times.
+pub const MAX_LAYOUT_DOUBLINGS: u32 = 10;
+
+/// The file id of a bucket of a partition laid out in `layout` buckets. A partition in the table's
+/// initial layout keeps the ids of [`file_id`]; a re-sized partition's ids are derived from its
+/// layout too, so that a file group of one layout is never taken for one of another.
+pub fn layout_file_id(def: &TableDef, partition: &str, bucket: u32, layout: u32) -> String {
+    if layout == def.buckets {
+        return file_id(&def.name, partition, bucket);
+    }
+    let a = crc32fast::hash(format!("{}/{partition}/{layout}", def.name).as_bytes());
+    let b = crc32fast::hash(format!("{layout}/{partition}/{}", def.name).as_bytes());
+    format!(
+        "{bucket:08}-{:04x}-{:04x}-{:04x}-{:08x}{:04x}-0",
+        a >> 16,
+        a & 0xffff,
+        b >> 16,
+        b,
+        layout & 0xffff
+    )
+}
+
+/// The layout (bucket count) a file id of the partition was made for, if it is one of this
+/// writer's.
+pub fn layout_of(def: &TableDef, partition: &str, file_id: &str) -> Option<u32> {
+    let bucket: u32 = file_id.get(..8)?.parse().ok()?;
+    (0..=MAX_LAYOUT_DOUBLINGS)
+        .map(|doublings| def.buckets << doublings)
+        .find(|&layout| {
+            bucket < layout && layout_file_id(def, partition, bucket, layout) == file_id
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_id_names_its_layout() {
+        let def = TableDef {
+            name: "patient".into(),
+            base: Path::from("silver/patient"),
+            record_key: "patient_key".into(),
+            partition_field: "tenant_id".into(),
+            precombine: "last_updated".into(),
+            buckets: 4,
+            data_schema: Arc::new(Schema::empty()),
+        };
+        let initial = layout_file_id(&def, "tenant_id=a", 3, 4);
+        assert_eq!(initial, file_id("patient", "tenant_id=a", 3));
+        assert_eq!(layout_of(&def, "tenant_id=a", &initial), Some(4));
+        let resized = layout_file_id(&def, "tenant_id=a", 3, 16);
+        assert_ne!(resized, initial);
+        assert!(resized.starts_with("00000003-") && resized.ends_with("-0"));
+        assert_eq!(layout_of(&def, "tenant_id=a", &resized), Some(16));
+        assert_eq!(layout_of(&def, "tenant_id=b", &resized), None);
+        assert_eq!(layout_of(&def, "tenant_id=a", "00000003-random-id-0"), None);
+    }
 
     #[test]
     fn bucket_matches_java_list_hash_code() {

@@ -27,6 +27,9 @@ pub struct FileSlice {
 #[derive(Debug, Clone, Default)]
 pub struct Timeline {
     pub completed: BTreeSet<String>,
+    /// The completed instants that are `replacecommit`s (file groups re-sized): they name the file
+    /// groups they replaced.
+    pub replacecommits: BTreeSet<String>,
     /// Pending instants with the time their newest timeline file was written (µs).
     pub pending: BTreeMap<String, i64>,
 }
@@ -51,7 +54,14 @@ impl Timeline {
                 "commit" => {
                     timeline.completed.insert(instant.to_owned());
                 }
-                "commit.requested" | "inflight" => {
+                "replacecommit" => {
+                    timeline.completed.insert(instant.to_owned());
+                    timeline.replacecommits.insert(instant.to_owned());
+                }
+                "commit.requested"
+                | "inflight"
+                | "replacecommit.requested"
+                | "replacecommit.inflight" => {
                     let written = object.last_modified.timestamp_micros();
                     let entry = timeline
                         .pending
@@ -76,6 +86,15 @@ impl Timeline {
         completed.max(pending)
     }
 
+    /// The action of a completed instant (`commit` or `replacecommit`).
+    pub fn action(&self, instant: &str) -> &'static str {
+        if self.replacecommits.contains(instant) {
+            "replacecommit"
+        } else {
+            "commit"
+        }
+    }
+
     /// Whether files written at `instant` are committed. As in Hudi, an instant older than the first
     /// active completed instant has been archived: it completed (archival never passes a pending
     /// instant, and the files of failed writes are removed before it moves on).
@@ -94,8 +113,40 @@ impl Timeline {
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub timeline: Timeline,
-    /// Latest committed slice per (partition, file id).
+    /// Latest committed slice per (partition, file id) of every live file group (not replaced).
     pub slices: BTreeMap<(String, String), FileSlice>,
+}
+
+/// The file groups the completed `replacecommit`s of the timeline replaced: (partition, file id)
+/// → the replacing instant. Readers exclude them, as Hudi's do.
+pub async fn replaced_file_groups(
+    store: &dyn ObjectStore,
+    def: &TableDef,
+    timeline: &Timeline,
+) -> Result<BTreeMap<(String, String), String>> {
+    let mut replaced = BTreeMap::new();
+    for instant in &timeline.replacecommits {
+        let path = def.hoodie_path(&format!("{instant}.replacecommit"));
+        let bytes = match store.get(&path).await {
+            Ok(found) => found.bytes().await?,
+            // Archived meanwhile: its replaced file groups were cleaned before.
+            Err(object_store::Error::NotFound { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let metadata: serde_json::Value = serde_json::from_slice(&bytes)?;
+        let by_partition = metadata["partitionToReplaceFileIds"].as_object();
+        for (partition, ids) in by_partition.into_iter().flatten() {
+            for id in ids
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|id| id.as_str())
+            {
+                replaced.insert((partition.clone(), id.to_owned()), instant.clone());
+            }
+        }
+    }
+    Ok(replaced)
 }
 
 impl Snapshot {
@@ -106,6 +157,7 @@ impl Snapshot {
         partitions: Option<&[String]>,
     ) -> Result<Self> {
         let timeline = Timeline::load(store, def).await?;
+        let replaced = replaced_file_groups(store, def, &timeline).await?;
         let partitions = match partitions {
             Some(list) => list.to_vec(),
             None => list_partitions(store, def).await?,
@@ -122,7 +174,9 @@ impl Snapshot {
                 let Some((file_id, instant)) = parse_base_file_name(name) else {
                     continue;
                 };
-                if !timeline.is_committed(instant) {
+                if !timeline.is_committed(instant)
+                    || replaced.contains_key(&(partition.clone(), file_id.to_owned()))
+                {
                     continue;
                 }
                 let slice = FileSlice {
@@ -146,6 +200,27 @@ impl Snapshot {
 
     pub fn latest_instant(&self) -> Option<&str> {
         self.timeline.completed.last().map(String::as_str)
+    }
+
+    /// The bucket count a partition is laid out in: that of its live file groups (all share one
+    /// after a re-size), else the table's initial count.
+    pub fn layout(&self, def: &TableDef, partition: &str) -> u32 {
+        self.slices
+            .range((partition.to_owned(), String::new())..)
+            .take_while(|((p, _), _)| p == partition)
+            .find_map(|((_, id), _)| super::layout_of(def, partition, id))
+            .unwrap_or(def.buckets)
+    }
+
+    /// The live slices of one partition, in file id order.
+    pub fn partition_slices<'a>(
+        &'a self,
+        partition: &'a str,
+    ) -> impl Iterator<Item = &'a FileSlice> {
+        self.slices
+            .range((partition.to_owned(), String::new())..)
+            .take_while(move |((p, _), _)| p == partition)
+            .map(|(_, slice)| slice)
     }
 
     /// Reads every record of the snapshot (or of one partition): all columns, or only `columns`.

@@ -3,6 +3,9 @@
 //! Staging keeps memory bounded whatever the input size: rows arrive in small batches while a file
 //! is parsed and are appended to the stream of their bucket at once; the commit then streams one
 //! bucket at a time through the merge (see `merge.rs`), a batch at a time.
+//!
+//! Rows are staged in the table's initial layout; a commit that finds a partition re-sized (more
+//! buckets, see `sizing.rs`) re-stages that partition's rows into its layout first.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -30,7 +33,11 @@ pub struct StagedRows {
     record_key: String,
     partition_field: String,
     buckets: u32,
+    /// Partitions staged in another layout than the initial one.
+    layouts: BTreeMap<String, u32>,
     dir: Option<tempfile::TempDir>,
+    /// Names the next stream's file (streams are removed when re-staged).
+    next_stream: usize,
     streams: BTreeMap<(String, u32), BucketStream>,
     deletes: BTreeMap<(String, u32), Vec<Delete>>,
     /// Partitions whose whole content the staged rows replace.
@@ -44,7 +51,9 @@ impl StagedRows {
             record_key: def.record_key.clone(),
             partition_field: def.partition_field.clone(),
             buckets: def.buckets,
+            layouts: BTreeMap::new(),
             dir: None,
+            next_stream: 0,
             streams: BTreeMap::new(),
             deletes: BTreeMap::new(),
             replaced: std::collections::BTreeSet::new(),
@@ -55,17 +64,28 @@ impl StagedRows {
         format!("{}={partition_value}", self.partition_field)
     }
 
+    /// The bucket count the partition's rows are staged in.
+    pub fn layout(&self, partition: &str) -> u32 {
+        self.layouts.get(partition).copied().unwrap_or(self.buckets)
+    }
+
     /// Stages a batch (table data schema) of one partition, split by bucket.
     pub fn push(&mut self, partition_value: &str, batch: &RecordBatch) -> Result<()> {
+        let partition = self.partition(partition_value);
+        self.push_to(&partition, batch)
+    }
+
+    fn push_to(&mut self, partition: &str, batch: &RecordBatch) -> Result<()> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        let partition = self.partition(partition_value);
+        let partition = partition.to_owned();
+        let layout = self.layout(&partition);
         let keys = string_column(batch, &self.record_key)?;
         let mut rows_by_bucket: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
         for row in 0..batch.num_rows() {
             rows_by_bucket
-                .entry(bucket_of(keys.value(row), self.buckets))
+                .entry(bucket_of(keys.value(row), layout))
                 .or_default()
                 .push(row as u32);
         }
@@ -94,11 +114,58 @@ impl StagedRows {
 
     pub fn delete(&mut self, partition_value: &str, delete: Delete) {
         let partition = self.partition(partition_value);
-        let bucket = bucket_of(&delete.key, self.buckets);
+        self.delete_in(partition, delete);
+    }
+
+    fn delete_in(&mut self, partition: String, delete: Delete) {
+        let bucket = bucket_of(&delete.key, self.layout(&partition));
         self.deletes
             .entry((partition, bucket))
             .or_default()
             .push(delete);
+    }
+
+    /// Re-stages a partition's rows and deletes in `layout` buckets (the partition was re-sized
+    /// since they were staged). A key's rows all lie in one bucket of either layout and keep their
+    /// order, so the merge's "later row wins" is unchanged. Seals the staging again.
+    pub fn relayout(&mut self, partition: &str, layout: u32) -> Result<()> {
+        if self.layout(partition) == layout {
+            return Ok(());
+        }
+        self.seal()?;
+        let keys: Vec<(String, u32)> = self
+            .streams
+            .keys()
+            .filter(|(p, _)| p == partition)
+            .cloned()
+            .collect();
+        let old_streams: Vec<BucketStream> = keys
+            .iter()
+            .filter_map(|key| self.streams.remove(key))
+            .collect();
+        let delete_keys: Vec<(String, u32)> = self
+            .deletes
+            .keys()
+            .filter(|(p, _)| p == partition)
+            .cloned()
+            .collect();
+        let old_deletes: Vec<Delete> = delete_keys
+            .iter()
+            .filter_map(|key| self.deletes.remove(key))
+            .flatten()
+            .collect();
+        self.layouts.insert(partition.to_owned(), layout);
+        for stream in old_streams {
+            let reader = StreamReader::try_new(BufReader::new(File::open(&stream.path)?), None)?;
+            for batch in reader {
+                self.push_to(partition, &batch?)?;
+            }
+            std::fs::remove_file(&stream.path)?;
+        }
+        for delete in old_deletes {
+            self.delete_in(partition.to_owned(), delete);
+        }
+        self.seal()
     }
 
     fn stream(&mut self, partition: &str, bucket: u32) -> Result<&mut BucketStream> {
@@ -114,7 +181,8 @@ impl StagedRows {
             };
             let path = dir
                 .path()
-                .join(format!("{}-{bucket}.arrows", self.streams.len()));
+                .join(format!("{}-{bucket}.arrows", self.next_stream));
+            self.next_stream += 1;
             let writer = StreamWriter::try_new(BufWriter::new(File::create(&path)?), &self.schema)?;
             self.streams.insert(
                 key.clone(),
@@ -139,7 +207,7 @@ impl StagedRows {
         let replaced = self
             .replaced
             .iter()
-            .flat_map(|p| (0..self.buckets).map(move |b| (p.clone(), b)));
+            .flat_map(|p| (0..self.layout(p)).map(move |b| (p.clone(), b)));
         let mut keys: Vec<_> = self
             .streams
             .keys()

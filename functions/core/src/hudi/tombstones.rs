@@ -18,18 +18,18 @@ use arrow_schema::Schema;
 use object_store::ObjectStore;
 use object_store::path::Path;
 
+use super::TableDef;
 use super::snapshot::read_base_file;
 use super::staging::StagedRows;
 use super::writer::{CommitOutcome, HudiTable, string_column, timestamp_column};
-use super::{TableDef, file_id};
 use crate::error::Result;
 use crate::rows::{Kind, field};
 
 /// The ordering column of a tombstone.
 pub const DELETED_AT: &str = "deleted_at";
 
-/// Tombstones of the file groups a commit touches: (partition, bucket) → key → delete ordering.
-pub type TombstoneMap = HashMap<(String, u32), HashMap<Box<str>, i64>>;
+/// Tombstones of the partitions a commit touches: partition → key → delete ordering.
+pub type TombstoneMap = HashMap<String, HashMap<Box<str>, i64>>;
 
 impl TableDef {
     /// The tombstone table of this table: key, partition field and the delete's ordering.
@@ -99,22 +99,17 @@ impl Tombstones {
         self.table.commit_staged(&mut staged).await
     }
 
-    /// The committed tombstones of the given (partition, bucket)s.
-    pub async fn load(&self, touched: &[(String, u32)]) -> Result<TombstoneMap> {
+    /// The committed tombstones of the given partitions (deletes are few: all of a partition's
+    /// are read, whatever the data table's layout).
+    pub async fn load(&self, partitions: &[String]) -> Result<TombstoneMap> {
         let def = self.table.def();
-        let mut partitions: Vec<String> = touched.iter().map(|(p, _)| p.clone()).collect();
-        partitions.dedup();
-        let snapshot = self.table.snapshot(Some(&partitions)).await?;
+        let snapshot = self.table.snapshot(Some(partitions)).await?;
         let mut map = TombstoneMap::new();
-        for (partition, bucket) in touched {
-            let id = file_id(&def.name, partition, *bucket);
-            let Some(slice) = snapshot.slices.get(&(partition.clone(), id)) else {
-                continue;
-            };
+        for slice in snapshot.slices.values() {
             let columns = [def.record_key.as_str(), DELETED_AT];
             let batches =
                 read_base_file(self.table.store().as_ref(), &slice.path, Some(&columns)).await?;
-            let keys = map.entry((partition.clone(), *bucket)).or_default();
+            let keys = map.entry(slice.partition.clone()).or_default();
             for batch in &batches {
                 let key = string_column(batch, &def.record_key)?;
                 let ordering = timestamp_column(batch, DELETED_AT)?;

@@ -36,7 +36,7 @@ use super::merge::FileGroupMerge;
 use super::snapshot::{Snapshot, Timeline};
 use super::staging::StagedRows;
 use super::tombstones::{TombstoneMap, Tombstones};
-use super::{TableDef, avro_schema, file_id};
+use super::{TableDef, avro_schema, layout_file_id};
 use crate::error::{CoreError, Result};
 use crate::objects;
 use crate::time::{hudi_instant, now_micros, parse_hudi_instant};
@@ -78,6 +78,31 @@ struct SequenceEntry {
     instant: String,
     file_groups: Vec<(String, String)>,
     commit: Value,
+    /// The instant's action; absent for a `commit` (entries keep the shape they always had).
+    #[serde(default = "commit_action", skip_serializing_if = "is_commit_action")]
+    action: String,
+}
+
+/// The timeline actions this writer completes.
+pub(super) const COMMIT_ACTION: &str = "commit";
+pub(super) const REPLACE_ACTION: &str = "replacecommit";
+
+fn commit_action() -> String {
+    COMMIT_ACTION.to_owned()
+}
+
+fn is_commit_action(action: &str) -> bool {
+    action == COMMIT_ACTION
+}
+
+/// A commit about to claim its sequence number: what the entry records.
+pub(super) struct ClaimedPlan<'a> {
+    pub instant: &'a str,
+    pub action: &'static str,
+    /// (partition, file id) of every file group it writes or replaces.
+    pub written: Vec<(String, String)>,
+    /// The completed instant's metadata (its `.commit` or `.replacecommit` file).
+    pub commit: String,
 }
 
 /// How old an abandoned pending instant must be before another writer removes its files. Longer
@@ -99,6 +124,8 @@ pub struct HudiTable {
     sealed_dir: Path,
     /// Where deleted keys keep their delete's ordering, for tables whose deletes must stay deletes.
     tombstones: Option<Box<Tombstones>>,
+    /// The size a file group may reach before table services re-size its partition.
+    pub(super) file_group_bytes: Option<u64>,
 }
 
 impl HudiTable {
@@ -127,7 +154,15 @@ impl HudiTable {
             store,
             def,
             tombstones: None,
+            file_group_bytes: None,
         })
+    }
+
+    /// Lets table services re-size a partition whose file groups average more than `bytes`
+    /// (see [`super::sizing`]).
+    pub fn with_file_sizing(mut self, bytes: u64) -> Self {
+        self.file_group_bytes = Some(bytes);
+        self
     }
 
     /// Opens the table with its tombstones (see [`super::tombstones`]): deletes are recorded
@@ -207,23 +242,12 @@ impl HudiTable {
         for staged in group.iter_mut() {
             staged.seal()?;
         }
-        let group: &[StagedRows] = group;
-        let touched_buckets = touched_buckets(group);
-        if touched_buckets.is_empty() {
+        let mut partitions: Vec<String> =
+            touched_buckets(group).into_iter().map(|(p, _)| p).collect();
+        partitions.dedup();
+        if partitions.is_empty() {
             return Ok(CommitOutcome::default());
         }
-        let mut partitions: Vec<String> = touched_buckets.iter().map(|(p, _)| p.clone()).collect();
-        partitions.dedup();
-        // Every file group this batch could change, written or not: a commit that lands in one of
-        // them after our snapshot invalidates our merge even where we decided to change nothing
-        // (a delete of a key that another writer was inserting).
-        let touched: BTreeSet<(String, String)> = touched_buckets
-            .iter()
-            .map(|(partition, bucket)| {
-                let id = file_id(&self.def.name, partition, *bucket);
-                (partition.clone(), id)
-            })
-            .collect();
         if let Some(tombstones) = &self.tombstones {
             // Boxed: the tombstone table commits through this same method.
             Box::pin(tombstones.record(group)).await?;
@@ -231,13 +255,43 @@ impl HudiTable {
         for _ in 0..MAX_ATTEMPTS {
             let base_sequence = self.recover().await?;
             let snapshot = self.snapshot(Some(&partitions)).await?;
+            // Each partition in the layout it has now (a re-size may have landed since staging).
+            let mut layouts = BTreeMap::new();
+            for partition in &partitions {
+                let layout = snapshot.layout(&self.def, partition);
+                for staged in group.iter_mut() {
+                    staged.relayout(partition, layout)?;
+                }
+                layouts.insert(partition.clone(), layout);
+            }
+            let group: &[StagedRows] = group;
+            let touched_buckets = touched_buckets(group);
+            // Every file group this batch could change, written or not: a commit that lands in
+            // one of them after our snapshot invalidates our merge even where we decided to change
+            // nothing (a delete of a key that another writer was inserting).
+            let touched: BTreeSet<(String, String)> = touched_buckets
+                .iter()
+                .map(|(partition, bucket)| {
+                    let id = layout_file_id(&self.def, partition, *bucket, layouts[partition]);
+                    (partition.clone(), id)
+                })
+                .collect();
             let tombstoned = match &self.tombstones {
-                Some(tombstones) => tombstones.load(&touched_buckets).await?,
+                Some(tombstones) => tombstones.load(&partitions).await?,
                 None => TombstoneMap::new(),
             };
-            let instant = self.reserve_instant(&snapshot.timeline).await?;
+            let instant = self
+                .reserve_instant(&snapshot.timeline, COMMIT_ACTION)
+                .await?;
             let attempt = self
-                .write_files(group, &touched_buckets, &snapshot, &tombstoned, &instant)
+                .write_files(
+                    group,
+                    &touched_buckets,
+                    &layouts,
+                    &snapshot,
+                    &tombstoned,
+                    &instant,
+                )
                 .await;
             let (plan, outcome) = match attempt {
                 Ok(done) => done,
@@ -262,15 +316,20 @@ impl HudiTable {
                 tracing::warn!(table = %self.def.name, %instant, "write outlived the stale limit, retrying");
                 continue;
             }
-            match self
-                .claim_sequence(base_sequence, &instant, &plan, &touched)
-                .await?
-            {
+            let claim = ClaimedPlan {
+                instant: &instant,
+                action: COMMIT_ACTION,
+                written: plan
+                    .iter()
+                    .map(|f| (f.partition.clone(), f.file_id.clone()))
+                    .collect(),
+                commit: plan_commit_text(&self.def, &plan, None)?,
+            };
+            match self.claim_sequence(base_sequence, &claim, &touched).await? {
                 Some(sequence) => {
-                    let commit_text = plan_commit_text(&self.def, &plan)?;
                     self.put(
                         &self.def.hoodie_path(&format!("{instant}.commit")),
-                        commit_text,
+                        claim.commit,
                     )
                     .await?;
                     return Ok(CommitOutcome {
@@ -293,7 +352,7 @@ impl HudiTable {
 
     /// Completes a commit whose writer died after claiming its sequence number, removes the files
     /// of writers that died before, and returns the latest sequence number.
-    async fn recover(&self) -> Result<u64> {
+    pub(super) async fn recover(&self) -> Result<u64> {
         let latest = self.latest_sequence().await?;
         if latest > 0 {
             self.complete_sequence(latest).await?;
@@ -319,7 +378,7 @@ impl HudiTable {
 
     /// Creates the instant's seal (create-if-absent). The owner seals before claiming a sequence
     /// number, a cleaner before removing an abandoned instant; `false` means the other was first.
-    async fn seal(&self, instant: &str) -> Result<bool> {
+    pub(super) async fn seal(&self, instant: &str) -> Result<bool> {
         objects::create(
             self.store.as_ref(),
             &self.seal_path(instant),
@@ -436,7 +495,9 @@ impl HudiTable {
     /// Makes sure the `.commit` of a claimed sequence number exists (idempotent: same bytes).
     async fn complete_sequence(&self, sequence: u64) -> Result<SequenceEntry> {
         let entry = self.read_sequence(sequence).await?;
-        let commit_path = self.def.hoodie_path(&format!("{}.commit", entry.instant));
+        let commit_path = self
+            .def
+            .hoodie_path(&format!("{}.{}", entry.instant, entry.action));
         match self.store.head(&commit_path).await {
             Ok(_) => {}
             Err(object_store::Error::NotFound { .. }) => {
@@ -450,23 +511,20 @@ impl HudiTable {
 
     /// Claims the first free sequence number after `base` whose earlier claimants touched none of
     /// the file groups of `touched`. `None`: a conflicting commit landed first; start again.
-    async fn claim_sequence(
+    pub(super) async fn claim_sequence(
         &self,
         base: u64,
-        instant: &str,
-        plan: &[PlannedFile],
+        plan: &ClaimedPlan<'_>,
         touched: &BTreeSet<(String, String)>,
     ) -> Result<Option<u64>> {
-        let written: Vec<(String, String)> = plan
-            .iter()
-            .map(|f| (f.partition.clone(), f.file_id.clone()))
-            .collect();
+        let instant = plan.instant;
         let entry_for = |sequence: u64| -> Result<Bytes> {
             let entry = SequenceEntry {
                 sequence,
                 instant: instant.to_owned(),
-                file_groups: written.clone(),
-                commit: serde_json::from_str(&plan_commit_text(&self.def, plan)?)?,
+                file_groups: plan.written.clone(),
+                commit: serde_json::from_str(&plan.commit)?,
+                action: plan.action.to_owned(),
             };
             Ok(Bytes::from(serde_json::to_vec(&entry)?))
         };
@@ -492,7 +550,11 @@ impl HudiTable {
     }
 
     /// Reserves an instant later than every instant on the timeline and unique among writers.
-    async fn reserve_instant(&self, timeline: &Timeline) -> Result<String> {
+    pub(super) async fn reserve_instant(
+        &self,
+        timeline: &Timeline,
+        action: &str,
+    ) -> Result<String> {
         let newest = timeline
             .newest_instant()
             .and_then(parse_hudi_instant)
@@ -500,8 +562,25 @@ impl HudiTable {
         let mut micros = now_micros().max(newest + 1000);
         loop {
             let instant = hudi_instant(micros);
-            let path = self.def.hoodie_path(&format!("{instant}.commit.requested"));
-            if objects::create(self.store.as_ref(), &path, PutPayload::new()).await? {
+            // An instant is unique whatever its action: the other action's requested file must
+            // not exist either.
+            let other = if action == COMMIT_ACTION {
+                REPLACE_ACTION
+            } else {
+                COMMIT_ACTION
+            };
+            let other = self
+                .def
+                .hoodie_path(&format!("{instant}.{other}.requested"));
+            let free = match self.store.head(&other).await {
+                Ok(_) => false,
+                Err(object_store::Error::NotFound { .. }) => true,
+                Err(e) => return Err(e.into()),
+            };
+            let path = self
+                .def
+                .hoodie_path(&format!("{instant}.{action}.requested"));
+            if free && objects::create(self.store.as_ref(), &path, PutPayload::new()).await? {
                 return Ok(instant);
             }
             micros += 1000;
@@ -509,23 +588,29 @@ impl HudiTable {
     }
 
     /// Deletes an uncommitted instant's base files and timeline files.
-    async fn roll_back(&self, instant: &str) -> Result<()> {
-        let inflight = self.def.hoodie_path(&format!("{instant}.inflight"));
-        match self.store.get(&inflight).await {
-            Ok(found) => {
-                let planned: Value =
-                    serde_json::from_slice(&found.bytes().await?).unwrap_or_default();
-                for (partition, file) in planned_paths(&planned) {
-                    let path = self.def.partition_dir(&partition).join(file.as_str());
-                    self.delete_if_present(&path).await?;
+    pub(super) async fn roll_back(&self, instant: &str) -> Result<()> {
+        for (inflight, requested) in [
+            ("inflight", "commit.requested"),
+            ("replacecommit.inflight", "replacecommit.requested"),
+        ] {
+            let inflight = self.def.hoodie_path(&format!("{instant}.{inflight}"));
+            match self.store.get(&inflight).await {
+                Ok(found) => {
+                    let planned: Value =
+                        serde_json::from_slice(&found.bytes().await?).unwrap_or_default();
+                    for (partition, file) in planned_paths(&planned) {
+                        let path = self.def.partition_dir(&partition).join(file.as_str());
+                        self.delete_if_present(&path).await?;
+                    }
                 }
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
             }
-            Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(e.into()),
+            self.delete_if_present(&inflight).await?;
+            self.delete_if_present(&self.def.hoodie_path(&format!("{instant}.{requested}")))
+                .await?;
         }
-        self.delete_if_present(&inflight).await?;
-        self.delete_if_present(&self.def.hoodie_path(&format!("{instant}.commit.requested")))
-            .await
+        Ok(())
     }
 
     async fn delete_if_present(&self, path: &Path) -> Result<()> {
@@ -535,7 +620,7 @@ impl HudiTable {
         }
     }
 
-    async fn put(&self, path: &Path, text: String) -> Result<()> {
+    pub(super) async fn put(&self, path: &Path, text: String) -> Result<()> {
         self.store.put(path, PutPayload::from(text)).await?;
         Ok(())
     }
@@ -546,6 +631,7 @@ impl HudiTable {
         &self,
         group: &[StagedRows],
         touched: &[(String, u32)],
+        layouts: &BTreeMap<String, u32>,
         snapshot: &Snapshot,
         tombstoned: &TombstoneMap,
         instant: &str,
@@ -556,7 +642,7 @@ impl HudiTable {
             .iter()
             .cloned()
             .map(|(partition, bucket)| {
-                let file_id = file_id(&self.def.name, &partition, bucket);
+                let file_id = layout_file_id(&self.def, &partition, bucket, layouts[&partition]);
                 let file_name = format!("{file_id}_{token}_{instant}.parquet");
                 (
                     bucket,
@@ -595,9 +681,7 @@ impl HudiTable {
                 bucket,
                 existing: existing_file.as_ref(),
                 replace: group.iter().any(|staged| staged.replaces(&partition)),
-                tombstones: tombstoned
-                    .get(&(partition.clone(), bucket))
-                    .unwrap_or(&none),
+                tombstones: tombstoned.get(&partition).unwrap_or(&none),
                 instant,
                 file_id: &planned.file_id,
                 file_name: &planned.file_name,
@@ -639,7 +723,7 @@ impl HudiTable {
         Ok((written, outcome))
     }
 
-    async fn ensure_partition_metadata(&self, dir: &Path, instant: &str) -> Result<()> {
+    pub(super) async fn ensure_partition_metadata(&self, dir: &Path, instant: &str) -> Result<()> {
         let path = dir.clone().join(".hoodie_partition_metadata");
         let text = format!("#partition metadata\ncommitTime={instant}\npartitionDepth=1\n");
         // Written once per partition; an existing one says the same.
@@ -662,11 +746,11 @@ fn touched_buckets(group: &[StagedRows]) -> Vec<(String, u32)> {
 }
 
 #[derive(Debug, Clone)]
-struct PlannedFile {
-    partition: String,
-    file_id: String,
-    file_name: String,
-    stats: Value,
+pub(super) struct PlannedFile {
+    pub partition: String,
+    pub file_id: String,
+    pub file_name: String,
+    pub stats: Value,
 }
 
 pub(super) fn string_column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a StringArray> {
@@ -697,7 +781,7 @@ const SINGLE_PUT_BYTES: u64 = 8 << 20;
 
 /// The committed base file as a local file the merge can read in batches: a local lake's file
 /// itself, an object store's streamed to a temporary file (never held in memory).
-async fn local_copy(store: &dyn ObjectStore, path: &Path) -> Result<std::fs::File> {
+pub(super) async fn local_copy(store: &dyn ObjectStore, path: &Path) -> Result<std::fs::File> {
     match store.get(path).await?.payload {
         GetResultPayload::File(file, _) => Ok(file),
         GetResultPayload::Stream(mut stream) => {
@@ -713,7 +797,11 @@ async fn local_copy(store: &dyn ObjectStore, path: &Path) -> Result<std::fs::Fil
 }
 
 /// Uploads a written base file; returns its size.
-async fn upload_file(store: &dyn ObjectStore, path: &Path, mut file: std::fs::File) -> Result<u64> {
+pub(super) async fn upload_file(
+    store: &dyn ObjectStore,
+    path: &Path,
+    mut file: std::fs::File,
+) -> Result<u64> {
     let size = file.seek(SeekFrom::End(0))?;
     file.seek(SeekFrom::Start(0))?;
     if size <= SINGLE_PUT_BYTES {
@@ -752,12 +840,12 @@ async fn copy_parts(upload: &mut WriteMultipart, file: &mut std::fs::File) -> Re
 }
 
 /// A write token unique to this process and attempt (Hudi's `<task>-<stage>-<attempt>` shape).
-fn write_token() -> String {
+pub(super) fn write_token() -> String {
     let nanos = now_micros().rem_euclid(1_000_000);
     format!("{}-{}-0", std::process::id() % 100_000, nanos)
 }
 
-fn inflight_text(plan: &[&PlannedFile]) -> String {
+pub(super) fn inflight_text(plan: &[&PlannedFile]) -> String {
     let mut by_partition: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
     for file in plan {
         by_partition
@@ -788,7 +876,13 @@ fn planned_paths(inflight: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
-fn plan_commit_text(def: &TableDef, plan: &[PlannedFile]) -> Result<String> {
+/// A completed instant's metadata: the write stats of its files and, for a `replacecommit`, the
+/// file groups it replaces (`partitionToReplaceFileIds`, what Hudi readers exclude).
+pub(super) fn plan_commit_text(
+    def: &TableDef,
+    plan: &[PlannedFile],
+    replaced: Option<&BTreeMap<String, Vec<String>>>,
+) -> Result<String> {
     let mut by_partition: BTreeMap<&str, Vec<&Value>> = BTreeMap::new();
     for file in plan {
         by_partition
@@ -796,12 +890,22 @@ fn plan_commit_text(def: &TableDef, plan: &[PlannedFile]) -> Result<String> {
             .or_default()
             .push(&file.stats);
     }
-    Ok(json!({
-        "partitionToWriteStats": by_partition,
-        "compacted": false,
-        "extraMetadata": {"schema": avro_schema(&def.name, &def.data_schema)?},
-        "operationType": "UPSERT",
-    })
+    let schema = avro_schema(&def.name, &def.data_schema)?;
+    Ok(match replaced {
+        None => json!({
+            "partitionToWriteStats": by_partition,
+            "compacted": false,
+            "extraMetadata": {"schema": schema},
+            "operationType": "UPSERT",
+        }),
+        Some(replaced) => json!({
+            "partitionToWriteStats": by_partition,
+            "partitionToReplaceFileIds": replaced,
+            "compacted": false,
+            "extraMetadata": {"schema": schema},
+            "operationType": "INSERT_OVERWRITE",
+        }),
+    }
     .to_string())
 }
 

@@ -87,6 +87,8 @@ def main():
     parser.add_argument("--files", type=int, default=2000)
     parser.add_argument("--chunk", type=int, default=200, help="files per `ingest` in the events run")
     parser.add_argument("--retain-commits", type=int, default=10)
+    parser.add_argument("--file-group-mb", type=float, default=128,
+                        help="METRICCARE_FILE_GROUP_MB: the size at which a partition gets more file groups")
     parser.add_argument("--profile", default="release", choices=["release", "debug"])
     parser.add_argument("--no-build", action="store_true")
     parser.add_argument("--check", action="store_true", help="fail unless the lake's shape is bounded")
@@ -106,10 +108,12 @@ def main():
                        check=True, capture_output=True)
         files = sorted((work / "gen" / TENANT).rglob("*.json"))
         env = {**os.environ, "METRICCARE_PSEUDONYM_KEY": KEY_HEX, "METRICCARE_LOG": "error",
-               "METRICCARE_RETAIN_HOURS": "0", "METRICCARE_RETAIN_COMMITS": str(args.retain_commits)}
+               "METRICCARE_RETAIN_HOURS": "0", "METRICCARE_RETAIN_COMMITS": str(args.retain_commits),
+               "METRICCARE_FILE_GROUP_MB": str(args.file_group_mb)}
 
         print(f"soak: {len(files)} Bundle files of one tenant ({sum(f.stat().st_size for f in files) / 1e6:.1f} MB), "
-              f"{args.profile} build, retain {args.retain_commits} commits / 0 h, {ACTIVE_INSTANTS} active instants")
+              f"{args.profile} build, retain {args.retain_commits} commits / 0 h, {ACTIVE_INSTANTS} active instants, "
+              f"file groups of {args.file_group_mb:g} MB")
         print(f"\nevents: one commit per file, {args.chunk} files per run")
         print(f"{'files':>12} {'s/file':>8} {'GET':>6} {'HEAD':>6} {'PUT':>6} {'LIST':>6} {'DELETE':>7}  (per file)")
         lake = work / "events"
@@ -131,6 +135,9 @@ def main():
         print(f"\nsilver Parquet on disk {on_disk / 1e6:.1f} MB, latest snapshot {latest / 1e6:.1f} MB "
               f"({on_disk / latest:.2f}x)")
         print("files in .hoodie/: " + ", ".join(f"{t} {n}" for t, n in hoodie.items()))
+        groups = {t: len({p.name.split("_")[0] for p in (lake / "silver" / t).glob("tenant_id=*/*.parquet")})
+                  for t in TABLES}
+        print("file groups on disk (live and replaced): " + ", ".join(f"{t} {n}" for t, n in groups.items()))
         print("control files in _metriccare/: " + ", ".join(f"{k} {n}" for k, n in sorted(control.items())))
 
         grouped = work / "groups"

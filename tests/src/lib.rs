@@ -2,7 +2,7 @@
 //! assertions, and fault-injecting wrappers of the storage and ledger ports ([`faults`]). With the
 //! `aws-emulator` feature, [`aws`] deploys MetricCare's AWS resources into a running moto server.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path as FsPath, PathBuf};
 
@@ -144,6 +144,29 @@ pub(crate) fn open_lake(dir: &FsPath, settings: Settings) -> LocalLake {
         ..LocalConfig::default()
     };
     LocalLake::open_with(dir, config).expect("open test lake")
+}
+
+/// Every record key in every base file under `folder` of the lake (latest and older slices, live
+/// or replaced file groups): what is still on disk.
+pub async fn record_keys_on_disk(lake: &TestLake, folder: &str) -> BTreeSet<String> {
+    let mut keys = BTreeSet::new();
+    for file in files_under(&lake.path().join(folder)) {
+        if !file.to_string_lossy().ends_with(".parquet") {
+            continue;
+        }
+        let relative = file.strip_prefix(lake.path()).expect("under the lake");
+        let path = Path::from(relative.to_string_lossy().as_ref());
+        let store = lake.lake.services.lake.as_ref();
+        let batches =
+            metriccare_core::hudi::read_base_file(store, &path, Some(&["_hoodie_record_key"]))
+                .await
+                .expect("a readable base file");
+        for batch in batches {
+            let column = batch.column(0).as_string::<i32>();
+            keys.extend(column.iter().flatten().map(str::to_owned));
+        }
+    }
+    keys
 }
 
 /// Every file under a directory, recursively (none when it does not exist).

@@ -3,12 +3,9 @@
 
 use std::collections::BTreeSet;
 
-use arrow_array::cast::AsArray;
-use metriccare_core::hudi::read_base_file;
 use metriccare_core::ingest::FileResult;
 use metriccare_core::silver::SilverTable;
-use metriccare_tests::{TestLake, files_under, pseudonym, tenant_id};
-use object_store::path::Path;
+use metriccare_tests::{TestLake, files_under, pseudonym, record_keys_on_disk, tenant_id};
 
 fn patient(id: &str, last_updated: &str) -> String {
     format!(
@@ -32,42 +29,9 @@ fn ndjson(lines: &[String]) -> Vec<u8> {
     (lines.join("\n") + "\n").into_bytes()
 }
 
-/// Every record key in every base file of a table's tenant partition (all slices on disk).
+/// Every record key in any slice on disk of a table's tenant partition.
 async fn keys_on_disk(lake: &TestLake, table: SilverTable) -> BTreeSet<String> {
-    let dir = lake
-        .path()
-        .join("silver")
-        .join(table.name())
-        .join("tenant_id=t1");
-    let mut keys = BTreeSet::new();
-    for file in files_under(&dir) {
-        if !file.to_string_lossy().ends_with(".parquet") {
-            continue;
-        }
-        let relative = file
-            .strip_prefix(lake.path())
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
-        let batches = read_base_file(
-            lake.lake.services.lake.as_ref(),
-            &Path::from(relative.as_str()),
-            Some(&["_hoodie_record_key"]),
-        )
-        .await
-        .unwrap();
-        for batch in batches {
-            keys.extend(
-                batch
-                    .column(0)
-                    .as_string::<i32>()
-                    .iter()
-                    .flatten()
-                    .map(str::to_owned),
-            );
-        }
-    }
-    keys
+    record_keys_on_disk(lake, &format!("silver/{}/tenant_id=t1", table.name())).await
 }
 
 #[tokio::test]

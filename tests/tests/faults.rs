@@ -6,14 +6,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path as FsPath;
 
-use arrow_array::cast::AsArray;
 use metriccare_core::gold::{self, GoldRows, LOCK_PATH};
-use metriccare_core::hudi::{Retention, read_base_file};
+use metriccare_core::hudi::Retention;
 use metriccare_core::ingest::Settings;
 use metriccare_core::silver::SilverTable;
 use metriccare_local::LocalLake;
 use metriccare_tests::faults::{Fault, FaultPlan, faulty_process, faulty_process_with};
-use metriccare_tests::{TestLake, files_under, pseudonym, read_fixture, silver_rows, tenant_id};
+use metriccare_tests::{
+    TestLake, files_under, pseudonym, read_fixture, record_keys_on_disk, silver_rows, tenant_id,
+};
 use serde_json::{Map, Value};
 
 /// A full ingest's input: both formats and every outcome (loaded, rows rejected, file
@@ -502,27 +503,10 @@ async fn lake_to_erase() -> TestLake {
 /// What an erasure leaves that must not depend on faults: the silver rows, every record key in
 /// any slice on disk, and the reject logs.
 async fn erasure_outcome(lake: &TestLake) -> (Outcome, BTreeSet<String>) {
-    let mut keys = BTreeSet::new();
-    for file in files_under(&lake.path().join("silver")) {
-        if !file.to_string_lossy().ends_with(".parquet") {
-            continue;
-        }
-        let relative = file
-            .strip_prefix(lake.path())
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
-        let path = object_store::path::Path::from(relative.as_str());
-        let store = lake.lake.services.lake.as_ref();
-        for batch in read_base_file(store, &path, Some(&["_hoodie_record_key"]))
-            .await
-            .unwrap()
-        {
-            let column = batch.column(0).as_string::<i32>();
-            keys.extend(column.iter().flatten().map(str::to_owned));
-        }
-    }
-    (outcome(&lake.lake).await, keys)
+    (
+        outcome(&lake.lake).await,
+        record_keys_on_disk(lake, "silver").await,
+    )
 }
 
 async fn every_fault_in_an_erasure(fault: Fault) {

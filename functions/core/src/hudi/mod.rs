@@ -189,9 +189,9 @@ pub fn layout_of(def: &TableDef, partition: &str, file_id: &str) -> Option<u32> 
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_file_id_names_its_layout() {
-        let def = TableDef {
+    /// A table definition with the patient table's names and no data columns.
+    fn patient_def() -> TableDef {
+        TableDef {
             name: "patient".into(),
             base: Path::from("silver/patient"),
             record_key: "patient_key".into(),
@@ -199,7 +199,12 @@ mod tests {
             precombine: "last_updated".into(),
             buckets: 4,
             data_schema: Arc::new(Schema::empty()),
-        };
+        }
+    }
+
+    #[test]
+    fn a_file_id_names_its_layout() {
+        let def = patient_def();
         let initial = layout_file_id(&def, "tenant_id=a", 3, 4);
         assert_eq!(initial, file_id("patient", "tenant_id=a", 3));
         assert_eq!(layout_of(&def, "tenant_id=a", &initial), Some(4));
@@ -232,15 +237,7 @@ mod tests {
 
     #[test]
     fn checksum_is_hudis() {
-        let def = TableDef {
-            name: "patient".into(),
-            base: Path::from("silver/patient"),
-            record_key: "patient_key".into(),
-            partition_field: "tenant_id".into(),
-            precombine: "last_updated".into(),
-            buckets: 4,
-            data_schema: Arc::new(Schema::empty()),
-        };
+        let def = patient_def();
         // CRC32(".patient"), the value Hudi's Java HoodieTableConfig computes.
         assert!(
             def.properties()

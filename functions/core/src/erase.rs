@@ -6,8 +6,8 @@
 //! version outranks, and a later file's rows of the patient are not loaded (counted).
 //!
 //! Steps, each safe to repeat (an erasure retried after any failure removes everything):
-//! 1. the patient's pseudonym joins the tenant's erased list (`_metriccare/erased/<tenant>.json`),
-//!    so that files ingested from now on skip them;
+//! 1. the patient's pseudonym joins the tenant's erased list (`_metriccare/erased/<tenant>/<key>`,
+//!    created if absent), so that files ingested from now on skip them;
 //! 2. every base file of the tenant's patient, encounter and condition partitions is read for the
 //!    patient's keys (latest and older slices alike);
 //! 3. one delete commit per table, ordered after everything (`i64::MAX`), with its tombstones;
@@ -97,26 +97,20 @@ pub struct Receipt {
     pub receipt: String,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct ErasedList {
-    patient_keys: BTreeSet<String>,
+fn erased_dir(tenant: &TenantId) -> Path {
+    Path::from(ERASED_DIR).join(tenant.as_str())
 }
 
-fn erased_list_path(tenant: &TenantId) -> Path {
-    Path::from(ERASED_DIR).join(format!("{}.json", tenant.as_str()))
-}
-
-/// The pseudonyms of the tenant's erased patients.
+/// The pseudonyms of the tenant's erased patients (one listing; erasures are few).
 pub async fn erased_patients(
     lake: &dyn ObjectStore,
     tenant: &TenantId,
 ) -> Result<BTreeSet<String>> {
-    Ok(
-        match objects::read(lake, &erased_list_path(tenant)).await? {
-            Some(text) => serde_json::from_slice::<ErasedList>(&text)?.patient_keys,
-            None => BTreeSet::new(),
-        },
-    )
+    let listed: Vec<_> = lake.list(Some(&erased_dir(tenant))).try_collect().await?;
+    Ok(listed
+        .into_iter()
+        .filter_map(|o| o.location.filename().map(str::to_owned))
+        .collect())
 }
 
 /// The keys of one patient's rows, per table, and the ledger ids of the files they came from.
@@ -142,13 +136,9 @@ pub async fn erase(
         .pseudonym(tenant, "Patient", patient_id);
     let erased_at = now_micros();
     // 1. From now on, ingest skips the patient.
-    let mut list = erased_patients(lake.as_ref(), tenant).await?;
-    let already_erased = !list.insert(patient_key.clone());
-    if !already_erased {
-        let text = serde_json::to_vec_pretty(&ErasedList { patient_keys: list })?;
-        lake.put(&erased_list_path(tenant), PutPayload::from(text))
-            .await?;
-    }
+    // One object per patient, created if absent: concurrent erasures never lose one.
+    let marker = erased_dir(tenant).join(patient_key.as_str());
+    let already_erased = !objects::create(lake.as_ref(), &marker, PutPayload::new()).await?;
     // 2. Every row of the patient, in every slice on disk.
     let partition = tenant.partition_path();
     let found = find_rows(lake, &partition, &patient_key).await?;

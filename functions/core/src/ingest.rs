@@ -398,7 +398,8 @@ impl Services {
                     .transaction_time(file.claimed.store, file.claimed.key)
                     .await
                 {
-                    Ok(Some(at)) => file.delete_ordering = at,
+                    // An export's time is the uploader's word: never later than now.
+                    Ok(Some(at)) => file.delete_ordering = at.min(file.now),
                     Ok(None) => {}
                     Err(e) => file.fail(format!(
                         "reading the Bulk manifest beside the file failed: {e}"

@@ -309,14 +309,14 @@ impl HudiTable {
             first.push(self.seal_path(instant));
         }
         report.control_files += self.delete_all(first).await?;
-        let commits = archived
-            .iter()
-            .map(|instant| {
-                let action = timeline.action(instant);
-                self.def().hoodie_path(&format!("{instant}.{action}"))
-            })
-            .collect();
-        self.delete_all(commits).await?;
+        // Oldest first, one at a time: a reader listing `.hoodie/` meanwhile sees the active
+        // timeline shortened from its start, never with a gap (an instant inside a gap would look
+        // like a failed write, its files neither committed nor before the first instant).
+        for instant in &archived {
+            let action = timeline.action(instant);
+            let completed = self.def().hoodie_path(&format!("{instant}.{action}"));
+            self.delete_all(vec![completed]).await?;
+        }
         report.archived_instants += archived.len() as u64;
         Ok(())
     }

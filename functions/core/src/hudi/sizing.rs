@@ -74,7 +74,11 @@ impl HudiTable {
             tracing::warn!(table = %self.def().name, %instant, "re-size outlived the stale limit");
             return Ok(None);
         }
-        let old_ids: Vec<String> = slices.iter().map(|s| s.file_id.clone()).collect();
+        // Every file group of the old layout, with rows or not: a concurrent commit creating an
+        // old-layout group must conflict with the re-size, and no old group may stay live.
+        let old_ids: Vec<String> = (0..layout)
+            .map(|bucket| layout_file_id(self.def(), partition, bucket, layout))
+            .collect();
         let touched: BTreeSet<(String, String)> = old_ids
             .iter()
             .chain(plan.iter().map(|f| &f.file_id))

@@ -199,7 +199,8 @@ impl HudiTable {
         let latest = self.latest_sequence().await?;
         let mut partitions = BTreeSet::new();
         for number in sequence + 1..=latest {
-            match self.complete_sequence(number).await {
+            // Read, not completed: an entry may name an instant archival has removed.
+            match self.read_sequence(number).await {
                 Ok(entry) => partitions.extend(
                     entry
                         .file_groups
@@ -498,13 +499,18 @@ impl HudiTable {
         let commit_path = self
             .def
             .hoodie_path(&format!("{}.{}", entry.instant, entry.action));
-        match self.store.head(&commit_path).await {
-            Ok(_) => {}
-            Err(object_store::Error::NotFound { .. }) => {
-                tracing::warn!(table = %self.def.name, instant = %entry.instant, "completing a commit whose writer stopped");
-                self.put(&commit_path, entry.commit.to_string()).await?;
-            }
-            Err(e) => return Err(e.into()),
+        if self.exists(&commit_path).await? {
+            return Ok(entry);
+        }
+        // No completed file: either its writer stopped after the claim (its requested file is
+        // still there), or archival removed the instant (requested file first, completed last),
+        // which must not come back: it would cut the active timeline in two.
+        let requested = self
+            .def
+            .hoodie_path(&format!("{}.{}.requested", entry.instant, entry.action));
+        if self.exists(&requested).await? {
+            tracing::warn!(table = %self.def.name, instant = %entry.instant, "completing a commit whose writer stopped");
+            self.put(&commit_path, entry.commit.to_string()).await?;
         }
         Ok(entry)
     }
@@ -562,26 +568,25 @@ impl HudiTable {
         let mut micros = now_micros().max(newest + 1000);
         loop {
             let instant = hudi_instant(micros);
-            // An instant is unique whatever its action: the other action's requested file must
-            // not exist either.
+            // An instant is unique whatever its action: create ours, then look for the other
+            // action's. Of two writers that created both, each sees the other's and gives the
+            // instant up, so no two ever share one.
             let other = if action == COMMIT_ACTION {
                 REPLACE_ACTION
             } else {
                 COMMIT_ACTION
             };
-            let other = self
-                .def
-                .hoodie_path(&format!("{instant}.{other}.requested"));
-            let free = match self.store.head(&other).await {
-                Ok(_) => false,
-                Err(object_store::Error::NotFound { .. }) => true,
-                Err(e) => return Err(e.into()),
-            };
             let path = self
                 .def
                 .hoodie_path(&format!("{instant}.{action}.requested"));
-            if free && objects::create(self.store.as_ref(), &path, PutPayload::new()).await? {
-                return Ok(instant);
+            if objects::create(self.store.as_ref(), &path, PutPayload::new()).await? {
+                let other = self
+                    .def
+                    .hoodie_path(&format!("{instant}.{other}.requested"));
+                if !self.exists(&other).await? {
+                    return Ok(instant);
+                }
+                self.delete_if_present(&path).await?;
             }
             micros += 1000;
         }
@@ -611,6 +616,14 @@ impl HudiTable {
                 .await?;
         }
         Ok(())
+    }
+
+    async fn exists(&self, path: &Path) -> Result<bool> {
+        match self.store.head(path).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn delete_if_present(&self, path: &Path) -> Result<()> {

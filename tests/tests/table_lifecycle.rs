@@ -482,3 +482,25 @@ async fn a_growing_tenant_gets_more_file_groups_and_readers_see_every_row_once()
     assert_eq!(versions[0]["gender"], "other");
     assert!(key_counts(&lake).await.values().all(|n| *n == 1));
 }
+
+#[tokio::test]
+async fn a_gold_refresh_behind_archived_instants_leaves_the_timeline_whole() {
+    // GIVEN a refreshed lake, then more commits than the active timeline keeps (but fewer than the
+    // commit sequence keeps): the refresh will read entries of archived instants
+    let lake = lake_with(RETENTION);
+    let first = lake.write_input("0.ndjson", &ndjson(&[patient("p0", "2024-01-01T00:00:00Z", "female")]));
+    lake.ingest(&first, "t1").await;
+    lake.lake.refresh_gold().await.unwrap();
+    for n in 1..=12 {
+        let line = patient(&format!("p{n}"), "2024-01-01T00:00:00Z", "male");
+        let file = lake.write_input(&format!("{n}.ndjson"), &ndjson(&[line]));
+        lake.ingest(&file, "t1").await;
+    }
+    // WHEN gold refreshes
+    let report = lake.lake.refresh_gold().await.unwrap();
+    assert_eq!(report.changed_tenants, vec!["t1".to_owned()]);
+    // THEN no archived instant came back, and every row is still there
+    let hoodie = lake.path().join("silver/patient/.hoodie");
+    assert_eq!(count_files(&hoodie, ".commit"), 5);
+    assert_eq!(lake.rows(SilverTable::Patient).await.len(), 13);
+}

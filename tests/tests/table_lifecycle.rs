@@ -488,7 +488,10 @@ async fn a_gold_refresh_behind_archived_instants_leaves_the_timeline_whole() {
     // GIVEN a refreshed lake, then more commits than the active timeline keeps (but fewer than the
     // commit sequence keeps): the refresh will read entries of archived instants
     let lake = lake_with(RETENTION);
-    let first = lake.write_input("0.ndjson", &ndjson(&[patient("p0", "2024-01-01T00:00:00Z", "female")]));
+    let first = lake.write_input(
+        "0.ndjson",
+        &ndjson(&[patient("p0", "2024-01-01T00:00:00Z", "female")]),
+    );
     lake.ingest(&first, "t1").await;
     lake.lake.refresh_gold().await.unwrap();
     for n in 1..=12 {

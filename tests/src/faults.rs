@@ -352,6 +352,17 @@ impl Ledger for FaultyLedger {
         self.plan.guard(what, call, CoreError::Ledger).await
     }
 
+    async fn take_over(
+        &self,
+        id: &str,
+        now: i64,
+        lease: Duration,
+    ) -> metriccare_core::Result<Claim> {
+        let call = self.inner.take_over(id, now, lease);
+        let what = ("take_over", format!("ledger take over {id}"));
+        self.plan.guard(what, call, CoreError::Ledger).await
+    }
+
     async fn get(&self, id: &str) -> metriccare_core::Result<Option<LedgerEntry>> {
         let call = self.inner.get(id);
         let what = ("get", format!("ledger get {id}"));

@@ -165,6 +165,16 @@ impl IngestFunction {
         &self.services
     }
 
+    /// The raw bucket as a store, and its name (the scale-out job reads and claims from it).
+    pub fn raw(&self) -> (&Arc<dyn ObjectStore>, &str) {
+        (&self.raw, &self.raw_bucket)
+    }
+
+    /// Registers the tenant's partitions in the catalog, as after a Lambda's commit.
+    pub async fn register_tenant(&self, tenant: &TenantId) -> Result<()> {
+        self.catalog.register_tenant(tenant).await
+    }
+
     /// Handles one invocation. An SQS batch always answers with its `batchItemFailures`; a plain S3
     /// event fails as a whole (and is retried by Lambda) when any of its objects must be retried.
     /// The created objects of the whole invocation are grouped by tenant: each tenant's files are

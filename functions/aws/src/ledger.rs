@@ -68,6 +68,45 @@ impl DynamoDbLedger {
             .map_err(|e| ledger_error("GetItem", e))?;
         Ok(output.item)
     }
+
+    /// The answer to a conditional claim update: claimed (the new attempt), or refused for the
+    /// reason the current item gives.
+    async fn claim_answer(
+        &self,
+        id: &str,
+        update: std::result::Result<
+            aws_sdk_dynamodb::operation::update_item::UpdateItemOutput,
+            aws_sdk_dynamodb::error::SdkError<UpdateItemError>,
+        >,
+    ) -> Result<Claim> {
+        match update {
+            Ok(output) => {
+                let attempt = output
+                    .attributes
+                    .as_ref()
+                    .and_then(|item| number(item, "attempts"))
+                    .unwrap_or(1);
+                Ok(Claim::Claimed {
+                    attempt: attempt as u32,
+                })
+            }
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(UpdateItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                let current = self
+                    .item(id)
+                    .await?
+                    .map(|item| entry(&item))
+                    .transpose()?
+                    .ok_or_else(|| CoreError::Ledger(format!("no ledger item {id}")))?;
+                Ok(Claim::refused_by(current))
+            }
+            Err(e) => Err(ledger_error("UpdateItem", e)),
+        }
+    }
 }
 
 #[async_trait]
@@ -126,35 +165,35 @@ impl Ledger for DynamoDbLedger {
             .return_values(ReturnValue::UpdatedNew)
             .send()
             .await;
-        match claimed {
-            Ok(output) => {
-                let attempt = output
-                    .attributes
-                    .as_ref()
-                    .and_then(|item| number(item, "attempts"))
-                    .unwrap_or(1);
-                Ok(Claim::Claimed {
-                    attempt: attempt as u32,
-                })
-            }
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(UpdateItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                let current = self
-                    .item(&id)
-                    .await?
-                    .map(|item| entry(&item))
-                    .transpose()?
-                    .ok_or_else(|| {
-                        CoreError::Ledger(format!("item {id} vanished while being claimed"))
-                    })?;
-                Ok(Claim::refused_by(current))
-            }
-            Err(e) => Err(ledger_error("UpdateItem", e)),
-        }
+        self.claim_answer(&id, claimed).await
+    }
+
+    async fn take_over(&self, id: &str, now: i64, lease: Duration) -> Result<Claim> {
+        let taken = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY_ATTRIBUTE, s(id))
+            .update_expression(
+                "SET #status = :processing, #attempts = #attempts + :one, \
+                 #lease_until = :lease_until, #updated_at = :now",
+            )
+            .condition_expression("#status = :handed_off")
+            .set_expression_attribute_names(Some(names(&[
+                "status",
+                "attempts",
+                "lease_until",
+                "updated_at",
+            ])))
+            .expression_attribute_values(":processing", s(LedgerStatus::Processing.as_str()))
+            .expression_attribute_values(":handed_off", s(LedgerStatus::HandedOff.as_str()))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":lease_until", n(now + lease.as_micros() as i64))
+            .expression_attribute_values(":now", n(now))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await;
+        self.claim_answer(id, taken).await
     }
 
     async fn finish(

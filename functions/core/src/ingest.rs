@@ -30,6 +30,7 @@ use crate::ports::{
     Topic,
 };
 use crate::rows::RowWriter;
+use crate::scale_out::Span;
 use crate::silver::{BatchBuilder, SILVER_BUCKETS, SilverTable};
 use crate::tenant::TenantId;
 use crate::time::now_micros;
@@ -279,7 +280,7 @@ impl Services {
         let mut files = Vec::new();
         let mut claim_error = None;
         for key in keys {
-            match self.claim(source, bucket, key, tenant).await {
+            match self.claim(source, bucket, key, tenant, false).await {
                 Ok(file) => files.push(file),
                 Err(e) => {
                     claim_error = Some(e);
@@ -288,6 +289,19 @@ impl Services {
             }
         }
         self.process_group(&mut files, tenant).await;
+        let (reports, finish_error) = self.finish_group(files).await;
+        match claim_error.or(finish_error) {
+            Some(e) => Err(e),
+            None => Ok(reports),
+        }
+    }
+
+    /// Records the outcome of every file of a group (see [`Services::finish`]), logging one line
+    /// per file; the first error is returned beside the reports of the files that were recorded.
+    pub(crate) async fn finish_group(
+        &self,
+        files: Vec<GroupFile>,
+    ) -> (Vec<FileReport>, Option<CoreError>) {
         let mut reports = Vec::with_capacity(files.len());
         let mut finish_error = None;
         for file in files {
@@ -311,20 +325,18 @@ impl Services {
                 }
             }
         }
-        match claim_error.or(finish_error) {
-            Some(e) => Err(e),
-            None => Ok(reports),
-        }
+        (reports, finish_error)
     }
 
     /// Reads the object's metadata and claims it in the ledger.
-    async fn claim<'a>(
+    pub(crate) async fn claim(
         &self,
-        source: &'a Arc<dyn ObjectStore>,
+        source: &Arc<dyn ObjectStore>,
         bucket: &str,
-        key: &'a Path,
+        key: &Path,
         tenant: &TenantId,
-    ) -> Result<GroupFile<'a>> {
+        take_over: bool,
+    ) -> Result<GroupFile> {
         let meta = match source.head(key).await {
             Ok(meta) => meta,
             Err(object_store::Error::NotFound { .. }) => {
@@ -346,11 +358,20 @@ impl Services {
         };
         let ledger_id = object.ledger_id();
         let now = now_micros();
-        let state = match self
+        let mut claim = self
             .ledger
             .claim(&object, tenant.as_str(), now, self.settings.lease)
-            .await?
+            .await?;
+        // The scale-out job takes over what the ingest path handed it.
+        if take_over
+            && matches!(&claim, Claim::Done(entry) if entry.status == LedgerStatus::HandedOff)
         {
+            claim = self
+                .ledger
+                .take_over(&ledger_id, now, self.settings.lease)
+                .await?;
+        }
+        let state = match claim {
             Claim::Claimed { attempt } => FileState::Claimed { attempt },
             Claim::Done(entry) => FileState::Ended {
                 attempt: None,
@@ -365,8 +386,8 @@ impl Services {
         };
         Ok(GroupFile {
             claimed: Claimed {
-                store: source,
-                key,
+                store: source.clone(),
+                key: key.clone(),
                 pinned: pinned(meta.e_tag.as_deref()),
             },
             tenant: tenant.clone(),
@@ -379,34 +400,10 @@ impl Services {
     }
 
     /// Hands off, parses (quarantining bad files) and commits the claimed files of a group.
-    async fn process_group(&self, files: &mut [GroupFile<'_>], tenant: &TenantId) {
-        // Read once per group; an erasure that lands while the group parses is enforced by the
-        // tombstone of the patient's key, and by a repeated erasure for rows with new ids.
-        let erased = match crate::erase::erased_patients(self.lake.as_ref(), tenant).await {
-            Ok(erased) => Arc::new(erased),
-            Err(e) => {
-                for file in files.iter_mut() {
-                    file.fail(format!("reading the erased patients failed: {e}"));
-                }
-                return;
-            }
+    async fn process_group(&self, files: &mut [GroupFile], tenant: &TenantId) {
+        let Some(erased) = self.prepare(files, tenant).await else {
+            return;
         };
-        let mut manifests = BulkManifests::default();
-        for file in files.iter_mut() {
-            if let FileState::Claimed { .. } = file.state {
-                match manifests
-                    .transaction_time(file.claimed.store, file.claimed.key)
-                    .await
-                {
-                    // An export's time is the uploader's word: never later than now.
-                    Ok(Some(at)) => file.delete_ordering = at.min(file.now),
-                    Ok(None) => {}
-                    Err(e) => file.fail(format!(
-                        "reading the Bulk manifest beside the file failed: {e}"
-                    )),
-                }
-            }
-        }
         for file in files.iter_mut() {
             let FileState::Claimed { attempt } = file.state else {
                 continue;
@@ -426,7 +423,51 @@ impl Services {
                 },
             };
         }
-        let mut parsed: Vec<&mut GroupFile<'_>> = files
+        self.commit_parsed(files, tenant).await;
+    }
+
+    /// Reads what a group's files are loaded with: the tenant's erased patients, and each claimed
+    /// file's delete ordering (its Bulk manifest). `None` when the erased patients cannot be read
+    /// (every file failed); a manifest that cannot be read fails its file only.
+    pub(crate) async fn prepare(
+        &self,
+        files: &mut [GroupFile],
+        tenant: &TenantId,
+    ) -> Option<Arc<BTreeSet<String>>> {
+        // Read once per group; an erasure that lands while the group parses is enforced by the
+        // tombstone of the patient's key, and by a repeated erasure for rows with new ids.
+        let erased = match crate::erase::erased_patients(self.lake.as_ref(), tenant).await {
+            Ok(erased) => Arc::new(erased),
+            Err(e) => {
+                for file in files.iter_mut() {
+                    file.fail(format!("reading the erased patients failed: {e}"));
+                }
+                return None;
+            }
+        };
+        let mut manifests = BulkManifests::default();
+        for file in files.iter_mut() {
+            if let FileState::Claimed { .. } = file.state {
+                match manifests
+                    .transaction_time(&file.claimed.store, &file.claimed.key)
+                    .await
+                {
+                    // An export's time is the uploader's word: never later than now.
+                    Ok(Some(at)) => file.delete_ordering = at.min(file.now),
+                    Ok(None) => {}
+                    Err(e) => file.fail(format!(
+                        "reading the Bulk manifest beside the file failed: {e}"
+                    )),
+                }
+            }
+        }
+        Some(erased)
+    }
+
+    /// Stores the rejects of the group's parsed files and commits their rows together; every
+    /// parsed file ends completed, or failed with the commit.
+    pub(crate) async fn commit_parsed(&self, files: &mut [GroupFile], tenant: &TenantId) {
+        let mut parsed: Vec<&mut GroupFile> = files
             .iter_mut()
             .filter(|f| matches!(f.state, FileState::Parsed { .. }))
             .collect();
@@ -481,7 +522,7 @@ impl Services {
     /// Parses one claimed file; a file that cannot be loaded ends here (quarantined or failed).
     async fn parse(
         &self,
-        file: &GroupFile<'_>,
+        file: &GroupFile,
         erased: &Arc<BTreeSet<String>>,
     ) -> Result<ParsedFile, (FileResult, Outcome)> {
         let context = LoadContext {
@@ -496,6 +537,7 @@ impl Services {
             file.claimed.store.clone(),
             file.claimed.key.clone(),
             file.claimed.pinned.clone(),
+            Span::Whole,
             self.settings.limits.clone(),
             context,
             self.settings.progress.clone(),
@@ -535,7 +577,7 @@ impl Services {
 
     /// Commits the staged rows of every file of the group, one commit per silver table, then runs
     /// the table services on the partitions it touched. Returns `table@instant` per commit.
-    async fn commit_group(&self, files: &mut [&mut GroupFile<'_>]) -> Result<Vec<String>> {
+    async fn commit_group(&self, files: &mut [&mut GroupFile]) -> Result<Vec<String>> {
         let mut silver_instants = Vec::new();
         // Referenced tables first, so a reader never sees a condition before its patient.
         for table in [
@@ -573,7 +615,7 @@ impl Services {
     }
 
     /// Records a file's outcome in the ledger and alerts on quarantined and failed files.
-    async fn finish(&self, file: GroupFile<'_>) -> Result<FileReport> {
+    async fn finish(&self, file: GroupFile) -> Result<FileReport> {
         let (attempt, result, mut outcome) = match file.state {
             FileState::Ended {
                 attempt,
@@ -724,7 +766,7 @@ impl Services {
     /// Copies the file to `files/<tenant>/<ledger id>/` with a `reason.json` beside it. It reads the
     /// object by the path it was claimed under: rebuilding the path from the key's text would
     /// percent-encode characters (non-ASCII, `#`, `%`...) and name another object.
-    async fn quarantine(&self, file: &GroupFile<'_>, reason: &str) -> Result<()> {
+    pub(crate) async fn quarantine(&self, file: &GroupFile, reason: &str) -> Result<()> {
         let (claimed, object, ledger_id) = (&file.claimed, &file.object, file.ledger_id.as_str());
         let dir = Path::from("files")
             .join(file.tenant.as_str())
@@ -742,7 +784,7 @@ impl Services {
         let mut writer = WriteMultipart::new(upload);
         let mut stream = claimed
             .store
-            .get_opts(claimed.key, claimed.pinned.clone())
+            .get_opts(&claimed.key, claimed.pinned.clone())
             .await?
             .into_stream();
         while let Some(chunk) = stream.next().await {
@@ -772,27 +814,34 @@ impl Services {
 const BATCH_ROWS: usize = 2048;
 
 /// What a file is loaded for: tenant, lineage and the key.
-struct LoadContext {
-    tenant: TenantId,
-    ledger_id: String,
-    now: i64,
+pub(crate) struct LoadContext {
+    pub(crate) tenant: TenantId,
+    pub(crate) ledger_id: String,
+    pub(crate) now: i64,
     /// The ordering of the file's deletes: its export's `transactionTime` when a Bulk manifest
     /// beside it names it, else its upload time.
-    delete_ordering: i64,
-    pseudonymizer: Pseudonymizer,
+    pub(crate) delete_ordering: i64,
+    pub(crate) pseudonymizer: Pseudonymizer,
     /// Pseudonyms of the tenant's erased patients: their rows are not loaded.
-    erased: Arc<BTreeSet<String>>,
+    pub(crate) erased: Arc<BTreeSet<String>>,
 }
 
 /// The rejected resources of one file, as JSON lines in a local temporary file (they can be as
 /// many as the resources).
-struct RejectLog {
+pub(crate) struct RejectLog {
     file: Option<std::io::BufWriter<std::fs::File>>,
-    count: u64,
+    pub(crate) count: u64,
 }
 
 impl RejectLog {
-    fn add(
+    pub(crate) fn new() -> Self {
+        Self {
+            file: None,
+            count: 0,
+        }
+    }
+
+    pub(crate) fn add(
         &mut self,
         ledger_id: &str,
         position: Position,
@@ -820,7 +869,7 @@ impl RejectLog {
     }
 
     /// The log rewound for reading.
-    fn seal(&mut self) -> Result<std::fs::File> {
+    pub(crate) fn seal(&mut self) -> Result<std::fs::File> {
         let writer = self
             .file
             .take()
@@ -834,33 +883,35 @@ impl RejectLog {
 }
 
 /// What a parsed file brings to its group: counts, staged rows per table, rejects.
-struct ParsedFile {
-    counts: ResourceCounts,
-    deleted: u64,
-    future_last_updated: u64,
-    erased: u64,
-    staged: HashMap<SilverTable, StagedRows>,
-    rejects: RejectLog,
+pub(crate) struct ParsedFile {
+    pub(crate) counts: ResourceCounts,
+    pub(crate) deleted: u64,
+    pub(crate) future_last_updated: u64,
+    pub(crate) erased: u64,
+    pub(crate) staged: HashMap<SilverTable, StagedRows>,
+    pub(crate) rejects: RejectLog,
 }
 
 /// The state of one file's load while it streams: counts, `urn:uuid` map, rows being built and
 /// staged, resources waiting for a reference further down the file, rejects.
-struct FileLoad {
+pub(crate) struct FileLoad {
     context: LoadContext,
-    counts: ResourceCounts,
-    deleted: u64,
+    pub(crate) counts: ResourceCounts,
+    pub(crate) deleted: u64,
     /// Resources whose `meta.lastUpdated` was later than the ingest time.
-    future_last_updated: u64,
+    pub(crate) future_last_updated: u64,
     /// Resources of erased patients, not loaded.
-    erased: u64,
+    pub(crate) erased: u64,
+    /// The lines and resources of a scale-out worker's span of an NDJSON file.
+    pub(crate) lines: fhir::LineCounts,
     /// `urn:uuid` of each Bundle entry → (resource type, id).
     uuids: HashMap<String, (String, String)>,
     /// Rows being built per (table, bucket), so that each staged batch is one bucket's.
     builders: HashMap<(SilverTable, u32), BatchBuilder>,
-    staged: HashMap<SilverTable, StagedRows>,
+    pub(crate) staged: HashMap<SilverTable, StagedRows>,
     /// Resources whose `urn:uuid` reference points further down the Bundle.
     pending: Vec<(Record, Position)>,
-    rejects: RejectLog,
+    pub(crate) rejects: RejectLog,
     /// The first local staging failure: the file fails (and is retried), it is not quarantined.
     error: Option<CoreError>,
     references: std::cell::RefCell<PseudonymCache>,
@@ -874,14 +925,12 @@ impl FileLoad {
             deleted: 0,
             future_last_updated: 0,
             erased: 0,
+            lines: fhir::LineCounts::default(),
             uuids: HashMap::new(),
             builders: HashMap::new(),
             staged: HashMap::new(),
             pending: Vec::new(),
-            rejects: RejectLog {
-                file: None,
-                count: 0,
-            },
+            rejects: RejectLog::new(),
             error: None,
             references: Default::default(),
         }
@@ -1118,19 +1167,19 @@ fn parse_bulk_manifest(bytes: &[u8]) -> Option<BulkManifest> {
 }
 
 /// One file of a group, from its claim to its outcome.
-struct GroupFile<'a> {
-    claimed: Claimed<'a>,
-    tenant: TenantId,
-    object: ObjectRef,
-    ledger_id: String,
+pub(crate) struct GroupFile {
+    pub(crate) claimed: Claimed,
+    pub(crate) tenant: TenantId,
+    pub(crate) object: ObjectRef,
+    pub(crate) ledger_id: String,
     /// The ingest time: lineage, and the ordering of rows without `meta.lastUpdated`.
-    now: i64,
+    pub(crate) now: i64,
     /// The ordering of the file's deletes (see [`LoadContext::delete_ordering`]).
-    delete_ordering: i64,
-    state: FileState,
+    pub(crate) delete_ordering: i64,
+    pub(crate) state: FileState,
 }
 
-enum FileState {
+pub(crate) enum FileState {
     /// Claimed as `attempt`, not processed yet.
     Claimed { attempt: u32 },
     /// Parsed: its rows are staged, waiting for the group commit.
@@ -1143,14 +1192,9 @@ enum FileState {
     },
 }
 
-impl<'a> GroupFile<'a> {
+impl GroupFile {
     /// An object that no longer exists: it ends here, nothing claimed.
-    fn gone(
-        store: &'a Arc<dyn ObjectStore>,
-        key: &'a Path,
-        bucket: &str,
-        tenant: &TenantId,
-    ) -> Self {
+    fn gone(store: &Arc<dyn ObjectStore>, key: &Path, bucket: &str, tenant: &TenantId) -> Self {
         let object = ObjectRef {
             bucket: bucket.to_owned(),
             key: key.to_string(),
@@ -1159,8 +1203,8 @@ impl<'a> GroupFile<'a> {
         };
         Self {
             claimed: Claimed {
-                store,
-                key,
+                store: store.clone(),
+                key: key.clone(),
                 pinned: GetOptions::default(),
             },
             tenant: tenant.clone(),
@@ -1176,14 +1220,23 @@ impl<'a> GroupFile<'a> {
         }
     }
 
-    fn fail(&mut self, error: String) {
+    pub(crate) fn fail(&mut self, error: String) {
+        self.end(FileResult::Failed, error);
+    }
+
+    pub(crate) fn end_quarantined(&mut self, reason: String) {
+        self.end(FileResult::Quarantined, reason);
+    }
+
+    /// Ends a claimed file with `result` and why (a file that ended already keeps its end).
+    fn end(&mut self, result: FileResult, error: String) {
         let attempt = match self.state {
             FileState::Claimed { attempt } | FileState::Parsed { attempt, .. } => attempt,
             FileState::Ended { .. } => return,
         };
         self.state = FileState::Ended {
             attempt: Some(attempt),
-            result: FileResult::Failed,
+            result,
             outcome: Outcome {
                 error: Some(error),
                 ..Outcome::default()
@@ -1193,10 +1246,10 @@ impl<'a> GroupFile<'a> {
 }
 
 /// The object a worker claimed: where it is, and how to read exactly the claimed version.
-struct Claimed<'a> {
-    store: &'a Arc<dyn ObjectStore>,
-    key: &'a Path,
-    pinned: GetOptions,
+pub(crate) struct Claimed {
+    pub(crate) store: Arc<dyn ObjectStore>,
+    pub(crate) key: Path,
+    pub(crate) pinned: GetOptions,
 }
 
 /// Read options that fetch exactly the version that was claimed (when the store gives an ETag): an
@@ -1209,12 +1262,13 @@ fn pinned(etag: Option<&str>) -> GetOptions {
     }
 }
 
-/// Streams the object through the FHIR reader on a blocking thread (parsing is CPU work), building
-/// and staging silver rows as it goes.
-async fn parse_object(
+/// Streams the object (or the span of it a scale-out worker was given) through the FHIR reader on
+/// a blocking thread (parsing is CPU work), building and staging silver rows as it goes.
+pub(crate) async fn parse_object(
     source: Arc<dyn ObjectStore>,
     key: Path,
-    pinned: GetOptions,
+    mut pinned: GetOptions,
+    span: Span,
     limits: ReadLimits,
     context: LoadContext,
     progress: Option<Progress>,
@@ -1228,6 +1282,7 @@ async fn parse_object(
         e => FileError::Unreadable(e.to_string()),
     }
     };
+    pinned.range = span.range();
     let result = source.get_opts(&key, pinned).await.map_err(unreadable)?;
     let size = result.meta.size;
     let name = key.filename().unwrap_or_default().to_owned();
@@ -1250,6 +1305,7 @@ async fn parse_object(
             })
         }
     };
+    let input = span.bound(input);
     let input: Box<dyn Read + Send> = match progress {
         Some(report) => Box::new(ProgressReader {
             inner: input,
@@ -1263,7 +1319,14 @@ async fn parse_object(
     };
     tokio::task::spawn_blocking(move || {
         let mut load = FileLoad::new(context);
-        fhir::read_file(input, &name, &limits, &mut |item| load.take(item))?;
+        match span {
+            Span::Whole => {
+                fhir::read_file(input, &name, &limits, &mut |item| load.take(item))?;
+            }
+            Span::Lines { .. } => {
+                load.lines = fhir::read_ndjson_run(input, &limits, &mut |item| load.take(item))?;
+            }
+        }
         load.finish()
             .map_err(|e| FileError::Unreadable(format!("staging rows on local disk failed: {e}")))
     })

@@ -3,6 +3,7 @@
 //! The core knows three ports and nothing of AWS or SQLite: object storage (the `object_store`
 //! crate), the [`ports::Ledger`] and the [`ports::Notifier`]. Adapters live in their own crates.
 
+pub mod catalog;
 pub mod deid;
 pub mod erase;
 pub mod error;
@@ -13,6 +14,7 @@ pub mod ingest;
 pub mod objects;
 pub mod ports;
 pub mod rows;
+pub mod scale_out;
 pub mod silver;
 pub mod tenant;
 pub mod time;

@@ -195,6 +195,12 @@ pub trait Ledger: Send + Sync {
         now: i64,
     ) -> Result<bool>;
 
+    /// Claims a HANDED_OFF item for the scale-out job run `run_id` (PROCESSING, the next attempt,
+    /// `handed_off_to` kept). Any other status refuses it, changing nothing: an item the job already
+    /// finished is done, and one it failed or left with an expired lease is claimed again with
+    /// [`Ledger::claim`].
+    async fn take_over(&self, id: &str, now: i64, lease: Duration) -> Result<Claim>;
+
     async fn get(&self, id: &str) -> Result<Option<LedgerEntry>>;
 
     /// Every item, newest first.

@@ -189,6 +189,33 @@ impl Ledger for SqliteLedger {
         Ok(updated == 1)
     }
 
+    async fn take_over(&self, id: &str, now: i64, lease: Duration) -> Result<Claim> {
+        let lease_until = now + lease.as_micros() as i64;
+        let taken = self.with(|c| {
+            let claimed = c
+                .query_row(
+                    "UPDATE ledger SET status = 'PROCESSING', attempts = attempts + 1, lease_until = ?2,
+                                       updated_at = ?3
+                     WHERE id = ?1 AND status = 'HANDED_OFF'
+                     RETURNING attempts",
+                    params![id, lease_until, now],
+                    |row| row.get::<_, u32>(0),
+                )
+                .optional()?;
+            if let Some(attempt) = claimed {
+                return Ok(Some(Claim::Claimed { attempt }));
+            }
+            c.query_row(
+                &format!("SELECT {COLUMNS} FROM ledger WHERE id = ?1"),
+                [id],
+                entry,
+            )
+            .optional()
+            .map(|current| current.map(Claim::refused_by))
+        })?;
+        taken.ok_or_else(|| CoreError::Ledger(format!("no ledger item {id}")))
+    }
+
     async fn get(&self, id: &str) -> Result<Option<LedgerEntry>> {
         self.with(|c| {
             c.query_row(

@@ -7,18 +7,9 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
-use metriccare_core::gold::GoldTable;
-use metriccare_core::hudi::{HudiTable, TableDef};
-use metriccare_core::silver::SilverTable;
+use metriccare_core::catalog;
 use metriccare_core::{CoreError, Result};
 use object_store::ObjectStore;
-
-/// Every table a query can name, with its definition.
-pub fn tables() -> Vec<(String, TableDef)> {
-    let silver = SilverTable::ALL.map(|t| (format!("silver_{}", t.name()), t.def()));
-    let gold = GoldTable::ALL.map(|t| (format!("gold_{}", t.name()), t.def()));
-    silver.into_iter().chain(gold).collect()
-}
 
 fn query_error(e: datafusion::error::DataFusionError) -> CoreError {
     CoreError::Config(format!("query: {e}"))
@@ -29,17 +20,11 @@ fn query_error(e: datafusion::error::DataFusionError) -> CoreError {
 pub async fn run(lake: &Arc<dyn ObjectStore>, sql: &str) -> Result<Vec<RecordBatch>> {
     let context = SessionContext::new();
     let lowered = sql.to_lowercase();
-    for (name, def) in tables() {
+    for (name, _) in catalog::tables() {
         if !lowered.contains(&name) {
             continue;
         }
-        let hudi = HudiTable::open(lake.clone(), def.clone()).await?;
-        let batches = hudi
-            .snapshot(None)
-            .await?
-            .read(lake.as_ref(), None, None)
-            .await?;
-        let schema = def.file_schema();
+        let (schema, batches) = catalog::read_latest(lake, &name).await?;
         let table = MemTable::try_new(schema, vec![batches]).map_err(query_error)?;
         context
             .register_table(name.as_str(), Arc::new(table))

@@ -7,7 +7,10 @@ pub mod reader;
 
 use std::borrow::Cow;
 
-pub use reader::{FileError, Item, Position, ReadLimits, ReadSummary, read_file, resource_type_of};
+pub use reader::{
+    FileError, Item, LineCounts, Position, ReadLimits, ReadSummary, is_splittable_ndjson,
+    read_file, read_ndjson_run, resource_type_of,
+};
 
 use crate::deid::postal_prefix;
 use crate::time::{parse_fhir_datetime, parse_fhir_year};

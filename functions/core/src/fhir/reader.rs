@@ -57,6 +57,21 @@ impl fmt::Display for Position {
     }
 }
 
+impl Position {
+    /// Reads back what `Display` wrote (`line N` or `line N entry M`).
+    pub fn parse(text: &str) -> Option<Self> {
+        let rest = text.strip_prefix("line ")?;
+        let (line, entry) = match rest.split_once(" entry ") {
+            Some((line, entry)) => (line, entry.parse().ok()?),
+            None => (rest, 0),
+        };
+        Some(Self {
+            line: line.parse().ok()?,
+            entry,
+        })
+    }
+}
+
 /// Why a whole file could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FileError {
@@ -290,6 +305,56 @@ fn read_ndjson(
     limits: &ReadLimits,
     sink: &mut dyn FnMut(Item<'_>),
 ) -> Result<(), FileError> {
+    let lines = read_ndjson_lines(reader, limits, sink)?;
+    if lines.resources == 0 {
+        return Err(invalid("no line of the file is a FHIR resource"));
+    }
+    Ok(())
+}
+
+/// What a run of NDJSON lines held.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub struct LineCounts {
+    /// Lines read, blank ones included: the next run's first line is one past them.
+    pub lines: u64,
+    /// Lines that were a FHIR resource (or a Bundle of them).
+    pub resources: u64,
+}
+
+/// Whether a file whose first bytes are `head` (up to twice the sniffing window, or the whole
+/// file) is NDJSON that can be split into runs of lines: not gzip (a gzip stream is read from its
+/// start), and sniffed as NDJSON as [`read_file`] would.
+pub fn is_splittable_ndjson(head: &[u8]) -> bool {
+    if head.starts_with(&[0x1f, 0x8b]) {
+        return false;
+    }
+    let start = content_start(head);
+    head.get(start) == Some(&b'{') && sniff_ndjson(head, start, true) == Some(true)
+}
+
+/// Reads a run of whole lines of an NDJSON file (a line-aligned byte range a scale-out worker was
+/// given; see [`is_splittable_ndjson`]), numbering them from 1. Unlike [`read_file`], a run with
+/// no resource is no error: the file is judged on all its runs. A byte order mark is skipped at
+/// the start (only the first run can have one).
+pub fn read_ndjson_run(
+    input: impl Read,
+    limits: &ReadLimits,
+    sink: &mut dyn FnMut(Item<'_>),
+) -> Result<LineCounts, FileError> {
+    let mut reader = BufReader::with_capacity(256 << 10, input);
+    let mut bom = [0u8; 3];
+    let bom_len = fill_exact_or_eof(&mut reader, &mut bom)?;
+    let start = if bom[..bom_len] == BOM { BOM.len() } else { 0 };
+    let mut reader = std::io::Cursor::new(bom[start..bom_len].to_vec()).chain(reader);
+    let mut reader = BufReader::with_capacity(256 << 10, &mut reader);
+    read_ndjson_lines(&mut reader, limits, sink)
+}
+
+fn read_ndjson_lines(
+    reader: &mut impl BufRead,
+    limits: &ReadLimits,
+    sink: &mut dyn FnMut(Item<'_>),
+) -> Result<LineCounts, FileError> {
     let mut line_no = 0u64;
     let mut resources_seen = 0u64;
     for_each_line(reader, limits.max_line_bytes, |line| {
@@ -359,10 +424,10 @@ fn read_ndjson(
         }
         Ok(())
     })?;
-    if resources_seen == 0 {
-        return Err(invalid("no line of the file is a FHIR resource"));
-    }
-    Ok(())
+    Ok(LineCounts {
+        lines: line_no,
+        resources: resources_seen,
+    })
 }
 
 fn truncated(e: serde_json::Error) -> FileError {

@@ -82,6 +82,10 @@ if [ ! -x .venv-glue/bin/python ] || ! cmp -s glue-scripts/requirements-test.txt
   .venv-glue/bin/pip install --quiet --disable-pip-version-check -r glue-scripts/requirements-test.txt
   cp glue-scripts/requirements-test.txt .venv-glue/requirements.installed
 fi
+# The `metriccare` module (functions/python) at the debug profile, into .venv-glue; the release
+# manylinux wheel for Glue is built by CI and by the command in glue-scripts/README.md.
+VIRTUAL_ENV="$PWD/.venv-glue" PATH="$PWD/.venv-glue/bin:$PATH" \
+  .venv-glue/bin/maturin develop --quiet -m functions/python/Cargo.toml
 SPARK_LOCAL_IP=127.0.0.1 \
 METRICCARE_BIN="$CARGO_TARGET_DIR/debug/metriccare" \
 FHIR_GENERATOR_BIN="$CARGO_TARGET_DIR/debug/fhir-generator" \

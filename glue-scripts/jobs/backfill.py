@@ -1,98 +1,69 @@
 """Glue job: every raw file under one tenant's prefix of the raw bucket → silver → gold.
 
-For rebuilding or catching up a tenant (a silver table rebuilt, a bulk history loaded straight into
-the raw bucket). Files load in key order, as `metriccare ingest` loads a folder, into one commit per
-table; rows carry each file's ledger id as lineage. The ledger is not touched: a backfill re-derives
-silver from raw files whatever their ledger state, and Hudi's ordering makes reloading a file
-harmless. An invalid file is skipped (logged by ledger id) and fails the run at the end, after the
-valid ones are committed.
+For catching up a tenant (a bulk history loaded straight into the raw bucket, files whose events were
+lost). Files go through the ledger as the ingest Lambda's do: each is claimed (a file already
+completed or quarantined is skipped, one another worker holds is left to it), read on the executors
+(NDJSON split into byte spans), and committed on the driver in groups of --METRICCARE_GROUP_FILES
+(100) files, one commit per silver table per group; each file keeps its own ledger item, rejects and
+quarantine. Then gold. The run fails at the end when any file failed (it is retried by the next run).
 
 Arguments: --tenant_id and --prefix (or, in a run of the backfill workflow, its run properties
-tenant_id and prefix), --raw_bucket, and the job defaults of ingest_large_file. Argument parsing
-and I/O only: the logic is in the metriccare_glue package (glue-scripts/README.md).
+tenant_id and prefix), and the ingest Lambda's variables as `--METRICCARE_*` defaults.
 """
 
+import os
 import sys
 
-import boto3
-from awsglue.utils import getResolvedOptions
-from pyspark.sql import SparkSession
+from metriccare_glue.spark import (DEFAULT_GROUP_FILES, DEFAULT_SPLIT_BYTES, chunks, environment_from_arguments,
+                                   ingest_group, log_event)
 
-from metriccare_glue.fhir import InvalidFile
-from metriccare_glue.lake import check_key_fingerprint
-from metriccare_glue.ledger import ledger_id
-from metriccare_glue.pipeline import (commit_tenant, head_and_last_byte, log_event, now_micros,
-                                     pseudonymizer_from_parameter)
-from metriccare_glue.s3_store import S3LakeStore
-from metriccare_glue.silver import LoadContext, load_silver, plan_raw_file
-
-ARGUMENTS = ["JOB_RUN_ID", "raw_bucket", "lake_bucket", "lock_table", "pseudonym_key_parameter",
-             "silver_database", "gold_database", "aws_region"]
 TENANT_ARGUMENTS = ["tenant_id", "prefix"]
 
 
-def tenant_and_prefix(aws) -> tuple[str, str]:
-    """From --tenant_id/--prefix, else from the workflow run that started the job."""
-    if all(f"--{name}" in sys.argv for name in TENANT_ARGUMENTS):
-        given = getResolvedOptions(sys.argv, TENANT_ARGUMENTS)
-    else:
-        workflow = getResolvedOptions(sys.argv, ["WORKFLOW_NAME", "WORKFLOW_RUN_ID"])
-        given = aws.client("glue").get_workflow_run_properties(
-            Name=workflow["WORKFLOW_NAME"], RunId=workflow["WORKFLOW_RUN_ID"])["RunProperties"]
-    tenant, prefix = given["tenant_id"], given["prefix"]
-    if not prefix.startswith(f"{tenant}/"):
+def run(spark, lake, tenant: str, prefix: str, split_bytes: int = DEFAULT_SPLIT_BYTES,
+        group_files: int = DEFAULT_GROUP_FILES) -> list:
+    """Every file under the prefix through silver, then gold; a report (dict) per file."""
+    if not prefix.strip("/").startswith(f"{tenant}/") and prefix.strip("/") != tenant:
         raise ValueError("the prefix must lie inside the tenant's folder of the raw bucket")
-    return tenant, prefix
+    keys = [key for key, _ in lake.list_raw(prefix.strip("/"))]
+    log_event("backfill.listed", tenant_id=tenant, files=len(keys))
+    reports = []
+    for group in chunks(keys, group_files):
+        reports.extend(ingest_group(spark, lake, tenant, group, split_bytes))
+    gold = lake.refresh_gold()
+    log_event("gold.refreshed", tenant_id=tenant, busy=gold.get("busy"))
+    return reports
 
 
-def raw_objects(s3, bucket: str, prefix: str) -> list:
-    """The objects under the prefix in key order, without folder markers and hidden files (as the
-    CLI walks a folder)."""
-    found = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        found.extend(o for o in page.get("Contents", [])
-                     if not o["Key"].endswith("/") and not o["Key"].rsplit("/", 1)[-1].startswith("."))
-    return sorted(found, key=lambda o: o["Key"])
+def tenant_and_prefix(argv: list) -> tuple[str, str]:
+    """From --tenant_id/--prefix, else from the workflow run that started the job."""
+    from awsglue.utils import getResolvedOptions
+
+    if all(f"--{name}" in argv for name in TENANT_ARGUMENTS):
+        given = getResolvedOptions(argv, TENANT_ARGUMENTS)
+    else:
+        import boto3
+
+        workflow = getResolvedOptions(argv, ["WORKFLOW_NAME", "WORKFLOW_RUN_ID"])
+        given = boto3.client("glue").get_workflow_run_properties(
+            Name=workflow["WORKFLOW_NAME"], RunId=workflow["WORKFLOW_RUN_ID"])["RunProperties"]
+    return given["tenant_id"], given["prefix"]
 
 
 def main() -> None:
-    args = getResolvedOptions(sys.argv, ARGUMENTS)
-    aws = boto3.Session(region_name=args["aws_region"])
-    s3 = aws.client("s3")
-    tenant, prefix = tenant_and_prefix(aws)
-    pseudonymizer = pseudonymizer_from_parameter(aws.client("ssm"), args["pseudonym_key_parameter"])
-    store = S3LakeStore(s3, args["lake_bucket"])
-    check_key_fingerprint(store, pseudonymizer)
+    import metriccare
+    from pyspark.sql import SparkSession
 
-    bucket = args["raw_bucket"]
-    files, skipped = [], []
-    for index, obj in enumerate(raw_objects(s3, bucket, prefix)):
-        key, size, source_id = obj["Key"], obj["Size"], ledger_id(bucket, obj["Key"], obj["ETag"])
-        head, last_byte = head_and_last_byte(s3, bucket, key, size)
-        try:
-            uploaded_at = int(obj["LastModified"].timestamp() * 1_000_000)
-            files.append(plan_raw_file(index, f"s3://{bucket}/{key}", key.endswith(".gz"), source_id, size, head,
-                                       last_byte, uploaded_at))
-        except (InvalidFile, ValueError) as e:
-            skipped.append(source_id)
-            log_event("file.skipped", ledger_id=source_id, tenant_id=tenant, reason=str(e))
-    log_event("backfill.planned", tenant_id=tenant, files=len(files), skipped=len(skipped))
-
+    os.environ.update(environment_from_arguments(sys.argv))
+    tenant, prefix = tenant_and_prefix(sys.argv)
     spark = SparkSession.builder.getOrCreate()
-    # Spark logs input paths at INFO, and object keys can name patients.
+    # Spark logs input paths at INFO; object keys may name patients.
     spark.sparkContext.setLogLevel("WARN")
-    load = load_silver(spark, files, LoadContext(tenant, now_micros(), pseudonymizer))
-    by_index = {f.index: f.ledger_id for f in files}
-    for index, reason in sorted(load.invalid.items()):
-        skipped.append(by_index[index])
-        log_event("file.skipped", ledger_id=by_index[index], tenant_id=tenant, reason=reason)
-    instants = commit_tenant(spark, store, aws.client("glue"), args, load, tenant)
-    summaries = load.summaries.values()
-    log_event("backfill.completed", tenant_id=tenant, files=len(load.summaries), silver_instants=instants,
-              resources=sum(sum(s.counts.values()) for s in summaries),
-              rejected=sum(s.rejected for s in summaries), deleted=sum(s.deleted for s in summaries))
-    if skipped:
-        raise RuntimeError(f"{len(skipped)} invalid file(s) skipped, ledger ids: {', '.join(skipped)}")
+    group_files = int(os.environ.get("METRICCARE_GROUP_FILES", DEFAULT_GROUP_FILES))
+    reports = run(spark, metriccare.Lake.aws(), tenant, prefix, group_files=group_files)
+    failed = [r["ledger_id"] for r in reports if r["result"] == "failed"]
+    if failed:
+        raise SystemExit(f"{len(failed)} of {len(reports)} files were not processed: {', '.join(failed)}")
 
 
 if __name__ == "__main__":

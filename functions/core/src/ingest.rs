@@ -1287,8 +1287,13 @@ pub(crate) async fn parse_object(
     let size = result.meta.size;
     let name = key.filename().unwrap_or_default().to_owned();
     let input: Box<dyn Read + Send> = match result.payload {
-        // A local file is read directly: no async hop per chunk.
-        GetResultPayload::File(file, _) => Box::new(file),
+        // A local file is read directly (no async hop per chunk), from the range asked for: the
+        // payload is the whole file.
+        GetResultPayload::File(mut file, _) => {
+            file.seek(io::SeekFrom::Start(result.range.start))
+                .map_err(|e| FileError::Unreadable(e.to_string()))?;
+            Box::new(file.take(result.range.end - result.range.start))
+        }
         GetResultPayload::Stream(stream) => {
             let (sender, receiver) = tokio::sync::mpsc::channel(8);
             tokio::spawn(async move {

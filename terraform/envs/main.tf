@@ -17,6 +17,8 @@ locals {
   partition   = data.aws_partition.current.partition
   s3_arn      = "arn:${local.partition}:s3:::"
   glue_arn    = "arn:${local.partition}:glue:${local.region}:${local.account_id}"
+  # What scripts/build-glue-wheel.sh builds (the version is the workspace's).
+  glue_wheel_name = "metriccare-0.1.0-cp311-abi3-manylinux_2_28_x86_64.whl"
 
   lambda_timeout_seconds = 900
   event_bus_name         = "default"
@@ -97,6 +99,10 @@ module "glue_job" {
   artifacts_bucket_name        = module.data_lake.bucket_names.artifacts
   raw_bucket_name              = module.data_lake.bucket_names.raw
   lake_bucket_name             = module.data_lake.bucket_names.lake
+  quarantine_bucket_name       = module.data_lake.bucket_names.quarantine
+  wheel_path                   = "${var.glue_wheel_dir}/${local.glue_wheel_name}"
+  alerts_topic_arn             = module.notifications.alerts_topic_arn
+  notifications_topic_arn      = module.notifications.notifications_topic_arn
   ledger_table_name            = module.ledger.table_name
   ledger_table_arn             = module.ledger.table_arn
   pseudonym_key_parameter_name = aws_ssm_parameter.pseudonym_key.name

@@ -3,6 +3,12 @@ variable "aws_region" {
   type        = string
 }
 
+variable "glue_wheel_dir" {
+  description = "Folder with the `metriccare` wheel from scripts/build-glue-wheel.sh (target/wheels)."
+  type        = string
+  default     = "../../target/wheels"
+}
+
 variable "lambda_zip_dir" {
   description = "Folder with <binary>/bootstrap.zip from `cargo lambda build --release --output-format zip` (target/lambda)."
   type        = string

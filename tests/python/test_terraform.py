@@ -328,12 +328,19 @@ def test_athena_views_choose_gold_columns_and_compute_nothing(demo_lake):
         assert view.num_rows == direct.num_rows > 0 and view.equals(direct), table
 
 
-# What the Glue jobs' role needs besides the boto3 calls in glue-scripts/: Spark writing the Hudi
-# tables to S3, Hudi's DynamoDB lock provider, the job's logs and metrics, the key. IAM authorises
-# HeadObject as GetObject and ListObjectsV2 as ListBucket.
+# What the Glue jobs call. The Rust core through the `metriccare` module (functions/python): the
+# ledger's get, claim, take-over and finish; the key; the catalog registration; alerts and gold
+# announcements; S3 through object_store (the raw file read in ranges and listed for a backfill, the
+# lake read, written, cleaned and listed, the quarantine bucket's staged parts written, read, listed
+# and removed, rejects and quarantined files uploaded). In Python, only the backfill's workflow run
+# properties. And what Glue itself needs: the scripts and the wheel, logs, metrics, the key.
+GLUE_MODULE_CALLS = {("dynamodb", "get_item"), ("dynamodb", "update_item"), ("ssm", "get_parameter"),
+                     ("glue", "get_table"), ("glue", "batch_create_partition"), ("sns", "publish")}
+GLUE_BUCKET_ACCESS = {"raw_bucket_name": {"s3:GetObject", "s3:ListBucket"},
+                      "lake_bucket_name": OBJECT_STORE_ACTIONS["read_write"] | {"s3:AbortMultipartUpload"},
+                      "quarantine_bucket_name": OBJECT_STORE_ACTIONS["read_write"] | OBJECT_STORE_ACTIONS["upload"]}
 GLUE_PLATFORM_ACTIONS = {
-    "s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:ListBucket",
-    "dynamodb:DescribeTable", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
+    "s3:GetObject",  # the scripts and the wheel in the artifacts bucket
     "logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:AssociateKmsKey",
     "cloudwatch:PutMetricData", "kms:Decrypt", "kms:GenerateDataKey", "kms:Encrypt",
 }
@@ -361,27 +368,53 @@ def boto3_calls(folder: Path) -> set:
     return called
 
 
-def test_the_glue_role_allows_the_jobs_calls_and_only_what_spark_and_hudi_add():
-    calls = boto3_calls(ROOT / "glue-scripts")
-    assert {"ssm:GetParameter", "dynamodb:UpdateItem", "glue:BatchCreatePartition"} <= calls  # the scan works
+def test_the_glue_role_allows_the_jobs_calls_and_nothing_else():
+    # The declared module calls are calls the AWS adapters make; the Python ones are scanned.
+    adapters = {AWS_SRC / name for name in ("ledger.rs", "glue.rs", "sns.rs", "ingest_function.rs")}
+    assert GLUE_MODULE_CALLS <= sdk_calls(adapters)
+    python_calls = boto3_calls(ROOT / "glue-scripts")
+    assert python_calls == {"glue:GetWorkflowRunProperties"}
+    assert "metriccare.Lake" in (ROOT / "glue-scripts" / "jobs" / "backfill.py").read_text()
+
     module = load_hcl(TERRAFORM / "modules" / "glue_job")
     statements = module["data"]["aws_iam_policy_document"]["jobs"]["statement"]
     granted = {action for s in statements for action in s["actions"]}
-    assert calls <= granted, f"calls the role does not allow: {calls - granted}"
-    assert granted - calls <= GLUE_PLATFORM_ACTIONS, f"allowed but never used: {granted - calls - GLUE_PLATFORM_ACTIONS}"
+    needed = {iam_action(*call) for call in GLUE_MODULE_CALLS} | python_calls
+    needed |= set().union(*GLUE_BUCKET_ACCESS.values())
+    assert granted == needed | GLUE_PLATFORM_ACTIONS, "role and code disagree"
     assert all("*" not in s["resources"] or s["actions"] == ["cloudwatch:PutMetricData"] for s in statements)
+    # Each bucket gets exactly what the module does with it.
+    for variable, actions in GLUE_BUCKET_ACCESS.items():
+        on_bucket = {a for s in statements for a in s["actions"]
+                     if any(f"var.{variable}" in r for r in s["resources"])}
+        assert on_bucket == actions, variable
 
 
-def test_the_glue_jobs_get_every_argument_their_scripts_require():
-    """Each job script's getResolvedOptions names are given by Terraform's default arguments, by the
-    ingest function's StartJobRun (large files) or by Glue itself (JOB_NAME, JOB_RUN_ID)."""
+def test_the_glue_jobs_get_the_configuration_the_module_reads():
+    """The job defaults carry every variable the module's configuration requires (the ingest and gold
+    functions' `Env::ingest` and `Env::gold`), nothing the local backend reads; the ingest function's
+    StartJobRun adds only ids; the scripts' own arguments are given."""
     module = load_hcl(TERRAFORM / "modules" / "glue_job")
     defaults = {k.removeprefix("--") for k in module["locals"]["common_arguments"]}
+    config = (AWS_SRC / "config.rs").read_text()
+    constants = config_constants()
+    required = set()
+    for method in ("ingest", "gold", "common"):
+        body = function_body(config, method)
+        required |= {constants[c] for c in re.findall(r"self\.(?:required|bucket|arn)\(([A-Z_]+)\)", body)}
+    assert "METRICCARE_LEDGER_TABLE" in required  # the scan works
+    given = {d for d in defaults if d.startswith("METRICCARE_")}
+    assert required <= given, f"the module needs {required - given}"
+    assert not given & NOT_FOR_AWS
     from_lambda = set(re.findall(r'"--(\w+)"', (AWS_SRC / "glue.rs").read_text()))
     # Only ids: a key may name a patient, and job arguments are visible to anyone listing runs.
     assert from_lambda == {"tenant_id", "ledger_id"}
     for job in module["locals"]["jobs"].values():
         script = (ROOT / "glue-scripts" / "jobs" / job["script"]).read_text()
-        required = set(re.findall(r'"(\w+)"', re.search(r"^ARGUMENTS = \[(.*?)\]", script, re.S | re.M).group(1)))
-        given = defaults | {"JOB_NAME", "JOB_RUN_ID"} | (from_lambda if job["script"] == "ingest_large_file.py" else set())
-        assert required <= given, f"{job['script']} needs {required - given}"
+        asked = set()
+        for names in re.findall(r"getResolvedOptions\([\w.]+, (\[.*?\]|\w+)\)", script):
+            literal = names if names.startswith("[") else re.search(rf"^{names} = (\[.*?\])", script, re.M).group(1)
+            asked |= set(re.findall(r'"(\w+)"', literal))
+        own = {"tenant_id", "ledger_id"} if job["script"] == "ingest_large_file.py" else \
+            {"tenant_id", "prefix", "WORKFLOW_NAME", "WORKFLOW_RUN_ID"}
+        assert asked and asked <= own | defaults, f"{job['script']} asks for {asked - own - defaults}"

@@ -9,8 +9,11 @@ use std::time::Duration;
 use metriccare_aws::ingest_function::STATUS_TAG;
 use metriccare_aws::ledger::DynamoDbLedger;
 use metriccare_core::gold::read_gold;
+use metriccare_core::ingest::FileResult;
 use metriccare_core::ports::{Claim, Ledger, LedgerStatus, ObjectRef, Outcome};
+use metriccare_core::scale_out::stage_task;
 use metriccare_core::silver::SilverTable;
+use metriccare_core::tenant::TenantId;
 use metriccare_tests::aws::{Deployment, sns_delivery, sqs_event};
 use metriccare_tests::{assert_matches_truth, silver_rows};
 use object_store::path::Path;
@@ -592,6 +595,54 @@ async fn an_object_too_big_for_a_lambda_is_handed_to_the_glue_job_once() {
             .await
             .is_empty()
     );
+
+    // WHEN the job takes the file over, splits it into spans of a third, stages each and commits
+    let services = ingest.services();
+    let (raw, raw_bucket) = ingest.raw();
+    let tenant = TenantId::parse("tenant-01").unwrap();
+    let group = services
+        .claim_scale_out(
+            raw,
+            raw_bucket,
+            &[Path::parse(key).unwrap()],
+            &tenant,
+            size / 3 + 1,
+        )
+        .await
+        .unwrap();
+    let tasks = group.tasks();
+    assert_eq!(tasks.len(), 3);
+    for task in &tasks {
+        stage_task(
+            raw.clone(),
+            &services.quarantine,
+            &services.pseudonymizer,
+            &services.settings.limits,
+            task,
+        )
+        .await
+        .unwrap();
+    }
+    let reports = services.commit_scale_out(group).await.unwrap();
+    // THEN the file is completed on its second attempt, with every patient the file holds, and a
+    // second run of the job finds it done
+    assert_eq!(reports[0].result, FileResult::Completed, "{reports:?}");
+    let entry = services.ledger.get(&entry.id).await.unwrap().unwrap();
+    assert_eq!((entry.status, entry.attempts), (LedgerStatus::Completed, 2));
+    assert_eq!(entry.handed_off_to.as_deref(), runs[0].id());
+    let patients = silver_rows(services, SilverTable::Patient).await;
+    assert_eq!(patients.len() as u64, entry.counts["Patient"]);
+    let again = services
+        .claim_scale_out(
+            raw,
+            raw_bucket,
+            &[Path::parse(key).unwrap()],
+            &tenant,
+            size / 3 + 1,
+        )
+        .await
+        .unwrap();
+    assert!(again.tasks().is_empty());
 }
 
 #[tokio::test]

@@ -362,10 +362,14 @@ impl Services {
             .ledger
             .claim(&object, tenant.as_str(), now, self.settings.lease)
             .await?;
-        // The scale-out job takes over what the ingest path handed it.
+        // The scale-out job takes over what the ingest path handed it; the item keeps naming the
+        // run it was handed to.
+        let mut handed_off_to = None;
         if take_over
-            && matches!(&claim, Claim::Done(entry) if entry.status == LedgerStatus::HandedOff)
+            && let Claim::Done(entry) = &claim
+            && entry.status == LedgerStatus::HandedOff
         {
+            handed_off_to = entry.handed_off_to.clone();
             claim = self
                 .ledger
                 .take_over(&ledger_id, now, self.settings.lease)
@@ -395,6 +399,7 @@ impl Services {
             ledger_id,
             now,
             delete_ordering: meta.last_modified.timestamp_micros(),
+            handed_off_to,
             state,
         })
     }
@@ -633,6 +638,9 @@ impl Services {
             ),
         };
         let ledger_id = file.ledger_id;
+        if outcome.handed_off_to.is_none() {
+            outcome.handed_off_to = file.handed_off_to;
+        }
         outcome.error = outcome
             .error
             .map(|text| redact_key(&text, &file.object.key, &ledger_id));
@@ -1176,6 +1184,8 @@ pub(crate) struct GroupFile {
     pub(crate) now: i64,
     /// The ordering of the file's deletes (see [`LoadContext::delete_ordering`]).
     pub(crate) delete_ordering: i64,
+    /// The scale-out run the ingest path handed the file to, when a scale-out run took it over.
+    pub(crate) handed_off_to: Option<String>,
     pub(crate) state: FileState,
 }
 
@@ -1212,6 +1222,7 @@ impl GroupFile {
             object,
             now: now_micros(),
             delete_ordering: 0,
+            handed_off_to: None,
             state: FileState::Ended {
                 attempt: None,
                 result: FileResult::Gone,

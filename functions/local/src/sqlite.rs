@@ -393,4 +393,43 @@ mod tests {
             Claim::Done(entry) if entry.handed_off_to.as_deref() == Some("jr_1")
         ));
     }
+
+    #[tokio::test]
+    async fn a_handed_off_item_is_taken_over_once_and_only_then() {
+        // GIVEN an item handed off to a scale-out run
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = SqliteLedger::open(&dir.path().join("ledger.db")).unwrap();
+        let id = object("e").ledger_id();
+        ledger.claim(&object("e"), "t1", 0, LEASE).await.unwrap();
+        let handed = Outcome {
+            handed_off_to: Some("jr_1".into()),
+            ..Outcome::default()
+        };
+        assert!(
+            ledger
+                .finish(&id, 1, LedgerStatus::HandedOff, &handed, 1)
+                .await
+                .unwrap()
+        );
+        // WHEN the run takes it over, and a second run tries while the first holds it
+        let first = ledger.take_over(&id, 2, LEASE).await.unwrap();
+        let second = ledger.take_over(&id, 3, LEASE).await.unwrap();
+        // THEN the first holds the next attempt, the second is refused, nothing else changed
+        assert_eq!(first, Claim::Claimed { attempt: 2 });
+        assert!(
+            matches!(second, Claim::Busy(entry) if entry.handed_off_to.as_deref() == Some("jr_1"))
+        );
+        // AND once finished, the item is done for every later take-over; an unknown item is an error
+        assert!(
+            ledger
+                .finish(&id, 2, LedgerStatus::Completed, &handed, 4)
+                .await
+                .unwrap()
+        );
+        assert!(matches!(
+            ledger.take_over(&id, 5, LEASE).await.unwrap(),
+            Claim::Done(_)
+        ));
+        assert!(ledger.take_over("nope", 5, LEASE).await.is_err());
+    }
 }

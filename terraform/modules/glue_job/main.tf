@@ -1,7 +1,8 @@
-# The scale-out path: PySpark jobs (Glue 5.0, Hudi 0.15) for files too big for the ingest function
-# (it starts ingest_large_file with StartJobRun and hands the ledger item off) and for backfills
-# (a workflow started by an operator). Both write the same silver tables with the same pseudonyms
-# and recompute gold with the same definitions; glue-scripts/README.md explains the jobs.
+# The scale-out path: PySpark jobs (Glue 5.0) for files too big for the ingest function (it starts
+# ingest_large_file with StartJobRun and hands the ledger item off) and for backfills (a workflow
+# started by an operator). Both run the Rust core, loaded as the Python module `metriccare` from the
+# wheel uploaded here: Spark spreads the parsing over executors, the Rust writer commits.
+# glue-scripts/README.md explains the jobs.
 
 data "aws_caller_identity" "current" {}
 data "aws_region" "current" {}
@@ -27,47 +28,34 @@ locals {
   }
 
   package_key = "glue-scripts/metriccare_glue.zip"
+  wheel_key   = "glue-scripts/wheels/${basename(var.wheel_path)}"
 
   # Arguments every job run gets; the ingest function adds --tenant_id and --ledger_id to each
   # large-file run (the job reads the object's key from the ledger item: a key may name a
-  # patient). A backfill reads tenant_id and prefix from its workflow run's properties.
+  # patient). A backfill reads tenant_id and prefix from its workflow run's properties. The
+  # --METRICCARE_* arguments are the ingest and gold functions' variables: the jobs export them and
+  # the `metriccare` module reads them as the functions do.
   common_arguments = {
-    "--job-language"                     = "python"
-    "--datalake-formats"                 = "hudi"
-    "--conf"                             = "spark.serializer=org.apache.spark.serializer.KryoSerializer --conf spark.sql.hive.convertMetastoreParquet=false"
-    "--extra-py-files"                   = "s3://${var.artifacts_bucket_name}/${local.package_key}"
-    "--enable-continuous-cloudwatch-log" = "true"
-    "--enable-metrics"                   = "true"
-    "--enable-observability-metrics"     = "true"
-    "--raw_bucket"                       = var.raw_bucket_name
-    "--lake_bucket"                      = var.lake_bucket_name
-    "--ledger_table"                     = var.ledger_table_name
-    "--lock_table"                       = aws_dynamodb_table.hudi_locks.name
-    "--pseudonym_key_parameter"          = var.pseudonym_key_parameter_name
-    "--silver_database"                  = var.silver_database
-    "--gold_database"                    = var.gold_database
-    "--aws_region"                       = local.region
-  }
-}
-
-# Hudi's DynamoDBBasedLockProvider (optimistic concurrency between job runs): partition key "key".
-resource "aws_dynamodb_table" "hudi_locks" {
-  name         = "metriccare_silver_hudi_locks_${var.environment}"
-  billing_mode = "PAY_PER_REQUEST"
-  hash_key     = "key"
-
-  attribute {
-    name = "key"
-    type = "S"
-  }
-
-  point_in_time_recovery {
-    enabled = true
-  }
-
-  server_side_encryption {
-    enabled     = true
-    kms_key_arn = var.kms_key_arn
+    "--job-language"                       = "python"
+    "--additional-python-modules"          = "s3://${var.artifacts_bucket_name}/${local.wheel_key}"
+    "--extra-py-files"                     = "s3://${var.artifacts_bucket_name}/${local.package_key}"
+    "--enable-continuous-cloudwatch-log"   = "true"
+    "--enable-metrics"                     = "true"
+    "--enable-observability-metrics"       = "true"
+    "--METRICCARE_RAW_BUCKET"              = var.raw_bucket_name
+    "--METRICCARE_LAKE_BUCKET"             = var.lake_bucket_name
+    "--METRICCARE_QUARANTINE_BUCKET"       = var.quarantine_bucket_name
+    "--METRICCARE_LEDGER_TABLE"            = var.ledger_table_name
+    "--METRICCARE_ALERTS_TOPIC_ARN"        = var.alerts_topic_arn
+    "--METRICCARE_NOTIFICATIONS_TOPIC_ARN" = var.notifications_topic_arn
+    "--METRICCARE_PSEUDONYM_KEY_PARAMETER" = var.pseudonym_key_parameter_name
+    "--METRICCARE_SILVER_DATABASE"         = var.silver_database
+    "--METRICCARE_GOLD_DATABASE"           = var.gold_database
+    # The module reads the ingest function's whole configuration; the jobs never start a job.
+    "--METRICCARE_GLUE_JOB_NAME" = local.jobs.large_file.name
+    # Longer than a run can last, so a live run's claim is never taken over.
+    "--METRICCARE_LEASE_SECONDS" = tostring(var.timeout_minutes * 60 + 60)
+    "--METRICCARE_LOG"           = "info"
   }
 }
 
@@ -85,6 +73,17 @@ resource "aws_s3_object" "package" {
   key         = local.package_key
   source      = data.archive_file.package.output_path
   source_hash = data.archive_file.package.output_base64sha256
+  kms_key_id  = var.kms_key_arn
+}
+
+# The Rust core as a Python module (functions/python, built by scripts/build-glue-wheel.sh): a
+# manylinux x86_64 wheel for Glue 5.0's Python 3.11 and glibc 2.34, installed by
+# --additional-python-modules.
+resource "aws_s3_object" "wheel" {
+  bucket      = var.artifacts_bucket_name
+  key         = local.wheel_key
+  source      = var.wheel_path
+  source_hash = filebase64sha256(var.wheel_path)
   kms_key_id  = var.kms_key_arn
 }
 
@@ -134,21 +133,25 @@ resource "aws_iam_role" "jobs" {
 
 data "aws_iam_policy_document" "jobs" {
   statement {
-    sid       = "ReadScripts"
+    sid       = "ReadScriptsAndTheWheel"
     actions   = ["s3:GetObject"]
     resources = ["${local.s3_arn}${var.artifacts_bucket_name}/glue-scripts/*"]
   }
 
   statement {
     sid       = "ReadRawFiles"
-    actions   = ["s3:GetObject", "s3:GetObjectTagging", "s3:PutObjectTagging"]
+    actions   = ["s3:GetObject"]
     resources = ["${local.s3_arn}${var.raw_bucket_name}/*"]
   }
 
   statement {
-    sid       = "ListRawAndLake"
-    actions   = ["s3:ListBucket"]
-    resources = ["${local.s3_arn}${var.raw_bucket_name}", "${local.s3_arn}${var.lake_bucket_name}"]
+    sid     = "ListRawLakeAndQuarantine"
+    actions = ["s3:ListBucket"]
+    resources = [
+      "${local.s3_arn}${var.raw_bucket_name}",
+      "${local.s3_arn}${var.lake_bucket_name}",
+      "${local.s3_arn}${var.quarantine_bucket_name}",
+    ]
   }
 
   statement {
@@ -157,22 +160,30 @@ data "aws_iam_policy_document" "jobs" {
     resources = ["${local.s3_arn}${var.lake_bucket_name}/*"]
   }
 
+  # Staged parts (staging/), rejects and quarantined files: the executors write, the driver reads
+  # and removes.
   statement {
-    sid       = "FinishHandedOffLedgerItems"
-    actions   = ["dynamodb:GetItem", "dynamodb:UpdateItem"]
-    resources = [var.ledger_table_arn]
+    sid       = "StageAndQuarantine"
+    actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"]
+    resources = ["${local.s3_arn}${var.quarantine_bucket_name}/*"]
   }
 
   statement {
-    sid       = "HudiLocks"
-    actions   = ["dynamodb:DescribeTable", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"]
-    resources = [aws_dynamodb_table.hudi_locks.arn]
+    sid       = "ClaimAndFinishLedgerItems"
+    actions   = ["dynamodb:GetItem", "dynamodb:UpdateItem"]
+    resources = [var.ledger_table_arn]
   }
 
   statement {
     sid       = "PseudonymKey"
     actions   = ["ssm:GetParameter"]
     resources = [var.pseudonym_key_parameter_arn]
+  }
+
+  statement {
+    sid       = "AlertsAndGoldRefreshes"
+    actions   = ["sns:Publish"]
+    resources = [var.alerts_topic_arn, var.notifications_topic_arn]
   }
 
   statement {
@@ -185,12 +196,6 @@ data "aws_iam_policy_document" "jobs" {
       "arn:${local.partition}:glue:${local.region}:${local.account_id}:table/${var.silver_database}/*",
       "arn:${local.partition}:glue:${local.region}:${local.account_id}:table/${var.gold_database}/*",
     ]
-  }
-
-  statement {
-    sid       = "SeeWhetherAHandedOffRunEnded"
-    actions   = ["glue:GetJobRun"]
-    resources = ["arn:${local.partition}:glue:${local.region}:${local.account_id}:job/${local.jobs.large_file.name}"]
   }
 
   statement {

@@ -23,6 +23,26 @@ variable "lake_bucket_name" {
   type        = string
 }
 
+variable "quarantine_bucket_name" {
+  description = "The quarantine bucket: the jobs' staged parts (staging/), rejects and quarantined files."
+  type        = string
+}
+
+variable "wheel_path" {
+  description = "The `metriccare` wheel (manylinux x86_64, cp311-abi3) built by scripts/build-glue-wheel.sh."
+  type        = string
+}
+
+variable "alerts_topic_arn" {
+  description = "SNS topic of alerts (a quarantined or failed file)."
+  type        = string
+}
+
+variable "notifications_topic_arn" {
+  description = "SNS topic of gold refreshes (gold.refreshed)."
+  type        = string
+}
+
 variable "ledger_table_name" {
   description = "The ingest ledger; the job finishes the items the ingest function handed off."
   type        = string

@@ -5,7 +5,8 @@ lost). Files go through the ledger as the ingest Lambda's do: each is claimed (a
 completed or quarantined is skipped, one another worker holds is left to it), read on the executors
 (NDJSON split into byte spans), and committed on the driver in groups of --METRICCARE_GROUP_FILES
 (100) files, one commit per silver table per group; each file keeps its own ledger item, rejects and
-quarantine. Then gold. The run fails at the end when any file failed (it is retried by the next run).
+quarantine. Then gold. The run fails at the end when any file failed or was held by another worker
+(a re-run of the backfill picks them up).
 
 Arguments: --tenant_id and --prefix (or, in a run of the backfill workflow, its run properties
 tenant_id and prefix), and the ingest Lambda's variables as `--METRICCARE_*` defaults.
@@ -61,9 +62,12 @@ def main() -> None:
     spark.sparkContext.setLogLevel("WARN")
     group_files = int(os.environ.get("METRICCARE_GROUP_FILES", DEFAULT_GROUP_FILES))
     reports = run(spark, metriccare.Lake.aws(), tenant, prefix, group_files=group_files)
-    failed = [r["ledger_id"] for r in reports if r["result"] == "failed"]
-    if failed:
-        raise SystemExit(f"{len(failed)} of {len(reports)} files were not processed: {', '.join(failed)}")
+    # A busy file is held by another worker (a Lambda, a dead run until its lease expires): not done
+    # by this run, and nothing else retries a backfilled file, so the run says so.
+    undone = [f"{r['ledger_id']} ({r['result']})" for r in reports if r["result"] in ("failed", "busy")]
+    if undone:
+        raise SystemExit(f"{len(undone)} of {len(reports)} files were not processed (re-run the backfill "
+                         f"once they are free): {', '.join(undone)}")
 
 
 if __name__ == "__main__":

@@ -52,12 +52,12 @@ def snapshot(lake: Path, layers=("silver",)) -> dict:
 
 
 def rejects(lake: Path) -> list:
-    """Every rejected resource of the lake: (position, reason), sorted."""
+    """Every rejected resource of the lake: (position, reason, resource), sorted."""
     found = []
     for path in sorted((lake / "quarantine" / "rejects").rglob("*.ndjson")):
         for line in path.read_text().splitlines():
             reject = json.loads(line)
-            found.append((reject["position"], reject["reason"]))
+            found.append((reject["position"], reject["reason"], json.dumps(reject["resource"], sort_keys=True)))
     return sorted(found)
 
 

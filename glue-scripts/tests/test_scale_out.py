@@ -203,6 +203,34 @@ def test_a_bad_file_is_quarantined_as_the_ingest_path_would(tmp_path, spark, met
     assert "truncated" in glue_reasons[0] or "truncated" in glue_reasons[1]
 
 
+def test_odd_lines_cut_into_spans_give_the_ingest_paths_rows_rejects_and_verdicts(tmp_path, spark, metriccare_bin):
+    # GIVEN a file that opens with a byte order mark and blank lines, with CRLF and LF endings, blank
+    # lines, a byte order mark opening a later line, lines that are a JSON string, not JSON, or not
+    # FHIR; and a plain NDJSON file whose name says gzip
+    lines = []
+    for i in range(1500):
+        patient = json.dumps({"resourceType": "Patient", "id": f"p{i}", "gender": "female",
+                              "meta": {"lastUpdated": "2024-03-01T00:00:00Z"}})
+        lines.append({0: '"123"', 1: "\ufeff" + patient, 2: "not json", 3: "", 4: '{"no": "type"}'}.get((i + 5) % 17, patient))
+    body = "\ufeff\n\n  " + "".join(line + ("\r\n" if i % 3 else "\n") for i, line in enumerate(lines))
+    files = {f"{TENANT}/odd.ndjson": tmp_path / "odd.ndjson", f"{TENANT}/plain.ndjson.gz": tmp_path / "plain.ndjson.gz"}
+    files[f"{TENANT}/odd.ndjson"].write_bytes(body.encode())
+    files[f"{TENANT}/plain.ndjson.gz"].write_bytes(body.encode())
+    glue_dir, cli_dir = tmp_path / "glue", tmp_path / "cli"
+    copy_raw(files, glue_dir)
+    copy_raw(files, cli_dir)
+    # WHEN the Glue plumbing loads them in spans of 1 KiB, and the CLI loads them whole
+    reports = ingest_group(spark, metriccare.Lake.local(str(glue_dir)), TENANT, sorted(files), 1 << 10)
+    cli(metriccare_bin, cli_dir, "watch", "--once")
+    # THEN the verdicts, the rows and the rejects (line numbers, reasons, resources) are the CLI's
+    verdicts = {r["key"].rsplit("/", 1)[-1]: r["result"] for r in reports}
+    cli_verdicts = {e["object"]["key"].rsplit("/", 1)[-1]: e["status"].lower() for e in ledger(metriccare_bin, cli_dir)}
+    assert verdicts == cli_verdicts == {"odd.ndjson": "completed", "plain.ndjson.gz": "quarantined"}
+    assert snapshot(glue_dir) == snapshot(cli_dir)
+    assert len(rejects(glue_dir)) > 300
+    assert rejects(glue_dir) == rejects(cli_dir)
+
+
 def test_the_large_file_job_waits_for_the_hand_off_and_leaves_a_final_item_alone(tmp_path, spark, big_file):
     # GIVEN a file the ingest path already completed
     key = f"{TENANT}/big/everything.ndjson"

@@ -17,6 +17,7 @@ locals {
   partition   = data.aws_partition.current.partition
   s3_arn      = "arn:${local.partition}:s3:::"
   glue_arn    = "arn:${local.partition}:glue:${local.region}:${local.account_id}"
+
   # What scripts/build-glue-wheel.sh builds (the version is the workspace's).
   glue_wheel_name = "metriccare-0.1.0-cp311-abi3-manylinux_2_28_x86_64.whl"
 

@@ -600,14 +600,10 @@ async fn an_object_too_big_for_a_lambda_is_handed_to_the_glue_job_once() {
     let services = ingest.services();
     let (raw, raw_bucket) = ingest.raw();
     let tenant = TenantId::parse("tenant-01").unwrap();
+    let keys = [Path::parse(key).unwrap()];
+    let split = size / 3 + 1;
     let group = services
-        .claim_scale_out(
-            raw,
-            raw_bucket,
-            &[Path::parse(key).unwrap()],
-            &tenant,
-            size / 3 + 1,
-        )
+        .claim_scale_out(raw, raw_bucket, &keys, &tenant, split)
         .await
         .unwrap();
     let tasks = group.tasks();
@@ -633,13 +629,7 @@ async fn an_object_too_big_for_a_lambda_is_handed_to_the_glue_job_once() {
     let patients = silver_rows(services, SilverTable::Patient).await;
     assert_eq!(patients.len() as u64, entry.counts["Patient"]);
     let again = services
-        .claim_scale_out(
-            raw,
-            raw_bucket,
-            &[Path::parse(key).unwrap()],
-            &tenant,
-            size / 3 + 1,
-        )
+        .claim_scale_out(raw, raw_bucket, &keys, &tenant, split)
         .await
         .unwrap();
     assert!(again.tasks().is_empty());

@@ -757,18 +757,7 @@ impl Services {
         let path = Path::from("rejects")
             .join(tenant.as_str())
             .join(format!("{ledger_id}.ndjson"));
-        let mut writer = WriteMultipart::new(self.quarantine.put_multipart(&path).await?);
-        let mut reader = std::io::BufReader::new(file);
-        let mut chunk = vec![0u8; 1 << 20];
-        loop {
-            let n = reader.read(&mut chunk)?;
-            if n == 0 {
-                break;
-            }
-            writer.write(&chunk[..n]);
-        }
-        writer.finish().await?;
-        Ok(())
+        objects::upload_file(self.quarantine.as_ref(), &path, file).await
     }
 
     /// Copies the file to `files/<tenant>/<ledger id>/` with a `reason.json` beside it. It reads the
@@ -856,14 +845,30 @@ impl RejectLog {
         reason: &str,
         raw: Option<&str>,
     ) -> Result<()> {
+        let resource =
+            raw.map(|r| serde_json::from_str::<serde_json::Value>(r).unwrap_or_else(|_| r.into()));
+        self.add_value(
+            ledger_id,
+            position,
+            reason,
+            resource.unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// Adds a reject whose resource is already JSON (`null` when there is none).
+    pub(crate) fn add_value(
+        &mut self,
+        ledger_id: &str,
+        position: Position,
+        reason: &str,
+        resource: serde_json::Value,
+    ) -> Result<()> {
         let writer = match &mut self.file {
             Some(writer) => writer,
             None => self
                 .file
                 .insert(std::io::BufWriter::new(tempfile::tempfile()?)),
         };
-        let resource =
-            raw.map(|r| serde_json::from_str::<serde_json::Value>(r).unwrap_or_else(|_| r.into()));
         let line = json!({
             "source_file_id": ledger_id,
             "position": position.to_string(),
@@ -1339,8 +1344,10 @@ pub(crate) async fn parse_object(
             Span::Whole => {
                 fhir::read_file(input, &name, &limits, &mut |item| load.take(item))?;
             }
-            Span::Lines { .. } => {
-                load.lines = fhir::read_ndjson_run(input, &limits, &mut |item| load.take(item))?;
+            Span::Lines { start, .. } => {
+                let first = start == 0;
+                load.lines =
+                    fhir::read_ndjson_run(input, first, &limits, &mut |item| load.take(item))?;
             }
         }
         load.finish()

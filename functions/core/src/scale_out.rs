@@ -15,18 +15,17 @@
 //! do not use them between lines; Bundles inside one line resolve as before.
 
 use std::collections::{BTreeSet, HashMap};
-use std::io::{self, Read};
+use std::io::{self, BufRead, BufReader, Read, Seek, Write};
 use std::sync::Arc;
 
 use arrow_ipc::reader::StreamReader;
 use arrow_ipc::writer::StreamWriter;
-use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::path::Path;
-use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
 
-use crate::deid::Pseudonymizer;
+use crate::deid::{Pseudonymizer, redact_key};
 use crate::error::{CoreError, Result};
 use crate::fhir::{self, FileError, Position, ReadLimits};
 use crate::hudi::{Delete, StagedRows};
@@ -206,12 +205,16 @@ impl Services {
             match self.claim(source, bucket, key, tenant, true).await {
                 Ok(file) => files.push(file),
                 Err(e) => {
-                    // Record what was claimed as failed (it is retried), then give the error.
+                    // Record what was claimed as failed (it is retried), then give the error; its
+                    // text may quote the key, which may name a patient.
+                    let error = redact_key(&e.to_string(), key.as_ref(), "<raw object>");
                     for file in files.iter_mut() {
-                        file.fail(format!("the scale-out run stopped: {e}"));
+                        file.fail(format!("the scale-out run stopped: {error}"));
                     }
                     let _ = self.finish_group(files).await;
-                    return Err(e);
+                    return Err(CoreError::Config(format!(
+                        "claiming a file failed: {error}"
+                    )));
                 }
             }
         }
@@ -280,9 +283,10 @@ impl Services {
         self.commit_parsed(&mut files, &tenant).await;
         let (reports, error) = self.finish_group(files).await;
         for report in &reports {
+            // Also a file finished elsewhere since (a dead run's parts would stay otherwise).
             if matches!(
                 report.result,
-                FileResult::Completed | FileResult::Quarantined
+                FileResult::Completed | FileResult::Quarantined | FileResult::AlreadyDone
             ) && let Err(e) = self.remove_parts(&tenant, &report.ledger_id).await
             {
                 tracing::warn!(ledger_id = %report.ledger_id, error = %e, "staged parts could not be removed");
@@ -313,12 +317,12 @@ impl Services {
         let mut whole = false;
         for task in tasks {
             let path = task.part_path();
-            let bytes = match crate::objects::read(self.quarantine.as_ref(), &path).await {
-                Ok(Some(bytes)) => bytes,
+            let file = match crate::objects::download(self.quarantine.as_ref(), &path).await {
+                Ok(Some(file)) => file,
                 Ok(None) => return Err(format!("span {} was not staged", task.index)),
                 Err(e) => return Err(format!("reading span {}: {e}", task.index)),
             };
-            let part = Part::decode(bytes).map_err(|e| format!("span {}: {e}", task.index))?;
+            let mut part = Part::open(file).map_err(|e| format!("span {}: {e}", task.index))?;
             match part.header.outcome {
                 PartOutcome::Loaded => {}
                 PartOutcome::Invalid => return Ok(Merged::Invalid(part.header.reason)),
@@ -357,7 +361,8 @@ enum Merged {
 /// Reads the head of a claimed file and cuts it into spans.
 async fn plan_spans(file: &GroupFile, split_bytes: u64) -> Result<Vec<Span>> {
     let size = file.object.size;
-    if size <= split_bytes.max(1) {
+    // A `.gz` name is read whole even when its content is not gzip: the reader quarantines that.
+    if size <= split_bytes.max(1) || file.object.key.ends_with(".gz") {
         return Ok(vec![Span::Whole]);
     }
     let options = GetOptions {
@@ -418,11 +423,11 @@ pub async fn stage_task(
         None,
     )
     .await;
-    let bytes = tokio::task::spawn_blocking(move || Part::encode(loaded))
+    let file = tokio::task::spawn_blocking(move || Part::encode(loaded))
         .await
         .map_err(|e| CoreError::Config(format!("staging task failed: {e}")))??;
     let path = task.part_path();
-    staging.put(&path, PutPayload::from(bytes)).await?;
+    crate::objects::upload_file(staging.as_ref(), &path, file).await?;
     Ok(path)
 }
 
@@ -460,17 +465,21 @@ struct PartTable {
     ipc_bytes: u64,
 }
 
-/// A staged part: `MCPART1\n`, the header's length (u64 little-endian), the header (JSON), the
-/// rejects, then each table's Arrow IPC stream.
+/// A staged part, written to a local file and uploaded in parts (a whole-file task of a large gzip
+/// or Bundle file can stage gigabytes): `MCPART2\n`, the rejects, each table's Arrow IPC stream,
+/// then the header (JSON) and its length (u64 little-endian) at the end, where the sections'
+/// lengths are known.
 struct Part {
     header: PartHeader,
-    body: Bytes,
+    file: std::fs::File,
 }
 
-const PART_MAGIC: &[u8] = b"MCPART1\n";
+const PART_MAGIC: &[u8] = b"MCPART2\n";
 
 impl Part {
-    fn encode(loaded: std::result::Result<crate::ingest::FileLoad, FileError>) -> Result<Vec<u8>> {
+    fn encode(
+        loaded: std::result::Result<crate::ingest::FileLoad, FileError>,
+    ) -> Result<std::fs::File> {
         let mut header = PartHeader {
             outcome: PartOutcome::Loaded,
             reason: String::new(),
@@ -482,7 +491,8 @@ impl Part {
             rejects_bytes: 0,
             tables: Vec::new(),
         };
-        let mut body = Vec::new();
+        let mut out = std::io::BufWriter::new(tempfile::tempfile()?);
+        out.write_all(PART_MAGIC)?;
         match loaded {
             Err(FileError::Invalid(reason)) => {
                 header.outcome = PartOutcome::Invalid;
@@ -499,16 +509,15 @@ impl Part {
                 header.erased = load.erased;
                 header.lines = load.lines;
                 if load.rejects.count > 0 {
-                    load.rejects.seal()?.read_to_end(&mut body)?;
+                    header.rejects_bytes = io::copy(&mut load.rejects.seal()?, &mut out)?;
                 }
-                header.rejects_bytes = body.len() as u64;
                 for table in SilverTable::ALL {
                     let Some(mut staged) = load.staged.remove(&table) else {
                         continue;
                     };
                     staged.seal()?;
-                    let before = body.len();
-                    let mut writer = StreamWriter::try_new(&mut body, &table.schema())?;
+                    let before = out.stream_position()?;
+                    let mut writer = StreamWriter::try_new(&mut out, &table.schema())?;
                     for (partition, bucket) in staged.touched() {
                         for (_, batch) in staged.bucket_batches(&partition, bucket)? {
                             writer.write(&batch?)?;
@@ -522,41 +531,47 @@ impl Part {
                             .deletes()
                             .map(|(_, d)| (d.key.clone(), d.ordering))
                             .collect(),
-                        ipc_bytes: (body.len() - before) as u64,
+                        ipc_bytes: out.stream_position()? - before,
                     });
                 }
             }
         }
         let header = serde_json::to_vec(&header)?;
-        let mut out = Vec::with_capacity(PART_MAGIC.len() + 8 + header.len() + body.len());
-        out.extend_from_slice(PART_MAGIC);
-        out.extend_from_slice(&(header.len() as u64).to_le_bytes());
-        out.extend_from_slice(&header);
-        out.extend_from_slice(&body);
-        Ok(out)
+        out.write_all(&header)?;
+        out.write_all(&(header.len() as u64).to_le_bytes())?;
+        let mut file = out
+            .into_inner()
+            .map_err(|e| CoreError::Io(e.into_error()))?;
+        file.seek(io::SeekFrom::Start(0))?;
+        Ok(file)
     }
 
-    fn decode(bytes: Bytes) -> Result<Self> {
+    /// Reads a downloaded part's header.
+    fn open(mut file: std::fs::File) -> Result<Self> {
         let corrupt = || CoreError::Config("the staged part is corrupt".into());
-        let rest = bytes.strip_prefix(PART_MAGIC).ok_or_else(corrupt)?;
-        let length: [u8; 8] = rest
-            .get(..8)
-            .ok_or_else(corrupt)?
-            .try_into()
-            .map_err(|_| corrupt())?;
-        let length = u64::from_le_bytes(length) as usize;
-        let start = PART_MAGIC.len() + 8;
-        let header: PartHeader =
-            serde_json::from_slice(bytes.get(start..start + length).ok_or_else(corrupt)?)?;
+        let mut magic = [0u8; PART_MAGIC.len()];
+        file.read_exact(&mut magic).map_err(|_| corrupt())?;
+        let size = file.seek(io::SeekFrom::End(0))?;
+        if magic != PART_MAGIC || size < (PART_MAGIC.len() + 8) as u64 {
+            return Err(corrupt());
+        }
+        let mut length = [0u8; 8];
+        file.seek(io::SeekFrom::End(-8))?;
+        file.read_exact(&mut length)?;
+        let length = u64::from_le_bytes(length);
+        let start = (size - 8).checked_sub(length).ok_or_else(corrupt)?;
+        file.seek(io::SeekFrom::Start(start))?;
+        let mut header = vec![0u8; length as usize];
+        file.read_exact(&mut header)?;
         Ok(Self {
-            header,
-            body: bytes.slice(start + length..),
+            header: serde_json::from_slice(&header)?,
+            file,
         })
     }
 
     /// Adds the part to the file's merged load; its rejects' lines are renumbered to the file's.
     fn merge_into(
-        &self,
+        &mut self,
         merged: &mut ParsedFile,
         tenant: &TenantId,
         ledger_id: &str,
@@ -570,40 +585,37 @@ impl Part {
         merged.deleted += header.deleted;
         merged.future_last_updated += header.future_last_updated;
         merged.erased += header.erased;
-        let rejects_end = header.rejects_bytes as usize;
-        let rejects = self.body.get(..rejects_end).ok_or_else(corrupt)?;
-        for line in rejects.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            let reject: serde_json::Value = serde_json::from_slice(line)?;
+        let mut offset = PART_MAGIC.len() as u64;
+        self.file.seek(io::SeekFrom::Start(offset))?;
+        let rejects = BufReader::new((&self.file).take(header.rejects_bytes));
+        for line in rejects.lines() {
+            let mut reject: serde_json::Value = serde_json::from_str(&line?)?;
             let mut position = reject["position"]
                 .as_str()
                 .and_then(Position::parse)
                 .ok_or_else(corrupt)?;
             position.line += lines_before;
-            let raw = match &reject["resource"] {
-                serde_json::Value::Null => None,
-                serde_json::Value::String(text) => Some(text.clone()),
-                other => Some(other.to_string()),
-            };
-            merged.rejects.add(
+            let resource = reject["resource"].take();
+            merged.rejects.add_value(
                 ledger_id,
                 position,
                 reject["reason"].as_str().unwrap_or_default(),
-                raw.as_deref(),
+                resource,
             )?;
         }
-        let mut offset = rejects_end;
+        offset += header.rejects_bytes;
         for part_table in &header.tables {
             let table = SilverTable::ALL
                 .into_iter()
                 .find(|t| t.name() == part_table.table)
                 .ok_or_else(corrupt)?;
-            let end = offset + part_table.ipc_bytes as usize;
-            let ipc = self.body.get(offset..end).ok_or_else(corrupt)?;
-            offset = end;
+            self.file.seek(io::SeekFrom::Start(offset))?;
+            offset += part_table.ipc_bytes;
             let staged = merged
                 .staged
                 .entry(table)
                 .or_insert_with(|| StagedRows::new(&table.def()));
+            let ipc = BufReader::new((&self.file).take(part_table.ipc_bytes));
             for batch in StreamReader::try_new(ipc, None)? {
                 staged.push(tenant.as_str(), &batch?)?;
             }

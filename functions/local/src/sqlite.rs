@@ -253,6 +253,23 @@ mod tests {
 
     const LEASE: Duration = Duration::from_secs(60);
 
+    /// Claims the object of `etag` and records it handed off to run `jr_1`: its id and that outcome.
+    async fn hand_off(ledger: &SqliteLedger, etag: &str) -> (String, Outcome) {
+        let id = object(etag).ledger_id();
+        ledger.claim(&object(etag), "t1", 0, LEASE).await.unwrap();
+        let handed = Outcome {
+            handed_off_to: Some("jr_1".into()),
+            ..Outcome::default()
+        };
+        assert!(
+            ledger
+                .finish(&id, 1, LedgerStatus::HandedOff, &handed, 1)
+                .await
+                .unwrap()
+        );
+        (id, handed)
+    }
+
     #[tokio::test]
     async fn a_completed_object_is_never_claimed_again() {
         // GIVEN a ledger with an object processed to completion
@@ -376,18 +393,7 @@ mod tests {
             (entry.status, entry.handed_off_to),
             (LedgerStatus::Completed, None)
         );
-        let id = object("e9").ledger_id();
-        ledger.claim(&object("e9"), "t1", 0, LEASE).await.unwrap();
-        let handed = Outcome {
-            handed_off_to: Some("jr_1".into()),
-            ..Outcome::default()
-        };
-        assert!(
-            ledger
-                .finish(&id, 1, LedgerStatus::HandedOff, &handed, 1)
-                .await
-                .unwrap()
-        );
+        hand_off(&ledger, "e9").await;
         assert!(matches!(
             ledger.claim(&object("e9"), "t1", 2, LEASE).await.unwrap(),
             Claim::Done(entry) if entry.handed_off_to.as_deref() == Some("jr_1")
@@ -399,18 +405,7 @@ mod tests {
         // GIVEN an item handed off to a scale-out run
         let dir = tempfile::tempdir().unwrap();
         let ledger = SqliteLedger::open(&dir.path().join("ledger.db")).unwrap();
-        let id = object("e").ledger_id();
-        ledger.claim(&object("e"), "t1", 0, LEASE).await.unwrap();
-        let handed = Outcome {
-            handed_off_to: Some("jr_1".into()),
-            ..Outcome::default()
-        };
-        assert!(
-            ledger
-                .finish(&id, 1, LedgerStatus::HandedOff, &handed, 1)
-                .await
-                .unwrap()
-        );
+        let (id, handed) = hand_off(&ledger, "e").await;
         // WHEN the run takes it over, and a second run tries while the first holds it
         let first = ledger.take_over(&id, 2, LEASE).await.unwrap();
         let second = ledger.take_over(&id, 3, LEASE).await.unwrap();

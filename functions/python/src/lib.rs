@@ -18,6 +18,7 @@ use metriccare_aws::IngestFunction;
 use metriccare_aws::config::Env;
 use metriccare_aws::gold_function::GoldFunction;
 use metriccare_core::catalog;
+use metriccare_core::deid::redact_key;
 use metriccare_core::ingest::{FileResult, Services};
 use metriccare_core::scale_out::{ScaleOutGroup, Task, stage_task};
 use metriccare_core::tenant::TenantId;
@@ -251,7 +252,13 @@ impl Lake {
                 .claim_scale_out(source, bucket, &keys, &tenant, split_bytes)
                 .await
         })
-        .map_err(error)?;
+        .map_err(|e| {
+            // Storage errors quote keys, which may name patients: never into a job's log.
+            let text = keys.iter().fold(e.to_string(), |text, key| {
+                redact_key(&text, key.as_ref(), "<raw object>")
+            });
+            error(text)
+        })?;
         Ok(Group {
             opened: self.opened.clone(),
             group: Mutex::new(Some(group)),
@@ -345,8 +352,11 @@ impl Group {
                 .commit_scale_out(group)
                 .await
                 .map_err(|e| e.to_string())?;
+            // Also for a file already done: a registration that failed after its commit is retried.
             if let Backend::Aws { ingest, .. } = &opened.backend
-                && reports.iter().any(|r| r.result == FileResult::Completed)
+                && reports
+                    .iter()
+                    .any(|r| matches!(r.result, FileResult::Completed | FileResult::AlreadyDone))
             {
                 ingest
                     .register_tenant(&tenant)

@@ -34,7 +34,9 @@ locals {
   # large-file run (the job reads the object's key from the ledger item: a key may name a
   # patient). A backfill reads tenant_id and prefix from its workflow run's properties. The
   # --METRICCARE_* arguments are the ingest and gold functions' variables: the jobs export them and
-  # the `metriccare` module reads them as the functions do.
+  # the `metriccare` module reads them as the functions do (it reads the ingest function's whole
+  # configuration, METRICCARE_GLUE_JOB_NAME included, though a job starts no job). The lease is
+  # longer than a run can last, so a live run's claim is never taken over.
   common_arguments = {
     "--job-language"                       = "python"
     "--additional-python-modules"          = "s3://${var.artifacts_bucket_name}/${local.wheel_key}"
@@ -51,11 +53,9 @@ locals {
     "--METRICCARE_PSEUDONYM_KEY_PARAMETER" = var.pseudonym_key_parameter_name
     "--METRICCARE_SILVER_DATABASE"         = var.silver_database
     "--METRICCARE_GOLD_DATABASE"           = var.gold_database
-    # The module reads the ingest function's whole configuration; the jobs never start a job.
-    "--METRICCARE_GLUE_JOB_NAME" = local.jobs.large_file.name
-    # Longer than a run can last, so a live run's claim is never taken over.
-    "--METRICCARE_LEASE_SECONDS" = tostring(var.timeout_minutes * 60 + 60)
-    "--METRICCARE_LOG"           = "info"
+    "--METRICCARE_GLUE_JOB_NAME"           = local.jobs.large_file.name
+    "--METRICCARE_LEASE_SECONDS"           = tostring(var.timeout_minutes * 60 + 60)
+    "--METRICCARE_LOG"                     = "info"
   }
 }
 

@@ -334,20 +334,36 @@ pub fn is_splittable_ndjson(head: &[u8]) -> bool {
 
 /// Reads a run of whole lines of an NDJSON file (a line-aligned byte range a scale-out worker was
 /// given; see [`is_splittable_ndjson`]), numbering them from 1. Unlike [`read_file`], a run with
-/// no resource is no error: the file is judged on all its runs. A byte order mark is skipped at
-/// the start (only the first run can have one).
+/// no resource is no error: the file is judged on all its runs. The `first` run skips what
+/// [`read_file`] skips before the content (a byte order mark, then white space), so that its
+/// lines are numbered as the whole file's are; a later run skips nothing.
 pub fn read_ndjson_run(
     input: impl Read,
+    first: bool,
     limits: &ReadLimits,
     sink: &mut dyn FnMut(Item<'_>),
 ) -> Result<LineCounts, FileError> {
     let mut reader = BufReader::with_capacity(256 << 10, input);
-    let mut bom = [0u8; 3];
-    let bom_len = fill_exact_or_eof(&mut reader, &mut bom)?;
-    let start = if bom[..bom_len] == BOM { BOM.len() } else { 0 };
-    let mut reader = std::io::Cursor::new(bom[start..bom_len].to_vec()).chain(reader);
-    let mut reader = BufReader::with_capacity(256 << 10, &mut reader);
+    if first {
+        skip_to_content(&mut reader)?;
+    }
     read_ndjson_lines(&mut reader, limits, sink)
+}
+
+/// Consumes a leading byte order mark and the white space after it.
+fn skip_to_content(reader: &mut impl BufRead) -> Result<(), FileError> {
+    if reader.fill_buf().map_err(read_error)?.starts_with(&BOM) {
+        reader.consume(BOM.len());
+    }
+    loop {
+        let chunk = reader.fill_buf().map_err(read_error)?;
+        let blank = chunk.iter().take_while(|b| b.is_ascii_whitespace()).count();
+        let more = blank > 0 && blank == chunk.len();
+        reader.consume(blank);
+        if !more {
+            return Ok(());
+        }
+    }
 }
 
 fn read_ndjson_lines(

@@ -91,6 +91,9 @@ METRICCARE_BIN="$CARGO_TARGET_DIR/debug/metriccare" \
 FHIR_GENERATOR_BIN="$CARGO_TARGET_DIR/debug/fhir-generator" \
   .venv-glue/bin/python -m pytest -q glue-scripts/tests
 
+echo "== scale-out benchmark, tiny size (correctness only: local[1] and local[2] load the same rows)"
+SPARK_LOCAL_IP=127.0.0.1 .venv-glue/bin/python bench/glue_split.py --patients 120 --profile debug --check
+
 echo "== python tests (Apache Hudi reader, the Lambda binaries under cargo lambda watch, Terraform)"
 METRICCARE_BIN="$CARGO_TARGET_DIR/debug/metriccare" \
 FHIR_GENERATOR_BIN="$CARGO_TARGET_DIR/debug/fhir-generator" \

@@ -4,7 +4,9 @@
 use std::collections::BTreeSet;
 
 use metriccare_core::ingest::FileResult;
+use metriccare_core::scale_out::stage_task;
 use metriccare_core::silver::SilverTable;
+use metriccare_local::lake::RAW_DIR;
 use metriccare_tests::{TestLake, files_under, pseudonym, record_keys_on_disk, tenant_id};
 
 fn patient(id: &str, last_updated: &str) -> String {
@@ -151,4 +153,74 @@ async fn an_erased_patient_leaves_every_slice_the_rejects_and_gold_and_stays_era
     assert!(again.silver_instants.is_empty());
     assert!(again.slices_rewritten.is_empty());
     assert_ne!(again.receipt, receipt.receipt);
+}
+
+#[tokio::test]
+async fn an_erasure_during_a_scale_out_run_removes_its_staged_parts_and_the_retry_loads_without_the_patient()
+ {
+    // GIVEN a scale-out run that claimed a file of two patients and staged its spans
+    let lake = TestLake::new();
+    let key = lake.drop_raw(
+        "t1/big.ndjson",
+        &ndjson(&[
+            patient("p1", "2024-01-01T00:00:00Z"),
+            patient("p2", "2024-01-01T00:00:00Z"),
+            encounter("e1", "p1"),
+            condition("c1", "p1", "e1", "2024-01-03T00:00:00Z"),
+        ]),
+    );
+    let services = &lake.lake.services;
+    let (raw, tenant) = (&lake.lake.raw, tenant_id("t1"));
+    let run = services
+        .claim_scale_out(raw, RAW_DIR, std::slice::from_ref(&key), &tenant, 64)
+        .await
+        .unwrap();
+    assert!(run.tasks().len() > 2);
+    for task in run.tasks() {
+        let limits = &services.settings.limits;
+        stage_task(
+            raw.clone(),
+            &services.quarantine,
+            &services.pseudonymizer,
+            limits,
+            &task,
+        )
+        .await
+        .unwrap();
+    }
+    let staged = files_under(&lake.path().join("quarantine/staging"));
+    assert_eq!(staged.len(), run.tasks().len());
+
+    // WHEN p1 is erased before the run commits, and the run then commits
+    let receipt = lake.lake.erase(&tenant, "p1").await.unwrap();
+    let reports = services.commit_scale_out(run).await.unwrap();
+
+    // THEN the staged parts went with the erasure, the run's file failed, nothing of it is visible
+    assert_eq!(receipt.staged_parts_removed, staged.len() as u64);
+    assert!(files_under(&lake.path().join("quarantine/staging")).is_empty());
+    assert_eq!(reports[0].result, FileResult::Failed, "{reports:?}");
+    assert!(lake.rows(SilverTable::Patient).await.is_empty());
+    // AND its retry loads the file without p1 (counted)
+    let retry = services
+        .claim_scale_out(raw, RAW_DIR, &[key], &tenant, 64)
+        .await
+        .unwrap();
+    for task in retry.tasks() {
+        let limits = &services.settings.limits;
+        stage_task(
+            raw.clone(),
+            &services.quarantine,
+            &services.pseudonymizer,
+            limits,
+            &task,
+        )
+        .await
+        .unwrap();
+    }
+    let retried = services.commit_scale_out(retry).await.unwrap();
+    assert_eq!(retried[0].result, FileResult::Completed, "{retried:?}");
+    assert_eq!(retried[0].outcome.erased, 3);
+    let patients = lake.rows(SilverTable::Patient).await;
+    assert_eq!(patients.len(), 1);
+    assert_eq!(patients[0]["patient_key"], pseudonym("t1", "Patient", "p2"));
 }

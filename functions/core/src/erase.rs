@@ -90,6 +90,11 @@ pub struct Receipt {
     pub gold_instants: Vec<String>,
     /// Lines of reject logs (`rejects/<tenant>/`) removed.
     pub reject_lines_removed: u64,
+    /// Parts a scale-out run had staged for the tenant (`staging/<tenant>/`), removed whole: they
+    /// may hold the patient's rows and rejected resources. That run's files fail and are read
+    /// again, without the patient, by its retry.
+    #[serde(default)]
+    pub staged_parts_removed: u64,
     /// Ledger ids of the raw objects whose rows or rejects held the patient: the files are the
     /// uploader's, and still hold the patient until the uploader removes them.
     pub raw_ledger_ids: Vec<String>,
@@ -195,6 +200,8 @@ pub async fn erase(
         remove_rejects(services.quarantine.as_ref(), tenant, patient_id).await?;
     receipt.reject_lines_removed = removed;
     receipt.raw_ledger_ids.extend(reject_sources);
+    receipt.staged_parts_removed =
+        crate::scale_out::remove_staged(services.quarantine.as_ref(), tenant).await?;
     receipt.raw_ledger_ids.sort();
     receipt.raw_ledger_ids.dedup();
     // 6. The tenant's gold without the patient, and the receipt.

@@ -344,13 +344,26 @@ impl Services {
     }
 
     async fn remove_parts(&self, tenant: &TenantId, ledger_id: &str) -> Result<()> {
-        let dir = part_dir(tenant.as_str(), ledger_id);
-        let parts: Vec<_> = self.quarantine.list(Some(&dir)).try_collect().await?;
-        for part in parts {
-            self.quarantine.delete(&part.location).await?;
-        }
-        Ok(())
+        remove_all(
+            self.quarantine.as_ref(),
+            &part_dir(tenant.as_str(), ledger_id),
+        )
+        .await
+        .map(|_| ())
     }
+}
+
+/// Removes every part staged for the tenant (an erasure: see `erase.rs`); how many.
+pub async fn remove_staged(staging: &dyn ObjectStore, tenant: &TenantId) -> Result<u64> {
+    remove_all(staging, &Path::from("staging").join(tenant.as_str())).await
+}
+
+async fn remove_all(store: &dyn ObjectStore, dir: &Path) -> Result<u64> {
+    let objects: Vec<_> = store.list(Some(dir)).try_collect().await?;
+    for object in &objects {
+        store.delete(&object.location).await?;
+    }
+    Ok(objects.len() as u64)
 }
 
 enum Merged {

@@ -14,6 +14,7 @@ use arrow_schema::DataType;
 use metriccare_core::deid::Pseudonymizer;
 use metriccare_core::gold::GoldRows;
 use metriccare_core::ingest::{FileReport, Services, Settings};
+use metriccare_core::scale_out::ScaleOutGroup;
 use metriccare_core::silver::SilverTable;
 use metriccare_core::tenant::TenantId;
 use metriccare_local::{LocalConfig, LocalLake};
@@ -181,6 +182,20 @@ pub fn files_under(dir: &FsPath) -> Vec<PathBuf> {
         }
     }
     found
+}
+
+/// Stages every task of a scale-out group here, one after the other, as Spark's executors would.
+pub async fn stage_every_task(
+    services: &Services,
+    source: &std::sync::Arc<dyn object_store::ObjectStore>,
+    group: &ScaleOutGroup,
+) {
+    for task in group.tasks() {
+        services
+            .stage_task(source.clone(), &task)
+            .await
+            .expect("stage a task");
+    }
 }
 
 /// Rows of a silver table (sorted by record key) as JSON objects, meta columns left out.

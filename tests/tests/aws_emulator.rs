@@ -11,11 +11,10 @@ use metriccare_aws::ledger::DynamoDbLedger;
 use metriccare_core::gold::read_gold;
 use metriccare_core::ingest::FileResult;
 use metriccare_core::ports::{Claim, Ledger, LedgerStatus, ObjectRef, Outcome};
-use metriccare_core::scale_out::stage_task;
 use metriccare_core::silver::SilverTable;
 use metriccare_core::tenant::TenantId;
 use metriccare_tests::aws::{Deployment, sns_delivery, sqs_event};
-use metriccare_tests::{assert_matches_truth, silver_rows};
+use metriccare_tests::{assert_matches_truth, silver_rows, stage_every_task};
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutMode, PutOptions};
 use serde_json::{Value, json};
@@ -606,19 +605,8 @@ async fn an_object_too_big_for_a_lambda_is_handed_to_the_glue_job_once() {
         .claim_scale_out(raw, raw_bucket, &keys, &tenant, split)
         .await
         .unwrap();
-    let tasks = group.tasks();
-    assert_eq!(tasks.len(), 3);
-    for task in &tasks {
-        stage_task(
-            raw.clone(),
-            &services.quarantine,
-            &services.pseudonymizer,
-            &services.settings.limits,
-            task,
-        )
-        .await
-        .unwrap();
-    }
+    assert_eq!(group.tasks().len(), 3);
+    stage_every_task(services, raw, &group).await;
     let reports = services.commit_scale_out(group).await.unwrap();
     // THEN the file is completed on its second attempt, with every patient the file holds, and a
     // second run of the job finds it done

@@ -4,10 +4,11 @@
 use std::collections::BTreeSet;
 
 use metriccare_core::ingest::FileResult;
-use metriccare_core::scale_out::stage_task;
 use metriccare_core::silver::SilverTable;
 use metriccare_local::lake::RAW_DIR;
-use metriccare_tests::{TestLake, files_under, pseudonym, record_keys_on_disk, tenant_id};
+use metriccare_tests::{
+    TestLake, files_under, pseudonym, record_keys_on_disk, stage_every_task, tenant_id,
+};
 
 fn patient(id: &str, last_updated: &str) -> String {
     format!(
@@ -130,21 +131,30 @@ async fn an_erased_patient_leaves_every_slice_the_rejects_and_gold_and_stays_era
     let stays: i64 = gold["t1"].hospital_monthly.iter().map(|r| r.stays).sum();
     assert_eq!(stays, 1);
 
-    // WHEN a later file carries p1 again, with a new stay
+    // WHEN a later file carries p1 again, with a new stay and a condition that will be rejected
     let later = lake.write_input(
         "3.ndjson",
         &ndjson(&[
             patient("p1", "2025-01-01T00:00:00Z"),
             encounter("e9", "p1"),
+            condition("bad2", "p1", "e9", "2025-13-45"),
             encounter("e4", "p2"),
+            condition("bad3", "p2", "e4", "2025-13-45"),
         ]),
     );
     let report = lake.ingest(&later, "t1").await;
-    // THEN it loads without them, counted
+    // THEN it loads without them, counted; p1's rejected condition is not kept either, p2's is
     assert_eq!(report.result, FileResult::Completed);
-    assert_eq!(report.outcome.erased, 2);
+    assert_eq!(report.outcome.erased, 3);
+    assert_eq!(report.outcome.rejected, 1);
     assert_eq!(lake.rows(SilverTable::Patient).await.len(), 1);
     assert_eq!(lake.rows(SilverTable::Encounter).await.len(), 2);
+    let logs = files_under(&lake.path().join("quarantine/rejects/t1"));
+    let rejected: String = logs
+        .iter()
+        .map(|log| std::fs::read_to_string(log).unwrap())
+        .collect();
+    assert!(rejected.contains("bad3") && !rejected.contains("bad2"));
 
     // WHEN p1 is erased a second time
     let again = lake.lake.erase(&tenant_id("t1"), "p1").await.unwrap();
@@ -176,18 +186,7 @@ async fn an_erasure_during_a_scale_out_run_removes_its_staged_parts_and_the_retr
         .await
         .unwrap();
     assert!(run.tasks().len() > 2);
-    for task in run.tasks() {
-        let limits = &services.settings.limits;
-        stage_task(
-            raw.clone(),
-            &services.quarantine,
-            &services.pseudonymizer,
-            limits,
-            &task,
-        )
-        .await
-        .unwrap();
-    }
+    stage_every_task(services, raw, &run).await;
     let staged = files_under(&lake.path().join("quarantine/staging"));
     assert_eq!(staged.len(), run.tasks().len());
 
@@ -205,18 +204,7 @@ async fn an_erasure_during_a_scale_out_run_removes_its_staged_parts_and_the_retr
         .claim_scale_out(raw, RAW_DIR, &[key], &tenant, 64)
         .await
         .unwrap();
-    for task in retry.tasks() {
-        let limits = &services.settings.limits;
-        stage_task(
-            raw.clone(),
-            &services.quarantine,
-            &services.pseudonymizer,
-            limits,
-            &task,
-        )
-        .await
-        .unwrap();
-    }
+    stage_every_task(services, raw, &retry).await;
     let retried = services.commit_scale_out(retry).await.unwrap();
     assert_eq!(retried[0].result, FileResult::Completed, "{retried:?}");
     assert_eq!(retried[0].outcome.erased, 3);

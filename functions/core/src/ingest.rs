@@ -989,8 +989,38 @@ impl FileLoad {
     }
 
     fn reject(&mut self, position: Position, reason: &str, raw: Option<&str>) -> Result<()> {
+        // An erased patient stays erased in the reject logs too: their own resource, or one whose
+        // subject they are, is counted as erased rather than kept as raw FHIR.
+        if raw.is_some_and(|raw| self.names_erased_patient(raw)) {
+            self.erased += 1;
+            return Ok(());
+        }
         self.rejects
             .add(&self.context.ledger_id, position, reason, raw)
+    }
+
+    /// Whether a raw (rejected) resource is an erased patient, or names one as its subject.
+    fn names_erased_patient(&self, raw: &str) -> bool {
+        if self.context.erased.is_empty() {
+            return false;
+        }
+        let Ok(resource) = serde_json::from_str::<serde_json::Value>(raw) else {
+            return false;
+        };
+        let patient_id = match resource["resourceType"].as_str() {
+            Some("Patient") => resource["id"].as_str(),
+            _ => ["subject", "patient"]
+                .iter()
+                .find_map(|field| resource[field]["reference"].as_str())
+                .and_then(|reference| reference.strip_prefix("Patient/")),
+        };
+        patient_id.is_some_and(|id| {
+            let key = self
+                .context
+                .pseudonymizer
+                .pseudonym(&self.context.tenant, "Patient", id);
+            self.context.erased.contains(&key)
+        })
     }
 
     fn delete(&mut self, url: &str, position: Position) -> Result<()> {

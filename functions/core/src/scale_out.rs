@@ -3,7 +3,7 @@
 //! A driver (the Glue job's Spark driver) claims a tenant's files in the ledger and plans them
 //! into [`Task`]s: a splittable NDJSON file becomes line-aligned byte spans, anything else (a
 //! Bundle, a gzip stream) one task that reads it whole. Workers (Spark executors) run
-//! [`stage_task`]: they parse and de-identify their span exactly as the ingest path parses a
+//! [`Services::stage_task`]: they parse and de-identify their span exactly as the ingest path parses a
 //! file and write the rows, deletes, counts and rejects as one *part* object in the quarantine
 //! store (it may hold rejected resources, PHI). The driver then merges each file's parts in order
 //! and commits the group through the ingest path's own group commit: the same claim, sequence,
@@ -25,9 +25,9 @@ use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
 
-use crate::deid::{Pseudonymizer, redact_key};
+use crate::deid::redact_key;
 use crate::error::{CoreError, Result};
-use crate::fhir::{self, FileError, Position, ReadLimits};
+use crate::fhir::{self, FileError, Position};
 use crate::hudi::{Delete, StagedRows};
 use crate::ingest::{
     FileReport, FileResult, FileState, GroupFile, LoadContext, ParsedFile, RejectLog, Services,
@@ -401,47 +401,42 @@ async fn plan_spans(file: &GroupFile, split_bytes: u64) -> Result<Vec<Span>> {
         .collect())
 }
 
-/// Parses and de-identifies one task's span and writes its part to `staging` (the quarantine
-/// store). A span whose content is bad, or that cannot be read, is written as such: the driver
-/// decides for the whole file. Errors are about writing the part (the worker's task fails and is
-/// retried).
-pub async fn stage_task(
-    source: Arc<dyn ObjectStore>,
-    staging: &Arc<dyn ObjectStore>,
-    pseudonymizer: &Pseudonymizer,
-    limits: &ReadLimits,
-    task: &Task,
-) -> Result<Path> {
-    let tenant = TenantId::parse(&task.tenant_id)?;
-    let context = LoadContext {
-        tenant: tenant.clone(),
-        ledger_id: task.ledger_id.clone(),
-        now: task.now,
-        delete_ordering: task.delete_ordering,
-        pseudonymizer: pseudonymizer.clone(),
-        erased: Arc::new(task.erased.clone()),
-    };
-    let pinned = GetOptions {
-        if_match: task.etag.clone(),
-        ..GetOptions::default()
-    };
-    let key = Path::parse(&task.key).map_err(object_store::Error::from)?;
-    let loaded = parse_object(
-        source,
-        key,
-        pinned,
-        task.span,
-        limits.clone(),
-        context,
-        None,
-    )
-    .await;
-    let file = tokio::task::spawn_blocking(move || Part::encode(loaded))
-        .await
-        .map_err(|e| CoreError::Config(format!("staging task failed: {e}")))??;
-    let path = task.part_path();
-    crate::objects::upload_file(staging.as_ref(), &path, file).await?;
-    Ok(path)
+impl Services {
+    /// Parses and de-identifies one task's span, read from `source`, and writes its part to the
+    /// quarantine store (what a worker runs). A span whose content is bad, or that cannot be read,
+    /// is written as such: the driver decides for the whole file. Errors are about writing the
+    /// part (the worker's task fails and is retried).
+    pub async fn stage_task(&self, source: Arc<dyn ObjectStore>, task: &Task) -> Result<Path> {
+        let context = LoadContext {
+            tenant: TenantId::parse(&task.tenant_id)?,
+            ledger_id: task.ledger_id.clone(),
+            now: task.now,
+            delete_ordering: task.delete_ordering,
+            pseudonymizer: self.pseudonymizer.clone(),
+            erased: Arc::new(task.erased.clone()),
+        };
+        let pinned = GetOptions {
+            if_match: task.etag.clone(),
+            ..GetOptions::default()
+        };
+        let key = Path::parse(&task.key).map_err(object_store::Error::from)?;
+        let loaded = parse_object(
+            source,
+            key,
+            pinned,
+            task.span,
+            self.settings.limits.clone(),
+            context,
+            None,
+        )
+        .await;
+        let file = tokio::task::spawn_blocking(move || Part::encode(loaded))
+            .await
+            .map_err(|e| CoreError::Config(format!("staging task failed: {e}")))??;
+        let path = task.part_path();
+        crate::objects::upload_file(self.quarantine.as_ref(), &path, file).await?;
+        Ok(path)
+    }
 }
 
 /// How a span's parse ended.

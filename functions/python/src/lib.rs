@@ -20,7 +20,7 @@ use metriccare_aws::gold_function::GoldFunction;
 use metriccare_core::catalog;
 use metriccare_core::deid::redact_key;
 use metriccare_core::ingest::{FileResult, Services};
-use metriccare_core::scale_out::{ScaleOutGroup, Task, stage_task};
+use metriccare_core::scale_out::{ScaleOutGroup, Task};
 use metriccare_core::tenant::TenantId;
 use metriccare_local::lake::{LocalLake, RAW_DIR};
 use object_store::ObjectStore;
@@ -270,20 +270,14 @@ impl Lake {
     fn stage(&self, py: Python<'_>, task: &str) -> PyResult<String> {
         let task: Task = serde_json::from_str(task).map_err(error)?;
         let opened = self.opened.clone();
-        let path = wait(py, async {
-            let services = opened.services();
+        let staged = wait(py, async {
             let (source, _) = opened.source();
-            stage_task(
-                source.clone(),
-                &services.quarantine,
-                &services.pseudonymizer,
-                &services.settings.limits,
-                &task,
-            )
-            .await
-        })
-        .map_err(error)?;
-        Ok(path.to_string())
+            opened.services().stage_task(source.clone(), &task).await
+        });
+        // An executor's error reaches Spark's logs: never with the key, which may name a patient.
+        staged
+            .map(|path| path.to_string())
+            .map_err(|e| error(redact_key(&e.to_string(), &task.key, "<raw object>")))
     }
 
     /// Recomputes gold for the tenants whose silver changed (as the gold Lambda does).

@@ -231,6 +231,31 @@ def test_odd_lines_cut_into_spans_give_the_ingest_paths_rows_rejects_and_verdict
     assert rejects(glue_dir) == rejects(cli_dir)
 
 
+def test_real_exports_through_the_glue_path_give_the_clis_silver(tmp_path, spark, metriccare_bin):
+    # GIVEN exports nobody here wrote (a Synthea transaction Bundle and hospital file, Bulk NDJSON) and
+    # the hand-written edge cases, in two lakes
+    fixtures = Path(__file__).resolve().parents[2] / "tests" / "fixtures"
+    files = {f"{TENANT}/{p.relative_to(fixtures)}": p for folder in ("synthea", "bulk", "edge-cases")
+             for p in sorted((fixtures / folder).rglob("*")) if p.is_file()}
+    glue_dir, cli_dir = tmp_path / "glue", tmp_path / "cli"
+    copy_raw(files, glue_dir)
+    copy_raw(files, cli_dir)
+    # WHEN the Glue plumbing loads them in spans of 4 KiB, and the CLI watches the raw zone
+    reports = ingest_group(spark, metriccare.Lake.local(str(glue_dir)), TENANT, sorted(files), 4 << 10)
+    cli(metriccare_bin, cli_dir, "watch", "--once")
+    # THEN the verdicts and the silver rows are the CLI's; `last_updated` is compared only where the
+    # resource has one (otherwise it is each run's ingest time)
+    verdicts = sorted((r["key"], r["result"]) for r in reports)
+    assert verdicts == sorted((e["object"]["key"], e["status"].lower()) for e in ledger(metriccare_bin, cli_dir))
+
+    def without_ingest_times(lake):
+        return {table: sorted((json.dumps({k: v for k, v in row.items() if k != "last_updated"}, default=str)
+                               for row in rows)) for table, rows in snapshot(lake).items()}
+
+    assert all(without_ingest_times(glue_dir).values())
+    assert without_ingest_times(glue_dir) == without_ingest_times(cli_dir)
+
+
 def test_the_large_file_job_waits_for_the_hand_off_and_leaves_a_final_item_alone(tmp_path, spark, big_file):
     # GIVEN a file the ingest path already completed
     key = f"{TENANT}/big/everything.ndjson"

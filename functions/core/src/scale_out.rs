@@ -440,9 +440,10 @@ impl Services {
 }
 
 /// How a span's parse ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum PartOutcome {
+    #[default]
     Loaded,
     /// The content is bad: the file is quarantined.
     Invalid,
@@ -451,7 +452,7 @@ enum PartOutcome {
 }
 
 /// What a part holds besides its rows.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct PartHeader {
     outcome: PartOutcome,
     reason: String,
@@ -488,17 +489,7 @@ impl Part {
     fn encode(
         loaded: std::result::Result<crate::ingest::FileLoad, FileError>,
     ) -> Result<std::fs::File> {
-        let mut header = PartHeader {
-            outcome: PartOutcome::Loaded,
-            reason: String::new(),
-            counts: ResourceCounts::new(),
-            deleted: 0,
-            future_last_updated: 0,
-            erased: 0,
-            lines: fhir::LineCounts::default(),
-            rejects_bytes: 0,
-            tables: Vec::new(),
-        };
+        let mut header = PartHeader::default();
         let mut out = std::io::BufWriter::new(tempfile::tempfile()?);
         out.write_all(PART_MAGIC)?;
         match loaded {

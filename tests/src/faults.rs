@@ -42,6 +42,17 @@ pub struct FaultPlan {
     /// What each counted call was ("lake put <path>", "ledger claim <id>"), in order: its length
     /// is the count, and it names the failing call in assertion messages.
     log: Mutex<Vec<String>>,
+    /// Where the process waits for the test, if anywhere (see [`FaultPlan::pausing_write`]).
+    pause: Option<Pause>,
+}
+
+/// The first write whose path ends with `suffix` waits until the test resumes it.
+#[derive(Debug)]
+struct Pause {
+    suffix: String,
+    taken: std::sync::atomic::AtomicBool,
+    reached: tokio::sync::Notify,
+    resume: tokio::sync::Notify,
 }
 
 /// What a wrapper does with one call.
@@ -70,7 +81,44 @@ impl FaultPlan {
             fail_at: at,
             only_writes_ending_with: suffix.to_owned(),
             log: Mutex::new(Vec::new()),
+            pause: None,
         })
+    }
+
+    /// A plan that fails nothing but stops the process before its first write whose path ends
+    /// with `suffix`, until [`FaultPlan::resume`]: a test can run another writer in between.
+    pub fn pausing_write(suffix: &str) -> Arc<Self> {
+        Arc::new(Self {
+            fault: Fault::Error,
+            fail_at: 0,
+            only_writes_ending_with: String::new(),
+            log: Mutex::new(Vec::new()),
+            pause: Some(Pause {
+                suffix: suffix.to_owned(),
+                taken: false.into(),
+                reached: tokio::sync::Notify::new(),
+                resume: tokio::sync::Notify::new(),
+            }),
+        })
+    }
+
+    /// Waits until the process is paused at its write.
+    pub async fn paused(&self) {
+        self.pause
+            .as_ref()
+            .expect("a pausing plan")
+            .reached
+            .notified()
+            .await;
+    }
+
+    /// Lets the paused write go on.
+    pub fn resume(&self) {
+        self.pause
+            .as_ref()
+            .expect("a pausing plan")
+            .resume
+            .notify_one();
     }
 
     pub fn calls(&self) -> usize {
@@ -125,6 +173,13 @@ impl FaultPlan {
         call: impl Future<Output = Result<T, E>>,
         fail: impl Fn(String) -> E,
     ) -> Result<T, E> {
+        if let Some(pause) = &self.pause {
+            let ours = op == "put" && what.ends_with(&pause.suffix);
+            if ours && !pause.taken.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                pause.reached.notify_one();
+                pause.resume.notified().await;
+            }
+        }
         match self.step(op, what) {
             Step::Run => call.await,
             Step::Refuse => Err(fail(self.message())),

@@ -7,6 +7,7 @@ use std::path::{Path as FsPath, PathBuf};
 use metriccare_core::hudi::{Retention, SEQUENCES_KEPT, bucket_of, read_services_state};
 use metriccare_core::ingest::{FileResult, GroupLimits, Settings};
 use metriccare_core::silver::{SILVER_BUCKETS, SilverTable};
+use metriccare_tests::faults::{FaultPlan, faulty_process};
 use metriccare_tests::{TestLake, files_under, pseudonym, tenant_id};
 use serde_json::{Map, Value};
 
@@ -347,6 +348,39 @@ async fn a_delete_delivered_before_the_older_insert_it_beats_wins() {
     // THEN only the other patient is there
     let keys = patient_keys(&lake).await;
     assert_eq!(keys, BTreeSet::from([pseudonym("t1", "Patient", "p2")]));
+}
+
+#[tokio::test]
+async fn a_delete_that_finds_nothing_still_beats_the_older_insert_racing_it() {
+    // GIVEN a process loading a patient's old version, paused just before its commit takes its
+    // place in the commit order (it has read the tombstones already)
+    let lake = TestLake::new();
+    let insert = lake.write_input(
+        "insert.ndjson",
+        &ndjson(&[patient("p1", "2024-01-01T00:00:00Z", "female")]),
+    );
+    let plan =
+        FaultPlan::pausing_write("_metriccare/commits/silver/patient/00000000000000000001.json");
+    let process = faulty_process(lake.path(), &plan);
+    let inserting = tokio::spawn(async move {
+        let report = process
+            .ingest_file(&insert, &tenant_id("t1"))
+            .await
+            .unwrap();
+        report.result
+    });
+    plan.paused().await;
+    // WHEN a delete of that patient, ordered later, commits meanwhile: the table is still empty,
+    // so it finds nothing to remove
+    let delete = lake.write_input("delete.json", &delete_bundle(&["p1"]));
+    assert_eq!(
+        lake.ingest(&delete, "t1").await.result,
+        FileResult::Completed
+    );
+    plan.resume();
+    // THEN the insert, let go, conflicts with the delete's place in the order and loses to it
+    assert_eq!(inserting.await.unwrap(), FileResult::Completed);
+    assert!(patient_keys(&lake).await.is_empty());
 }
 
 #[tokio::test]

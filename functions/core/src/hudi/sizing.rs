@@ -90,6 +90,7 @@ impl HudiTable {
             action: REPLACE_ACTION,
             written: touched.iter().cloned().collect(),
             commit: plan_commit_text(self.def(), &plan, Some(&replaced))?,
+            token: String::new(),
         };
         match self.claim_sequence(base_sequence, &claim, &touched).await? {
             Some(_) => {

@@ -81,11 +81,26 @@ struct SequenceEntry {
     /// The instant's action; absent for a `commit` (entries keep the shape they always had).
     #[serde(default = "commit_action", skip_serializing_if = "is_commit_action")]
     action: String,
+    /// Set on a no-op entry only: its instant was rolled back and may be reserved again, so the
+    /// claimant recognises its own entry by this random token.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    token: String,
+}
+
+impl SequenceEntry {
+    fn is_noop(&self) -> bool {
+        self.action == NOOP_ACTION
+    }
 }
 
 /// The timeline actions this writer completes.
 pub(super) const COMMIT_ACTION: &str = "commit";
 pub(super) const REPLACE_ACTION: &str = "replacecommit";
+/// A sequence entry without an instant: a group of deletes that found nothing to remove takes its
+/// place in the commit order over the file groups it looked at, so a concurrent writer that
+/// read the tombstones before this group recorded its own conflicts and starts again (without it,
+/// an older insert racing the delete could land after it and bring the record back).
+const NOOP_ACTION: &str = "noop";
 
 fn commit_action() -> String {
     COMMIT_ACTION.to_owned()
@@ -103,6 +118,8 @@ pub(super) struct ClaimedPlan<'a> {
     pub written: Vec<(String, String)>,
     /// The completed instant's metadata (its `.commit` or `.replacecommit` file).
     pub commit: String,
+    /// See [`SequenceEntry::token`]; empty for a commit or replacecommit.
+    pub token: String,
 }
 
 /// How old an abandoned pending instant must be before another writer removes its files. Longer
@@ -201,6 +218,8 @@ impl HudiTable {
         for number in sequence + 1..=latest {
             // Read, not completed: an entry may name an instant archival has removed.
             match self.read_sequence(number).await {
+                // A no-op entry changed no snapshot.
+                Ok(entry) if entry.is_noop() => {}
                 Ok(entry) => partitions.extend(
                     entry
                         .file_groups
@@ -302,8 +321,23 @@ impl HudiTable {
                 }
             };
             if plan.is_empty() {
-                self.roll_back(&instant).await?;
-                if self.changed_since(base_sequence, &touched).await? {
+                let ordered = if group.iter().any(|staged| staged.deletes().next().is_some()) {
+                    let claim = ClaimedPlan {
+                        instant: &instant,
+                        action: NOOP_ACTION,
+                        written: touched.iter().cloned().collect(),
+                        commit: "null".to_owned(),
+                        token: write_token(),
+                    };
+                    // Claimed while the instant is still reserved; rolled back either way.
+                    let claimed = self.claim_sequence(base_sequence, &claim, &touched).await?;
+                    self.roll_back(&instant).await?;
+                    claimed.is_some()
+                } else {
+                    self.roll_back(&instant).await?;
+                    !self.changed_since(base_sequence, &touched).await?
+                };
+                if !ordered {
                     continue;
                 }
                 return Ok(CommitOutcome {
@@ -325,6 +359,7 @@ impl HudiTable {
                     .map(|f| (f.partition.clone(), f.file_id.clone()))
                     .collect(),
                 commit: plan_commit_text(&self.def, &plan, None)?,
+                token: String::new(),
             };
             match self.claim_sequence(base_sequence, &claim, &touched).await? {
                 Some(sequence) => {
@@ -496,6 +531,9 @@ impl HudiTable {
     /// Makes sure the `.commit` of a claimed sequence number exists (idempotent: same bytes).
     async fn complete_sequence(&self, sequence: u64) -> Result<SequenceEntry> {
         let entry = self.read_sequence(sequence).await?;
+        if entry.is_noop() {
+            return Ok(entry);
+        }
         let commit_path = self
             .def
             .hoodie_path(&format!("{}.{}", entry.instant, entry.action));
@@ -531,6 +569,7 @@ impl HudiTable {
                 file_groups: plan.written.clone(),
                 commit: serde_json::from_str(&plan.commit)?,
                 action: plan.action.to_owned(),
+                token: plan.token.clone(),
             };
             Ok(Bytes::from(serde_json::to_vec(&entry)?))
         };
@@ -544,7 +583,8 @@ impl HudiTable {
             }
             let other = self.complete_sequence(sequence).await?;
             // A retried create whose first attempt did land finds our own entry.
-            if other.instant == instant {
+            if other.instant == instant && other.action == plan.action && other.token == plan.token
+            {
                 return Ok(Some(sequence));
             }
             if other.file_groups.iter().any(|g| touched.contains(g)) {

@@ -212,3 +212,46 @@ async fn an_erasure_during_a_scale_out_run_removes_its_staged_parts_and_the_retr
     assert_eq!(patients.len(), 1);
     assert_eq!(patients[0]["patient_key"], pseudonym("t1", "Patient", "p2"));
 }
+
+#[tokio::test]
+async fn an_erasure_removes_the_quarantined_copies_that_hold_the_patient_and_keeps_the_others() {
+    // GIVEN two files quarantined whole (cut short: not JSON): one with p1's resources, spaced
+    // as a pretty-printer would, one of p2 only
+    let lake = TestLake::new();
+    let of_p1 = lake.write_input(
+        "p1.json",
+        b"{\"resourceType\": \"Bundle\", \"type\": \"collection\", \"entry\": [{\"resource\": \
+          {\"resourceType\": \"Patient\",\n  \"id\" :  \"p1\", \"gender\": \"female\"",
+    );
+    let of_p2 = lake.write_input(
+        "p2.json",
+        b"{\"resourceType\":\"Bundle\",\"type\":\"collection\",\"entry\":[{\"resource\":\
+          {\"resourceType\":\"Encounter\",\"id\":\"e7\",\"subject\":{\"reference\":\"Patient/p2\"}",
+    );
+    let quarantined_p1 = lake.ingest(&of_p1, "t1").await;
+    let quarantined_p2 = lake.ingest(&of_p2, "t1").await;
+    assert_eq!(quarantined_p1.result, FileResult::Quarantined);
+    assert_eq!(quarantined_p2.result, FileResult::Quarantined);
+    let copies =
+        |ledger_id: &str| files_under(&lake.path().join("quarantine/files/t1").join(ledger_id));
+    assert_eq!(
+        copies(&quarantined_p1.ledger_id).len(),
+        2,
+        "the copy and its reason"
+    );
+
+    // WHEN p1 is erased
+    let receipt = lake.lake.erase(&tenant_id("t1"), "p1").await.unwrap();
+
+    // THEN p1's copy is gone, its reason kept, and the receipt names the raw object to remove
+    assert_eq!(receipt.quarantined_copies_removed, 1);
+    let left: Vec<String> = copies(&quarantined_p1.ledger_id)
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, ["reason.json"]);
+    assert!(receipt.raw_ledger_ids.contains(&quarantined_p1.ledger_id));
+    // AND p2's copy is untouched
+    assert_eq!(copies(&quarantined_p2.ledger_id).len(), 2);
+    assert!(!receipt.raw_ledger_ids.contains(&quarantined_p2.ledger_id));
+}

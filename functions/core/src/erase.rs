@@ -12,7 +12,8 @@
 //!    patient's keys (latest and older slices alike);
 //! 3. one delete commit per table, ordered after everything (`i64::MAX`), with its tombstones;
 //! 4. older slices that still hold a row of the patient are rewritten without it;
-//! 5. reject logs lose the lines of the patient's resources;
+//! 5. reject logs lose the lines of the patient's resources, and quarantined copies of raw files
+//!    that hold the patient are removed;
 //! 6. gold is refreshed, and the receipt is kept in `_metriccare/erasures/<tenant>/`.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -95,6 +96,10 @@ pub struct Receipt {
     /// again, without the patient, by its retry.
     #[serde(default)]
     pub staged_parts_removed: u64,
+    /// Quarantined copies of raw files (`files/<tenant>/<ledger id>/`) that held the patient,
+    /// removed; their `reason.json` stays.
+    #[serde(default)]
+    pub quarantined_copies_removed: u64,
     /// Ledger ids of the raw objects whose rows or rejects held the patient: the files are the
     /// uploader's, and still hold the patient until the uploader removes them.
     pub raw_ledger_ids: Vec<String>,
@@ -202,6 +207,10 @@ pub async fn erase(
     receipt.raw_ledger_ids.extend(reject_sources);
     receipt.staged_parts_removed =
         crate::scale_out::remove_staged(services.quarantine.as_ref(), tenant).await?;
+    let (copies, copy_sources) =
+        remove_quarantined_copies(services.quarantine.as_ref(), tenant, patient_id).await?;
+    receipt.quarantined_copies_removed = copies;
+    receipt.raw_ledger_ids.extend(copy_sources);
     receipt.raw_ledger_ids.sort();
     receipt.raw_ledger_ids.dedup();
     // 6. The tenant's gold without the patient, and the receipt.
@@ -400,6 +409,106 @@ async fn remove_rejects(
     Ok((removed, sources))
 }
 
+/// Removes the tenant's quarantined copies (`files/<tenant>/<ledger id>/<name>`) that hold the
+/// patient. A quarantined file is raw input that did not load (not JSON, a Bundle cut short...), so
+/// it is searched as bytes, streamed, not parsed: see [`PatientNeedles`]. The copy goes, its
+/// `reason.json` stays (it says a file was quarantined and why). Returns the copies removed and
+/// their ledger ids.
+async fn remove_quarantined_copies(
+    quarantine: &dyn ObjectStore,
+    tenant: &TenantId,
+    patient_id: &str,
+) -> Result<(u64, Vec<String>)> {
+    let copies: Vec<_> = quarantine
+        .list(Some(&Path::from("files").join(tenant.as_str())))
+        .try_collect()
+        .await?;
+    let needles = PatientNeedles::new(patient_id);
+    let (mut removed, mut sources) = (0, Vec::new());
+    for copy in copies {
+        let parts: Vec<_> = copy.location.parts().collect();
+        let [_, _, ledger_id, name] = parts.as_slice() else {
+            continue;
+        };
+        if name.as_ref() == "reason.json" {
+            continue;
+        }
+        let mut stream = quarantine.get(&copy.location).await?.into_stream();
+        let mut window = Vec::new();
+        let mut holds = false;
+        while let Some(chunk) = stream.try_next().await? {
+            window.extend_from_slice(&chunk);
+            if needles.found_in(&window) {
+                holds = true;
+                break;
+            }
+            // Keep enough of the end for a match that straddles two chunks.
+            let keep = window.len().min(needles.longest_match());
+            window.drain(..window.len() - keep);
+        }
+        if holds {
+            quarantine.delete(&copy.location).await?;
+            removed += 1;
+            sources.push(ledger_id.as_ref().to_owned());
+        }
+    }
+    Ok((removed, sources))
+}
+
+/// What marks a patient in raw bytes: a reference to them (`Patient/<id>"`, relative or absolute)
+/// or an `"id"` member whose value is their id (their own resource; a resource of another type
+/// with the same id matches too, and is removed with them: erasure errs on the side of removing).
+/// Up to [`MAX_GAP`](Self::MAX_GAP) bytes of whitespace around the `:` are recognised.
+struct PatientNeedles {
+    reference: Vec<u8>,
+    value: Vec<u8>,
+}
+
+impl PatientNeedles {
+    const MAX_GAP: usize = 16;
+
+    fn new(patient_id: &str) -> Self {
+        Self {
+            reference: format!("Patient/{patient_id}\"").into_bytes(),
+            value: format!("\"{patient_id}\"").into_bytes(),
+        }
+    }
+
+    /// The longest span of bytes one match can cover.
+    fn longest_match(&self) -> usize {
+        self.reference
+            .len()
+            .max(self.value.len() + "\"id\"".len() + 1 + 2 * Self::MAX_GAP)
+    }
+
+    fn found_in(&self, bytes: &[u8]) -> bool {
+        if memchr::memmem::find(bytes, &self.reference).is_some() {
+            return true;
+        }
+        memchr::memmem::find_iter(bytes, &self.value).any(|at| is_id_member(&bytes[..at]))
+    }
+}
+
+/// Whether `before` ends with `"id"`, then `:`, with at most [`PatientNeedles::MAX_GAP`] bytes of
+/// whitespace on either side of the colon.
+fn is_id_member(before: &[u8]) -> bool {
+    match skip_space(before).strip_suffix(b":") {
+        Some(key) => skip_space(key).ends_with(b"\"id\""),
+        None => false,
+    }
+}
+
+/// `text` without up to [`PatientNeedles::MAX_GAP`] bytes of trailing whitespace.
+fn skip_space(text: &[u8]) -> &[u8] {
+    let spaces = text
+        .iter()
+        .rev()
+        .take(PatientNeedles::MAX_GAP)
+        .take_while(|b| b.is_ascii_whitespace())
+        .count();
+    &text[..text.len() - spaces]
+}
+
 /// Whether a reject line is the patient's own resource or one that references them.
 fn names_patient(line: &[u8], patient_id: &str, reference: &str) -> bool {
     let Ok(entry) = serde_json::from_slice::<serde_json::Value>(line) else {
@@ -413,4 +522,30 @@ fn names_patient(line: &[u8], patient_id: &str, reference: &str) -> bool {
     is_patient
         || text.contains(&format!("\"{reference}\""))
         || text.contains(&format!("/{reference}\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_patient_is_found_by_reference_or_by_an_id_member_and_not_by_a_longer_id() {
+        let needles = PatientNeedles::new("p1");
+        assert!(needles.found_in(br#"{"subject":{"reference":"Patient/p1"}}"#));
+        assert!(needles.found_in(br#"{"reference":"https://ehr.example/fhir/Patient/p1"}"#));
+        assert!(needles.found_in(b"{\"resourceType\":\"Patient\",\n \"id\" :\t\"p1\"}"));
+        assert!(!needles.found_in(br#"{"reference":"Patient/p10"}"#));
+        assert!(!needles.found_in(br#"{"id":"p10","note":"p1"}"#));
+        assert!(!needles.found_in(br#"{"family":"p1"}"#));
+    }
+
+    #[test]
+    fn the_kept_tail_covers_the_longest_match() {
+        let needles = PatientNeedles::new("p1");
+        let text = br#"{"id"                :                "p1"}"#;
+        let start = text.iter().position(|b| *b == b'"').unwrap();
+        let span = &text[start..text.len() - 1];
+        assert!(span.len() <= needles.longest_match(), "{}", span.len());
+        assert!(needles.found_in(span));
+    }
 }

@@ -610,7 +610,11 @@ impl Services {
             }
             // The commit stands whatever happens next: a services failure is the next run's work.
             if let Err(e) = hudi
-                .run_services(&outcome.partitions, &self.settings.retention)
+                .run_services(
+                    &outcome.partitions,
+                    outcome.sequence,
+                    &self.settings.retention,
+                )
                 .await
             {
                 tracing::warn!(table = table.name(), error = %e, "table services failed; the next commit retries them");

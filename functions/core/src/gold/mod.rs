@@ -215,7 +215,10 @@ async fn refresh_locked(
                     .push(format!("{}@{instant}", table.name()));
             }
             // The commit stands whatever happens next: a services failure is the next run's work.
-            if let Err(e) = hudi.run_services(&outcome.partitions, retention).await {
+            if let Err(e) = hudi
+                .run_services(&outcome.partitions, outcome.sequence, retention)
+                .await
+            {
                 tracing::warn!(table = table.name(), error = %e, "table services failed; the next commit retries them");
             }
         }

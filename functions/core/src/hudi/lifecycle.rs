@@ -27,9 +27,9 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
-use super::HudiTable;
 use super::snapshot::{Timeline, parse_base_file_name, replaced_file_groups};
 use super::writer::STALE_PENDING_MICROS;
+use super::{HudiTable, MAX_LAYOUT_DOUBLINGS, TableDef, layout_of};
 use crate::error::Result;
 use crate::objects;
 use crate::time::{now_micros, parse_hudi_instant};
@@ -112,6 +112,25 @@ pub fn services_state_path(base: &Path) -> Path {
         .join("state.json")
 }
 
+/// A partition's live file groups as its cleaning found them.
+struct LiveFileGroups {
+    /// Bytes of the newest committed slice of each file group not replaced.
+    bytes: u64,
+    /// The layout (bucket count) their ids belong to; `None` for an empty partition.
+    layout: Option<u32>,
+}
+
+impl LiveFileGroups {
+    /// Whether the file groups average more than `target` bytes in a layout that can still grow
+    /// ([`HudiTable::resize_partition`] checks again against a snapshot).
+    fn outgrows(&self, def: &TableDef, target: u64) -> bool {
+        self.layout.is_some_and(|layout| {
+            layout < def.buckets << MAX_LAYOUT_DOUBLINGS
+                && self.bytes / u64::from(layout) > target.max(1)
+        })
+    }
+}
+
 /// One base file found in a partition folder.
 struct BaseFile {
     instant: String,
@@ -123,38 +142,55 @@ impl HudiTable {
     /// Cleans the given partitions, archives the timeline and trims the control files. Safe to run
     /// beside writers and other runs: it deletes only what no snapshot in the window needs, and a
     /// file deleted twice is no error.
+    ///
+    /// `claimed` is the commit sequence number the caller's commit just claimed, if any: the
+    /// trimming of sequence entries counts back from it instead of searching for the latest (a
+    /// later claim by another writer only leaves an entry more for the next run).
     pub async fn run_services(
         &self,
         partitions: &[String],
+        claimed: Option<u64>,
         retention: &Retention,
     ) -> Result<ServicesReport> {
         let now = now_micros();
         let mut report = ServicesReport::default();
+        let timeline = Timeline::load(self.store().as_ref(), self.def()).await?;
+        let replaced = replaced_file_groups(self.store().as_ref(), self.def(), &timeline).await?;
+        if let Some(tombstones) = self.tombstones() {
+            // The tombstone table keeps its own record (`_metriccare/services/_metriccare/...`).
+            Box::pin(tombstones.table().run_services(partitions, None, retention)).await?;
+        }
+        let mut oversized = Vec::new();
+        for partition in partitions {
+            let live = self
+                .clean_partition(partition, &timeline, &replaced, retention, now, &mut report)
+                .await?;
+            if let Some(target) = self.file_group_bytes
+                && live.outgrows(self.def(), target)
+            {
+                oversized.push(partition);
+            }
+        }
+        self.archive(&timeline, &replaced, retention, &mut report)
+            .await?;
+        // Decided from the cleaning's listing: a partition that fits costs no further request.
         if let Some(target) = self.file_group_bytes {
-            for partition in partitions {
+            for partition in oversized {
                 if self.resize_partition(partition, target).await?.is_some() {
                     report.resized_partitions += 1;
                 }
             }
         }
-        let timeline = Timeline::load(self.store().as_ref(), self.def()).await?;
-        let replaced = replaced_file_groups(self.store().as_ref(), self.def(), &timeline).await?;
-        if let Some(tombstones) = self.tombstones() {
-            // The tombstone table keeps its own record (`_metriccare/services/_metriccare/...`).
-            Box::pin(tombstones.table().run_services(partitions, retention)).await?;
-        }
-        for partition in partitions {
-            self.clean_partition(partition, &timeline, &replaced, retention, now, &mut report)
-                .await?;
-        }
-        self.archive(&timeline, &replaced, retention, &mut report)
-            .await?;
         let path = services_state_path(&self.def().base);
         let mut state: ServicesState = match objects::read(self.store().as_ref(), &path).await? {
             Some(text) => serde_json::from_slice(&text).unwrap_or_default(),
             None => ServicesState::default(),
         };
-        let floor = self.latest_sequence().await?.saturating_sub(SEQUENCES_KEPT);
+        let latest = match claimed {
+            Some(sequence) => sequence,
+            None => self.latest_sequence().await?,
+        };
+        let floor = latest.saturating_sub(SEQUENCES_KEPT);
         if floor > state.sequence_floor {
             let stale: Vec<Path> = (state.sequence_floor + 1..=floor)
                 .map(|sequence| self.sequence_path(sequence))
@@ -193,7 +229,7 @@ impl HudiTable {
         retention: &Retention,
         now: i64,
         report: &mut ServicesReport,
-    ) -> Result<()> {
+    ) -> Result<LiveFileGroups> {
         let listing = self
             .store()
             .list_with_delimiter(Some(&self.def().partition_dir(partition)))
@@ -231,6 +267,19 @@ impl HudiTable {
             .cloned()
             .unwrap_or_default();
         let replaced_before = now - retention.retain_hours as i64 * 3_600 * 1_000_000;
+        let mut live = LiveFileGroups {
+            bytes: 0,
+            layout: None,
+        };
+        for (file_id, slices) in &groups {
+            if !replaced.contains_key(&(partition.to_owned(), file_id.clone())) {
+                let newest = slices.iter().max_by(|a, b| a.instant.cmp(&b.instant));
+                live.bytes += newest.map_or(0, |slice| slice.size);
+                live.layout = live
+                    .layout
+                    .or_else(|| layout_of(self.def(), partition, file_id));
+            }
+        }
         for (file_id, mut slices) in groups {
             slices.sort_by(|a, b| a.instant.cmp(&b.instant));
             // What ended each slice: the next slice, or for the last slice of a replaced file
@@ -258,7 +307,7 @@ impl HudiTable {
             }
         }
         self.delete_all(doomed).await?;
-        Ok(())
+        Ok(live)
     }
 
     /// Moves completed instants beyond the newest `active_instants` (and older than every pending

@@ -9,6 +9,14 @@
 //!    unchanged file group is left alone without writing anything;
 //! 3. the kept committed rows, then the winning incoming rows, are streamed batch by batch into the
 //!    Parquet writer, which holds at most one row group.
+//!
+//! A commit of a few rows must not cost a decode and re-encode of the whole file group, or a tenant
+//! that grows by small files pays more for each one (the table lifecycle's soak). So committed row
+//! groups whose rows are all kept are copied into the new file as they are (their encoded column
+//! chunks spliced, not decoded), and only the row groups that lose a row, the incoming rows and the
+//! small row groups they absorb are encoded: [`plan_row_groups`] merges row groups like a binary
+//! counter, so a file keeps a few row groups per size class and each row is re-encoded a handful of
+//! times in its life, not once per commit.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -22,9 +30,14 @@ use arrow_select::filter::filter_record_batch;
 use arrow_select::take::take_record_batch;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
 use parquet::basic::{Compression, ZstdLevel};
+use parquet::column::writer::ColumnCloseResult;
+use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
 
 use object_store::path::Path;
@@ -105,10 +118,20 @@ impl FileGroupMerge<'_> {
     pub fn run(&self, out: impl Write + Send) -> Result<Merged> {
         let mut merged = Merged::default();
         let mut winners = self.incoming_winners(&mut merged)?;
-        let keep = match self.existing {
-            Some(file) => self.decide_existing(file, &mut winners, &mut merged)?,
-            None => Vec::new(),
+        let existing = match self.existing {
+            Some(file) => {
+                // With the offset index: copied column chunks keep theirs.
+                let options =
+                    ArrowReaderOptions::new().with_offset_index_policy(PageIndexPolicy::Optional);
+                let metadata = ArrowReaderMetadata::load(file, options)?;
+                let keep = self.decide_existing(file, &metadata, &mut winners, &mut merged)?;
+                Some((file, metadata, keep))
+            }
+            None => None,
         };
+        let existing = existing
+            .as_ref()
+            .map(|(file, metadata, keep)| (*file, metadata, keep.as_slice()));
         for winner in winners.values() {
             match winner.op {
                 Op::Upsert { .. } if winner.replaces_committed => merged.updated += 1,
@@ -125,11 +148,21 @@ impl FileGroupMerge<'_> {
             self.def.file_schema(),
             Some(base_file_properties(self.def)?),
         )?;
-        if let Some(file) = self.existing {
-            merged.rows += self.write_kept(file, &keep, &mut writer)?;
-        }
+        let copied = match existing {
+            Some((file, metadata, keep)) => {
+                let incoming = merged.inserted + merged.updated;
+                let plan = plan_row_groups(self.def, metadata, keep, incoming);
+                merged.rows += self.write_kept(file, metadata, keep, &plan.encode, &mut writer)?;
+                Some((file, metadata, plan.copy))
+            }
+            None => None,
+        };
         merged.rows += self.write_incoming(&winners, &mut writer)?;
-        writer.close()?;
+        let (mut file_writer, _) = writer.into_serialized_writer()?;
+        if let Some((file, metadata, row_groups)) = copied {
+            merged.rows += copy_row_groups(file, metadata, &row_groups, &mut file_writer)?;
+        }
+        file_writer.close()?;
         Ok(merged)
     }
 
@@ -189,10 +222,12 @@ impl FileGroupMerge<'_> {
     fn decide_existing(
         &self,
         file: &File,
+        metadata: &ArrowReaderMetadata,
         winners: &mut HashMap<Box<str>, Winner>,
         merged: &mut Merged,
     ) -> Result<Vec<bool>> {
-        let builder = ParquetRecordBatchReaderBuilder::try_new(file.try_clone()?)?;
+        let builder =
+            ParquetRecordBatchReaderBuilder::new_with_metadata(file.try_clone()?, metadata.clone());
         let schema = self.def.file_schema();
         let projection = ProjectionMask::roots(
             builder.parquet_schema(),
@@ -242,16 +277,29 @@ impl FileGroupMerge<'_> {
         Ok(keep)
     }
 
-    /// Streams the committed rows that are kept, as they are (meta columns included).
+    /// Streams the kept committed rows of the row groups to encode, as they are (meta columns
+    /// included).
     fn write_kept<W: Write + Send>(
         &self,
         file: &File,
+        metadata: &ArrowReaderMetadata,
         keep: &[bool],
+        row_groups: &[usize],
         writer: &mut ArrowWriter<W>,
     ) -> Result<u64> {
-        let reader = ParquetRecordBatchReaderBuilder::try_new(file.try_clone()?)?
-            .with_batch_size(READ_BATCH_ROWS)
-            .build()?;
+        if row_groups.is_empty() {
+            return Ok(0);
+        }
+        let starts = row_group_starts(metadata.metadata());
+        let keep: Vec<bool> = row_groups
+            .iter()
+            .flat_map(|&i| keep[starts[i]..starts[i + 1]].iter().copied())
+            .collect();
+        let reader =
+            ParquetRecordBatchReaderBuilder::new_with_metadata(file.try_clone()?, metadata.clone())
+                .with_row_groups(row_groups.to_vec())
+                .with_batch_size(READ_BATCH_ROWS)
+                .build()?;
         let (mut offset, mut written) = (0usize, 0u64);
         for batch in reader {
             let batch = batch?;
@@ -323,6 +371,105 @@ impl FileGroupMerge<'_> {
         columns.extend(data.columns().iter().cloned());
         Ok(RecordBatch::try_new(self.def.file_schema(), columns)?)
     }
+}
+
+/// Which committed row groups are encoded again and which are copied as they are.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct RowGroupPlan {
+    /// Row groups that lose a row, and the small ones merged with them and the incoming rows.
+    encode: Vec<usize>,
+    copy: Vec<usize>,
+}
+
+/// Decides the row groups of a merge. A row group that loses a row is encoded again; so is every
+/// row group whose rows all stay but that is no larger than what is being encoded so far (the
+/// incoming rows first), smallest first, while the new row group fits [`ROW_GROUP_ROWS`]: like
+/// carries in a binary counter, row groups of similar size merge, so a file holds a few row groups
+/// per size class and a commit of a few rows encodes few rows on average. The rest are copied. A
+/// file whose schema is not the table's is encoded whole (its column chunks would not fit).
+fn plan_row_groups(
+    def: &TableDef,
+    metadata: &ArrowReaderMetadata,
+    keep: &[bool],
+    incoming: u64,
+) -> RowGroupPlan {
+    let row_groups = metadata.metadata().num_row_groups();
+    if metadata.schema().fields() != def.file_schema().fields() {
+        return RowGroupPlan {
+            encode: (0..row_groups).collect(),
+            copy: Vec::new(),
+        };
+    }
+    let starts = row_group_starts(metadata.metadata());
+    let mut plan = RowGroupPlan::default();
+    let mut encoded = incoming;
+    let mut whole = Vec::new();
+    for group in 0..row_groups {
+        let rows = &keep[starts[group]..starts[group + 1]];
+        let kept = rows.iter().filter(|k| **k).count() as u64;
+        if kept == rows.len() as u64 {
+            whole.push((kept, group));
+        } else {
+            plan.encode.push(group);
+            encoded += kept;
+        }
+    }
+    whole.sort_unstable();
+    for (rows, group) in whole {
+        if rows <= encoded.max(1) && encoded + rows <= ROW_GROUP_ROWS as u64 {
+            plan.encode.push(group);
+            encoded += rows;
+        } else {
+            plan.copy.push(group);
+        }
+    }
+    plan.encode.sort_unstable();
+    plan.copy.sort_unstable();
+    plan
+}
+
+/// The first row of each row group, and the row count at the end.
+fn row_group_starts(metadata: &ParquetMetaData) -> Vec<usize> {
+    let mut starts = vec![0usize];
+    for group in metadata.row_groups() {
+        starts.push(starts.last().copied().unwrap_or(0) + group.num_rows() as usize);
+    }
+    starts
+}
+
+/// Appends the given row groups of `file` to `writer` without decoding them: each column chunk's
+/// bytes are spliced, with its statistics and offset index. Returns the rows copied.
+fn copy_row_groups<W: Write + Send>(
+    file: &File,
+    metadata: &ArrowReaderMetadata,
+    row_groups: &[usize],
+    writer: &mut SerializedFileWriter<W>,
+) -> Result<u64> {
+    let metadata = metadata.metadata();
+    let mut copied = 0u64;
+    for &group in row_groups {
+        let row_group = metadata.row_group(group);
+        let mut out = writer.next_row_group()?;
+        for (column, chunk) in row_group.columns().iter().enumerate() {
+            let offset_index = metadata
+                .offset_index()
+                .and_then(|groups| groups.get(group)?.get(column).cloned());
+            out.append_column(
+                file,
+                ColumnCloseResult {
+                    bytes_written: chunk.compressed_size() as u64,
+                    rows_written: row_group.num_rows() as u64,
+                    metadata: chunk.clone(),
+                    bloom_filter: None,
+                    column_index: None,
+                    offset_index,
+                },
+            )?;
+        }
+        out.close()?;
+        copied += row_group.num_rows() as u64;
+    }
+    Ok(copied)
 }
 
 /// Writes `batches` (rows of a base file, meta columns included) as the base file at `path`,

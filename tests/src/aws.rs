@@ -26,6 +26,8 @@ use metriccare_aws::config::{Common, DEFAULT_LEASE, GoldConfig, IngestConfig};
 use metriccare_aws::ledger::KEY_ATTRIBUTE;
 use metriccare_aws::{GoldFunction, IngestFunction};
 use metriccare_core::gold::GoldTable;
+use metriccare_core::hudi::Retention;
+use metriccare_core::ingest::Settings;
 use metriccare_core::silver::SilverTable;
 use object_store::ObjectStore;
 use serde_json::{Value, json};
@@ -359,7 +361,10 @@ impl Deployment {
             silver_database: self.silver_database.clone(),
             gold_database: self.gold_database.clone(),
             event_bus: self.event_bus.clone(),
-            lease: DEFAULT_LEASE,
+            settings: Settings {
+                lease: DEFAULT_LEASE,
+                ..Settings::default()
+            },
         }
     }
 
@@ -367,6 +372,7 @@ impl Deployment {
         GoldConfig {
             common: self.common(),
             notifications_topic_arn: self.notifications_topic_arn.clone(),
+            retention: Retention::default(),
         }
     }
 

@@ -3,6 +3,10 @@
 
 use std::time::Duration;
 
+use metriccare_core::hudi::Retention;
+use metriccare_core::ingest::Settings;
+use metriccare_core::tunables::lifecycle_settings;
+
 use crate::error::{AwsError, Result};
 
 /// The local backend's lake directory: a Lambda that sees it was configured for the laptop.
@@ -38,7 +42,7 @@ pub struct Common {
 }
 
 /// The ingest function: S3 (or S3 → SQS) events in, silver out.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct IngestConfig {
     pub common: Common,
     pub raw_bucket: String,
@@ -53,7 +57,9 @@ pub struct IngestConfig {
     /// The ingest function registers a new tenant's gold partitions too, with its silver ones.
     pub gold_database: String,
     pub event_bus: String,
-    pub lease: Duration,
+    /// The claim lease, group commits and table services (the `METRICCARE_*` tunables the CLI
+    /// reads too: see [`metriccare_core::tunables`]).
+    pub settings: Settings,
 }
 
 /// The gold function: schedule or silver-commit events in, gold and `gold.refreshed` out.
@@ -61,6 +67,8 @@ pub struct IngestConfig {
 pub struct GoldConfig {
     pub common: Common,
     pub notifications_topic_arn: String,
+    /// How the gold tables' services keep slices and instants.
+    pub retention: Retention,
 }
 
 /// Reads variables through `lookup`, so tests need not touch the process environment.
@@ -81,7 +89,7 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         Self { lookup }
     }
 
-    fn optional(&self, variable: &'static str) -> Option<String> {
+    fn optional(&self, variable: &str) -> Option<String> {
         (self.lookup)(variable).filter(|value| !value.trim().is_empty())
     }
 
@@ -170,14 +178,24 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
             event_bus: self
                 .optional(EVENT_BUS)
                 .unwrap_or_else(|| "default".to_owned()),
-            lease: Duration::from_secs(self.number(LEASE_SECONDS, DEFAULT_LEASE.as_secs())?),
+            settings: self.settings()?,
         })
+    }
+
+    fn settings(&self) -> Result<Settings> {
+        let lease = Duration::from_secs(self.number(LEASE_SECONDS, DEFAULT_LEASE.as_secs())?);
+        let base = Settings {
+            lease,
+            ..Settings::default()
+        };
+        Ok(lifecycle_settings(|name| self.optional(name), base)?)
     }
 
     pub fn gold(&self) -> Result<GoldConfig> {
         Ok(GoldConfig {
             common: self.common()?,
             notifications_topic_arn: self.arn(NOTIFICATIONS_TOPIC_ARN, "sns")?,
+            retention: self.settings()?.retention,
         })
     }
 }
@@ -194,6 +212,8 @@ fn is_bucket_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
+
+    use metriccare_core::tunables::{FILE_GROUP_MB_VARIABLE, RETAIN_COMMITS_VARIABLE};
 
     use super::*;
 
@@ -225,7 +245,8 @@ mod tests {
     fn defaults_fill_what_is_optional() {
         let config = read(&ingest_env()).unwrap();
         assert_eq!(config.max_object_bytes, DEFAULT_MAX_OBJECT_BYTES);
-        assert_eq!(config.lease, DEFAULT_LEASE);
+        assert_eq!(config.settings.lease, DEFAULT_LEASE);
+        assert_eq!(config.settings.retention, Retention::default());
         assert_eq!(config.event_bus, "default");
         assert!(!config.common.force_path_style);
     }
@@ -248,6 +269,8 @@ mod tests {
             (MAX_OBJECT_BYTES, "1GB"),
             (LEASE_SECONDS, "0"),
             (S3_FORCE_PATH_STYLE, "yes please"),
+            (RETAIN_COMMITS_VARIABLE, "0"),
+            (FILE_GROUP_MB_VARIABLE, "big"),
         ] {
             let mut vars = ingest_env();
             vars.insert(variable, value.to_owned());

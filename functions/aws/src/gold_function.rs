@@ -25,6 +25,7 @@ pub struct GoldFunction {
     lake: Arc<dyn ObjectStore>,
     notifier: SnsNotifier,
     value_set: HaiValueSet,
+    retention: Retention,
 }
 
 impl GoldFunction {
@@ -39,6 +40,7 @@ impl GoldFunction {
             notifier: SnsNotifier::new(aws_sdk_sns::Client::new(sdk))
                 .with_topic(Topic::Notifications, config.notifications_topic_arn),
             value_set: HaiValueSet::builtin(),
+            retention: config.retention,
         })
     }
 
@@ -48,13 +50,8 @@ impl GoldFunction {
             .get("detail-type")
             .and_then(Value::as_str)
             .unwrap_or("direct invocation");
-        let report = gold::refresh(
-            &self.lake,
-            &self.notifier,
-            &self.value_set,
-            &Retention::default(),
-        )
-        .await?;
+        let report =
+            gold::refresh(&self.lake, &self.notifier, &self.value_set, &self.retention).await?;
         let refreshed: Vec<&str> = report
             .refreshed
             .iter()

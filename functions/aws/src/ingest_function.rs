@@ -17,7 +17,7 @@ use aws_sdk_s3::types::{Tag, Tagging};
 use metriccare_core::deid::{Pseudonymizer, parse_key, redact_key};
 use metriccare_core::erase;
 use metriccare_core::gold::GoldTable;
-use metriccare_core::ingest::{FileReport, FileResult, ScaleOutRoute, Services, Settings};
+use metriccare_core::ingest::{FileReport, FileResult, ScaleOutRoute, Services};
 use metriccare_core::ports::{Message, ObjectRef, Topic};
 use metriccare_core::silver::SilverTable;
 use metriccare_core::tenant::TenantId;
@@ -124,10 +124,7 @@ impl IngestFunction {
             )),
             Arc::new(notifier),
             Pseudonymizer::new(&key)?,
-            Settings {
-                lease: config.lease,
-                ..Settings::default()
-            },
+            config.settings.clone(),
         )
         .with_scale_out(ScaleOutRoute {
             above_bytes: config.max_object_bytes,

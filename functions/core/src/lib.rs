@@ -18,5 +18,6 @@ pub mod scale_out;
 pub mod silver;
 pub mod tenant;
 pub mod time;
+pub mod tunables;
 
 pub use error::{CoreError, Result};

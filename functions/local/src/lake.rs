@@ -11,9 +11,9 @@ use futures::StreamExt;
 use metriccare_core::deid::{Pseudonymizer, parse_key};
 use metriccare_core::erase::{self, Receipt};
 use metriccare_core::gold::{self, HaiValueSet, RefreshReport};
-use metriccare_core::hudi::Retention;
-use metriccare_core::ingest::{FileReport, GroupLimits, Services, Settings};
+use metriccare_core::ingest::{FileReport, Services, Settings};
 use metriccare_core::tenant::TenantId;
+use metriccare_core::tunables::lifecycle_settings;
 use metriccare_core::{CoreError, Result};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
@@ -26,13 +26,6 @@ use crate::{JsonLinesNotifier, SqliteLedger};
 pub const KEY_VARIABLE: &str = "METRICCARE_PSEUDONYM_KEY";
 /// Environment variable with the claim lease in seconds.
 pub const LEASE_VARIABLE: &str = "METRICCARE_LEASE_SECONDS";
-/// Environment variables of the table services and group commits (see `Retention`, `GroupLimits`).
-pub const RETAIN_COMMITS_VARIABLE: &str = "METRICCARE_RETAIN_COMMITS";
-pub const RETAIN_HOURS_VARIABLE: &str = "METRICCARE_RETAIN_HOURS";
-pub const ACTIVE_INSTANTS_VARIABLE: &str = "METRICCARE_ACTIVE_INSTANTS";
-pub const GROUP_FILES_VARIABLE: &str = "METRICCARE_GROUP_FILES";
-pub const FILE_GROUP_MB_VARIABLE: &str = "METRICCARE_FILE_GROUP_MB";
-const MIB: f64 = (1u64 << 20) as f64;
 
 /// A lake directory and its services.
 pub struct LocalLake {
@@ -94,43 +87,13 @@ impl LocalConfig {
             }
             Err(_) => HaiValueSet::builtin(),
         };
-        let defaults = Settings::default();
-        let retention = Retention {
-            retain_commits: number_from_env(
-                RETAIN_COMMITS_VARIABLE,
-                defaults.retention.retain_commits,
-                1,
-            )?,
-            retain_hours: number_from_env(
-                RETAIN_HOURS_VARIABLE,
-                defaults.retention.retain_hours,
-                0,
-            )?,
-            active_instants: number_from_env(
-                ACTIVE_INSTANTS_VARIABLE,
-                defaults.retention.active_instants,
-                1,
-            )?,
+        let settings = Settings {
+            lease: lease_from_env()?,
+            ..Settings::default()
         };
-        let group = GroupLimits {
-            max_files: number_from_env(GROUP_FILES_VARIABLE, defaults.group.max_files, 1)?,
-            ..defaults.group
-        };
-        // Megabytes, fractions allowed (tests and benchmarks re-size small tables).
-        let file_group_mb = number_from_env(
-            FILE_GROUP_MB_VARIABLE,
-            defaults.file_group_bytes as f64 / MIB,
-            0.001,
-        )?;
         Ok(Self {
             key,
-            settings: Settings {
-                lease: lease_from_env()?,
-                retention,
-                group,
-                file_group_bytes: (file_group_mb * MIB) as u64,
-                ..defaults
-            },
+            settings: lifecycle_settings(|name| std::env::var(name).ok(), settings)?,
             hai_value_set,
         })
     }
@@ -334,25 +297,6 @@ fn walk(dir: &FsPath, out: &mut Vec<PathBuf>) -> Result<()> {
 }
 
 /// A number from the environment, at least `min`; `default` when the variable is not set.
-fn number_from_env<T>(variable: &str, default: T, min: T) -> Result<T>
-where
-    T: std::str::FromStr + PartialOrd + std::fmt::Display,
-{
-    match std::env::var(variable) {
-        Ok(text) => text
-            .trim()
-            .parse::<T>()
-            .ok()
-            .filter(|n| *n >= min)
-            .ok_or_else(|| {
-                config_error(format!(
-                    "{variable}={text:?} is not a number of at least {min}"
-                ))
-            }),
-        Err(_) => Ok(default),
-    }
-}
-
 fn lease_from_env() -> Result<Duration> {
     match std::env::var(LEASE_VARIABLE) {
         Ok(text) => text

@@ -178,16 +178,15 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
             event_bus: self
                 .optional(EVENT_BUS)
                 .unwrap_or_else(|| "default".to_owned()),
-            settings: self.settings()?,
+            settings: self.lifecycle(Settings {
+                lease: Duration::from_secs(self.number(LEASE_SECONDS, DEFAULT_LEASE.as_secs())?),
+                ..Settings::default()
+            })?,
         })
     }
 
-    fn settings(&self) -> Result<Settings> {
-        let lease = Duration::from_secs(self.number(LEASE_SECONDS, DEFAULT_LEASE.as_secs())?);
-        let base = Settings {
-            lease,
-            ..Settings::default()
-        };
+    /// `base` with the optional table-lifecycle tunables set (see [`lifecycle_settings`]).
+    fn lifecycle(&self, base: Settings) -> Result<Settings> {
         Ok(lifecycle_settings(|name| self.optional(name), base)?)
     }
 
@@ -195,7 +194,7 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         Ok(GoldConfig {
             common: self.common()?,
             notifications_topic_arn: self.arn(NOTIFICATIONS_TOPIC_ARN, "sns")?,
-            retention: self.settings()?.retention,
+            retention: self.lifecycle(Settings::default())?.retention,
         })
     }
 }

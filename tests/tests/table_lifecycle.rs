@@ -379,10 +379,10 @@ async fn a_delete_delivered_before_the_older_insert_it_beats_wins() {
     assert_eq!(keys, BTreeSet::from([pseudonym("t1", "Patient", "p2")]));
 }
 
-#[tokio::test]
-async fn a_delete_that_finds_nothing_still_beats_the_older_insert_racing_it() {
-    // GIVEN a process loading a patient's old version, paused just before its commit takes its
-    // place in the commit order (it has read the tombstones already)
+/// An insert of p1's old version, paused just before its commit takes its place in the commit
+/// order (it has read the tombstones already), while `delete` — a file deleting p1, ordered later —
+/// is committed; then the insert goes on. Returns the patients left.
+async fn insert_racing_a_delete(delete: &[u8]) -> BTreeSet<String> {
     let lake = TestLake::new();
     let insert = lake.write_input(
         "insert.ndjson",
@@ -399,17 +399,43 @@ async fn a_delete_that_finds_nothing_still_beats_the_older_insert_racing_it() {
         report.result
     });
     plan.paused().await;
-    // WHEN a delete of that patient, ordered later, commits meanwhile: the table is still empty,
-    // so it finds nothing to remove
-    let delete = lake.write_input("delete.json", &delete_bundle(&["p1"]));
+    let delete = lake.write_input("delete.json", delete);
     assert_eq!(
         lake.ingest(&delete, "t1").await.result,
         FileResult::Completed
     );
     plan.resume();
-    // THEN the insert, let go, conflicts with the delete's place in the order and loses to it
     assert_eq!(inserting.await.unwrap(), FileResult::Completed);
-    assert!(patient_keys(&lake).await.is_empty());
+    patient_keys(&lake).await
+}
+
+#[tokio::test]
+async fn a_delete_that_finds_nothing_still_beats_the_older_insert_racing_it() {
+    // GIVEN an insert of p1 racing a delete of p1 that commits first and finds nothing (the
+    // table is still empty)
+    // WHEN the insert goes on
+    let left = insert_racing_a_delete(&delete_bundle(&["p1"])).await;
+    // THEN it conflicts with the delete's place in the commit order and loses to it
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[tokio::test]
+async fn a_delete_that_finds_nothing_beats_the_racing_insert_when_its_group_writes_elsewhere() {
+    // GIVEN the same race, but the delete's file also upserts p2, in another file group: its
+    // commit writes p2's file group only
+    let p1_bucket = bucket_of(&pseudonym("t1", "Patient", "p1"), SILVER_BUCKETS);
+    let p2 = (0..)
+        .map(|n| format!("q{n}"))
+        .find(|id| bucket_of(&pseudonym("t1", "Patient", id), SILVER_BUCKETS) != p1_bucket)
+        .unwrap();
+    let mixed = format!(
+        r#"{{"resourceType":"Bundle","type":"transaction","entry":[{{"request":{{"method":"DELETE","url":"Patient/p1"}}}},{{"resource":{},"request":{{"method":"PUT","url":"Patient/{p2}"}}}}]}}"#,
+        patient(&p2, "2024-01-01T00:00:00Z", "male")
+    );
+    // WHEN the insert goes on
+    let left = insert_racing_a_delete(mixed.as_bytes()).await;
+    // THEN p1 stays deleted: the commit named the file group the delete looked at too
+    assert_eq!(left, BTreeSet::from([pseudonym("t1", "Patient", &p2)]));
 }
 
 #[tokio::test]

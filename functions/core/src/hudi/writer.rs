@@ -82,7 +82,7 @@ struct SequenceEntry {
     #[serde(default = "commit_action", skip_serializing_if = "is_commit_action")]
     action: String,
     /// Set on a no-op entry only: its instant was rolled back and may be reserved again, so the
-    /// claimant recognises its own entry by this random token.
+    /// claimant recognises its own entry by this random token ([`claim_token`]).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     token: String,
 }
@@ -320,14 +320,18 @@ impl HudiTable {
                     return Err(e);
                 }
             };
+            // A group with deletes names in its sequence entry every file group it looked at, not
+            // only those it wrote: where a delete found nothing (yet), an upsert of that key that
+            // read the tombstones before this group recorded its own must conflict with it.
+            let has_deletes = group.iter().any(|staged| staged.deletes().next().is_some());
             if plan.is_empty() {
-                let ordered = if group.iter().any(|staged| staged.deletes().next().is_some()) {
+                let ordered = if has_deletes {
                     let claim = ClaimedPlan {
                         instant: &instant,
                         action: NOOP_ACTION,
                         written: touched.iter().cloned().collect(),
                         commit: "null".to_owned(),
-                        token: write_token(),
+                        token: claim_token(),
                     };
                     // Claimed while the instant is still reserved; rolled back either way.
                     let claimed = self.claim_sequence(base_sequence, &claim, &touched).await?;
@@ -354,10 +358,13 @@ impl HudiTable {
             let claim = ClaimedPlan {
                 instant: &instant,
                 action: COMMIT_ACTION,
-                written: plan
-                    .iter()
-                    .map(|f| (f.partition.clone(), f.file_id.clone()))
-                    .collect(),
+                written: if has_deletes {
+                    touched.iter().cloned().collect()
+                } else {
+                    plan.iter()
+                        .map(|f| (f.partition.clone(), f.file_id.clone()))
+                        .collect()
+                },
                 commit: plan_commit_text(&self.def, &plan, None)?,
                 token: String::new(),
             };
@@ -896,6 +903,16 @@ async fn copy_parts(upload: &mut WriteMultipart, file: &mut std::fs::File) -> Re
 pub(super) fn write_token() -> String {
     let nanos = now_micros().rem_euclid(1_000_000);
     format!("{}-{}-0", std::process::id() % 100_000, nanos)
+}
+
+/// A token no other claim shares: the per-process random keys of the standard library's hasher,
+/// with the clock mixed in (no random-number crate for one value).
+fn claim_token() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_i64(now_micros());
+    hasher.write_u32(std::process::id());
+    format!("{:016x}", hasher.finish())
 }
 
 pub(super) fn inflight_text(plan: &[&PlannedFile]) -> String {

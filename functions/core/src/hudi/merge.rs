@@ -29,10 +29,10 @@ use arrow_array::{ArrayRef, BooleanArray, RecordBatch, StringArray, UInt32Array}
 use arrow_select::filter::filter_record_batch;
 use arrow_select::take::take_record_batch;
 use parquet::arrow::ArrowWriter;
-use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
 };
+use parquet::arrow::{ArrowSchemaConverter, ProjectionMask};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::column::writer::ColumnCloseResult;
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData};
@@ -386,7 +386,8 @@ struct RowGroupPlan {
 /// incoming rows first), smallest first, while the new row group fits [`ROW_GROUP_ROWS`]: like
 /// carries in a binary counter, row groups of similar size merge, so a file holds a few row groups
 /// per size class and a commit of a few rows encodes few rows on average. The rest are copied. A
-/// file whose schema is not the table's is encoded whole (its column chunks would not fit).
+/// file whose Parquet columns are not the table's is encoded whole (its column chunks would not
+/// fit: the writer refuses a chunk of another type).
 fn plan_row_groups(
     def: &TableDef,
     metadata: &ArrowReaderMetadata,
@@ -394,7 +395,11 @@ fn plan_row_groups(
     incoming: u64,
 ) -> RowGroupPlan {
     let row_groups = metadata.metadata().num_row_groups();
-    if metadata.schema().fields() != def.file_schema().fields() {
+    let columns = metadata.metadata().file_metadata().schema_descr().columns();
+    let same_columns = ArrowSchemaConverter::new()
+        .convert(&def.file_schema())
+        .is_ok_and(|ours| ours.columns() == columns);
+    if !same_columns {
         return RowGroupPlan {
             encode: (0..row_groups).collect(),
             copy: Vec::new(),
@@ -415,8 +420,12 @@ fn plan_row_groups(
         }
     }
     whole.sort_unstable();
+    // Weighed against the last, partial row group of what is encoded (the writer cuts full ones
+    // of ROW_GROUP_ROWS): a big commit must not leave a small remainder behind every time.
+    let full = ROW_GROUP_ROWS as u64;
     for (rows, group) in whole {
-        if rows <= encoded.max(1) && encoded + rows <= ROW_GROUP_ROWS as u64 {
+        let tail = encoded % full;
+        if rows <= tail.max(1) && tail + rows <= full {
             plan.encode.push(group);
             encoded += rows;
         } else {
@@ -515,4 +524,67 @@ pub(super) fn base_file_properties(def: &TableDef) -> Result<WriterProperties> {
             builder.set_column_dictionary_enabled(ColumnPath::from(column), false)
         })
         .build())
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow_schema::{DataType, Field, Schema};
+
+    use super::*;
+
+    fn def() -> TableDef {
+        TableDef {
+            name: "t".to_owned(),
+            base: Path::from("t"),
+            record_key: "key".to_owned(),
+            partition_field: "p".to_owned(),
+            precombine: "ts".to_owned(),
+            buckets: 1,
+            data_schema: Arc::new(Schema::new(vec![Field::new("key", DataType::Utf8, false)])),
+        }
+    }
+
+    /// A base file of `rows` rows (cut into row groups of [`ROW_GROUP_ROWS`]), its metadata.
+    fn base_file(def: &TableDef, rows: usize) -> ArrowReaderMetadata {
+        let mut file = tempfile::tempfile().unwrap();
+        let schema = def.file_schema();
+        let column = Arc::new(StringArray::from(vec!["x"; rows])) as ArrayRef;
+        let batch = RecordBatch::try_new(schema.clone(), vec![column; 6]).unwrap();
+        let props = base_file_properties(def).unwrap();
+        let mut writer = ArrowWriter::try_new(&mut file, schema, Some(props)).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()).unwrap()
+    }
+
+    #[test]
+    fn small_row_groups_are_copied_while_bigger_than_the_encoded_tail_and_then_merge() {
+        let def = def();
+        // GIVEN a file of a full row group and a 1-row remainder, every row kept
+        let metadata = base_file(&def, ROW_GROUP_ROWS + 1);
+        let keep = vec![true; ROW_GROUP_ROWS + 1];
+        // WHEN a big commit's rows end in a remainder of 1 row, the 1-row group merges into it
+        let big = plan_row_groups(&def, &metadata, &keep, ROW_GROUP_ROWS as u64 + 1);
+        assert_eq!(
+            big,
+            RowGroupPlan {
+                encode: vec![1],
+                copy: vec![0]
+            }
+        );
+        // AND a commit of 1 row merges it too; the full row group is always copied
+        let small = plan_row_groups(&def, &metadata, &keep, 1);
+        assert_eq!(
+            small,
+            RowGroupPlan {
+                encode: vec![1],
+                copy: vec![0]
+            }
+        );
+        // AND a row group that loses a row is encoded whatever its size
+        let mut lose_one = keep.clone();
+        lose_one[0] = false;
+        let changed = plan_row_groups(&def, &metadata, &lose_one, 0);
+        assert_eq!(changed.encode, vec![0, 1]);
+    }
 }

@@ -411,9 +411,10 @@ async fn remove_rejects(
 
 /// Removes the tenant's quarantined copies (`files/<tenant>/<ledger id>/<name>`) that hold the
 /// patient. A quarantined file is raw input that did not load (not JSON, a Bundle cut short...), so
-/// it is searched as bytes, streamed, not parsed: see [`PatientNeedles`]. The copy goes, its
-/// `reason.json` stays (it says a file was quarantined and why). Returns the copies removed and
-/// their ledger ids.
+/// it is searched as bytes, not parsed (see [`PatientNeedles`]), after gzip decompression when it
+/// starts with the gzip magic. A copy that cannot be searched (a corrupt gzip) is removed too:
+/// erasure errs on the side of removing. The copy goes, its `reason.json` stays (it says a file
+/// was quarantined and why). Returns the copies removed and their ledger ids.
 async fn remove_quarantined_copies(
     quarantine: &dyn ObjectStore,
     tenant: &TenantId,
@@ -423,7 +424,7 @@ async fn remove_quarantined_copies(
         .list(Some(&Path::from("files").join(tenant.as_str())))
         .try_collect()
         .await?;
-    let needles = PatientNeedles::new(patient_id);
+    let needles = Arc::new(PatientNeedles::new(patient_id));
     let (mut removed, mut sources) = (0, Vec::new());
     for copy in copies {
         let parts: Vec<_> = copy.location.parts().collect();
@@ -433,21 +434,20 @@ async fn remove_quarantined_copies(
         if name.as_ref() == "reason.json" {
             continue;
         }
-        let mut stream = quarantine.get(&copy.location).await?.into_stream();
-        let mut window = Vec::new();
-        let mut holds = false;
-        while let Some(chunk) = stream.try_next().await? {
-            window.extend_from_slice(&chunk);
-            if needles.found_in(&window) {
-                holds = true;
-                break;
-            }
-            // Keep enough of the end for a match that straddles two chunks.
-            let keep = window.len().min(needles.longest_match());
-            window.drain(..window.len() - keep);
-        }
+        // Gone meanwhile (another erasure): nothing to remove.
+        let Some(file) = objects::download(quarantine, &copy.location).await? else {
+            continue;
+        };
+        let needles = needles.clone();
+        // Decompressing and scanning are blocking work: off the async workers.
+        let holds = tokio::task::spawn_blocking(move || needles.found_in_file(file))
+            .await
+            .map_err(|e| CoreError::Io(std::io::Error::other(e)))?;
         if holds {
-            quarantine.delete(&copy.location).await?;
+            match quarantine.delete(&copy.location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
             removed += 1;
             sources.push(ledger_id.as_ref().to_owned());
         }
@@ -455,37 +455,88 @@ async fn remove_quarantined_copies(
     Ok((removed, sources))
 }
 
-/// What marks a patient in raw bytes: a reference to them (`Patient/<id>"`, relative or absolute)
-/// or an `"id"` member whose value is their id (their own resource; a resource of another type
-/// with the same id matches too, and is removed with them: erasure errs on the side of removing).
-/// Up to [`MAX_GAP`](Self::MAX_GAP) bytes of whitespace around the `:` are recognised.
+/// What marks a patient in raw bytes: a reference to them (`Patient/<id>"` or a versioned
+/// `Patient/<id>/_history/…`, relative or absolute, with `/` escaped as `\/` or not) or an `"id"`
+/// member whose value is their id (their own resource; a resource of another type with the same
+/// id matches too, and is removed with them: erasure errs on the side of removing). Up to
+/// [`MAX_GAP`](Self::MAX_GAP) bytes of whitespace around the `:` are recognised. Text in another
+/// encoding than UTF-8 (UTF-16) is not recognised.
 struct PatientNeedles {
-    reference: Vec<u8>,
+    references: Vec<Vec<u8>>,
     value: Vec<u8>,
 }
 
 impl PatientNeedles {
     const MAX_GAP: usize = 16;
+    /// Bytes read at a time from a copy.
+    const CHUNK: usize = 1 << 16;
 
     fn new(patient_id: &str) -> Self {
+        let references = ["/", "\\/"]
+            .iter()
+            .flat_map(|slash| {
+                [
+                    format!("Patient{slash}{patient_id}\""),
+                    format!("Patient{slash}{patient_id}{slash}_history{slash}"),
+                ]
+            })
+            .map(String::into_bytes)
+            .collect();
         Self {
-            reference: format!("Patient/{patient_id}\"").into_bytes(),
+            references,
             value: format!("\"{patient_id}\"").into_bytes(),
         }
     }
 
     /// The longest span of bytes one match can cover.
     fn longest_match(&self) -> usize {
-        self.reference
-            .len()
-            .max(self.value.len() + "\"id\"".len() + 1 + 2 * Self::MAX_GAP)
+        let member = self.value.len() + "\"id\"".len() + 1 + 2 * Self::MAX_GAP;
+        self.references
+            .iter()
+            .map(Vec::len)
+            .fold(member, usize::max)
     }
 
     fn found_in(&self, bytes: &[u8]) -> bool {
-        if memchr::memmem::find(bytes, &self.reference).is_some() {
+        self.references
+            .iter()
+            .any(|reference| memchr::memmem::find(bytes, reference).is_some())
+            || memchr::memmem::find_iter(bytes, &self.value).any(|at| is_id_member(&bytes[..at]))
+    }
+
+    /// Whether the file (gzip-compressed or not) holds the patient, read in chunks; a file that
+    /// cannot be read to its end (a corrupt gzip) counts as holding them.
+    fn found_in_file(&self, mut file: std::fs::File) -> bool {
+        use std::io::{Read, Seek};
+        let mut magic = [0u8; 2];
+        let gzip = file.read_exact(&mut magic).is_ok() && magic == [0x1f, 0x8b];
+        if file.rewind().is_err() {
             return true;
         }
-        memchr::memmem::find_iter(bytes, &self.value).any(|at| is_id_member(&bytes[..at]))
+        let mut reader: Box<dyn Read> = if gzip {
+            Box::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(
+                file,
+            )))
+        } else {
+            Box::new(file)
+        };
+        let mut window = Vec::with_capacity(Self::CHUNK + self.longest_match());
+        let mut chunk = vec![0u8; Self::CHUNK];
+        loop {
+            let read = match reader.read(&mut chunk) {
+                Ok(0) => return false,
+                Ok(read) => read,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => return true,
+            };
+            window.extend_from_slice(&chunk[..read]);
+            if self.found_in(&window) {
+                return true;
+            }
+            // Keep enough of the end for a match that straddles two chunks.
+            let keep = window.len().min(self.longest_match());
+            window.drain(..window.len() - keep);
+        }
     }
 }
 
@@ -537,6 +588,35 @@ mod tests {
         assert!(!needles.found_in(br#"{"reference":"Patient/p10"}"#));
         assert!(!needles.found_in(br#"{"id":"p10","note":"p1"}"#));
         assert!(!needles.found_in(br#"{"family":"p1"}"#));
+        assert!(needles.found_in(br#"{"reference":"Patient/p1/_history/3"}"#));
+        assert!(needles.found_in(br#"{"reference":"Patient\/p1"}"#));
+    }
+
+    #[test]
+    fn a_gzip_copy_is_searched_decompressed_and_a_corrupt_one_counts_as_holding() {
+        use std::io::{Seek, Write};
+        let needles = PatientNeedles::new("p1");
+        let file_of = |bytes: &[u8]| {
+            let mut file = tempfile::tempfile().unwrap();
+            file.write_all(bytes).unwrap();
+            file.rewind().unwrap();
+            file
+        };
+        let gzip = |text: &[u8]| {
+            let mut encoder =
+                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            encoder.write_all(text).unwrap();
+            encoder.finish().unwrap()
+        };
+        // Past the first chunk, so the match is found in a later read.
+        let mut text = vec![b' '; PatientNeedles::CHUNK + 5];
+        text.extend_from_slice(br#"{"subject":{"reference":"Patient/p1"}}"#);
+        assert!(needles.found_in_file(file_of(&gzip(&text))));
+        assert!(!needles.found_in_file(file_of(&gzip(br#"{"reference":"Patient/p2"}"#))));
+        let mut cut = gzip(br#"{"reference":"Patient/p2"} and more text to compress"#);
+        cut.truncate(cut.len() / 2);
+        assert!(needles.found_in_file(file_of(&cut)));
+        assert!(!needles.found_in_file(file_of(b"not json at all")));
     }
 
     #[test]

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use super::snapshot::{Timeline, parse_base_file_name, replaced_file_groups};
 use super::writer::STALE_PENDING_MICROS;
-use super::{HudiTable, MAX_LAYOUT_DOUBLINGS, TableDef, layout_of};
+use super::{HudiTable, TableDef, layout_of};
 use crate::error::Result;
 use crate::objects;
 use crate::time::{now_micros, parse_hudi_instant};
@@ -124,10 +124,8 @@ impl LiveFileGroups {
     /// Whether the file groups average more than `target` bytes in a layout that can still grow
     /// ([`HudiTable::resize_partition`] checks again against a snapshot).
     fn outgrows(&self, def: &TableDef, target: u64) -> bool {
-        self.layout.is_some_and(|layout| {
-            layout < def.buckets << MAX_LAYOUT_DOUBLINGS
-                && self.bytes / u64::from(layout) > target.max(1)
-        })
+        self.layout
+            .is_some_and(|layout| super::sizing::outgrows(def, self.bytes, layout, target))
     }
 }
 

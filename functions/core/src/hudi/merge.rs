@@ -129,9 +129,6 @@ impl FileGroupMerge<'_> {
             }
             None => None,
         };
-        let existing = existing
-            .as_ref()
-            .map(|(file, metadata, keep)| (*file, metadata, keep.as_slice()));
         for winner in winners.values() {
             match winner.op {
                 Op::Upsert { .. } if winner.replaces_committed => merged.updated += 1,
@@ -148,19 +145,19 @@ impl FileGroupMerge<'_> {
             self.def.file_schema(),
             Some(base_file_properties(self.def)?),
         )?;
-        let copied = match existing {
-            Some((file, metadata, keep)) => {
-                let incoming = merged.inserted + merged.updated;
-                let plan = plan_row_groups(self.def, metadata, keep, incoming);
-                merged.rows += self.write_kept(file, metadata, keep, &plan.encode, &mut writer)?;
-                Some((file, metadata, plan.copy))
-            }
-            None => None,
-        };
+        // Row groups to encode go through the Arrow writer with the incoming rows; those to copy
+        // are appended after, through the Parquet writer underneath.
+        let incoming = merged.inserted + merged.updated;
+        let mut copy = Vec::new();
+        if let Some((file, metadata, keep)) = &existing {
+            let plan = plan_row_groups(self.def, metadata, keep, incoming);
+            merged.rows += self.write_kept(file, metadata, keep, &plan.encode, &mut writer)?;
+            copy = plan.copy;
+        }
         merged.rows += self.write_incoming(&winners, &mut writer)?;
         let (mut file_writer, _) = writer.into_serialized_writer()?;
-        if let Some((file, metadata, row_groups)) = copied {
-            merged.rows += copy_row_groups(file, metadata, &row_groups, &mut file_writer)?;
+        if let Some((file, metadata, _)) = &existing {
+            merged.rows += copy_row_groups(file, metadata, &copy, &mut file_writer)?;
         }
         file_writer.close()?;
         Ok(merged)

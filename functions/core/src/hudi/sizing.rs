@@ -32,8 +32,15 @@ use super::writer::{
     ClaimedPlan, HudiTable, PlannedFile, REPLACE_ACTION, inflight_text, local_copy,
     plan_commit_text, string_column, upload_file, write_token,
 };
-use super::{MAX_LAYOUT_DOUBLINGS, bucket_of, layout_file_id};
+use super::{MAX_LAYOUT_DOUBLINGS, TableDef, bucket_of, layout_file_id};
 use crate::error::{CoreError, Result};
+
+/// Whether a partition of `total` bytes in `layout` buckets averages more than `target` bytes per
+/// file group, in a layout that can still grow (the table services' cheap check and the re-size's
+/// own decide alike).
+pub(super) fn outgrows(def: &TableDef, total: u64, layout: u32, target: u64) -> bool {
+    layout < def.buckets << MAX_LAYOUT_DOUBLINGS && total / u64::from(layout) > target.max(1)
+}
 
 impl HudiTable {
     /// Re-sizes the partition if its live file groups average more than `target_bytes`. Returns
@@ -49,9 +56,8 @@ impl HudiTable {
         let slices: Vec<FileSlice> = snapshot.partition_slices(partition).cloned().collect();
         let layout = snapshot.layout(self.def(), partition);
         let total: u64 = slices.iter().map(|s| s.size).sum();
-        let most = self.def().buckets << MAX_LAYOUT_DOUBLINGS;
         let mut resized = layout;
-        while total / u64::from(resized) > target_bytes.max(1) && resized < most {
+        while outgrows(self.def(), total, resized, target_bytes) {
             resized *= 2;
         }
         if resized == layout {

@@ -273,9 +273,9 @@ impl HudiTable {
             if !replaced.contains_key(&(partition.to_owned(), file_id.clone())) {
                 let newest = slices.iter().max_by(|a, b| a.instant.cmp(&b.instant));
                 live.bytes += newest.map_or(0, |slice| slice.size);
-                live.layout = live
-                    .layout
-                    .or_else(|| layout_of(self.def(), partition, file_id));
+                live.layout = live.layout.or_else(|| {
+                    layout_of(self.def(), partition, file_id).map(|(layout, _)| layout)
+                });
             }
         }
         for (file_id, mut slices) in groups {

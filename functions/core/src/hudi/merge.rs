@@ -63,6 +63,11 @@ pub(super) struct FileGroupMerge<'a> {
     pub bucket: u32,
     /// A local copy of the committed base file, if the file group has one.
     pub existing: Option<&'a File>,
+    /// Local copies of lower insert tiers whose rows move into this file group (see
+    /// [`super::tiers`]): encoded into the new file, less what the incoming rows replace.
+    pub carried: &'a [&'a File],
+    /// Which incoming keys this file group takes (the others belong to other tiers).
+    pub accepts: &'a dyn Fn(&str) -> bool,
     /// The staged rows are the partition's whole new content (gold's recompute).
     pub replace: bool,
     /// Deleted keys of this file group with their delete's ordering: an upsert ordered at or
@@ -129,6 +134,12 @@ impl FileGroupMerge<'_> {
             }
             None => None,
         };
+        let mut carried = Vec::new();
+        for file in self.carried {
+            let metadata = ArrowReaderMetadata::load(*file, ArrowReaderOptions::new())?;
+            let keep = self.decide_existing(file, &metadata, &mut winners, &mut merged)?;
+            carried.push((file, metadata, keep));
+        }
         for winner in winners.values() {
             match winner.op {
                 Op::Upsert { .. } if winner.replaces_committed => merged.updated += 1,
@@ -136,7 +147,9 @@ impl FileGroupMerge<'_> {
                 Op::Delete => {}
             }
         }
-        merged.changed = merged.inserted + merged.updated + merged.deleted > 0;
+        // Moving a tier's rows is a change even when no incoming row wins.
+        merged.changed =
+            merged.inserted + merged.updated + merged.deleted > 0 || !self.carried.is_empty();
         if !merged.changed {
             return Ok(merged);
         }
@@ -147,10 +160,16 @@ impl FileGroupMerge<'_> {
         )?;
         // Row groups to encode go through the Arrow writer with the incoming rows; those to copy
         // are appended after, through the Parquet writer underneath.
-        let incoming = merged.inserted + merged.updated;
+        let mut carried_rows = 0;
+        for (file, metadata, keep) in &carried {
+            let all: Vec<usize> = (0..metadata.metadata().num_row_groups()).collect();
+            carried_rows += self.write_kept(file, metadata, keep, &all, &mut writer)?;
+        }
+        merged.rows += carried_rows;
         let mut copy = Vec::new();
         if let Some((file, metadata, keep)) = &existing {
-            let plan = plan_row_groups(self.def, metadata, keep, incoming);
+            let encoded = merged.inserted + merged.updated + carried_rows;
+            let plan = plan_row_groups(self.def, metadata, keep, encoded);
             merged.rows += self.write_kept(file, metadata, keep, &plan.encode, &mut writer)?;
             copy = plan.copy;
         }
@@ -174,6 +193,9 @@ impl FileGroupMerge<'_> {
                 let ordering = timestamp_column(&batch, &self.def.precombine)?;
                 for row in 0..batch.num_rows() {
                     let (key, order) = (keys.value(row), ordering.value(row));
+                    if !(self.accepts)(key) {
+                        continue;
+                    }
                     if self
                         .tombstones
                         .get(key)
@@ -201,6 +223,9 @@ impl FileGroupMerge<'_> {
                 }
             }
             for Delete { key, ordering } in staged.bucket_deletes(self.partition, self.bucket) {
+                if !(self.accepts)(key) {
+                    continue;
+                }
                 match winners.get_mut(key.as_str()) {
                     Some(current) if current.ordering > *ordering => merged.ignored += 1,
                     Some(current) => *current = Winner::new(*ordering, Op::Delete),
@@ -476,6 +501,19 @@ fn copy_row_groups<W: Write + Send>(
         copied += row_group.num_rows() as u64;
     }
     Ok(copied)
+}
+
+/// A base file without rows: the new slice of an insert tier whose rows moved up.
+pub(super) fn empty_base_file(def: &TableDef) -> Result<File> {
+    let mut out = std::io::BufWriter::new(tempfile::tempfile()?);
+    ArrowWriter::try_new(
+        &mut out,
+        def.file_schema(),
+        Some(base_file_properties(def)?),
+    )?
+    .close()?;
+    out.into_inner()
+        .map_err(|e| crate::error::CoreError::Io(e.into_error()))
 }
 
 /// Writes `batches` (rows of a base file, meta columns included) as the base file at `path`,

@@ -7,9 +7,11 @@
 //! - `<partition>/.hoodie_partition_metadata` and base files `<fileId>_<writeToken>_<instant>.parquet`
 //!   whose first five columns are the `_hoodie_*` meta fields.
 //!
-//! Records are placed in file groups by Hudi's bucket index (hash of the record key modulo a fixed
-//! bucket count), so an upsert knows which single file group can hold a key without an index
-//! lookup, and each commit rewrites only the buckets it touches.
+//! Records are placed in buckets by Hudi's bucket hash (hash of the record key modulo the bucket
+//! count), so an upsert knows which few file groups can hold a key, and each commit rewrites only
+//! the buckets it touches. Within a bucket, new keys go to small insert tiers that merge into the
+//! bucket's base file group as they grow (see [`tiers`]): a commit of a few rows rewrites a few
+//! rows' worth of files, not the bucket.
 //!
 //! Table services (cleaning, archival, bounded control files) are in [`lifecycle`].
 //!
@@ -23,6 +25,7 @@ mod merge;
 mod sizing;
 mod snapshot;
 mod staging;
+mod tiers;
 mod tombstones;
 mod writer;
 
@@ -174,15 +177,35 @@ pub fn layout_file_id(def: &TableDef, partition: &str, bucket: u32, layout: u32)
     )
 }
 
-/// The layout (bucket count) a file id of the partition was made for, if it is one of this
-/// writer's.
-pub fn layout_of(def: &TableDef, partition: &str, file_id: &str) -> Option<u32> {
+/// The file id of one tier of a bucket (see [`tiers`]): tier 0, the bucket's base file group, is
+/// [`layout_file_id`]; insert tier `t` ends in `-<t>` where the base ends in `-0`.
+pub fn tier_file_id(
+    def: &TableDef,
+    partition: &str,
+    bucket: u32,
+    layout: u32,
+    tier: u32,
+) -> String {
+    let base = layout_file_id(def, partition, bucket, layout);
+    match tier {
+        0 => base,
+        _ => format!("{}-{tier}", &base[..base.len() - 2]),
+    }
+}
+
+/// The layout (bucket count) and tier a file id of the partition was made for, if it is one of
+/// this writer's.
+pub fn layout_of(def: &TableDef, partition: &str, file_id: &str) -> Option<(u32, u32)> {
     let bucket: u32 = file_id.get(..8)?.parse().ok()?;
+    let (stem, tier) = file_id.rsplit_once('-')?;
+    let tier: u32 = tier.parse().ok().filter(|t| *t <= tiers::INSERT_TIERS)?;
     (0..=MAX_LAYOUT_DOUBLINGS)
         .map(|doublings| def.buckets << doublings)
         .find(|&layout| {
-            bucket < layout && layout_file_id(def, partition, bucket, layout) == file_id
+            bucket < layout
+                && layout_file_id(def, partition, bucket, layout).strip_suffix("-0") == Some(stem)
         })
+        .map(|layout| (layout, tier))
 }
 
 #[cfg(test)]
@@ -207,12 +230,15 @@ mod tests {
         let def = patient_def();
         let initial = layout_file_id(&def, "tenant_id=a", 3, 4);
         assert_eq!(initial, file_id("patient", "tenant_id=a", 3));
-        assert_eq!(layout_of(&def, "tenant_id=a", &initial), Some(4));
+        assert_eq!(layout_of(&def, "tenant_id=a", &initial), Some((4, 0)));
         let resized = layout_file_id(&def, "tenant_id=a", 3, 16);
         assert_ne!(resized, initial);
         assert!(resized.starts_with("00000003-") && resized.ends_with("-0"));
-        assert_eq!(layout_of(&def, "tenant_id=a", &resized), Some(16));
+        assert_eq!(layout_of(&def, "tenant_id=a", &resized), Some((16, 0)));
         assert_eq!(layout_of(&def, "tenant_id=b", &resized), None);
+        let tier = tier_file_id(&def, "tenant_id=a", 3, 16, 2);
+        assert_eq!(tier.strip_suffix("-2"), resized.strip_suffix("-0"));
+        assert_eq!(layout_of(&def, "tenant_id=a", &tier), Some((16, 2)));
         assert_eq!(layout_of(&def, "tenant_id=a", "00000003-random-id-0"), None);
     }
 

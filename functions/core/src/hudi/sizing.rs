@@ -28,11 +28,12 @@ use serde_json::json;
 
 use super::merge::base_file_properties;
 use super::snapshot::FileSlice;
+use super::tiers::INSERT_TIERS;
 use super::writer::{
     ClaimedPlan, HudiTable, PlannedFile, REPLACE_ACTION, inflight_text, local_copy,
     plan_commit_text, string_column, upload_file, write_token,
 };
-use super::{MAX_LAYOUT_DOUBLINGS, TableDef, bucket_of, layout_file_id};
+use super::{MAX_LAYOUT_DOUBLINGS, TableDef, bucket_of, layout_file_id, tier_file_id};
 use crate::error::{CoreError, Result};
 
 /// Whether a partition of `total` bytes in `layout` buckets averages more than `target` bytes per
@@ -80,10 +81,14 @@ impl HudiTable {
             tracing::warn!(table = %self.def().name, %instant, "re-size outlived the stale limit");
             return Ok(None);
         }
-        // Every file group of the old layout, with rows or not: a concurrent commit creating an
-        // old-layout group must conflict with the re-size, and no old group may stay live.
+        // Every file group of the old layout (each tier of each bucket), with rows or not: a
+        // concurrent commit creating an old-layout group must conflict with the re-size, and no
+        // old group may stay live.
         let old_ids: Vec<String> = (0..layout)
-            .map(|bucket| layout_file_id(self.def(), partition, bucket, layout))
+            .flat_map(|bucket| {
+                (0..=INSERT_TIERS)
+                    .map(move |tier| tier_file_id(self.def(), partition, bucket, layout, tier))
+            })
             .collect();
         let touched: BTreeSet<(String, String)> = old_ids
             .iter()
@@ -143,11 +148,22 @@ impl HudiTable {
         .await?;
         let dir = def.partition_dir(partition);
         let mut written = Vec::new();
-        // The old layout divides the new one: each old file group's rows go to the new buckets
-        // congruent to its own, so one old file group is read once and its children written whole.
+        // The old layout divides the new one: each old bucket's rows (all its tiers) go to the new
+        // buckets congruent to its own, so each old file group is read once and the new ones
+        // written whole, into the base tier.
+        let mut old_buckets: BTreeMap<&str, Vec<&FileSlice>> = BTreeMap::new();
         for slice in slices {
-            let file = local_copy(self.store().as_ref(), &slice.path).await?;
-            let children = split_file_group(def, file, layout, &planned)?;
+            old_buckets
+                .entry(slice.file_id.get(..8).unwrap_or(&slice.file_id))
+                .or_default()
+                .push(slice);
+        }
+        for bucket_slices in old_buckets.values() {
+            let mut files = Vec::new();
+            for slice in bucket_slices {
+                files.push(local_copy(self.store().as_ref(), &slice.path).await?);
+            }
+            let children = split_bucket(def, files, layout, &planned)?;
             for (bucket, (file, rows)) in children {
                 let target = &planned[bucket as usize];
                 let size = upload_file(
@@ -182,43 +198,48 @@ impl HudiTable {
     }
 }
 
-/// Streams one base file's rows into new base files per bucket of `layout`, each row's
+/// Streams one old bucket's base files' rows into new base files per bucket of `layout`, each row's
 /// `_hoodie_file_name` naming its new file (the other meta columns, its commit time and sequence
 /// number, are kept as they were). Returns per bucket the written file and its row count.
-fn split_file_group(
+fn split_bucket(
     def: &super::TableDef,
-    file: std::fs::File,
+    files: Vec<std::fs::File>,
     layout: u32,
     planned: &[PlannedFile],
 ) -> Result<BTreeMap<u32, (std::fs::File, u64)>> {
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)?
-        .with_batch_size(8192)
-        .build()?;
     let mut writers: BTreeMap<u32, (ArrowWriter<std::io::BufWriter<std::fs::File>>, u64)> =
         BTreeMap::new();
-    for batch in reader {
-        let batch = batch?;
-        let keys = string_column(&batch, &def.record_key)?;
-        let mut rows: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
-        for row in 0..batch.num_rows() {
-            rows.entry(bucket_of(keys.value(row), layout))
-                .or_default()
-                .push(row as u32);
-        }
-        for (bucket, indices) in rows {
-            let part = take_record_batch(&batch, &UInt32Array::from(indices))?;
-            let part = with_file_name(&part, &planned[bucket as usize].file_name)?;
-            let (writer, count) = match writers.entry(bucket) {
-                std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
-                std::collections::btree_map::Entry::Vacant(entry) => {
-                    let out = std::io::BufWriter::new(tempfile::tempfile()?);
-                    let writer =
-                        ArrowWriter::try_new(out, part.schema(), Some(base_file_properties(def)?))?;
-                    entry.insert((writer, 0))
-                }
-            };
-            writer.write(&part)?;
-            *count += part.num_rows() as u64;
+    for file in files {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)?
+            .with_batch_size(8192)
+            .build()?;
+        for batch in reader {
+            let batch = batch?;
+            let keys = string_column(&batch, &def.record_key)?;
+            let mut rows: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+            for row in 0..batch.num_rows() {
+                rows.entry(bucket_of(keys.value(row), layout))
+                    .or_default()
+                    .push(row as u32);
+            }
+            for (bucket, indices) in rows {
+                let part = take_record_batch(&batch, &UInt32Array::from(indices))?;
+                let part = with_file_name(&part, &planned[bucket as usize].file_name)?;
+                let (writer, count) = match writers.entry(bucket) {
+                    std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(entry) => {
+                        let out = std::io::BufWriter::new(tempfile::tempfile()?);
+                        let writer = ArrowWriter::try_new(
+                            out,
+                            part.schema(),
+                            Some(base_file_properties(def)?),
+                        )?;
+                        entry.insert((writer, 0))
+                    }
+                };
+                writer.write(&part)?;
+                *count += part.num_rows() as u64;
+            }
         }
     }
     let mut files = BTreeMap::new();

@@ -208,7 +208,7 @@ impl Snapshot {
         self.slices
             .range((partition.to_owned(), String::new())..)
             .take_while(|((p, _), _)| p == partition)
-            .find_map(|((_, id), _)| super::layout_of(def, partition, id))
+            .find_map(|((_, id), _)| super::layout_of(def, partition, id).map(|(layout, _)| layout))
             .unwrap_or(def.buckets)
     }
 

@@ -32,11 +32,12 @@ use object_store::{GetResultPayload, ObjectStore, ObjectStoreExt, PutPayload, Wr
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::merge::FileGroupMerge;
-use super::snapshot::{Snapshot, Timeline};
+use super::merge::{FileGroupMerge, Merged, empty_base_file};
+use super::snapshot::{FileSlice, Snapshot, Timeline};
 use super::staging::StagedRows;
+use super::tiers::{BucketPlan, INSERT_TIERS, TierFile};
 use super::tombstones::{TombstoneMap, Tombstones};
-use super::{TableDef, avro_schema, layout_file_id};
+use super::{TableDef, avro_schema, tier_file_id};
 use crate::error::{CoreError, Result};
 use crate::objects;
 use crate::time::{hudi_instant, now_micros, parse_hudi_instant};
@@ -286,14 +287,18 @@ impl HudiTable {
             }
             let group: &[StagedRows] = group;
             let touched_buckets = touched_buckets(group);
-            // Every file group this batch could change, written or not: a commit that lands in
-            // one of them after our snapshot invalidates our merge even where we decided to change
-            // nothing (a delete of a key that another writer was inserting).
+            // Every file group this batch could change or reads to find its keys (each tier of
+            // each touched bucket), written or not: a commit that lands in one of them after our
+            // snapshot invalidates our merge even where we decided to change nothing (a delete of
+            // a key that another writer was inserting, or moving to another tier).
             let touched: BTreeSet<(String, String)> = touched_buckets
                 .iter()
-                .map(|(partition, bucket)| {
-                    let id = layout_file_id(&self.def, partition, *bucket, layouts[partition]);
-                    (partition.clone(), id)
+                .flat_map(|(partition, bucket)| {
+                    (0..=INSERT_TIERS).map(|tier| {
+                        let id =
+                            tier_file_id(&self.def, partition, *bucket, layouts[partition], tier);
+                        (partition.clone(), id)
+                    })
                 })
                 .collect();
             let tombstoned = match &self.tombstones {
@@ -685,8 +690,8 @@ impl HudiTable {
         Ok(())
     }
 
-    /// Merges every touched bucket with its committed slice and writes the new base files, one
-    /// bucket at a time.
+    /// Merges every touched bucket with its committed tiers and writes the new base files, one
+    /// bucket at a time (see [`super::tiers`] for which tiers a bucket's rows go to).
     async fn write_files(
         &self,
         group: &[StagedRows],
@@ -698,89 +703,138 @@ impl HudiTable {
     ) -> Result<(Vec<PlannedFile>, CommitOutcome)> {
         let none = HashMap::new();
         let token = write_token();
-        let plan: Vec<(u32, PlannedFile)> = touched
+        // Which tiers a bucket writes is known only once its files are read: the inflight names
+        // every tier of every touched bucket, so that a rollback finds whatever was written.
+        let planned: Vec<PlannedFile> = touched
             .iter()
-            .cloned()
-            .map(|(partition, bucket)| {
-                let file_id = layout_file_id(&self.def, &partition, bucket, layouts[&partition]);
-                let file_name = format!("{file_id}_{token}_{instant}.parquet");
-                (
-                    bucket,
+            .flat_map(|(partition, bucket)| {
+                (0..=INSERT_TIERS).map(|tier| {
+                    let layout = layouts[partition];
+                    let file_id = tier_file_id(&self.def, partition, *bucket, layout, tier);
                     PlannedFile {
-                        partition,
+                        partition: partition.clone(),
+                        file_name: format!("{file_id}_{token}_{instant}.parquet"),
                         file_id,
-                        file_name,
                         stats: Value::Null,
-                    },
-                )
+                    }
+                })
             })
             .collect();
-        let planned: Vec<&PlannedFile> = plan.iter().map(|(_, file)| file).collect();
         self.put(
             &self.def.hoodie_path(&format!("{instant}.inflight")),
-            inflight_text(&planned),
+            inflight_text(&planned.iter().collect::<Vec<_>>()),
         )
         .await?;
 
         let mut outcome = CommitOutcome::default();
         let mut written = Vec::new();
-        for (bucket, planned) in plan {
-            let partition = planned.partition.clone();
-            let existing = snapshot
-                .slices
-                .get(&(partition.clone(), planned.file_id.clone()));
-            let existing_file = match existing {
-                Some(slice) => Some(local_copy(self.store.as_ref(), &slice.path).await?),
-                None => None,
+        for (bucket_files, (partition, bucket)) in
+            planned.chunks(INSERT_TIERS as usize + 1).zip(touched)
+        {
+            let slice_of = |tier: u32| {
+                let id = &bucket_files[tier as usize].file_id;
+                snapshot.slices.get(&(partition.clone(), id.clone()))
             };
-            let mut out = std::io::BufWriter::new(tempfile::tempfile()?);
-            let merged = FileGroupMerge {
-                def: &self.def,
-                group,
-                partition: &partition,
-                bucket,
-                existing: existing_file.as_ref(),
-                replace: group.iter().any(|staged| staged.replaces(&partition)),
-                tombstones: tombstoned.get(&partition).unwrap_or(&none),
-                instant,
-                file_id: &planned.file_id,
-                file_name: &planned.file_name,
+            let mut copies = Vec::new();
+            for tier in 0..=INSERT_TIERS {
+                if let Some(slice) = slice_of(tier) {
+                    copies.push((tier, local_copy(self.store.as_ref(), &slice.path).await?));
+                }
             }
-            .run(&mut out)?;
-            outcome.ignored += merged.ignored;
-            if !merged.changed {
-                continue;
+            let committed = copies
+                .iter()
+                .map(|(tier, file)| TierFile::open(*tier, file))
+                .collect::<Result<Vec<_>>>()?;
+            let replace = group.iter().any(|staged| staged.replaces(partition));
+            let plan = if replace {
+                BucketPlan::replace(&committed)
+            } else {
+                BucketPlan::upsert(&self.def, group, partition, *bucket, &committed)?
+            };
+            let file_of = |tier: u32| committed.iter().find(|t| t.tier == tier).map(|t| t.file);
+            for merge in &plan.merges {
+                let target = &bucket_files[merge.tier as usize];
+                let carried: Vec<&std::fs::File> =
+                    merge.carried.iter().filter_map(|t| file_of(*t)).collect();
+                let mut out = std::io::BufWriter::new(tempfile::tempfile()?);
+                let merged = FileGroupMerge {
+                    def: &self.def,
+                    group,
+                    partition,
+                    bucket: *bucket,
+                    existing: file_of(merge.tier),
+                    carried: &carried,
+                    accepts: &|key| plan.accepts(merge, key),
+                    replace,
+                    tombstones: tombstoned.get(partition).unwrap_or(&none),
+                    instant,
+                    file_id: &target.file_id,
+                    file_name: &target.file_name,
+                }
+                .run(&mut out)?;
+                outcome.ignored += merged.ignored;
+                if !merged.changed {
+                    continue;
+                }
+                outcome.inserted += merged.inserted;
+                outcome.updated += merged.updated;
+                outcome.deleted += merged.deleted;
+                let file = out
+                    .into_inner()
+                    .map_err(|e| CoreError::Io(e.into_error()))?;
+                written.push(
+                    self.upload_slice(target, slice_of(merge.tier), file, &merged, instant)
+                        .await?,
+                );
+                // The carried tiers' rows now live in `target`: each is left empty.
+                for tier in &merge.carried {
+                    let emptied = &bucket_files[*tier as usize];
+                    let file = empty_base_file(&self.def)?;
+                    let nothing = Merged::default();
+                    written.push(
+                        self.upload_slice(emptied, slice_of(*tier), file, &nothing, instant)
+                            .await?,
+                    );
+                }
             }
-            outcome.inserted += merged.inserted;
-            outcome.updated += merged.updated;
-            outcome.deleted += merged.deleted;
-            let file = out
-                .into_inner()
-                .map_err(|e| CoreError::Io(e.into_error()))?;
-            let dir = self.def.partition_dir(&partition);
-            let size = upload_file(
-                self.store.as_ref(),
-                &dir.clone().join(planned.file_name.as_str()),
-                file,
-            )
-            .await?;
-            self.ensure_partition_metadata(&dir, instant).await?;
-            let stats = json!({
-                "fileId": planned.file_id,
-                "path": format!("{}/{}", partition, planned.file_name),
-                "prevCommit": existing.map_or("null".to_owned(), |s| s.instant.clone()),
-                "numWrites": merged.rows,
-                "numDeletes": merged.deleted,
-                "numUpdateWrites": merged.updated,
-                "numInserts": merged.inserted,
-                "totalWriteBytes": size,
-                "totalWriteErrors": 0,
-                "partitionPath": partition,
-                "fileSizeInBytes": size,
-            });
-            written.push(PlannedFile { stats, ..planned });
         }
         Ok((written, outcome))
+    }
+
+    /// Uploads one new slice of a file group and returns it with its Hudi write stats.
+    async fn upload_slice(
+        &self,
+        target: &PlannedFile,
+        previous: Option<&FileSlice>,
+        file: std::fs::File,
+        merged: &Merged,
+        instant: &str,
+    ) -> Result<PlannedFile> {
+        let dir = self.def.partition_dir(&target.partition);
+        let size = upload_file(
+            self.store.as_ref(),
+            &dir.clone().join(target.file_name.as_str()),
+            file,
+        )
+        .await?;
+        self.ensure_partition_metadata(&dir, instant).await?;
+        let stats = json!({
+            "fileId": target.file_id,
+            "path": format!("{}/{}", target.partition, target.file_name),
+            "prevCommit": previous.map_or("null".to_owned(), |s| s.instant.clone()),
+            "numWrites": merged.rows,
+            "numDeletes": merged.deleted,
+            "numUpdateWrites": merged.updated,
+            "numInserts": merged.inserted,
+            "totalWriteBytes": size,
+            "totalWriteErrors": 0,
+            "partitionPath": target.partition,
+            "fileSizeInBytes": size,
+        });
+        Ok(PlannedFile {
+            stats,
+            ..target.clone()
+        })
     }
 
     pub(super) async fn ensure_partition_metadata(&self, dir: &Path, instant: &str) -> Result<()> {

@@ -244,20 +244,106 @@ async fn lake_with_history() -> TestLake {
     lake
 }
 
-async fn every_fault_in_a_group_commit_with_table_services(fault: Fault) {
-    // GIVEN a lake with history, and the clean run of a group commit per tenant over it, whose
-    // table services clean, archive, and re-size every partition they touch (file groups of a
-    // byte: the most buckets; a size in between would make the call count depend on how well
-    // each run's timestamps compress)
-    let history = lake_with_history().await;
+/// A group commit over a lake with history, to fail at every call: the history, what the group
+/// loads over it, the table-service settings, and what its clean run must do (so that the faults
+/// hit it).
+struct GroupOverHistory {
+    history: TestLake,
+    drop_group: fn(&TestLake),
+    services: Settings,
+    clean_run_does: &'static [CallCheck],
+}
+
+/// What a clean run must do, and how to recognise a port call that does it.
+type CallCheck = (&'static str, fn(&str) -> bool);
+
+/// The services' group commit: table services clean, archive, and re-size every partition they
+/// touch (file groups of a byte: the most buckets; a size in between would make the call count
+/// depend on how well each run's timestamps compress).
+async fn group_commit_with_table_services() -> GroupOverHistory {
+    GroupOverHistory {
+        history: lake_with_history().await,
+        drop_group: drop_second_export,
+        services: Settings {
+            file_group_bytes: 1,
+            ..eager_services()
+        },
+        clean_run_does: &[
+            ("cleans slices", |call| {
+                call.starts_with("lake delete") && call.ends_with(".parquet")
+            }),
+            ("archives instants", |call| {
+                call.starts_with("lake delete") && call.ends_with(".commit")
+            }),
+            ("re-sizes a partition", |call| {
+                call.starts_with("lake put") && call.ends_with(".replacecommit")
+            }),
+        ],
+    }
+}
+
+/// `count` patients numbered from `first`, as NDJSON; `gender` tells versions apart.
+fn patients(first: usize, count: usize, gender: &str) -> Vec<u8> {
+    (first..first + count)
+        .map(|n| {
+            format!(
+                "{{\"resourceType\":\"Patient\",\"id\":\"carry-{n}\",\"gender\":\"{gender}\",\"birthDate\":\"1950-01-01\"}}\n"
+            )
+        })
+        .collect::<String>()
+        .into_bytes()
+}
+
+/// 160 patients of t1 in one commit: about 40 per bucket, all in insert tier 1 (which holds 64
+/// rows in a young table).
+async fn lake_with_full_first_tiers() -> TestLake {
+    let lake = TestLake::with_settings(eager_services());
+    lake.drop_raw("t1/export-0/Patient.ndjson", &patients(0, 160, "female"));
+    ingest_in_groups(&lake.lake).await;
+    std::fs::remove_dir_all(lake.path().join("raw")).unwrap();
+    std::fs::create_dir(lake.path().join("raw")).unwrap();
+    lake
+}
+
+/// 20 of the patients again (updated where they are) and 120 new ones: tier 1 overflows and
+/// carries into tier 2 with the new keys, in every bucket.
+fn drop_updates_and_inserts_that_carry(lake: &TestLake) {
+    lake.drop_raw("t1/export-1/Patient.ndjson", &patients(150, 20, "male"));
+    lake.drop_raw(
+        "t1/export-1/Patient-2.ndjson",
+        &patients(170, 120, "female"),
+    );
+}
+
+/// A group commit whose inserts carry insert tier 1 into tier 2, leaving tier 1 an empty slice.
+async fn group_commit_that_carries() -> GroupOverHistory {
+    GroupOverHistory {
+        history: lake_with_full_first_tiers().await,
+        drop_group: drop_updates_and_inserts_that_carry,
+        services: eager_services(),
+        clean_run_does: &[
+            ("writes insert tier 2", |call| {
+                call.starts_with("lake put") && call.contains("-2_") && call.ends_with(".parquet")
+            }),
+            ("cleans slices", |call| {
+                call.starts_with("lake delete") && call.ends_with(".parquet")
+            }),
+        ],
+    }
+}
+
+async fn every_fault_in_a_group_commit(fault: Fault, scenario: GroupOverHistory) {
+    // GIVEN a lake with history, and the clean run of a group commit per tenant over it
+    let GroupOverHistory {
+        history,
+        drop_group,
+        services,
+        clean_run_does,
+    } = scenario;
     let before = outcome(&history.lake).await;
-    let services = Settings {
-        file_group_bytes: 1,
-        ..eager_services()
-    };
     let clean_lake = TestLake::new();
     copy_lake(history.path(), clean_lake.path());
-    drop_second_export(&clean_lake);
+    drop_group(&clean_lake);
     let counting = FaultPlan::counting();
     ingest_in_groups(&faulty_process_with(
         clean_lake.path(),
@@ -267,30 +353,16 @@ async fn every_fault_in_a_group_commit_with_table_services(fault: Fault) {
     .await;
     let clean = outcome(&clean_lake.lake).await;
     let log = counting.log();
-    assert!(
-        log.iter()
-            .any(|call| call.starts_with("lake delete") && call.ends_with(".parquet")),
-        "the clean run cleans slices"
-    );
-    assert!(
-        log.iter()
-            .any(|call| call.starts_with("lake delete") && call.ends_with(".commit")),
-        "the clean run archives instants"
-    );
-    assert!(
-        log.iter()
-            .any(|call| call.starts_with("lake put") && call.ends_with(".replacecommit")),
-        "the clean run re-sizes a partition"
-    );
+    for (what, call_does) in clean_run_does {
+        assert!(log.iter().any(|c| call_does(c)), "the clean run {what}");
+    }
     let calls = counting.calls();
-    println!(
-        "{fault:?}: failing each of the {calls} port calls of group commits with table services in turn"
-    );
+    println!("{fault:?}: failing each of the {calls} port calls of group commits in turn");
     for at in 1..=calls {
         // WHEN the at-th call fails
         let lake = TestLake::new();
         copy_lake(history.path(), lake.path());
-        drop_second_export(&lake);
+        drop_group(&lake);
         let plan = FaultPlan::failing(fault, at);
         ingest_in_groups(&faulty_process_with(lake.path(), &plan, services.clone())).await;
         let case = format!(
@@ -299,8 +371,8 @@ async fn every_fault_in_a_group_commit_with_table_services(fault: Fault) {
         );
         assert!(plan.failed_call().is_some(), "{case}: the fault happened");
         // THEN readers see whole commits only (each file as before the group or as after it), and
-        // no record committed before and kept by the group is missing: cleaning and archival
-        // never take a slice a reader needs
+        // no record committed before and kept by the group is missing: cleaning, archival and
+        // carries never take a slice a reader needs
         let seen = outcome(&lake.lake).await;
         assert_whole_commits_of(&seen, &[&before, &clean], &case);
         for (table, rows) in &before.silver {
@@ -323,17 +395,32 @@ async fn every_fault_in_a_group_commit_with_table_services(fault: Fault) {
 
 #[tokio::test]
 async fn an_error_at_any_call_of_a_group_commit_with_table_services_loses_nothing() {
-    every_fault_in_a_group_commit_with_table_services(Fault::Error).await;
+    every_fault_in_a_group_commit(Fault::Error, group_commit_with_table_services().await).await;
 }
 
 #[tokio::test]
 async fn a_timeout_at_any_call_of_a_group_commit_with_table_services_loses_nothing() {
-    every_fault_in_a_group_commit_with_table_services(Fault::Timeout).await;
+    every_fault_in_a_group_commit(Fault::Timeout, group_commit_with_table_services().await).await;
 }
 
 #[tokio::test]
 async fn a_stop_at_any_call_of_a_group_commit_with_table_services_loses_nothing() {
-    every_fault_in_a_group_commit_with_table_services(Fault::Stop).await;
+    every_fault_in_a_group_commit(Fault::Stop, group_commit_with_table_services().await).await;
+}
+
+#[tokio::test]
+async fn an_error_at_any_call_of_a_group_commit_that_carries_a_tier_loses_nothing() {
+    every_fault_in_a_group_commit(Fault::Error, group_commit_that_carries().await).await;
+}
+
+#[tokio::test]
+async fn a_timeout_at_any_call_of_a_group_commit_that_carries_a_tier_loses_nothing() {
+    every_fault_in_a_group_commit(Fault::Timeout, group_commit_that_carries().await).await;
+}
+
+#[tokio::test]
+async fn a_stop_at_any_call_of_a_group_commit_that_carries_a_tier_loses_nothing() {
+    every_fault_in_a_group_commit(Fault::Stop, group_commit_that_carries().await).await;
 }
 
 #[tokio::test]

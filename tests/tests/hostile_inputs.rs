@@ -221,8 +221,28 @@ fn corpus() -> Vec<Case> {
         case("numeric-type.ndjson", lines(&[r#"{"resourceType":7,"id":"p1"}"#, &patient("p2")]), Loads { rows: 1, rejects: &["expected a string"] }),
         case("observation.ndjson", lines(&[r#"{"resourceType":"Observation","id":"o1","status":"final"}"#, &patient("p2")]), Loads { rows: 1, rejects: &[] }),
         // Bundles.
-        case("bundle-in-bundle.json", bundle(&[&patient("p1"), r#"{"resourceType":"Bundle","type":"collection","entry":[]}"#]), Loads { rows: 1, rejects: &["Bundle"] }),
-        case("message-bundle.json", r#"{"resourceType":"Bundle","type":"message","entry":[]}"#, Quarantined("not accepted")),
+        // Every R4 Bundle type is read; Bundles inside Bundles are read through.
+        case("bundle-in-bundle.json", bundle(&[&patient("p1"), &String::from_utf8(bundle(&[&patient("p2")])).unwrap()]), Loads { rows: 2, rejects: &[] }),
+        case("bundle-in-bundle-in-bundle.json", bundle(&[&String::from_utf8(bundle(&[&String::from_utf8(bundle(&[&patient("p1")])).unwrap()])).unwrap(), &patient("p2")]), Loads { rows: 2, rejects: &[] }),
+        case("bundle-of-other-types-in-bundle.json", bundle(&[&patient("p1"), &String::from_utf8(bundle(&[r#"{"resourceType":"Observation","id":"o1","status":"final"}"#])).unwrap()]), Loads { rows: 1, rejects: &[] }),
+        case("bad-bundle-in-bundle.json", bundle(&[&patient("p1"), r#"{"resourceType":"Bundle","type":"bogus","entry":[]}"#]), Loads { rows: 1, rejects: &["nested Bundle"] }),
+        case("message-bundle.json", br#"{"resourceType":"Bundle","type":"message","entry":[
+            {"fullUrl":"urn:uuid:m1","resource":{"resourceType":"MessageHeader","eventCoding":{"code":"admin-notify"},"source":{"endpoint":"x"}}},
+            {"fullUrl":"urn:uuid:p1","resource":{"resourceType":"Patient","gender":"female"}}]}"#.to_vec(), Loads { rows: 1, rejects: &[] }),
+        case("document-bundle.json", br#"{"resourceType":"Bundle","type":"document","identifier":{"value":"d1"},"timestamp":"2024-03-05T10:00:00Z","entry":[
+            {"fullUrl":"urn:uuid:c1","resource":{"resourceType":"Composition","status":"final","subject":{"reference":"urn:uuid:p1"}}},
+            {"fullUrl":"urn:uuid:p1","resource":{"resourceType":"Patient","gender":"female"}},
+            {"fullUrl":"urn:uuid:e1","resource":{"resourceType":"Encounter","status":"finished","class":{"code":"IMP"},"subject":{"reference":"urn:uuid:p1"}}}]}"#.to_vec(), Loads { rows: 2, rejects: &[] }),
+        case("history-bundle.json", br#"{"resourceType":"Bundle","type":"history","entry":[
+            {"resource":{"resourceType":"Patient","id":"p1","meta":{"versionId":"2","lastUpdated":"2024-03-02T00:00:00Z"},"gender":"male"},"request":{"method":"PUT","url":"Patient/p1"},"response":{"status":"200"}},
+            {"resource":{"resourceType":"Patient","id":"p1","meta":{"versionId":"1","lastUpdated":"2024-03-01T00:00:00Z"},"gender":"female"},"request":{"method":"POST","url":"Patient"},"response":{"status":"201"}},
+            {"request":{"method":"DELETE","url":"Patient/p2"},"response":{"status":"204"}},
+            {"request":{"method":"GET","url":"Patient/p3"},"response":{"status":"410"}}]}"#.to_vec(), Loads { rows: 1, rejects: &[] }),
+        case("transaction-response.json", br#"{"resourceType":"Bundle","type":"transaction-response","entry":[
+            {"response":{"status":"201 Created","location":"Patient/p1/_history/1"}},
+            {"response":{"status":"200 OK"},"resource":{"resourceType":"Patient","id":"p2","gender":"female"}}]}"#.to_vec(), Loads { rows: 1, rejects: &[] }),
+        case("batch-response-without-resources.json", br#"{"resourceType":"Bundle","type":"batch-response","entry":[{"response":{"status":"204"}}]}"#.to_vec(), Loads { rows: 0, rejects: &[] }),
+        case("unknown-bundle-type.json", r#"{"resourceType":"Bundle","type":"bogus","entry":[]}"#, Quarantined("not accepted")),
         case("bundle-entry-not-array.json", r#"{"resourceType":"Bundle","type":"collection","entry":{"resource":{}}}"#, Quarantined("entry")),
         case("bundle-no-entries.json", r#"{"resourceType":"Bundle","type":"collection"}"#, Loads { rows: 0, rejects: &[] }),
         case("bundle-missing-target.json", br#"{"resourceType":"Bundle","type":"transaction","entry":[

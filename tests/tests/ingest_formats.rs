@@ -300,3 +300,94 @@ async fn a_long_file_reports_its_progress() {
                 .all(|&(read, total)| read <= total && total == size)
     );
 }
+
+#[tokio::test]
+async fn a_history_bundle_loads_each_resource_at_its_newest_version_and_deletes_what_it_deleted() {
+    // GIVEN patients p1 and p2 loaded from a first file
+    let lake = TestLake::new();
+    let first = lake.write_input(
+        "first.ndjson",
+        br#"{"resourceType":"Patient","id":"p1","meta":{"lastUpdated":"2024-01-01T00:00:00Z"},"gender":"unknown"}
+{"resourceType":"Patient","id":"p2","meta":{"lastUpdated":"2024-01-01T00:00:00Z"},"gender":"female"}
+"#,
+    );
+    assert_eq!(
+        lake.ingest(&first, "t1").await.result,
+        FileResult::Completed
+    );
+    // WHEN a history Bundle (newest version first, as servers return it) brings two versions of
+    // p1, p2's deletion, and an entry without a resource
+    let history = lake.write_input(
+        "history.json",
+        br#"{"resourceType":"Bundle","type":"history","entry":[
+  {"resource":{"resourceType":"Patient","id":"p1","meta":{"versionId":"3","lastUpdated":"2024-03-02T00:00:00Z"},"gender":"male"},"request":{"method":"PUT","url":"Patient/p1"}},
+  {"request":{"method":"DELETE","url":"Patient/p2"},"response":{"status":"204"}},
+  {"resource":{"resourceType":"Patient","id":"p1","meta":{"versionId":"2","lastUpdated":"2024-03-01T00:00:00Z"},"gender":"female"},"request":{"method":"PUT","url":"Patient/p1"}},
+  {"response":{"status":"410"}}]}"#,
+    );
+    let report = lake.ingest(&history, "t1").await;
+    // THEN p1 is at its newest version, p2 is gone, and nothing was rejected
+    assert_eq!(report.result, FileResult::Completed);
+    assert_eq!((report.outcome.rejected, report.outcome.deleted), (0, 1));
+    assert_eq!(report.outcome.counts.get("Patient"), Some(&2));
+    let patients = lake.rows(SilverTable::Patient).await;
+    let patient = only(&patients);
+    assert_eq!(
+        patient["patient_key"],
+        pseudonym("t1", "Patient", "p1").as_str()
+    );
+    assert_eq!(patient["gender"], "male");
+}
+
+#[tokio::test]
+async fn bundles_inside_bundles_are_read_through_and_their_other_types_counted() {
+    // GIVEN a collection of two documents (each a Bundle: a Composition, the patient, the stay
+    // referenced by urn:uuid) and a Bundle of Observations
+    let document = |n: u32| {
+        format!(
+            r#"{{"resource":{{"resourceType":"Bundle","type":"document","entry":[
+  {{"fullUrl":"urn:uuid:c{n}","resource":{{"resourceType":"Composition","status":"final","subject":{{"reference":"urn:uuid:p{n}"}}}}}},
+  {{"fullUrl":"urn:uuid:p{n}","resource":{{"resourceType":"Patient","gender":"female"}}}},
+  {{"fullUrl":"urn:uuid:e{n}","resource":{{"resourceType":"Encounter","status":"finished","class":{{"code":"IMP"}},"subject":{{"reference":"urn:uuid:p{n}"}}}}}}]}}}}"#
+        )
+    };
+    let observations = r#"{"resource":{"resourceType":"Bundle","type":"searchset","entry":[
+  {"resource":{"resourceType":"Observation","id":"o1","status":"final"}},
+  {"resource":{"resourceType":"Observation","id":"o2","status":"final"}}]}}"#;
+    let collection = format!(
+        r#"{{"resourceType":"Bundle","type":"collection","entry":[{},{},{observations}]}}"#,
+        document(1),
+        document(2)
+    );
+    let lake = TestLake::new();
+    let file = lake.write_input("documents.json", collection.as_bytes());
+    // WHEN it is ingested
+    let report = lake.ingest(&file, "t1").await;
+    // THEN both patients and their stays load, linked, and the other types are counted
+    assert_eq!(report.result, FileResult::Completed);
+    assert_eq!(report.outcome.rejected, 0);
+    let counts = &report.outcome.counts;
+    assert_eq!(
+        [
+            "Patient",
+            "Encounter",
+            "Composition",
+            "Observation",
+            "Bundle"
+        ]
+        .map(|kind| counts.get(kind).copied()),
+        [Some(2), Some(2), Some(2), Some(2), None]
+    );
+    let encounters = lake.rows(SilverTable::Encounter).await;
+    let mut linked: Vec<_> = encounters
+        .iter()
+        .map(|e| e["patient_key"].as_str().unwrap().to_owned())
+        .collect();
+    linked.sort();
+    let mut expected = vec![
+        pseudonym("t1", "Patient", "p1"),
+        pseudonym("t1", "Patient", "p2"),
+    ];
+    expected.sort();
+    assert_eq!(linked, expected);
+}

@@ -216,7 +216,8 @@ pub fn parse_resource(raw: &str, full_url: Option<&str>) -> Result<Parsed, Strin
             serde_json::from_str(raw).map_err(bad_field)?,
             full_url,
         )?),
-        "Bundle" => return Err("a Bundle nested inside a Bundle is not accepted".into()),
+        // The reader reads Bundles through (nested ones too) and never hands one on as a resource.
+        "Bundle" => return Err("a Bundle where a single resource was expected".into()),
         other => {
             // FHIR type names are ASCII letters starting upper-case (`patient` is not one).
             let is_type_name = other.starts_with(|c: char| c.is_ascii_uppercase())

@@ -1,8 +1,11 @@
 //! Streams the resources out of one raw file without building a DOM of it.
 //!
-//! Accepted: FHIR R4 `Bundle` JSON (one document, pretty-printed or not) and Bulk-FHIR NDJSON (one
+//! Accepted: FHIR R4 `Bundle` JSON of every R4 Bundle type (one document, pretty-printed or not;
+//! a Bundle nested in an entry is read through), a single resource, and Bulk-FHIR NDJSON (one
 //! resource — or one Bundle, as in a Bulk export's `deleted` file — per line), either of them
-//! gzip-compressed. The format is sniffed from the bytes, not trusted from the file name.
+//! gzip-compressed. The format is sniffed from the bytes, not trusted from the file name. Entries
+//! without a resource are normal in response and history Bundles (skipped) and rejected elsewhere;
+//! a DELETE entry (a transaction's, or a history's deleted version) is a delete.
 //!
 //! Memory: NDJSON is read a line at a time; a Bundle document is walked with serde's streaming
 //! deserializer and each `entry.resource` is captured alone as raw JSON text, so only one resource
@@ -37,6 +40,25 @@ pub enum Item<'a> {
         raw: Option<&'a str>,
         position: Position,
     },
+}
+
+impl Item<'_> {
+    /// The item placed at `position` (the outer entry of a nested Bundle's items).
+    fn at(self, position: Position) -> Self {
+        match self {
+            Item::Resource { raw, full_url, .. } => Item::Resource {
+                raw,
+                full_url,
+                position,
+            },
+            Item::Delete { url, .. } => Item::Delete { url, position },
+            Item::Rejected { reason, raw, .. } => Item::Rejected {
+                reason,
+                raw,
+                position,
+            },
+        }
+    }
 }
 
 /// Where an item sits in its file, for reject reasons a person can find again.
@@ -120,7 +142,23 @@ pub struct ReadSummary {
     pub bytes: u64,
 }
 
-const BUNDLE_TYPES: [&str; 4] = ["collection", "transaction", "batch", "searchset"];
+/// Every R4 Bundle type (`Bundle.type`, required binding).
+const BUNDLE_TYPES: [&str; 9] = [
+    "document",
+    "message",
+    "transaction",
+    "transaction-response",
+    "batch",
+    "batch-response",
+    "history",
+    "searchset",
+    "collection",
+];
+
+/// Bundle types whose entries may carry no resource: a response's entries report outcomes (a
+/// resource only when the server was asked to return it), a history's DELETE entries and entries
+/// of versions a server does not return.
+const ENTRIES_WITHOUT_RESOURCE: [&str; 3] = ["transaction-response", "batch-response", "history"];
 
 /// How much of the start of a file the format sniffer may read before it decides.
 const SNIFF_BYTES: usize = 1 << 20;
@@ -662,6 +700,9 @@ impl<'de> Visitor<'de> for TopLevel<'_> {
                         sink: &mut *self.sink,
                         line: self.line,
                         meter: self.meter,
+                        resource_optional: bundle_type
+                            .as_deref()
+                            .is_some_and(|t| ENTRIES_WITHOUT_RESOURCE.contains(&t)),
                     })?;
                 }
                 // A Bundle's other fields (id, meta, link, total) are not needed: skipped, not
@@ -736,6 +777,9 @@ struct Entries<'s> {
     sink: &'s mut dyn FnMut(Item<'_>),
     line: u64,
     meter: Option<&'s Meter>,
+    /// An entry without a resource is normal here (a response or history Bundle, when its `type`
+    /// came before its entries, as servers write it): skipped, not rejected.
+    resource_optional: bool,
 }
 
 impl<'de> DeserializeSeed<'de> for Entries<'_> {
@@ -787,13 +831,18 @@ impl<'de> Visitor<'de> for Entries<'_> {
                 line: self.line,
                 entry: index,
             };
-            emit_entry(&entry, position, &mut *self.sink);
+            emit_entry(&entry, position, self.resource_optional, &mut *self.sink);
         }
         Ok(())
     }
 }
 
-fn emit_entry(entry: &RawEntry, position: Position, sink: &mut dyn FnMut(Item<'_>)) {
+fn emit_entry(
+    entry: &RawEntry,
+    position: Position,
+    resource_optional: bool,
+    sink: &mut dyn FnMut(Item<'_>),
+) {
     let request = entry
         .request
         .as_ref()
@@ -815,11 +864,13 @@ fn emit_entry(entry: &RawEntry, position: Position, sink: &mut dyn FnMut(Item<'_
         return;
     }
     let Some(resource) = &entry.resource else {
-        sink(Item::Rejected {
-            reason: "Bundle entry without a resource".into(),
-            raw: None,
-            position,
-        });
+        if !resource_optional {
+            sink(Item::Rejected {
+                reason: "Bundle entry without a resource".into(),
+                raw: None,
+                position,
+            });
+        }
         return;
     };
     let raw = resource.get();
@@ -831,6 +882,10 @@ fn emit_entry(entry: &RawEntry, position: Position, sink: &mut dyn FnMut(Item<'_
         });
         return;
     }
+    if is_bundle(raw) {
+        read_nested_bundle(raw, position, sink);
+        return;
+    }
     let full_url = entry
         .full_url
         .as_ref()
@@ -840,6 +895,36 @@ fn emit_entry(entry: &RawEntry, position: Position, sink: &mut dyn FnMut(Item<'_
         full_url,
         position,
     });
+}
+
+/// Whether an entry's resource is a Bundle. The text search finds the first `resourceType` key
+/// without parsing (every entry pays it); only a likely Bundle is confirmed with a parse, since
+/// that first key may belong to a contained resource.
+fn is_bundle(raw: &str) -> bool {
+    first_resource_type(raw.as_bytes()) == Some(b"Bundle")
+        && resource_type_of(raw).is_ok_and(|kind| kind == "Bundle")
+}
+
+/// A Bundle inside a Bundle (a collection of documents, a message carrying a Bundle) is read
+/// through: its entries reach the sink as the outer entry's items, at the outer entry's position
+/// (a resource silver does not hold is counted and skipped there, as anywhere). A nested Bundle
+/// that is not well formed rejects the outer entry alone. Its text is already in memory and was
+/// bounded with the outer entry; serde_json's nesting limit on that entry bounds the depth.
+fn read_nested_bundle(raw: &str, position: Position, sink: &mut dyn FnMut(Item<'_>)) {
+    let mut at_entry = |item: Item<'_>| sink(item.at(position));
+    let mut de = serde_json::Deserializer::from_str(raw);
+    let seed = TopLevel {
+        sink: &mut at_entry,
+        line: position.line,
+        meter: None,
+    };
+    if let Err(e) = seed.deserialize(&mut de).and_then(|()| de.end()) {
+        sink(Item::Rejected {
+            reason: format!("invalid nested Bundle: {e}"),
+            raw: Some(raw),
+            position,
+        });
+    }
 }
 
 /// Decompressed bytes read so far, and the bound on the value being read: a single Bundle entry or

@@ -189,7 +189,8 @@ async fn the_lake_bucket_refuses_a_second_create_of_one_object() {
 #[tokio::test]
 async fn end_to_end_from_s3_notifications_to_gold_and_sns_and_redelivery_changes_nothing() {
     // GIVEN a deployment and a generated data set uploaded to the raw bucket, plus a copy of one
-    // file under a key with spaces and non-ASCII letters, and a file that is not FHIR
+    // file under a key with spaces and non-ASCII letters, a file that is not FHIR, and a Bulk
+    // export log beside the generated files
     let deployment = Deployment::create().await;
     let (dir, truth) = generated(11, 24, 2);
     let keys = deployment.upload_dir(dir.path()).await;
@@ -200,14 +201,18 @@ async fn end_to_end_from_s3_notifications_to_gold_and_sns_and_redelivery_changes
     deployment
         .upload(broken_key, b"this is not FHIR\n".to_vec())
         .await;
+    let log_key = "tenant-01/export-1/log.ndjson";
+    let log =
+        b"{\"exportId\":\"x\",\"eventId\":\"kickoff\",\"timestamp\":\"2024-03-01T00:00:00Z\"}\n";
+    deployment.upload(log_key, log.to_vec()).await;
 
     // WHEN the notifications S3 sent to the queue are delivered to the ingest function in batches
     let notifications = deployment
-        .receive(&deployment.raw_events_queue, keys.len() + 3)
+        .receive(&deployment.raw_events_queue, keys.len() + 4)
         .await;
     assert_eq!(
         notifications.len(),
-        keys.len() + 3,
+        keys.len() + 4,
         "the s3:TestEvent and one per object"
     );
     let ingest = deployment.ingest_function(deployment.ingest_config()).await;
@@ -223,7 +228,7 @@ async fn end_to_end_from_s3_notifications_to_gold_and_sns_and_redelivery_changes
     let mut outcomes: Vec<String> = answers.iter().flat_map(results).collect();
     outcomes.sort();
     let mut expected = vec!["completed".to_owned(); keys.len() + 1];
-    expected.insert(0, "quarantined".to_owned());
+    expected.extend(["quarantined".to_owned(), "skipped".to_owned()]);
     expected.sort();
     assert_eq!(outcomes, expected);
 
@@ -233,8 +238,9 @@ async fn end_to_end_from_s3_notifications_to_gold_and_sns_and_redelivery_changes
         .iter()
         .map(|e| (e.object.key.clone(), e.status))
         .collect();
-    assert_eq!(statuses.len(), keys.len() + 2);
+    assert_eq!(statuses.len(), keys.len() + 3);
     assert_eq!(statuses[broken_key], LedgerStatus::Quarantined);
+    assert_eq!(statuses[log_key], LedgerStatus::Skipped);
     assert_eq!(statuses[unusual_key], LedgerStatus::Completed);
     assert!(
         ledger
@@ -274,6 +280,7 @@ async fn end_to_end_from_s3_notifications_to_gold_and_sns_and_redelivery_changes
         deployment.raw_tags(broken_key).await[STATUS_TAG],
         "quarantined"
     );
+    assert_eq!(deployment.raw_tags(log_key).await[STATUS_TAG], "skipped");
 
     // AND the bad file is in the quarantine bucket with its reason, and the alerts topic said so
     let broken_id = ledger
@@ -301,6 +308,10 @@ async fn end_to_end_from_s3_notifications_to_gold_and_sns_and_redelivery_changes
     assert!(
         !envelope.to_string().contains("broken.ndjson"),
         "no key in alerts: {envelope}"
+    );
+    assert!(
+        deployment.drain(&deployment.alerts_queue).await.is_empty(),
+        "the skipped export log is not alerted"
     );
 
     // AND both tenants' partitions are in the Glue catalog, silver and gold

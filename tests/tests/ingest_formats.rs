@@ -2,8 +2,9 @@
 //! `urn:uuid:` and conditional references, Bulk NDJSON with `Type/id` references).
 
 use metriccare_core::ingest::FileResult;
+use metriccare_core::ports::LedgerStatus;
 use metriccare_core::silver::SilverTable;
-use metriccare_tests::{TestLake, fixtures, gzip, pseudonym, read_fixture};
+use metriccare_tests::{TestLake, fixtures, gzip, pseudonym, read_fixture, tenant_id};
 use serde_json::{Map, Value};
 
 const SYNTHEA_PATIENT: &str = "8c95253e-8ee8-9b4b-d9c5-a9e4b3b1b0f4";
@@ -390,4 +391,106 @@ async fn bundles_inside_bundles_are_read_through_and_their_other_types_counted()
     ];
     expected.sort();
     assert_eq!(linked, expected);
+}
+
+#[tokio::test]
+async fn a_bulk_export_folder_loads_as_it_is_its_manifest_log_and_error_files_skipped() {
+    // GIVEN a Bulk export folder as a server writes it: resource files, a manifest naming them, an
+    // error file of OperationOutcomes, and the client's export log
+    let lake = TestLake::new();
+    let manifest = br#"{"transactionTime":"2024-03-01T00:00:00Z","request":"https://h/$export","requiresAccessToken":true,
+ "output":[{"type":"Patient","url":"https://h/files/Patient.ndjson"}],
+ "error":[{"type":"OperationOutcome","url":"https://h/files/OperationOutcome.ndjson"}]}"#;
+    let outcome = r#"{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"processing","diagnostics":"Condition export failed"}]}"#;
+    let log = br#"{"exportId":"x1","timestamp":"2024-03-01T00:00:00Z","eventId":"kickoff","eventDetail":{"exportUrl":"https://h/$export"}}
+{"exportId":"x1","timestamp":"2024-03-01T00:05:00Z","eventId":"export_complete","eventDetail":{"files":2}}
+"#;
+    let keys = [
+        lake.drop_raw("t1/export/manifest.json", manifest),
+        lake.drop_raw("t1/export/log.ndjson", log),
+        lake.drop_raw(
+            "t1/export/OperationOutcome.ndjson",
+            format!("{outcome}\n{outcome}\n").as_bytes(),
+        ),
+        lake.drop_raw(
+            "t1/export/Patient.ndjson",
+            &read_fixture("bulk/Patient.ndjson"),
+        ),
+    ];
+    // WHEN the folder is ingested as one group
+    let reports = lake
+        .lake
+        .ingest_raw_group(&tenant_id("t1"), &keys)
+        .await
+        .unwrap();
+    // THEN the resource file loads and the other three are skipped, each saying what it is
+    let results: Vec<_> = reports
+        .iter()
+        .map(|r| (r.key.rsplit('/').next().unwrap().to_owned(), r.result))
+        .collect();
+    assert_eq!(
+        results,
+        [
+            ("manifest.json".to_owned(), FileResult::Skipped),
+            ("log.ndjson".to_owned(), FileResult::Skipped),
+            ("OperationOutcome.ndjson".to_owned(), FileResult::Skipped),
+            ("Patient.ndjson".to_owned(), FileResult::Completed),
+        ]
+    );
+    let reasons: Vec<_> = reports[..3]
+        .iter()
+        .map(|r| r.outcome.error.clone().unwrap())
+        .collect();
+    assert!(reasons[0].contains("manifest"), "{reasons:?}");
+    assert!(reasons[1].contains("log"), "{reasons:?}");
+    assert!(reasons[2].contains("error file"), "{reasons:?}");
+    assert_eq!(reports[2].outcome.counts.get("OperationOutcome"), Some(&2));
+    assert_eq!(lake.rows(SilverTable::Patient).await.len(), 2);
+    // AND the ledger records them as SKIPPED, a redelivery does nothing, and nothing was
+    // quarantined or alerted
+    for report in &reports[..3] {
+        let entry = lake.lake.services.ledger.get(&report.ledger_id).await;
+        assert_eq!(entry.unwrap().unwrap().status, LedgerStatus::Skipped);
+    }
+    let again = lake.lake.ingest_raw(&keys[0]).await.unwrap();
+    assert_eq!(again.result, FileResult::AlreadyDone);
+    assert!(!lake.path().join("quarantine/files").exists());
+    let notifications =
+        std::fs::read_to_string(lake.path().join("notifications.jsonl")).unwrap_or_default();
+    assert!(
+        !notifications.contains("file.quarantined"),
+        "{notifications}"
+    );
+}
+
+#[tokio::test]
+async fn a_file_named_like_a_manifest_or_log_that_is_not_one_is_read_as_resources() {
+    // GIVEN a Bundle named manifest.json and a log.ndjson of patients
+    let lake = TestLake::new();
+    let bundle = br#"{"resourceType":"Bundle","type":"collection","entry":[{"resource":{"resourceType":"Patient","id":"p9"}}]}"#;
+    let keys = [
+        lake.drop_raw("t1/x/manifest.json", bundle),
+        lake.drop_raw("t1/x/log.ndjson", &read_fixture("bulk/Patient.ndjson")),
+        lake.drop_raw(
+            "t1/x/notes/log.ndjson",
+            b"{\"note\":\"not an export event\"}\n",
+        ),
+    ];
+    // WHEN they are ingested
+    let reports = lake
+        .lake
+        .ingest_raw_group(&tenant_id("t1"), &keys)
+        .await
+        .unwrap();
+    // THEN the resources load, and a log-named file of neither is quarantined as before
+    let results: Vec<_> = reports.iter().map(|r| r.result).collect();
+    assert_eq!(
+        results,
+        [
+            FileResult::Completed,
+            FileResult::Completed,
+            FileResult::Quarantined
+        ]
+    );
+    assert_eq!(lake.rows(SilverTable::Patient).await.len(), 3);
 }

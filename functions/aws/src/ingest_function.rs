@@ -371,6 +371,7 @@ impl IngestFunction {
         let status = match report.result {
             FileResult::Completed => Some("completed"),
             FileResult::Quarantined => Some("quarantined"),
+            FileResult::Skipped => Some("skipped"),
             FileResult::HandedOff => Some("handed-off"),
             _ => None,
         };
@@ -386,6 +387,7 @@ impl IngestFunction {
             FileResult::Completed
             | FileResult::AlreadyDone
             | FileResult::Quarantined
+            | FileResult::Skipped
             | FileResult::HandedOff => {}
             FileResult::Gone => {
                 // Deleted (or overwritten under versioning) before we got to it: nothing to load.

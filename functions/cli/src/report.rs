@@ -20,6 +20,7 @@ pub struct RunSummary {
     pub gone: usize,
     pub handed_off: usize,
     pub quarantined: usize,
+    pub skipped: usize,
     pub failed: usize,
     pub rejected: u64,
     pub deleted: u64,
@@ -42,6 +43,7 @@ impl RunSummary {
             FileResult::Gone => self.gone += 1,
             FileResult::HandedOff => self.handed_off += 1,
             FileResult::Quarantined => self.quarantined += 1,
+            FileResult::Skipped => self.skipped += 1,
             FileResult::Failed => self.failed += 1,
         }
         if report.result == FileResult::Completed {
@@ -74,7 +76,7 @@ impl RunSummary {
                 "handed to the scale-out job (run {})",
                 report.outcome.handed_off_to.as_deref().unwrap_or("?")
             ),
-            FileResult::Quarantined | FileResult::Failed => {
+            FileResult::Quarantined | FileResult::Skipped | FileResult::Failed => {
                 report.outcome.error.clone().unwrap_or_default()
             }
         };
@@ -89,13 +91,14 @@ impl RunSummary {
 
     pub fn print(&self) {
         println!(
-            "files: {} ({} loaded, {} already processed, {} busy, {} handed off, {} quarantined, {} failed{}), {:.1} MB",
+            "files: {} ({} loaded, {} already processed, {} busy, {} handed off, {} quarantined, {} skipped, {} failed{}), {:.1} MB",
             self.files,
             self.completed,
             self.already_done,
             self.busy,
             self.handed_off,
             self.quarantined,
+            self.skipped,
             self.failed,
             if self.gone > 0 {
                 format!(", {} deleted before they were read", self.gone)

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{StreamExt, TryFutureExt};
 use object_store::path::Path;
 use object_store::{
     GetOptions, GetResultPayload, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart,
@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::OnceCell;
 
+use crate::bulk_export::{BulkManifests, Companion};
 use crate::deid::{PseudonymCache, Pseudonymizer, redact_key};
 use crate::error::{CoreError, Result};
 use crate::fhir::{self, FileError, Item, Parsed, Position, ReadLimits, Record, RefTarget};
@@ -157,8 +158,11 @@ pub struct FileReport {
 pub enum FileResult {
     Completed,
     Quarantined,
+    /// A file of a Bulk export folder that holds no resources to load (its manifest, log or error
+    /// files): recorded, not alerted.
+    Skipped,
     Failed,
-    /// Already COMPLETED or QUARANTINED: redelivery, nothing done.
+    /// Already COMPLETED, QUARANTINED or SKIPPED: redelivery, nothing done.
     AlreadyDone,
     /// Another worker holds the claim.
     Busy,
@@ -174,6 +178,7 @@ impl FileResult {
         match self {
             Self::Completed => "completed",
             Self::Quarantined => "quarantined",
+            Self::Skipped => "skipped",
             Self::Failed => "failed",
             Self::AlreadyDone => "already_done",
             Self::Busy => "busy",
@@ -452,6 +457,25 @@ impl Services {
         };
         let mut manifests = BulkManifests::default();
         for file in files.iter_mut() {
+            if let FileState::Claimed { .. } = file.state
+                && Companion::may_be_read_ahead(&file.object.key, file.object.size)
+            {
+                let claimed = &file.claimed;
+                let read = claimed
+                    .store
+                    .get_opts(&claimed.key, claimed.pinned.clone())
+                    .map_err(CoreError::from)
+                    .and_then(|found| found.bytes().map_err(CoreError::from))
+                    .await;
+                match read {
+                    Ok(bytes) => {
+                        if let Some(companion) = Companion::of_bytes(&file.object.key, &bytes) {
+                            file.end_skipped(companion, ResourceCounts::new());
+                        }
+                    }
+                    Err(e) => file.fail(format!("reading the file failed: {e}")),
+                }
+            }
             if let FileState::Claimed { .. } = file.state {
                 match manifests
                     .transaction_time(&file.claimed.store, &file.claimed.key)
@@ -480,6 +504,11 @@ impl Services {
             let FileState::Parsed { load, .. } = &mut file.state else {
                 continue;
             };
+            if Companion::is_error_file(&load.counts, load.rejects.count, load.deleted) {
+                let counts = std::mem::take(&mut load.counts);
+                file.end_skipped(Companion::ErrorFile, counts);
+                continue;
+            }
             if load.rejects.count > 0
                 && let Err(e) = self
                     .upload_rejects(tenant, &file.ledger_id, &mut load.rejects)
@@ -538,6 +567,15 @@ impl Services {
             pseudonymizer: self.pseudonymizer.clone(),
             erased: erased.clone(),
         };
+        let failed = |error: String| {
+            (
+                FileResult::Failed,
+                Outcome {
+                    error: Some(error),
+                    ..Outcome::default()
+                },
+            )
+        };
         let parsed = parse_object(
             file.claimed.store.clone(),
             file.claimed.key.clone(),
@@ -548,15 +586,6 @@ impl Services {
             self.settings.progress.clone(),
         )
         .await;
-        let failed = |error: String| {
-            (
-                FileResult::Failed,
-                Outcome {
-                    error: Some(error),
-                    ..Outcome::default()
-                },
-            )
-        };
         match parsed {
             Ok(load) => Ok(ParsedFile {
                 counts: load.counts,
@@ -663,6 +692,7 @@ impl Services {
         let status = match result {
             FileResult::Completed => LedgerStatus::Completed,
             FileResult::Quarantined => LedgerStatus::Quarantined,
+            FileResult::Skipped => LedgerStatus::Skipped,
             FileResult::HandedOff => LedgerStatus::HandedOff,
             _ => LedgerStatus::Failed,
         };
@@ -1153,66 +1183,6 @@ impl FileLoad {
     }
 }
 
-/// The Bulk export manifests (`manifest.json`) of the folders a group's files are in, read once
-/// per folder.
-#[derive(Default)]
-struct BulkManifests {
-    by_folder: HashMap<Path, Option<BulkManifest>>,
-}
-
-/// What a Bulk export manifest says that matters here: when the export was taken, and its files.
-struct BulkManifest {
-    transaction_time: i64,
-    file_names: Vec<String>,
-}
-
-impl BulkManifests {
-    /// The `transactionTime` of the export whose manifest (beside the file) names the file among
-    /// its `output` or `deleted` files. No manifest, or one that is not a Bulk manifest, is no
-    /// error: the upload time orders the file's deletes then. A manifest that cannot be read now
-    /// is (the file is retried).
-    async fn transaction_time(
-        &mut self,
-        store: &Arc<dyn ObjectStore>,
-        key: &Path,
-    ) -> Result<Option<i64>> {
-        let parts: Vec<_> = key.parts().collect();
-        let Some((name, folder)) = parts.split_last() else {
-            return Ok(None);
-        };
-        let folder = Path::from_iter(folder.iter().cloned());
-        if !self.by_folder.contains_key(&folder) {
-            let path = folder.clone().join("manifest.json");
-            let manifest = objects::read(store.as_ref(), &path)
-                .await?
-                .and_then(|bytes| parse_bulk_manifest(&bytes));
-            self.by_folder.insert(folder.clone(), manifest);
-        }
-        Ok(self
-            .by_folder
-            .get(&folder)
-            .and_then(Option::as_ref)
-            .filter(|m| m.file_names.iter().any(|n| n == name.as_ref()))
-            .map(|m| m.transaction_time))
-    }
-}
-
-fn parse_bulk_manifest(bytes: &[u8]) -> Option<BulkManifest> {
-    let manifest: serde_json::Value = serde_json::from_slice(bytes).ok()?;
-    let transaction_time =
-        crate::time::parse_fhir_datetime(manifest["transactionTime"].as_str()?).ok()?;
-    let file_names = ["output", "deleted"]
-        .iter()
-        .filter_map(|list| manifest[list].as_array())
-        .flatten()
-        .filter_map(|entry| entry["url"].as_str()?.rsplit('/').next().map(str::to_owned))
-        .collect();
-    Some(BulkManifest {
-        transaction_time,
-        file_names,
-    })
-}
-
 /// One file of a group, from its claim to its outcome.
 pub(crate) struct GroupFile {
     pub(crate) claimed: Claimed,
@@ -1276,6 +1246,17 @@ impl GroupFile {
 
     pub(crate) fn end_quarantined(&mut self, reason: String) {
         self.end(FileResult::Quarantined, reason);
+    }
+
+    /// Ends a file of a Bulk export folder that holds nothing to load, with what it held.
+    pub(crate) fn end_skipped(&mut self, companion: Companion, counts: ResourceCounts) {
+        if matches!(self.state, FileState::Ended { .. }) {
+            return;
+        }
+        self.end(FileResult::Skipped, companion.reason().to_owned());
+        if let FileState::Ended { outcome, .. } = &mut self.state {
+            outcome.counts = counts;
+        }
     }
 
     /// Ends a claimed file with `result` and why (a file that ended already keeps its end).

@@ -3,6 +3,7 @@
 //! The core knows three ports and nothing of AWS or SQLite: object storage (the `object_store`
 //! crate), the [`ports::Ledger`] and the [`ports::Notifier`]. Adapters live in their own crates.
 
+pub mod bulk_export;
 pub mod catalog;
 pub mod deid;
 pub mod erase;

@@ -42,6 +42,8 @@ pub enum LedgerStatus {
     Processing,
     Completed,
     Quarantined,
+    /// A file of a Bulk export folder with no resources to load (manifest, log, error file).
+    Skipped,
     Failed,
     /// Too big for this worker: a scale-out job (the Glue job on AWS) was started for it and
     /// records the final outcome itself.
@@ -54,6 +56,7 @@ impl LedgerStatus {
             Self::Processing => "PROCESSING",
             Self::Completed => "COMPLETED",
             Self::Quarantined => "QUARANTINED",
+            Self::Skipped => "SKIPPED",
             Self::Failed => "FAILED",
             Self::HandedOff => "HANDED_OFF",
         }
@@ -64,6 +67,7 @@ impl LedgerStatus {
             "PROCESSING" => Self::Processing,
             "COMPLETED" => Self::Completed,
             "QUARANTINED" => Self::Quarantined,
+            "SKIPPED" => Self::Skipped,
             "FAILED" => Self::Failed,
             "HANDED_OFF" => Self::HandedOff,
             _ => return None,
@@ -73,7 +77,10 @@ impl LedgerStatus {
     /// Final states are never processed again for the same object version (a handed-off object
     /// belongs to its scale-out job).
     pub fn is_final(self) -> bool {
-        matches!(self, Self::Completed | Self::Quarantined | Self::HandedOff)
+        matches!(
+            self,
+            Self::Completed | Self::Quarantined | Self::Skipped | Self::HandedOff
+        )
     }
 }
 
@@ -154,7 +161,7 @@ impl From<LedgerEntry> for Outcome {
 pub enum Claim {
     /// This worker owns the object now (`attempt` counts from 1).
     Claimed { attempt: u32 },
-    /// Already COMPLETED, QUARANTINED or HANDED_OFF: nothing to do.
+    /// Already COMPLETED, QUARANTINED, SKIPPED or HANDED_OFF: nothing to do.
     Done(LedgerEntry),
     /// Another worker holds an unexpired lease.
     Busy(LedgerEntry),

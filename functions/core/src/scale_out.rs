@@ -286,7 +286,10 @@ impl Services {
             // Also a file finished elsewhere since (a dead run's parts would stay otherwise).
             if matches!(
                 report.result,
-                FileResult::Completed | FileResult::Quarantined | FileResult::AlreadyDone
+                FileResult::Completed
+                    | FileResult::Quarantined
+                    | FileResult::Skipped
+                    | FileResult::AlreadyDone
             ) && let Err(e) = self.remove_parts(&tenant, &report.ledger_id).await
             {
                 tracing::warn!(ledger_id = %report.ledger_id, error = %e, "staged parts could not be removed");

@@ -154,17 +154,18 @@ resource "aws_s3_bucket_lifecycle_configuration" "data" {
     }
   }
 
-  # The ingest function tags each raw file with its outcome; completed files are archived, others
-  # stay where an operator can find them.
+  # The ingest function tags each raw file with its outcome; completed files and the skipped files
+  # of Bulk export folders (manifests, logs, error files) are archived, others stay where an
+  # operator can find them.
   dynamic "rule" {
-    for_each = each.key == "raw" ? [1] : []
+    for_each = each.key == "raw" ? toset(["completed", "skipped"]) : toset([])
     content {
-      id     = "archive-completed-raw-files"
+      id     = "archive-${rule.value}-raw-files"
       status = "Enabled"
       filter {
         tag {
           key   = "metriccare-status"
-          value = "completed"
+          value = rule.value
         }
       }
       transition {

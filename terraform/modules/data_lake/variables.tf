@@ -20,7 +20,7 @@ variable "noncurrent_version_days" {
 }
 
 variable "raw_archive_after_days" {
-  description = "Days after which a raw file the ledger completed (tag metriccare-status=completed) moves to Glacier Instant Retrieval."
+  description = "Days after which a raw file the ledger completed or skipped (tag metriccare-status=completed or skipped) moves to Glacier Instant Retrieval."
   type        = number
   default     = 30
 }

@@ -1,6 +1,8 @@
 """The demo end to end through the CLI: gold read back with the Apache Hudi reader and checked against
 the generator's ground truth, SQL over the lake, the HTML report, and the notifications."""
 import json
+import os
+import subprocess
 
 import pytest
 
@@ -97,3 +99,57 @@ def test_one_notification_per_refreshed_tenant_and_none_for_a_quiet_refresh(demo
     out = lake.run("gold")
     assert "nothing written, no message" in out.stdout
     assert refreshed() == before
+
+
+# The CLI as a user meets it in a shell.
+
+def test_a_reader_that_closes_the_pipe_early_ends_the_command_quietly(demo):
+    # GIVEN output far bigger than a pipe's buffer (every pair of patients)
+    lake, _ = demo
+    sql = "SELECT a.patient_key, b.patient_key FROM silver_patient a, silver_patient b"
+    process = subprocess.Popen([os.environ["METRICCARE_BIN"], "--lake", str(lake.root), "query", "--format", "csv", sql],
+                               env=lake.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # WHEN the reader takes one line and goes away (`metriccare query ... | head -1`)
+    assert process.stdout.readline()
+    process.stdout.close()
+    stderr = process.stderr.read().decode()
+    # THEN the command ends with success and no panic
+    assert process.wait(timeout=60) == 0, stderr
+    assert "panicked" not in stderr
+
+
+def test_read_only_commands_never_create_a_key(lake, write):
+    # GIVEN a lake written with METRICCARE_PSEUDONYM_KEY
+    lake.ingest("t1", write("p.ndjson", [{"resourceType": "Patient", "id": "p1"}]))
+    lake.run("gold")
+    # WHEN query, status and report run without the key
+    without_key = {k: v for k, v in lake.env.items() if k != "METRICCARE_PSEUDONYM_KEY"}
+    for args in (["status"], ["query", "SELECT count(*) FROM silver_patient"], ["report"]):
+        done = subprocess_run(lake, args, without_key)
+        assert done.returncode == 0, done.stderr
+    # THEN none of them wrote a key into the lake
+    assert not (lake.root / "_metriccare" / "secret").exists()
+
+
+def test_a_missing_input_is_named_and_leaves_no_trace(lake, tmp_path):
+    # WHEN a file that is not there is ingested
+    done = subprocess_run(lake, ["ingest", "--tenant", "t1", str(tmp_path / "nope.json")], lake.env)
+    # THEN the error names the input, not the configuration, and no lake was created
+    assert done.returncode == 1
+    assert "input" in done.stderr and "nope.json" in done.stderr and "No such file" in done.stderr
+    assert "configuration" not in done.stderr
+    assert not lake.root.exists()
+
+
+def test_a_bad_tenant_id_is_bad_usage(lake, write):
+    path = write("p.ndjson", [{"resourceType": "Patient", "id": "p1"}])
+    for args in (["ingest", "--tenant", "Bad Tenant", str(path)], ["erase", "--tenant", "../x", "--patient", "p1"]):
+        done = subprocess_run(lake, args, lake.env)
+        assert done.returncode == 2, done.stderr
+        assert "invalid tenant id" in done.stderr
+    assert not lake.root.exists()
+
+
+def subprocess_run(lake, args, env):
+    return subprocess.run([os.environ["METRICCARE_BIN"], "--lake", str(lake.root), *args], env=env,
+                          capture_output=True, text=True)

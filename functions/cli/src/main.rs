@@ -1,6 +1,17 @@
 //! `metriccare`: the lakehouse on one machine, no AWS. A directory is the lake, SQLite the ledger,
 //! a JSON-lines file the notification topic. See `metriccare --help`.
 
+/// Writes a line to stdout, like `println!`, except that a reader that went away
+/// (`metriccare status | head`) ends the program quietly, as it ends any Unix tool, not in a panic.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            $crate::stdout_failed(e);
+        }
+    }};
+}
+
 mod html;
 mod report;
 
@@ -26,7 +37,7 @@ mod exit {
 }
 
 const EXIT_CODES: &str = "Exit status: 0 everything loaded; 1 the command could not run (bad lake, \
-configuration or I/O); 2 bad usage; 3 files loaded but some resources were rejected (see \
+configuration, an input that cannot be read, I/O); 2 bad usage (an unknown option, a bad tenant id); 3 files loaded but some resources were rejected (see \
 <lake>/quarantine/rejects/); 4 at least one file was quarantined or failed (see \
 <lake>/quarantine/files/ and `metriccare status`).";
 
@@ -85,8 +96,8 @@ enum Command {
     #[command(after_help = EXIT_CODES)]
     Ingest {
         /// Tenant the files belong to (^[a-z0-9][a-z0-9-]{0,62}$): their rows go to its partition only.
-        #[arg(long)]
-        tenant: String,
+        #[arg(long, value_parser = parse_tenant)]
+        tenant: TenantId,
         /// Files or folders.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
@@ -133,8 +144,8 @@ enum Command {
     /// <lake>/_metriccare/erasures/. A second erase of the same patient changes nothing.
     Erase {
         /// The tenant (^[a-z0-9][a-z0-9-]{0,62}$).
-        #[arg(long)]
-        tenant: String,
+        #[arg(long, value_parser = parse_tenant)]
+        tenant: TenantId,
         /// The patient's resource id in the export (Patient.id); never written anywhere.
         #[arg(long)]
         patient: String,
@@ -174,6 +185,16 @@ fn main() -> ExitCode {
     }
 }
 
+/// Ends the program when stdout cannot be written: quietly (success) when the reader closed the
+/// pipe, since it asked for no more; with an error otherwise (a full disk).
+fn stdout_failed(e: std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(exit::OK.into());
+    }
+    eprintln!("metriccare: error: writing the output failed: {e}");
+    std::process::exit(exit::ERROR.into());
+}
+
 fn fail(message: &str) -> ExitCode {
     eprintln!("metriccare: error: {message}");
     ExitCode::from(exit::ERROR)
@@ -198,9 +219,9 @@ async fn run(cli: Cli) -> metriccare_core::Result<u8> {
             dirty,
         } => demo(&cli.lake, patients, tenants, seed, dirty).await,
         Command::Ingest { tenant, paths } => {
-            let tenant = TenantId::parse(&tenant)?;
-            let lake = open_lake(&cli.lake)?;
+            // The input first: a path that is not there changes nothing in the lake.
             let files = expand_paths(&paths)?;
+            let lake = open_lake(&cli.lake)?;
             let total = files.len();
             let mut summary = RunSummary::default();
             // Files that arrive together are committed together: one commit per table per group.
@@ -210,7 +231,7 @@ async fn run(cli: Cli) -> metriccare_core::Result<u8> {
                 }
             }
             summary.print();
-            println!("lake requests: {}", lake.requests.requests());
+            out!("lake requests: {}", lake.requests.requests());
             Ok(exit_code(&summary))
         }
         Command::Watch {
@@ -231,31 +252,30 @@ async fn run(cli: Cli) -> metriccare_core::Result<u8> {
             Ok(exit::OK)
         }
         Command::Query { sql, format } => {
-            let lake = open_lake(&cli.lake)?;
+            let lake = open_lake_to_read(&cli.lake)?;
             let batches = metriccare_query::run(&lake.services.lake, &sql).await?;
             let format = match format {
                 OutputFormat::Table => metriccare_query::Format::Table,
                 OutputFormat::Csv => metriccare_query::Format::Csv,
                 OutputFormat::Json => metriccare_query::Format::Json,
             };
-            println!("{}", metriccare_query::render(&batches, format)?.trim_end());
+            out!("{}", metriccare_query::render(&batches, format)?.trim_end());
             Ok(exit::OK)
         }
         Command::Report { out } => {
-            let lake = open_lake(&cli.lake)?;
+            let lake = open_lake_to_read(&cli.lake)?;
             let path = write_report(&lake, out).await?;
-            println!("report: {}", path.display());
+            out!("report: {}", path.display());
             Ok(exit::OK)
         }
         Command::Erase { tenant, patient } => {
-            let tenant = TenantId::parse(&tenant)?;
             let lake = open_lake(&cli.lake)?;
             let receipt = lake.erase(&tenant, &patient).await?;
-            println!("{}", serde_json::to_string_pretty(&receipt)?);
+            out!("{}", serde_json::to_string_pretty(&receipt)?);
             Ok(exit::OK)
         }
         Command::Status { json, services } => {
-            let lake = open_lake(&cli.lake)?;
+            let lake = open_lake_to_read(&cli.lake)?;
             if !services {
                 print_ledger(&lake.services.ledger.list().await?, json);
             }
@@ -265,6 +285,22 @@ async fn run(cli: Cli) -> metriccare_core::Result<u8> {
             Ok(exit::OK)
         }
     }
+}
+
+/// A tenant id argument: a bad one is bad usage (exit status 2), caught before anything runs.
+fn parse_tenant(value: &str) -> Result<TenantId, String> {
+    TenantId::parse(value).map_err(|e| e.to_string())
+}
+
+/// Opens the lake for a command that only reads it (query, status, report): such a command
+/// pseudonymises nothing, so it never creates the lake's local key (a lake written with
+/// METRICCARE_PSEUDONYM_KEY, read without it, keeps having no key file).
+fn open_lake_to_read(dir: &std::path::Path) -> metriccare_core::Result<LocalLake> {
+    let config = LocalConfig {
+        read_only: true,
+        ..LocalConfig::from_env()?
+    };
+    LocalLake::open_with(dir, config)
 }
 
 /// Opens the lake configured from the environment, with progress lines for long files on stderr.
@@ -318,7 +354,7 @@ async fn demo(
             raw_dir.join(fhir_generator::GROUND_TRUTH_FILE),
             lake.dir.join(fhir_generator::GROUND_TRUTH_FILE),
         )?;
-        println!(
+        out!(
             "generated {} files, {} resources ({:.1} MB) for {} tenants in {:.2} s into {}",
             generated.files,
             generated.resources,
@@ -328,7 +364,7 @@ async fn demo(
             raw_dir.display()
         );
     } else {
-        println!(
+        out!(
             "{} already holds raw files: ingesting what is there",
             raw_dir.display()
         );
@@ -348,7 +384,7 @@ async fn demo(
     print_silver(&lake).await?;
     gold(&lake).await?;
     let report = write_report(&lake, None).await?;
-    println!("\nreport: {}", report.display());
+    out!("\nreport: {}", report.display());
     Ok(exit_code(&summary))
 }
 
@@ -356,14 +392,14 @@ async fn demo(
 async fn gold(lake: &LocalLake) -> metriccare_core::Result<()> {
     let report = lake.refresh_gold().await?;
     if report.busy {
-        println!("\ngold: another refresh is running on this lake; nothing done");
+        out!("\ngold: another refresh is running on this lake; nothing done");
         return Ok(());
     }
     if report.changed_tenants.is_empty() {
-        println!("\ngold: no silver change since the last refresh; nothing written, no message");
+        out!("\ngold: no silver change since the last refresh; nothing written, no message");
         return Ok(());
     }
-    println!(
+    out!(
         "\ngold: {} tenant(s) with new silver, {} refreshed ({})",
         report.changed_tenants.len(),
         report.refreshed.len(),

@@ -90,7 +90,7 @@ impl RunSummary {
     }
 
     pub fn print(&self) {
-        println!(
+        out!(
             "files: {} ({} loaded, {} already processed, {} busy, {} handed off, {} quarantined, {} skipped, {} failed{}), {:.1} MB",
             self.files,
             self.completed,
@@ -112,7 +112,7 @@ impl RunSummary {
             .iter()
             .map(|(k, v)| format!("{k} {v}"))
             .collect();
-        println!(
+        out!(
             "resources: {}",
             if resources.is_empty() {
                 "none".to_owned()
@@ -120,12 +120,15 @@ impl RunSummary {
                 resources.join(", ")
             }
         );
-        println!(
+        out!(
             "rejected resources: {}, deletes applied: {}, lastUpdated after the ingest time (ordered at it): {}, of erased patients (not loaded): {}",
-            self.rejected, self.deleted, self.future_last_updated, self.erased
+            self.rejected,
+            self.deleted,
+            self.future_last_updated,
+            self.erased
         );
         if let Some(last) = self.instants.last() {
-            println!("silver commits: {} (latest {last})", self.instants.len());
+            out!("silver commits: {} (latest {last})", self.instants.len());
         }
     }
 }
@@ -133,13 +136,19 @@ impl RunSummary {
 pub fn print_ledger(entries: &[LedgerEntry], json: bool) {
     if json {
         for entry in entries {
-            println!("{}", serde_json::to_string(entry).unwrap_or_default());
+            out!("{}", serde_json::to_string(entry).unwrap_or_default());
         }
         return;
     }
-    println!(
+    out!(
         "{:<24} {:<12} {:<14} {:>9} {:>8} {:>8} {:<24} key / error",
-        "ledger id", "status", "tenant", "resources", "rejected", "attempts", "updated"
+        "ledger id",
+        "status",
+        "tenant",
+        "resources",
+        "rejected",
+        "attempts",
+        "updated"
     );
     for e in entries {
         let resources: u64 = e.counts.values().sum();
@@ -148,7 +157,7 @@ pub fn print_ledger(entries: &[LedgerEntry], json: bool) {
             .as_deref()
             .map(|err| format!(" — {err}"))
             .unwrap_or_default();
-        println!(
+        out!(
             "{:<24} {:<12} {:<14} {:>9} {:>8} {:>8} {:<24} {}{note}",
             e.id,
             e.status.as_str(),
@@ -160,7 +169,7 @@ pub fn print_ledger(entries: &[LedgerEntry], json: bool) {
             e.object.key
         );
     }
-    println!("{} ledger items", entries.len());
+    out!("{} ledger items", entries.len());
 }
 
 /// What the table services (cleaning, archival) have done to each table: a line per table with the
@@ -172,33 +181,39 @@ pub async fn print_services(lake: &LocalLake, json: bool) -> metriccare_core::Re
         .map(|t| t.def().base)
         .chain(GoldTable::ALL.iter().map(|t| t.def().base));
     if !json {
-        println!(
+        out!(
             "\ntable services (cleaning keeps {} commits and {} h of replaced slices; {} instants stay active)",
             lake.services.settings.retention.retain_commits,
             lake.services.settings.retention.retain_hours,
             lake.services.settings.retention.active_instants
         );
-        println!(
+        out!(
             "{:<24} {:>10} {:>12} {:>10} {:>10} {:>10} {:>8}  last run",
-            "table", "files", "MB freed", "failed", "archived", "control", "resized"
+            "table",
+            "files",
+            "MB freed",
+            "failed",
+            "archived",
+            "control",
+            "resized"
         );
     }
     for base in tables {
         let Some(state) = read_services_state(store, &base).await? else {
             if !json {
-                println!("{:<24} nothing removed yet", base.to_string());
+                out!("{:<24} nothing removed yet", base.to_string());
             }
             continue;
         };
         if json {
-            println!(
+            out!(
                 "{}",
                 serde_json::json!({"table": base.to_string(), "services": state})
             );
             continue;
         }
         let totals = &state.totals;
-        println!(
+        out!(
             "{:<24} {:>10} {:>12.1} {:>10} {:>10} {:>10} {:>8}  {} (removed {} files, archived {} instants)",
             base.to_string(),
             totals.cleaned_files,
@@ -217,10 +232,12 @@ pub async fn print_services(lake: &LocalLake, json: bool) -> metriccare_core::Re
 
 /// Rows per silver table and tenant, read back from the committed snapshots.
 pub async fn print_silver(lake: &LocalLake) -> metriccare_core::Result<()> {
-    println!("\nsilver (latest committed snapshot)");
-    println!(
+    out!("\nsilver (latest committed snapshot)");
+    out!(
         "{:<14} {:<14} {:>8}  latest instant",
-        "table", "tenant", "rows"
+        "table",
+        "tenant",
+        "rows"
     );
     for table in SilverTable::ALL {
         let hudi = lake.services.silver_table(table).await?;
@@ -242,7 +259,7 @@ pub async fn print_silver(lake: &LocalLake) -> metriccare_core::Result<()> {
         }
         let instant = snapshot.latest_instant().unwrap_or("-");
         for (tenant, count) in rows {
-            println!(
+            out!(
                 "{:<14} {:<14} {:>8}  {instant}",
                 table.name(),
                 tenant,
@@ -250,20 +267,26 @@ pub async fn print_silver(lake: &LocalLake) -> metriccare_core::Result<()> {
             );
         }
     }
-    println!("tables: {}", lake.dir.join("silver").display());
+    out!("tables: {}", lake.dir.join("silver").display());
     Ok(())
 }
 
 /// The headline metrics per tenant and hospital, summed over all months.
 pub fn print_hospitals(gold: &BTreeMap<String, metriccare_core::gold::GoldRows>) {
-    println!(
+    out!(
         "\n{:<12} {:<34} {:>6} {:>10} {:>12} {:>6} {:>10}",
-        "tenant", "hospital", "stays", "mortality", "readmission", "ALOS", "HAI/1000d"
+        "tenant",
+        "hospital",
+        "stays",
+        "mortality",
+        "readmission",
+        "ALOS",
+        "HAI/1000d"
     );
     for (tenant, rows) in gold {
         for hospital in rows.per_hospital() {
             let t = &hospital.totals;
-            println!(
+            out!(
                 "{:<12} {:<34} {:>6} {:>9.1}% {:>11.1}% {:>6.2} {:>10.2}",
                 tenant,
                 hospital.hospital_name,

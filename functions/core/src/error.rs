@@ -34,6 +34,13 @@ pub enum CoreError {
     #[error("configuration: {0}")]
     Config(String),
 
+    /// A file or folder named on the command line cannot be read.
+    #[error("input {path}: {source}")]
+    Input {
+        path: String,
+        source: std::io::Error,
+    },
+
     /// The lake was written with another pseudonymisation key: writing with this one would count
     /// the same patient twice under two pseudonyms.
     #[error(

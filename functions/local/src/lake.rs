@@ -61,12 +61,16 @@ pub struct LocalConfig {
     pub key: Option<Vec<u8>>,
     pub settings: Settings,
     pub hai_value_set: HaiValueSet,
+    /// For commands that only read the lake: without `key`, the local key file is not created
+    /// when it is missing (a throwaway key stands in; nothing is pseudonymised with it).
+    pub read_only: bool,
 }
 
 impl Default for LocalConfig {
     fn default() -> Self {
         Self {
             key: None,
+            read_only: false,
             settings: Settings::default(),
             hai_value_set: HaiValueSet::builtin(),
         }
@@ -95,6 +99,7 @@ impl LocalConfig {
             key,
             settings: lifecycle_settings(|name| std::env::var(name).ok(), settings)?,
             hai_value_set,
+            read_only: false,
         })
     }
 }
@@ -122,6 +127,10 @@ impl LocalLake {
         let notifier = Arc::new(JsonLinesNotifier::new(dir.join(NOTIFICATIONS_FILE)));
         let key = match config.key {
             Some(key) => key,
+            None if config.read_only => match read_local_key(&dir)? {
+                Some(key) => key,
+                None => random_key()?,
+            },
             None => local_key(&dir)?,
         };
         let pseudonymizer = Pseudonymizer::new(&key)?;
@@ -266,8 +275,10 @@ impl LocalLake {
 pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for path in paths {
-        let metadata = std::fs::metadata(path)
-            .map_err(|e| config_error(format!("{}: {e}", path.display())))?;
+        let metadata = std::fs::metadata(path).map_err(|source| CoreError::Input {
+            path: path.display().to_string(),
+            source,
+        })?;
         if metadata.is_dir() {
             let mut found = Vec::new();
             walk(path, &mut found)?;
@@ -316,11 +327,30 @@ fn lease_from_env() -> Result<Duration> {
 /// The lake's local key file, created on first use from the operating system's random source.
 /// A shared deployment sets `METRICCARE_PSEUDONYM_KEY` instead.
 fn local_key(lake: &FsPath) -> Result<Vec<u8>> {
-    let path = lake.join(LOCAL_KEY_FILE);
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        return hex::decode(text.trim())
-            .map_err(|e| config_error(format!("{}: {e}", path.display())));
+    if let Some(key) = read_local_key(lake)? {
+        return Ok(key);
     }
+    let key = random_key()?;
+    let path = lake.join(LOCAL_KEY_FILE);
+    std::fs::create_dir_all(path.parent().unwrap_or(lake))?;
+    write_private(&path, hex::encode(&key).as_bytes())?;
+    tracing::warn!(path = %path.display(), "created a local pseudonymisation key; set {KEY_VARIABLE} for a shared lake");
+    Ok(key)
+}
+
+/// The lake's local key file, if it has one.
+fn read_local_key(lake: &FsPath) -> Result<Option<Vec<u8>>> {
+    let path = lake.join(LOCAL_KEY_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => hex::decode(text.trim())
+            .map(Some)
+            .map_err(|e| config_error(format!("{}: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(config_error(format!("{}: {e}", path.display()))),
+    }
+}
+
+fn random_key() -> Result<Vec<u8>> {
     let mut key = vec![0u8; 32];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut key))
@@ -329,9 +359,6 @@ fn local_key(lake: &FsPath) -> Result<Vec<u8>> {
                 "no random source to create a key ({e}); set {KEY_VARIABLE}"
             ))
         })?;
-    std::fs::create_dir_all(path.parent().unwrap_or(lake))?;
-    write_private(&path, hex::encode(&key).as_bytes())?;
-    tracing::warn!(path = %path.display(), "created a local pseudonymisation key; set {KEY_VARIABLE} for a shared lake");
     Ok(key)
 }
 

@@ -158,8 +158,15 @@ pub async fn record_keys_on_disk(lake: &TestLake, folder: &str) -> BTreeSet<Stri
         let relative = file.strip_prefix(lake.path()).expect("under the lake");
         let path = Path::from(relative.to_string_lossy().as_ref());
         let store = lake.lake.services.lake.as_ref();
+        let key_only =
+            std::sync::Arc::new(arrow_schema::Schema::new(vec![arrow_schema::Field::new(
+                "_hoodie_record_key",
+                arrow_schema::DataType::Utf8,
+                false,
+            )]));
+        let columns = ["_hoodie_record_key"];
         let batches =
-            metriccare_core::hudi::read_base_file(store, &path, Some(&["_hoodie_record_key"]))
+            metriccare_core::hudi::read_base_file(store, &path, Some(&columns), &key_only)
                 .await
                 .expect("a readable base file");
         for batch in batches {

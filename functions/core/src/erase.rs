@@ -277,7 +277,8 @@ async fn find_rows(
             columns.push("encounter_key");
         }
         for path in base_files(lake, &def, partition).await? {
-            for batch in read_base_file(lake.as_ref(), &path, Some(&columns)).await? {
+            let schema = def.file_schema();
+            for batch in read_base_file(lake.as_ref(), &path, Some(&columns), &schema).await? {
                 let text = |name: &str| {
                     batch
                         .column_by_name(name)
@@ -340,7 +341,7 @@ async fn rewrite_slices(
 ) -> Result<Vec<Path>> {
     let mut rewritten = Vec::new();
     for path in base_files(lake, def, partition).await? {
-        let batches = read_base_file(lake.as_ref(), &path, None).await?;
+        let batches = read_base_file(lake.as_ref(), &path, None, &def.file_schema()).await?;
         let mut removed = 0;
         let mut kept: Vec<RecordBatch> = Vec::with_capacity(batches.len());
         for batch in batches {

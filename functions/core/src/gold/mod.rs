@@ -362,7 +362,9 @@ pub async fn read_gold(lake: &Arc<dyn ObjectStore>) -> Result<BTreeMap<String, G
                 .strip_prefix("tenant_id=")
                 .unwrap_or(&slice.partition)
                 .to_owned();
-            let batches = crate::hudi::read_base_file(lake.as_ref(), &slice.path, None).await?;
+            let batches =
+                crate::hudi::read_base_file(lake.as_ref(), &slice.path, None, &snapshot.schema)
+                    .await?;
             by_tenant
                 .entry(tenant)
                 .or_default()

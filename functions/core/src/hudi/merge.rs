@@ -250,7 +250,8 @@ impl FileGroupMerge<'_> {
     ) -> Result<Vec<bool>> {
         let builder =
             ParquetRecordBatchReaderBuilder::new_with_metadata(file.try_clone()?, metadata.clone());
-        let schema = self.def.file_schema();
+        // The file's own column positions: a file older than a column added since has fewer.
+        let schema = builder.schema().clone();
         let projection = ProjectionMask::roots(
             builder.parquet_schema(),
             [
@@ -323,8 +324,9 @@ impl FileGroupMerge<'_> {
                 .with_batch_size(READ_BATCH_ROWS)
                 .build()?;
         let (mut offset, mut written) = (0usize, 0u64);
+        let schema = self.def.file_schema();
         for batch in reader {
-            let batch = batch?;
+            let batch = super::conform(batch?, &schema)?;
             let mask = &keep[offset..offset + batch.num_rows()];
             offset += batch.num_rows();
             let kept = if mask.iter().all(|k| *k) {

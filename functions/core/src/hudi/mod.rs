@@ -22,6 +22,7 @@
 mod avro;
 mod lifecycle;
 mod merge;
+mod schema_evolution;
 mod sizing;
 mod snapshot;
 mod staging;
@@ -40,6 +41,7 @@ pub use lifecycle::{
     services_state_path,
 };
 pub use merge::rewrite_base_file;
+pub use schema_evolution::conform;
 pub use snapshot::{FileSlice, Snapshot, list_partitions, read_base_file};
 pub use staging::StagedRows;
 pub use tombstones::{DELETED_AT, Tombstones};

@@ -213,8 +213,9 @@ fn split_bucket(
         let reader = ParquetRecordBatchReaderBuilder::try_new(file)?
             .with_batch_size(8192)
             .build()?;
+        let schema = def.file_schema();
         for batch in reader {
-            let batch = batch?;
+            let batch = super::conform(batch?, &schema)?;
             let keys = string_column(&batch, &def.record_key)?;
             let mut rows: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
             for row in 0..batch.num_rows() {

@@ -3,15 +3,17 @@
 //! never part of a snapshot.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::TableDef;
-use crate::error::{CoreError, Result};
+use crate::error::Result;
 
 /// One base file: the newest version of a file group.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,6 +115,8 @@ impl Timeline {
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub timeline: Timeline,
+    /// The table's schema, which every batch read is given (see [`super::conform`]).
+    pub schema: SchemaRef,
     /// Latest committed slice per (partition, file id) of every live file group (not replaced).
     pub slices: BTreeMap<(String, String), FileSlice>,
 }
@@ -195,7 +199,11 @@ impl Snapshot {
                 }
             }
         }
-        Ok(Self { timeline, slices })
+        Ok(Self {
+            timeline,
+            schema: def.file_schema(),
+            slices,
+        })
     }
 
     pub fn latest_instant(&self) -> Option<&str> {
@@ -235,7 +243,7 @@ impl Snapshot {
             if partition.is_some_and(|p| p != slice.partition) {
                 continue;
             }
-            batches.extend(read_base_file(store, &slice.path, columns).await?);
+            batches.extend(read_base_file(store, &slice.path, columns, &self.schema).await?);
         }
         Ok(batches)
     }
@@ -264,26 +272,34 @@ pub fn parse_base_file_name(name: &str) -> Option<(&str, &str)> {
     (parts.next().is_none() && instant.len() == 17).then_some((file_id, instant))
 }
 
-/// Reads a base file: all columns, or only `columns` (Parquet skips the others' pages unread).
+/// Reads a base file in the table's `schema`: all columns, or only `columns` (Parquet skips the
+/// others' pages unread). A column added to the table after the file was written reads as null.
 pub async fn read_base_file(
     store: &dyn ObjectStore,
     path: &Path,
     columns: Option<&[&str]>,
+    schema: &SchemaRef,
 ) -> Result<Vec<RecordBatch>> {
     let bytes = store.get(path).await?.bytes().await?;
     let mut builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?.with_batch_size(64 * 1024);
+    let mut target = schema.clone();
     if let Some(columns) = columns {
-        let indices = columns
+        let wanted = columns
             .iter()
-            .map(|name| builder.schema().index_of(name))
+            .map(|name| schema.index_of(name))
             .collect::<Result<Vec<_>, _>>()?;
-        let projection = ProjectionMask::roots(builder.parquet_schema(), indices);
+        target = Arc::new(schema.project(&wanted)?);
+        let in_file: Vec<usize> = columns
+            .iter()
+            .filter_map(|name| builder.schema().index_of(name).ok())
+            .collect();
+        let projection = ProjectionMask::roots(builder.parquet_schema(), in_file);
         builder = builder.with_projection(projection);
     }
-    let reader = builder.build()?;
-    reader
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(CoreError::from)
+    builder
+        .build()?
+        .map(|batch| super::conform(batch?, &target))
+        .collect()
 }
 
 #[cfg(test)]

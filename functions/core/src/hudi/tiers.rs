@@ -189,9 +189,9 @@ fn key_homes(
     keys: &HashSet<Box<str>>,
 ) -> Result<HashMap<Box<str>, u32>> {
     let mut homes = HashMap::new();
-    let key_column = def.file_schema().index_of(&def.record_key)?;
     for tier in committed {
         let builder = ParquetRecordBatchReaderBuilder::try_new(tier.file.try_clone()?)?;
+        let key_column = builder.schema().index_of(&def.record_key)?;
         let projection = ProjectionMask::roots(builder.parquet_schema(), [key_column]);
         for batch in builder.with_projection(projection).build()? {
             let batch = batch?;

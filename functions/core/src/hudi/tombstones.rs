@@ -107,8 +107,13 @@ impl Tombstones {
         let mut map = TombstoneMap::new();
         for slice in snapshot.slices.values() {
             let columns = [def.record_key.as_str(), DELETED_AT];
-            let batches =
-                read_base_file(self.table.store().as_ref(), &slice.path, Some(&columns)).await?;
+            let batches = read_base_file(
+                self.table.store().as_ref(),
+                &slice.path,
+                Some(&columns),
+                &snapshot.schema,
+            )
+            .await?;
             let keys = map.entry(slice.partition.clone()).or_default();
             for batch in &batches {
                 let key = string_column(batch, &def.record_key)?;

@@ -40,14 +40,16 @@ SCHEMAS = {
                       ("deceasedBoolean", T.BooleanType()), ("deceasedDateTime", T.StringType()),
                       ("address", T.ArrayType(ADDRESS)), ("maritalStatus", CONCEPT)),
     "Encounter": schema(("status", T.StringType()),
-                        ("class", T.StructType([T.StructField("code", T.StringType())])),
+                        ("class", T.StructType([T.StructField("code", T.StringType()),
+                                                T.StructField("system", T.StringType())])),
                         ("type", T.ArrayType(CONCEPT)), ("reasonCode", T.ArrayType(CONCEPT)),
                         ("subject", REFERENCE),
                         ("period", T.StructType([T.StructField("start", T.StringType()),
                                                  T.StructField("end", T.StringType())])),
                         ("serviceProvider", REFERENCE),
                         ("hospitalization", T.StructType(
-                            [T.StructField("dischargeDisposition", CONCEPT)]))),
+                            [T.StructField("dischargeDisposition", CONCEPT)])),
+                        ("partOf", REFERENCE)),
     "Condition": schema(("subject", REFERENCE), ("encounter", REFERENCE), ("code", CONCEPT),
                         ("clinicalStatus", CONCEPT), ("verificationStatus", CONCEPT),
                         ("category", T.ArrayType(CONCEPT)), ("onsetDateTime", T.StringType()),
@@ -124,6 +126,7 @@ def flatten(kind: str, key: Pseudonyms) -> list:
         coding = preferred(c("type")[0])
         return [key.reference(c("subject.reference")).alias("patient_key"),
                 c("status").alias("status"), c("class.code").alias("class_code"),
+                c("class.system").alias("class_system"),
                 coding.getField("code").alias("type_code"),
                 F.coalesce(coding.getField("display"), c("type")[0].getField("text"))
                 .alias("type_display"),
@@ -133,7 +136,8 @@ def flatten(kind: str, key: Pseudonyms) -> list:
                 key.reference(c("serviceProvider.reference")).alias("hospital_key"),
                 c("serviceProvider.display").alias("hospital_name"),
                 first_code(c("hospitalization.dischargeDisposition"))
-                .alias("discharge_disposition")]
+                .alias("discharge_disposition"),
+                key.reference(c("partOf.reference")).alias("part_of_key")]
     if kind == "Condition":
         coding = preferred(c("code"))
         return [key.reference(c("subject.reference")).alias("patient_key"),

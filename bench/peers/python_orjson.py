@@ -36,10 +36,10 @@ SCHEMAS = {
                 ("marital_status", pa.string())],
     "Encounter": [("encounter_key", pa.string()), ("tenant_id", pa.string()),
                   ("patient_key", pa.string()), ("status", pa.string()), ("class_code", pa.string()),
-                  ("type_code", pa.string()), ("type_display", pa.string()),
+                  ("class_system", pa.string()), ("type_code", pa.string()), ("type_display", pa.string()),
                   ("reason_code", pa.string()), ("period_start", TS), ("period_end", TS),
                   ("hospital_key", pa.string()), ("hospital_name", pa.string()),
-                  ("discharge_disposition", pa.string())],
+                  ("discharge_disposition", pa.string()), ("part_of_key", pa.string())],
     "Condition": [("condition_key", pa.string()), ("tenant_id", pa.string()),
                   ("patient_key", pa.string()), ("encounter_key", pa.string()),
                   ("code_system", pa.string()), ("code", pa.string()), ("code_display", pa.string()),
@@ -127,13 +127,16 @@ def encounter(e: dict, key) -> list:
     coding = preferred(kind)
     period = e.get("period") or {}
     provider = e.get("serviceProvider") or {}
+    encounter_class = e.get("class") or {}
     return [key.reference((e.get("subject") or {}).get("reference")), e.get("status"),
-            (e.get("class") or {}).get("code"), coding.get("code") if coding else None,
+            encounter_class.get("code"), encounter_class.get("system"),
+            coding.get("code") if coding else None,
             (coding or {}).get("display") or (kind or {}).get("text"),
             first_code(first(e.get("reasonCode"))), micros(period.get("start")),
             micros(period.get("end")), key.reference(provider.get("reference")),
             provider.get("display"),
-            first_code((e.get("hospitalization") or {}).get("dischargeDisposition"))]
+            first_code((e.get("hospitalization") or {}).get("dischargeDisposition")),
+            key.reference((e.get("partOf") or {}).get("reference"))]
 
 
 def condition(c: dict, key) -> list:

@@ -494,3 +494,66 @@ async fn a_file_named_like_a_manifest_or_log_that_is_not_one_is_read_as_resource
     );
     assert_eq!(lake.rows(SilverTable::Patient).await.len(), 3);
 }
+
+#[tokio::test]
+async fn an_icu_encounter_part_of_an_admission_is_kept_in_silver_and_rolled_up_in_gold() {
+    // GIVEN a hospital admission, an ICU encounter inside it
+    // (`partOf` by urn:uuid, no serviceProvider, as MIMIC-IV on FHIR writes them) and a sepsis
+    // diagnosed in the ICU on the third day
+    let bundle = br#"{"resourceType":"Bundle","type":"transaction","entry":[
+  {"fullUrl":"urn:uuid:p1","resource":{"resourceType":"Patient","id":"p1","gender":"male"}},
+  {"fullUrl":"urn:uuid:adm","resource":{"resourceType":"Encounter","id":"adm","status":"finished",
+    "class":{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"IMP"},
+    "subject":{"reference":"urn:uuid:p1"},"serviceProvider":{"reference":"Organization/h1"},
+    "period":{"start":"2024-03-01T10:00:00Z","end":"2024-03-08T10:00:00Z"}}},
+  {"fullUrl":"urn:uuid:icu","resource":{"resourceType":"Encounter","id":"icu","status":"finished",
+    "class":{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"ACUTE"},
+    "subject":{"reference":"urn:uuid:p1"},"partOf":{"reference":"urn:uuid:adm"},
+    "period":{"start":"2024-03-02T10:00:00Z","end":"2024-03-05T10:00:00Z"}}},
+  {"fullUrl":"urn:uuid:c1","resource":{"resourceType":"Condition","id":"c1",
+    "code":{"coding":[{"system":"http://snomed.info/sct","code":"91302008"}]},
+    "subject":{"reference":"urn:uuid:p1"},"encounter":{"reference":"urn:uuid:icu"},
+    "onsetDateTime":"2024-03-03T12:00:00Z"}}]}"#;
+    let lake = TestLake::new();
+    let report = lake
+        .ingest(&lake.write_input("mimic.json", bundle), "t1")
+        .await;
+    assert_eq!(
+        (report.result, report.outcome.rejected),
+        (FileResult::Completed, 0)
+    );
+    // THEN silver keeps the hierarchy and the class's code system
+    let encounters = lake.rows(SilverTable::Encounter).await;
+    let icu_key = pseudonym("t1", "Encounter", "icu");
+    let icu = encounters
+        .iter()
+        .find(|e| e["encounter_key"] == icu_key.as_str())
+        .unwrap();
+    assert_eq!(
+        icu["part_of_key"],
+        pseudonym("t1", "Encounter", "adm").as_str()
+    );
+    assert_eq!(
+        icu["class_system"],
+        "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+    );
+    // AND gold has one stay, the admission's, at its hospital, with the ICU's infection
+    lake.lake.refresh_gold().await.unwrap();
+    let gold = metriccare_core::gold::read_gold(&lake.lake.services.lake)
+        .await
+        .unwrap();
+    let monthly = &gold["t1"].hospital_monthly;
+    assert_eq!(monthly.len(), 1, "{monthly:?}");
+    assert_eq!(
+        monthly[0].hospital_id,
+        pseudonym("t1", "Organization", "h1")
+    );
+    assert_eq!(
+        (
+            monthly[0].stays,
+            monthly[0].patient_days,
+            monthly[0].hai_count
+        ),
+        (1, 7, 1)
+    );
+}

@@ -1467,7 +1467,7 @@ impl Resolver<'_> {
 }
 
 /// The references of one record, resolved to pseudonymous keys, in the order its row holds them.
-type ResolvedRefs = [Option<String>; 2];
+type ResolvedRefs = [Option<String>; 3];
 
 /// Resolves a record's references: the only step of a row that can fail (or wait for a `urn:uuid`
 /// further down the Bundle), so it runs before anything is appended.
@@ -1482,18 +1482,21 @@ fn resolve_references(resolver: &Resolver<'_>, record: &Record) -> Result<Resolv
         Record::Encounter(e) => [
             resolve(&e.patient, "subject")?,
             resolve(&e.hospital, "serviceProvider")?,
+            resolve(&e.part_of, "partOf")?,
         ],
         Record::Condition(c) => [
             resolve(&c.patient, "subject")?,
             resolve(&c.encounter, "encounter")?,
+            None,
         ],
         Record::Organization(o) => [
             o.identifier
                 .as_ref()
                 .map(|i| resolver.conditional_key("Organization", &format!("identifier={i}"))),
             None,
+            None,
         ],
-        Record::Patient(_) => [None, None],
+        Record::Patient(_) => [None, None, None],
     })
 }
 
@@ -1509,7 +1512,7 @@ fn write_row(
     ordering: i64,
 ) {
     row.str(Some(key)).str(Some(context.tenant.as_str()));
-    let [first_ref, second_ref] = references.each_ref().map(Option::as_deref);
+    let [first_ref, second_ref, third_ref] = references.each_ref().map(Option::as_deref);
     match record {
         Record::Patient(p) => {
             row.str(p.gender.as_deref())
@@ -1525,6 +1528,7 @@ fn write_row(
             row.str(first_ref)
                 .str(e.status.as_deref())
                 .str(e.class_code.as_deref())
+                .str(e.class_system.as_deref())
                 .str(e.type_code.as_deref())
                 .str(e.type_display.as_deref())
                 .str(e.reason_code.as_deref())
@@ -1532,7 +1536,8 @@ fn write_row(
                 .ts(e.period_end)
                 .str(second_ref)
                 .str(e.hospital_name.as_deref())
-                .str(e.discharge_disposition.as_deref());
+                .str(e.discharge_disposition.as_deref())
+                .str(third_ref);
         }
         Record::Condition(c) => {
             row.str(first_ref)

@@ -90,6 +90,7 @@ impl SilverTable {
                 ("patient_key", Str, false),
                 ("status", Str, true),
                 ("class_code", Str, true),
+                ("class_system", Str, true),
                 ("type_code", Str, true),
                 ("type_display", Str, true),
                 ("reason_code", Str, true),
@@ -98,6 +99,7 @@ impl SilverTable {
                 ("hospital_key", Str, true),
                 ("hospital_name", Str, true),
                 ("discharge_disposition", Str, true),
+                ("part_of_key", Str, true),
             ],
             Self::Condition => &[
                 ("patient_key", Str, false),

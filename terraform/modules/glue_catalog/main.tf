@@ -42,6 +42,7 @@ locals {
         ["patient_key", "string"],
         ["status", "string"],
         ["class_code", "string"],
+        ["class_system", "string"],
         ["type_code", "string"],
         ["type_display", "string"],
         ["reason_code", "string"],
@@ -50,6 +51,7 @@ locals {
         ["hospital_key", "string"],
         ["hospital_name", "string"],
         ["discharge_disposition", "string"],
+        ["part_of_key", "string"],
       ]
       condition = [
         ["condition_key", "string"],

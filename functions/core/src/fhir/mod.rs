@@ -122,6 +122,7 @@ pub struct EncounterRecord {
     pub patient: Option<RefTarget>,
     pub status: Option<String>,
     pub class_code: Option<String>,
+    pub class_system: Option<String>,
     pub type_code: Option<String>,
     pub type_display: Option<String>,
     pub reason_code: Option<String>,
@@ -130,6 +131,8 @@ pub struct EncounterRecord {
     pub hospital: Option<RefTarget>,
     pub hospital_name: Option<String>,
     pub discharge_disposition: Option<String>,
+    /// `partOf`: the encounter this one belongs to (its top-level stay, or a step towards it).
+    pub part_of: Option<RefTarget>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -337,13 +340,16 @@ fn encounter(e: model::Encounter<'_>, full_url: Option<&str>) -> Result<Encounte
         }),
         "Organization",
     )?;
+    let part_of = reference("Encounter", "partOf", e.part_of, "Encounter")?;
     let kind = e.kind.first();
     let kind_coding = kind.and_then(model::CodeableConcept::preferred);
+    let class = e.class.unwrap_or_default();
     Ok(EncounterRecord {
         common,
         patient,
         status: owned(e.status),
-        class_code: e.class.and_then(|c| owned(c.code)),
+        class_code: owned(class.code),
+        class_system: owned(class.system),
         type_code: kind_coding.and_then(|c| c.code.as_deref().map(str::to_owned)),
         type_display: kind_coding
             .and_then(|c| c.display.as_deref())
@@ -359,6 +365,7 @@ fn encounter(e: model::Encounter<'_>, full_url: Option<&str>) -> Result<Encounte
                 .and_then(|h| h.discharge_disposition)
                 .as_ref(),
         ),
+        part_of,
     })
 }
 

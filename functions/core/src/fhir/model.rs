@@ -143,6 +143,9 @@ pub struct Encounter<'a> {
     pub hospitalization: Option<Hospitalization<'a>>,
     #[serde(borrow, default)]
     pub reason_code: Vec<CodeableConcept<'a>>,
+    /// The encounter this one is part of (an ICU or ward stay inside a hospital admission).
+    #[serde(borrow)]
+    pub part_of: Option<Reference<'a>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -69,6 +69,9 @@ pub struct EncounterFacts {
     pub period_end: Option<i64>,
     pub hospital_key: Option<String>,
     pub hospital_name: Option<String>,
+    /// The encounter this one is part of: an encounter with one is never a stay; its conditions
+    /// count for the stay at the top of its chain.
+    pub part_of_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -247,6 +250,9 @@ struct Stay<'a> {
 }
 
 fn stay(encounter: &EncounterFacts) -> Option<Stay<'_>> {
+    if encounter.part_of_key.is_some() {
+        return None;
+    }
     let class = encounter.class_code.as_deref()?;
     let status = encounter.status.as_deref()?;
     let (start, end) = (encounter.period_start?, encounter.period_end?);
@@ -276,6 +282,32 @@ struct Cell {
     totals: Totals,
 }
 
+/// Longest `partOf` chain followed to its top (an admission, a ward, a bed: real chains are short);
+/// a longer one, or a cycle, has no top.
+const MAX_PART_OF_DEPTH: usize = 16;
+
+/// Each encounter that is part of another → the encounter at the top of its chain (one without
+/// `partOf`), when the chain reaches one within [`MAX_PART_OF_DEPTH`] steps.
+fn top_level_encounters(encounters: &[EncounterFacts]) -> HashMap<&str, &str> {
+    let parent: HashMap<&str, &str> = encounters
+        .iter()
+        .filter_map(|e| Some((e.encounter_key.as_str(), e.part_of_key.as_deref()?)))
+        .collect();
+    parent
+        .keys()
+        .filter_map(|&start| {
+            let mut current = start;
+            for _ in 0..MAX_PART_OF_DEPTH {
+                match parent.get(current) {
+                    Some(&next) => current = next,
+                    None => return Some((start, current)),
+                }
+            }
+            None
+        })
+        .collect()
+}
+
 /// Computes a tenant's gold rows from its silver rows.
 pub fn compute(silver: &TenantSilver, value_set: &HaiValueSet) -> GoldRows {
     let stays: Vec<Stay<'_>> = silver.encounters.iter().filter_map(stay).collect();
@@ -286,12 +318,15 @@ pub fn compute(silver: &TenantSilver, value_set: &HaiValueSet) -> GoldRows {
             .or_default()
             .push(s);
     }
-    // HAI onset days (with their code) per encounter.
+    // HAI onset days (with their code) per top-level encounter: a condition recorded in an ICU
+    // encounter inside an admission counts for the admission.
+    let top_level = top_level_encounters(&silver.encounters);
     let mut hais: HashMap<&str, Vec<(i64, &str, &str)>> = HashMap::new();
     for c in &silver.conditions {
         let (Some(encounter), Some(code)) = (c.encounter_key.as_deref(), c.code.as_deref()) else {
             continue;
         };
+        let encounter = top_level.get(encounter).copied().unwrap_or(encounter);
         let Some(display) = value_set.display(c.code_system.as_deref(), code) else {
             continue;
         };
@@ -439,6 +474,7 @@ mod tests {
             period_end: at(end),
             hospital_key: Some("h1".into()),
             hospital_name: Some("General".into()),
+            part_of_key: None,
         }
     }
 
@@ -696,5 +732,44 @@ mod tests {
         let feb = month(&rows, "2024-02");
         // tz: 29 Jan → 1 Feb UTC = 3 days; cross: 30 Jan → 2 Feb = 3 days.
         assert_eq!((feb.stays, feb.patient_days), (2, 6));
+    }
+
+    #[test]
+    fn encounters_part_of_an_admission_are_never_stays_and_their_infections_count_for_it() {
+        // GIVEN an admission of 10 days, an ICU encounter inside it (no hospital of its own), a
+        // bed inside the ICU, and two encounters that are part of each other (a cycle)
+        let admission = stay("adm", "p", "2024-03-01T10:00:00Z", "2024-03-11T10:00:00Z");
+        let part = |key: &str, parent: &str| EncounterFacts {
+            hospital_key: None,
+            hospital_name: None,
+            part_of_key: Some(parent.into()),
+            ..stay(key, "p", "2024-03-03T10:00:00Z", "2024-03-05T10:00:00Z")
+        };
+        let encounters = vec![
+            admission,
+            part("icu", "adm"),
+            part("bed", "icu"),
+            part("loop-a", "loop-b"),
+            part("loop-b", "loop-a"),
+        ];
+        // AND an infection recorded in the bed encounter on day 4, one in the ICU on day 3, and
+        // one in the cycle
+        let conditions = vec![
+            hai("bed", "91302008", Some("2024-03-04T10:00:00Z"), None),
+            hai("icu", "91302008", Some("2024-03-03T10:00:00Z"), None),
+            hai("loop-a", "91302008", Some("2024-03-04T10:00:00Z"), None),
+        ];
+        // WHEN gold is computed
+        let rows = compute(
+            &silver(encounters, &[], conditions),
+            &HaiValueSet::builtin(),
+        );
+        // THEN the admission alone is a stay, of its hospital (nothing under "unknown"), and both
+        // infections of its parts count for it; the cycle has no top and counts nowhere
+        assert_eq!(rows.hospital_monthly.len(), 1);
+        let march = month(&rows, "2024-03");
+        assert_eq!(march.hospital_id, "h1");
+        assert_eq!((march.stays, march.patient_days), (1, 10));
+        assert_eq!((march.hai_count, march.hai_stays), (2, 1));
     }
 }

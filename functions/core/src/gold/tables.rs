@@ -221,6 +221,7 @@ pub fn silver_columns_read(table: SilverTable) -> &'static [&'static str] {
             "period_end",
             "hospital_key",
             "hospital_name",
+            "part_of_key",
         ],
         SilverTable::Condition => &[
             "encounter_key",
@@ -258,6 +259,7 @@ pub fn tenant_silver_from_batches(
             period_end: c.timestamp("period_end", r)?,
             hospital_key: c.text("hospital_key", r)?,
             hospital_name: c.text("hospital_name", r)?,
+            part_of_key: c.text("part_of_key", r)?,
         })
     })?;
     silver.conditions = each_row(batches.get(&SilverTable::Condition), |c, r| {

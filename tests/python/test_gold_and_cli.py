@@ -153,3 +153,35 @@ def test_a_bad_tenant_id_is_bad_usage(lake, write):
 def subprocess_run(lake, args, env):
     return subprocess.run([os.environ["METRICCARE_BIN"], "--lake", str(lake.root), *args], env=env,
                           capture_output=True, text=True)
+
+
+def test_profile_check_says_how_gold_will_read_the_tenant_or_names_the_wrong_key(lake, tmp_path):
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps({"time_zone": "America/New_York", "inpatient_classes": [
+        {"system": "http://hospital.example/fhir/class", "code": "INPATIENT"}]}))
+    done = subprocess_run(lake, ["profile", "check", str(good)], lake.env)
+    assert done.returncode == 0, done.stderr
+    assert "America/New_York" in done.stdout and "http://hospital.example/fhir/class|INPATIENT" in done.stdout
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"timezone": "America/New_York"}))
+    done = subprocess_run(lake, ["profile", "check", str(bad)], lake.env)
+    assert done.returncode == 1
+    assert "timezone" in done.stderr
+    # Checking writes nothing.
+    assert not lake.root.exists()
+
+
+def test_gold_with_a_refused_profile_exits_1_and_leaves_that_tenant_as_it_was(lake, write):
+    stay = [{"resourceType": "Encounter", "id": "e1", "status": "finished",
+             "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
+             "subject": {"reference": "Patient/p1"},
+             "period": {"start": "2024-01-02T10:00:00Z", "end": "2024-01-05T10:00:00Z"}}]
+    lake.ingest("t1", write("stay.ndjson", stay))
+    lake.run("gold")
+    before = lake.read_gold("hospital_monthly").to_pylist()
+    assert [r["stays"] for r in before] == [1]
+    (lake.root / "config" / "tenants").mkdir(parents=True)
+    (lake.root / "config" / "tenants" / "t1.json").write_text('{"time_zone": "Mars/Olympus"}')
+    done = lake.run("gold", expect=1)
+    assert "time_zone" in done.stderr and "t1" in done.stderr
+    assert lake.read_gold("hospital_monthly").to_pylist() == before

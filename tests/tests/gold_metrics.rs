@@ -303,3 +303,81 @@ async fn one_refresh_at_a_time_and_a_stopped_refresh_is_announced_by_the_next() 
     assert!(no_stays.refreshed.is_empty() && no_stays.gold_instants.is_empty());
     assert_eq!(notifications(&lake).len(), 2);
 }
+
+/// One stay of patient p1 at hospital h1, discharged at 23:30 in New York on 31 January (1
+/// February in UTC), coded with a local inpatient class.
+const LOCAL_CLASS_STAY: &[u8] = br#"{"resourceType":"Patient","id":"p1","gender":"female"}
+{"resourceType":"Encounter","id":"e1","status":"finished","class":{"system":"http://hospital.example/fhir/class","code":"INPT"},"subject":{"reference":"Patient/p1"},"serviceProvider":{"reference":"Organization/h1"},"period":{"start":"2024-01-29T10:00:00-05:00","end":"2024-01-31T23:30:00-05:00"}}
+"#;
+
+fn write_profile(lake: &TestLake, tenant: &str, text: &str) {
+    let dir = lake.path().join("config/tenants");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(format!("{tenant}.json")), text).unwrap();
+}
+
+/// (month, stays) of a tenant's gold.
+async fn months(lake: &TestLake, tenant: &str) -> Vec<(String, i64)> {
+    read_gold(&lake.lake.services.lake)
+        .await
+        .unwrap()
+        .get(tenant)
+        .map(|rows| {
+            rows.hospital_monthly
+                .iter()
+                .map(|r| (r.month.clone(), r.stays))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_tenant_profile_is_read_and_a_changed_or_refused_one_recomputes_or_keeps_its_gold() {
+    // GIVEN a tenant whose only stay has a local class, and another tenant
+    let lake = TestLake::new();
+    let file = lake.write_input("stay.ndjson", LOCAL_CLASS_STAY);
+    lake.ingest(&file, "t1").await;
+    lake.ingest(&file, "t2").await;
+    lake.lake.refresh_gold().await.unwrap();
+    // THEN without a profile the local class is no stay
+    assert_eq!(months(&lake, "t1").await, []);
+
+    // WHEN t1 gets a profile naming its class, on New York's clock (no silver change)
+    let profile = r#"{"time_zone": "America/New_York",
+        "inpatient_classes": [{"system": "http://hospital.example/fhir/class", "code": "INPT"}]}"#;
+    write_profile(&lake, "t1", profile);
+    let report = lake.lake.refresh_gold().await.unwrap();
+    // THEN t1 alone is recomputed: one stay, in January (its local discharge date)
+    assert_eq!(report.changed_tenants, ["t1"]);
+    assert_eq!(months(&lake, "t1").await, [("2024-01".to_owned(), 1)]);
+    assert_eq!(months(&lake, "t2").await, []);
+    // AND the same profile again changes nothing
+    let quiet = lake.lake.refresh_gold().await.unwrap();
+    assert!(quiet.changed_tenants.is_empty(), "{quiet:?}");
+
+    // WHEN the profile is broken
+    write_profile(&lake, "t1", r#"{"time_zone": "Mars/Olympus"}"#);
+    let refused = lake.lake.refresh_gold().await.unwrap();
+    // THEN it is refused naming the key, and t1's gold is left as it was
+    assert!(
+        refused.profile_errors["t1"].contains("time_zone"),
+        "{refused:?}"
+    );
+    assert!(refused.changed_tenants.is_empty());
+    assert_eq!(months(&lake, "t1").await, [("2024-01".to_owned(), 1)]);
+
+    // WHEN it is fixed to Tokyo's clock, then removed
+    write_profile(
+        &lake,
+        "t1",
+        &profile.replace("America/New_York", "Asia/Tokyo"),
+    );
+    lake.lake.refresh_gold().await.unwrap();
+    // THEN the stay moves to February (1 February in Tokyo)
+    assert_eq!(months(&lake, "t1").await, [("2024-02".to_owned(), 1)]);
+    std::fs::remove_file(lake.path().join("config/tenants/t1.json")).unwrap();
+    let removed = lake.lake.refresh_gold().await.unwrap();
+    // AND without it t1 is recomputed with the defaults again
+    assert_eq!(removed.changed_tenants, ["t1"]);
+    assert_eq!(months(&lake, "t1").await, []);
+}

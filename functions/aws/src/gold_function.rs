@@ -11,6 +11,7 @@ use aws_config::SdkConfig;
 use metriccare_core::gold::{self, HaiValueSet};
 use metriccare_core::hudi::Retention;
 use metriccare_core::ports::Topic;
+use metriccare_core::profile::TenantProfile;
 use object_store::ObjectStore;
 use serde_json::{Value, json};
 
@@ -24,7 +25,8 @@ const LAKE_REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 pub struct GoldFunction {
     lake: Arc<dyn ObjectStore>,
     notifier: SnsNotifier,
-    value_set: HaiValueSet,
+    /// How a tenant without a profile (`config/tenants/<tenant>.json`) is read.
+    profile_defaults: TenantProfile,
     retention: Retention,
 }
 
@@ -39,7 +41,7 @@ impl GoldFunction {
             lake: bucket_store(sdk, &config.common.lake_bucket, LAKE_REQUEST_TIMEOUT)?,
             notifier: SnsNotifier::new(aws_sdk_sns::Client::new(sdk))
                 .with_topic(Topic::Notifications, config.notifications_topic_arn),
-            value_set: HaiValueSet::builtin(),
+            profile_defaults: TenantProfile::default_with(HaiValueSet::builtin()),
             retention: config.retention,
         })
     }
@@ -50,8 +52,13 @@ impl GoldFunction {
             .get("detail-type")
             .and_then(Value::as_str)
             .unwrap_or("direct invocation");
-        let report =
-            gold::refresh(&self.lake, &self.notifier, &self.value_set, &self.retention).await?;
+        let report = gold::refresh(
+            &self.lake,
+            &self.notifier,
+            &self.profile_defaults,
+            &self.retention,
+        )
+        .await?;
         let refreshed: Vec<&str> = report
             .refreshed
             .iter()

@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use futures::StreamExt;
+use metriccare_core::CoreError;
 use metriccare_core::ingest::Progress;
+use metriccare_core::profile::TenantProfile;
 use metriccare_core::tenant::TenantId;
 use metriccare_local::lake::expand_paths;
 use metriccare_local::{LocalConfig, LocalLake};
@@ -50,10 +52,12 @@ configuration, an input that cannot be read, I/O); 2 bad usage (an unknown optio
 de-identified Apache Hudi copy-on-write tables (patient, encounter, condition, organization), \
 partitioned by tenant. This CLI runs the embedded default: the lake is a directory, the ledger a \
 SQLite file in it, notifications a JSON-lines file. No AWS, no network.\n\n\
+Tenant profiles (time zone, inpatient classes, infection codes): <lake>/config/tenants/<tenant>.json, \
+checked with `metriccare profile check FILE` (docs/tenant-profile.md).\n\n\
 Environment: METRICCARE_LAKE (default ./lake), METRICCARE_PSEUDONYM_KEY (hex or text, >= 32 bytes; \
 without it a random key is created in <lake>/_metriccare/secret/), METRICCARE_LEASE_SECONDS (claim \
-lease, default 900), METRICCARE_HAI_VALUE_SET (a JSON file of HAI SNOMED codes, default the built-in \
-set), METRICCARE_JOBS (watch: files of different tenants at once, default the CPU cores), \
+lease, default 900), METRICCARE_HAI_VALUE_SET (a JSON file of HAI codes, SNOMED CT and ICD-10-CM, \
+default the built-in set), METRICCARE_JOBS (watch: files of different tenants at once, default the CPU cores), \
 METRICCARE_GROUP_FILES (files of one tenant per group commit, default 100), \
 METRICCARE_FILE_GROUP_MB (the size a tenant's file groups reach before its partition gets more, \
 default 128), \
@@ -150,6 +154,12 @@ enum Command {
         #[arg(long)]
         patient: String,
     },
+    /// Tenant profiles (<lake>/config/tenants/<tenant>.json): the facility's time zone, its
+    /// inpatient encounter classes and its infection codes. See docs/tenant-profile.md.
+    Profile {
+        #[command(subcommand)]
+        action: ProfileAction,
+    },
     /// List the ledger (every raw object version, its status, counts and error), then what the
     /// table services (cleaning, archival) have removed from each table.
     Status {
@@ -159,6 +169,16 @@ enum Command {
         /// Only the table services: per table, the totals and the last run.
         #[arg(long)]
         services: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProfileAction {
+    /// Validate a profile file and print how gold will read the tenant with it; exit status 1,
+    /// naming the key that is wrong, when it would be refused. Writes nothing.
+    Check {
+        /// The profile file (JSON).
+        file: PathBuf,
     },
 }
 
@@ -248,7 +268,36 @@ async fn run(cli: Cli) -> metriccare_core::Result<u8> {
         }
         Command::Gold => {
             let lake = open_lake(&cli.lake)?;
-            gold(&lake).await?;
+            let refused = gold(&lake).await?;
+            Ok(if refused { exit::ERROR } else { exit::OK })
+        }
+        Command::Profile {
+            action: ProfileAction::Check { file },
+        } => {
+            let bytes = std::fs::read(&file).map_err(|source| CoreError::Input {
+                path: file.display().to_string(),
+                source,
+            })?;
+            let defaults = LocalConfig::from_env()?;
+            let defaults = TenantProfile::default_with(defaults.hai_value_set);
+            let profile = TenantProfile::parse(&bytes, &defaults)?;
+            let classes: Vec<String> = profile
+                .inpatient_classes
+                .iter()
+                .map(|c| format!("{}|{}", c.system, c.code))
+                .collect();
+            out!("profile {}: valid", file.display());
+            out!("time zone: {}", profile.time_zone);
+            out!("inpatient classes: {}", classes.join(", "));
+            out!(
+                "HAI codes: {} ({})",
+                profile.hai.codes.len(),
+                if profile.hai == defaults.hai {
+                    "the built-in set"
+                } else {
+                    "the profile's"
+                }
+            );
             Ok(exit::OK)
         }
         Command::Query { sql, format } => {
@@ -389,18 +438,26 @@ async fn demo(
 }
 
 /// Refreshes gold and prints what changed, with the headline metrics per hospital.
-async fn gold(lake: &LocalLake) -> metriccare_core::Result<()> {
+/// Refreshes gold and prints what it did; whether a tenant's profile was refused (its gold left
+/// as it was).
+async fn gold(lake: &LocalLake) -> metriccare_core::Result<bool> {
     let report = lake.refresh_gold().await?;
+    for (tenant, error) in &report.profile_errors {
+        eprintln!("metriccare: error: tenant {tenant}: {error}; its gold is left as it was");
+    }
+    let refused = !report.profile_errors.is_empty();
     if report.busy {
         out!("\ngold: another refresh is running on this lake; nothing done");
-        return Ok(());
+        return Ok(refused);
     }
     if report.changed_tenants.is_empty() {
-        out!("\ngold: no silver change since the last refresh; nothing written, no message");
-        return Ok(());
+        out!(
+            "\ngold: no silver or profile change since the last refresh; nothing written, no message"
+        );
+        return Ok(refused);
     }
     out!(
-        "\ngold: {} tenant(s) with new silver, {} refreshed ({})",
+        "\ngold: {} tenant(s) with new silver or a changed profile, {} refreshed ({})",
         report.changed_tenants.len(),
         report.refreshed.len(),
         if report.gold_instants.is_empty() {
@@ -413,7 +470,7 @@ async fn gold(lake: &LocalLake) -> metriccare_core::Result<()> {
         eprintln!("notified: gold.refreshed for {}", tenant.tenant_id);
     }
     print_hospitals(&metriccare_core::gold::read_gold(&lake.services.lake).await?);
-    Ok(())
+    Ok(refused)
 }
 
 async fn write_report(lake: &LocalLake, out: Option<PathBuf>) -> metriccare_core::Result<PathBuf> {

@@ -29,10 +29,11 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, Result};
-use crate::gold::{self, HaiValueSet};
+use crate::gold;
 use crate::hudi::{Delete, HudiTable, PartitionWrite, TableDef, read_base_file, rewrite_base_file};
 use crate::ingest::Services;
 use crate::objects;
+use crate::profile::TenantProfile;
 use crate::silver::SilverTable;
 use crate::tenant::TenantId;
 use crate::time::{hudi_instant, now_micros, rfc3339};
@@ -137,7 +138,7 @@ pub async fn erase(
     services: &Services,
     tenant: &TenantId,
     patient_id: &str,
-    gold: Option<&HaiValueSet>,
+    gold: Option<&TenantProfile>,
 ) -> Result<Receipt> {
     services.check_key().await?;
     let lake = &services.lake;
@@ -214,11 +215,11 @@ pub async fn erase(
     receipt.raw_ledger_ids.sort();
     receipt.raw_ledger_ids.dedup();
     // 6. The tenant's gold without the patient, and the receipt.
-    if let Some(value_set) = gold {
+    if let Some(defaults) = gold {
         let refreshed = gold::refresh(
             lake,
             services.notifier.as_ref(),
-            value_set,
+            defaults,
             &services.settings.retention,
         )
         .await?;

@@ -34,6 +34,10 @@ pub enum CoreError {
     #[error("configuration: {0}")]
     Config(String),
 
+    /// A tenant profile (`config/tenants/<tenant>.json`) that cannot be used; names the key.
+    #[error("tenant profile: {0}")]
+    Profile(String),
+
     /// A file or folder named on the command line cannot be read.
     #[error("input {path}: {source}")]
     Input {

@@ -14,6 +14,7 @@ pub mod hudi;
 pub mod ingest;
 pub mod objects;
 pub mod ports;
+pub mod profile;
 pub mod rows;
 pub mod scale_out;
 pub mod silver;

@@ -12,6 +12,7 @@ use metriccare_core::deid::{Pseudonymizer, parse_key};
 use metriccare_core::erase::{self, Receipt};
 use metriccare_core::gold::{self, HaiValueSet, RefreshReport};
 use metriccare_core::ingest::{FileReport, Services, Settings};
+use metriccare_core::profile::TenantProfile;
 use metriccare_core::tenant::TenantId;
 use metriccare_core::tunables::lifecycle_settings;
 use metriccare_core::{CoreError, Result};
@@ -35,7 +36,8 @@ pub struct LocalLake {
     pub raw: Arc<dyn ObjectStore>,
     /// The whole file system, for `ingest PATH…` of files outside the lake.
     pub files: Arc<dyn ObjectStore>,
-    pub hai_value_set: HaiValueSet,
+    /// How gold reads a tenant without a profile (and what a profile leaves out).
+    pub profile_defaults: TenantProfile,
     /// The requests made of the lake store so far (printed after each run).
     pub requests: Arc<RequestCounter>,
 }
@@ -147,7 +149,7 @@ impl LocalLake {
             services,
             raw,
             files: Arc::new(LocalFileSystem::new()),
-            hai_value_set: config.hai_value_set,
+            profile_defaults: TenantProfile::default_with(config.hai_value_set),
             requests,
         })
     }
@@ -202,7 +204,7 @@ impl LocalLake {
         gold::refresh(
             &self.services.lake,
             self.services.notifier.as_ref(),
-            &self.hai_value_set,
+            &self.profile_defaults,
             &self.services.settings.retention,
         )
         .await
@@ -214,7 +216,7 @@ impl LocalLake {
             &self.services,
             tenant,
             patient_id,
-            Some(&self.hai_value_set),
+            Some(&self.profile_defaults),
         )
         .await
     }

@@ -11,19 +11,36 @@ use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, Result};
-use crate::time::utc_day;
+use crate::profile::TenantProfile;
 
-/// The hospital-acquired infection value set: SNOMED CT codes and their displays.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The hospital-acquired infection value set: codes (system and code) and their displays.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HaiValueSet {
-    pub system: String,
     pub codes: Vec<HaiCode>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HaiCode {
+    pub system: String,
     pub code: String,
     pub display: String,
+}
+
+/// ICD-10-CM: its codes are written with a dot (`A41.9`) or without (`A419`); both match.
+const ICD_10_CM: &str = "http://hl7.org/fhir/sid/icd-10-cm";
+
+/// A value set file: each code's `system`, or one `system` for all of them (the older format).
+#[derive(Deserialize)]
+struct ValueSetFile {
+    system: Option<String>,
+    codes: Vec<ValueSetFileCode>,
+}
+
+#[derive(Deserialize)]
+struct ValueSetFileCode {
+    system: Option<String>,
+    code: String,
+    display: Option<String>,
 }
 
 impl HaiValueSet {
@@ -34,21 +51,46 @@ impl HaiValueSet {
     }
 
     pub fn from_json(text: &str) -> Result<Self> {
-        let set: Self = serde_json::from_str(text)
-            .map_err(|e| CoreError::Config(format!("HAI value set: {e}")))?;
-        if set.codes.is_empty() {
-            return Err(CoreError::Config("HAI value set: no codes".into()));
+        let invalid = |message: String| CoreError::Config(format!("HAI value set: {message}"));
+        let file: ValueSetFile = serde_json::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        if file.codes.is_empty() {
+            return Err(invalid("no codes".into()));
         }
-        Ok(set)
+        let codes = file
+            .codes
+            .into_iter()
+            .enumerate()
+            .map(|(index, c)| {
+                let system = c.system.or_else(|| file.system.clone()).ok_or_else(|| {
+                    invalid(format!(
+                        "codes[{index}] has no system (and the set has none)"
+                    ))
+                })?;
+                Ok(HaiCode {
+                    display: c.display.unwrap_or_else(|| c.code.clone()),
+                    system,
+                    code: c.code,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self { codes })
     }
 
     fn display(&self, system: Option<&str>, code: &str) -> Option<&str> {
-        if system != Some(self.system.as_str()) {
-            return None;
-        }
+        let system = system?;
+        let same = |listed: &str| {
+            if system == ICD_10_CM {
+                listed
+                    .bytes()
+                    .filter(|b| *b != b'.')
+                    .eq(code.bytes().filter(|b| *b != b'.'))
+            } else {
+                listed == code
+            }
+        };
         self.codes
             .iter()
-            .find(|c| c.code == code)
+            .find(|c| c.system == system && same(&c.code))
             .map(|c| c.display.as_str())
     }
 }
@@ -65,6 +107,7 @@ pub struct EncounterFacts {
     pub patient_key: String,
     pub status: Option<String>,
     pub class_code: Option<String>,
+    pub class_system: Option<String>,
     pub period_start: Option<i64>,
     pub period_end: Option<i64>,
     pub hospital_key: Option<String>,
@@ -237,10 +280,20 @@ pub fn ratio(numerator: i64, denominator: i64) -> f64 {
     }
 }
 
-const INPATIENT_CLASSES: [&str; 3] = ["IMP", "ACUTE", "NONAC"];
 const FINISHED: [&str; 2] = ["finished", "completed"];
 
-/// An inpatient stay with its UTC admission and discharge days.
+/// The calendar day (days since 1970-01-01) of an instant on the facility's clock.
+fn local_day(micros: i64, zone: chrono_tz::Tz) -> i64 {
+    chrono::DateTime::from_timestamp_micros(micros).map_or_else(
+        || micros.div_euclid(86_400_000_000),
+        |at| {
+            let date = at.with_timezone(&zone).date_naive();
+            i64::from(date.num_days_from_ce()) - 719_163
+        },
+    )
+}
+
+/// An inpatient stay with its local admission and discharge days.
 struct Stay<'a> {
     encounter: &'a EncounterFacts,
     start: i64,
@@ -249,21 +302,24 @@ struct Stay<'a> {
     discharge_day: i64,
 }
 
-fn stay(encounter: &EncounterFacts) -> Option<Stay<'_>> {
+fn stay<'a>(encounter: &'a EncounterFacts, profile: &TenantProfile) -> Option<Stay<'a>> {
     if encounter.part_of_key.is_some() {
         return None;
     }
-    let class = encounter.class_code.as_deref()?;
+    let class = (
+        encounter.class_system.as_deref(),
+        encounter.class_code.as_deref(),
+    );
     let status = encounter.status.as_deref()?;
     let (start, end) = (encounter.period_start?, encounter.period_end?);
     let inpatient =
-        INPATIENT_CLASSES.contains(&class) && FINISHED.contains(&status) && end >= start;
+        profile.is_inpatient(class.0, class.1) && FINISHED.contains(&status) && end >= start;
     inpatient.then(|| Stay {
         encounter,
         start,
         end,
-        admission_day: i64::from(utc_day(start)),
-        discharge_day: i64::from(utc_day(end)),
+        admission_day: local_day(start, profile.time_zone),
+        discharge_day: local_day(end, profile.time_zone),
     })
 }
 
@@ -308,9 +364,14 @@ fn top_level_encounters(encounters: &[EncounterFacts]) -> HashMap<&str, &str> {
         .collect()
 }
 
-/// Computes a tenant's gold rows from its silver rows.
-pub fn compute(silver: &TenantSilver, value_set: &HaiValueSet) -> GoldRows {
-    let stays: Vec<Stay<'_>> = silver.encounters.iter().filter_map(stay).collect();
+/// Computes a tenant's gold rows from its silver rows, read as its profile says.
+pub fn compute(silver: &TenantSilver, profile: &TenantProfile) -> GoldRows {
+    let value_set = &profile.hai;
+    let stays: Vec<Stay<'_>> = silver
+        .encounters
+        .iter()
+        .filter_map(|e| stay(e, profile))
+        .collect();
     let mut stays_by_patient: HashMap<&str, Vec<&Stay<'_>>> = HashMap::new();
     for s in &stays {
         stays_by_patient
@@ -333,9 +394,11 @@ pub fn compute(silver: &TenantSilver, value_set: &HaiValueSet) -> GoldRows {
         let Some(onset) = c.onset_at.or(c.recorded_at) else {
             continue;
         };
-        hais.entry(encounter)
-            .or_default()
-            .push((i64::from(utc_day(onset)), code, display));
+        hais.entry(encounter).or_default().push((
+            local_day(onset, profile.time_zone),
+            code,
+            display,
+        ));
     }
 
     let mut cells: BTreeMap<(String, String), Cell> = BTreeMap::new();
@@ -346,7 +409,7 @@ pub fn compute(silver: &TenantSilver, value_set: &HaiValueSet) -> GoldRows {
             .patients
             .get(s.encounter.patient_key.as_str())
             .and_then(|p| p.deceased_at)
-            .map(|t| i64::from(utc_day(t)));
+            .map(|t| local_day(t, profile.time_zone));
         let los = (s.discharge_day - s.admission_day).max(1);
         let death_30d =
             death_day.is_some_and(|d| s.admission_day <= d && d <= s.admission_day + 30);
@@ -460,6 +523,11 @@ mod tests {
     use super::*;
     use crate::time::parse_fhir_datetime;
 
+    /// No profile file: UTC, the default classes and the built-in HAI set.
+    fn utc_profile() -> TenantProfile {
+        TenantProfile::default_with(HaiValueSet::builtin())
+    }
+
     fn at(text: &str) -> Option<i64> {
         Some(parse_fhir_datetime(text).unwrap())
     }
@@ -470,6 +538,7 @@ mod tests {
             patient_key: patient.into(),
             status: Some("finished".into()),
             class_code: Some("IMP".into()),
+            class_system: Some(crate::profile::ACT_CODE.into()),
             period_start: at(start),
             period_end: at(end),
             hospital_key: Some("h1".into()),
@@ -543,7 +612,7 @@ mod tests {
                 &[],
                 vec![],
             ),
-            &HaiValueSet::builtin(),
+            &utc_profile(),
         );
         let jan = month(&rows, "2024-01");
         // Two stays: 3 days (ACUTE, completed) and a same-day stay counted as 1 day.
@@ -588,7 +657,7 @@ mod tests {
                 ],
                 vec![],
             ),
-            &HaiValueSet::builtin(),
+            &utc_profile(),
         );
         let march = month(&rows, "2024-03");
         assert_eq!((march.stays, march.deaths_30d), (4, 2));
@@ -650,7 +719,7 @@ mod tests {
                 &[],
                 vec![],
             ),
-            &HaiValueSet::builtin(),
+            &utc_profile(),
         );
         // May discharges: c1 (readmitted by c2 on day +30), l1 (l2 on day +31: not), o1 (o2 starts
         // before o1 ends: not), o2 (nothing after it).
@@ -690,7 +759,7 @@ mod tests {
                     },
                 ],
             ),
-            &HaiValueSet::builtin(),
+            &utc_profile(),
         );
         let july = month(&rows, "2024-07");
         // LOS 9 days, 2 HAIs on one stay: 2 * 1000 / 9.
@@ -726,7 +795,7 @@ mod tests {
                 &[],
                 vec![],
             ),
-            &HaiValueSet::builtin(),
+            &utc_profile(),
         );
         assert_eq!(rows.hospital_monthly.len(), 1);
         let feb = month(&rows, "2024-02");
@@ -760,10 +829,7 @@ mod tests {
             hai("loop-a", "91302008", Some("2024-03-04T10:00:00Z"), None),
         ];
         // WHEN gold is computed
-        let rows = compute(
-            &silver(encounters, &[], conditions),
-            &HaiValueSet::builtin(),
-        );
+        let rows = compute(&silver(encounters, &[], conditions), &utc_profile());
         // THEN the admission alone is a stay, of its hospital (nothing under "unknown"), and both
         // infections of its parts count for it; the cycle has no top and counts nowhere
         assert_eq!(rows.hospital_monthly.len(), 1);
@@ -771,5 +837,51 @@ mod tests {
         assert_eq!(march.hospital_id, "h1");
         assert_eq!((march.stays, march.patient_days), (1, 10));
         assert_eq!((march.hai_count, march.hai_stays), (2, 1));
+    }
+
+    #[test]
+    fn a_profile_sets_the_facilitys_clock_its_inpatient_classes_and_its_infection_codes() {
+        // GIVEN a stay discharged at 23:30 in New York on 31 January (1 February in UTC and in
+        // Tokyo), coded with a local class, and an ICD-10-CM sepsis written without its dot
+        let local_class = "http://hospital.example/fhir/encounter-class";
+        let mut evening = stay(
+            "e",
+            "p",
+            "2024-01-29T10:00:00-05:00",
+            "2024-01-31T23:30:00-05:00",
+        );
+        evening.class_system = Some(local_class.into());
+        evening.class_code = Some("INPATIENT".into());
+        let sepsis = ConditionFacts {
+            code_system: Some("http://hl7.org/fhir/sid/icd-10-cm".into()),
+            code: Some("A419".into()),
+            ..hai("e", "", Some("2024-01-31T12:00:00-05:00"), None)
+        };
+        let data = silver(vec![evening], &[], vec![sepsis]);
+        let profile = |zone: &str| {
+            let text = format!(
+                r#"{{"time_zone": "{zone}", "inpatient_classes": [{{"system": "{local_class}", "code": "INPATIENT"}}]}}"#
+            );
+            TenantProfile::parse(text.as_bytes(), &utc_profile()).unwrap()
+        };
+        // WHEN gold is computed without a profile, then on New York's and on Tokyo's clock
+        let without = compute(&data, &utc_profile());
+        let west = compute(&data, &profile("America/New_York"));
+        let east = compute(&data, &profile("Asia/Tokyo"));
+        // THEN without a profile the local class is no stay
+        assert!(without.hospital_monthly.is_empty());
+        // AND in New York the stay is January's: 29 → 31 January, 2 days, the sepsis on day 3
+        let january = month(&west, "2024-01");
+        assert_eq!((january.stays, january.patient_days), (1, 2));
+        assert_eq!(
+            (january.hai_count, west.hai_by_code[0].code.as_str()),
+            (1, "A419")
+        );
+        assert_eq!(west.hai_by_code[0].display, "Sepsis, unspecified organism");
+        // AND in Tokyo it is February's: 30 January → 1 February, and the sepsis (1 February
+        // 02:00 there) still inside it
+        let february = month(&east, "2024-02");
+        assert_eq!((february.stays, february.patient_days), (1, 2));
+        assert_eq!(february.hai_count, 1);
     }
 }

@@ -4,7 +4,9 @@
 //! Which tenants changed comes from the silver tables' commit sequence (the timeline in commit
 //! order), read from the last refresh's watermark on; nothing is scanned that did not change. A
 //! tenant's gold partition is replaced whole in one commit per gold table, so a reader never sees
-//! half of a tenant's metrics, and no other tenant's rows are touched.
+//! half of a tenant's metrics, and no other tenant's rows are touched. A tenant is read as its
+//! profile says (`crate::profile`); a changed profile recomputes the tenant, a refused one leaves
+//! its gold as it is.
 
 pub mod metrics;
 mod notify;
@@ -18,7 +20,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-pub use metrics::{GoldRows, HaiValueSet, Headline, TenantSilver, compute};
+pub use metrics::{GoldRows, HaiCode, HaiValueSet, Headline, TenantSilver, compute};
 pub use notify::{message_for, suppress};
 pub use tables::{
     GoldTable, gold_rows_from_batches, silver_columns_read, tenant_silver_from_batches,
@@ -28,6 +30,7 @@ use crate::error::Result;
 use crate::hudi::{HudiTable, Retention, StagedRows};
 use crate::objects::{create, read};
 use crate::ports::Notifier;
+use crate::profile::{TenantProfile, load_profiles};
 use crate::silver::SilverTable;
 use crate::tenant::TenantId;
 use crate::time::now_micros;
@@ -46,6 +49,9 @@ struct State {
     /// Tenants whose gold was committed by a refresh that stopped before announcing it.
     #[serde(default)]
     unannounced: Vec<String>,
+    /// The fingerprint of the profile each tenant's gold was computed with (none: defaults).
+    #[serde(default)]
+    profiles: BTreeMap<String, String>,
 }
 
 /// What one tenant's refresh produced.
@@ -63,8 +69,10 @@ pub struct TenantRefresh {
 pub struct RefreshReport {
     /// Another refresh holds the lock: this one did nothing.
     pub busy: bool,
-    /// Tenants whose silver changed since the last refresh.
+    /// Tenants whose silver or profile changed since the last refresh.
     pub changed_tenants: Vec<String>,
+    /// Tenants left as they were because their profile is refused: why, naming the key.
+    pub profile_errors: BTreeMap<String, String>,
     /// Tenants whose gold changed (the others recomputed to the same numbers).
     pub refreshed: Vec<TenantRefresh>,
     /// Silver commit sequence per table that this refresh has folded in.
@@ -79,7 +87,7 @@ pub struct RefreshReport {
 pub async fn refresh(
     lake: &Arc<dyn ObjectStore>,
     notifier: &dyn Notifier,
-    value_set: &HaiValueSet,
+    defaults: &TenantProfile,
     retention: &Retention,
 ) -> Result<RefreshReport> {
     let Some(lock) = acquire_lock(lake).await? else {
@@ -89,7 +97,7 @@ pub async fn refresh(
             ..RefreshReport::default()
         });
     };
-    let result = refresh_locked(lake, notifier, value_set, retention).await;
+    let result = refresh_locked(lake, notifier, defaults, retention).await;
     let released = release_lock(lake, &lock).await;
     let report = result?;
     released?;
@@ -113,7 +121,7 @@ async fn release_lock(lake: &Arc<dyn ObjectStore>, lock: &str) -> Result<()> {
 async fn refresh_locked(
     lake: &Arc<dyn ObjectStore>,
     notifier: &dyn Notifier,
-    value_set: &HaiValueSet,
+    defaults: &TenantProfile,
     retention: &Retention,
 ) -> Result<RefreshReport> {
     let mut state = load_state(lake).await?;
@@ -155,11 +163,32 @@ async fn refresh_locked(
         sequences.insert(table.name().to_owned(), latest);
         silver.insert(table, hudi);
     }
+    // Profiles: a tenant whose profile was added, changed or removed is recomputed; one whose
+    // profile is refused is left as it is (and recomputed once it is fixed: its recorded
+    // fingerprint is kept).
+    let mut profiles = load_profiles(lake.as_ref(), defaults).await?;
+    let fingerprints: BTreeSet<&String> = state.profiles.keys().chain(profiles.keys()).collect();
+    for tenant in fingerprints {
+        let now = profiles
+            .get(tenant)
+            .map(|p| p.as_ref().map_or("refused", |p| p.fingerprint.as_str()));
+        if now != state.profiles.get(tenant).map(String::as_str) {
+            changed.insert(tenant.clone());
+        }
+    }
     let mut report = RefreshReport {
-        changed_tenants: changed.iter().cloned().collect(),
         silver_sequences: sequences.clone(),
         ..RefreshReport::default()
     };
+    changed.retain(|tenant| match profiles.get(tenant) {
+        Some(Err(e)) => {
+            tracing::error!(tenant_id = %tenant, error = %e, "tenant profile refused: its gold is left as it is");
+            report.profile_errors.insert(tenant.clone(), e.to_string());
+            false
+        }
+        _ => true,
+    });
+    report.changed_tenants = changed.iter().cloned().collect();
     if changed.is_empty() {
         return Ok(report);
     }
@@ -177,7 +206,18 @@ async fn refresh_locked(
         let partition = TenantId::parse(tenant)?.partition_path();
         let silver_batches =
             read_partition(lake, &silver, &partition, |t| Some(silver_columns_read(t))).await?;
-        let rows = compute(&tenant_silver_from_batches(&silver_batches)?, value_set);
+        let profile = match profiles.remove(tenant) {
+            Some(Ok(profile)) => profile,
+            _ => defaults.clone(),
+        };
+        let rows = compute(&tenant_silver_from_batches(&silver_batches)?, &profile);
+        if profile.fingerprint.is_empty() {
+            state.profiles.remove(tenant);
+        } else {
+            state
+                .profiles
+                .insert(tenant.clone(), profile.fingerprint.clone());
+        }
         let gold_batches = read_partition(lake, &gold, &partition, |_| None).await?;
         let previous = gold_rows_from_batches(&gold_batches)?;
         if previous == rows {

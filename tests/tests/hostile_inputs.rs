@@ -242,6 +242,10 @@ fn corpus() -> Vec<Case> {
             {"response":{"status":"201 Created","location":"Patient/p1/_history/1"}},
             {"response":{"status":"200 OK"},"resource":{"resourceType":"Patient","id":"p2","gender":"female"}}]}"#.to_vec(), Loads { rows: 1, rejects: &[] }),
         case("batch-response-without-resources.json", br#"{"resourceType":"Bundle","type":"batch-response","entry":[{"response":{"status":"204"}}]}"#.to_vec(), Loads { rows: 0, rejects: &[] }),
+        case("transaction-with-reads.json", br#"{"resourceType":"Bundle","type":"transaction","entry":[
+            {"resource":{"resourceType":"Patient","id":"p1"},"request":{"method":"PUT","url":"Patient/p1"}},
+            {"request":{"method":"GET","url":"Patient?name=peter"}},
+            {"request":{"method":"HEAD","url":"Patient/p2"}}]}"#.to_vec(), Loads { rows: 1, rejects: &[] }),
         case("unknown-bundle-type.json", r#"{"resourceType":"Bundle","type":"bogus","entry":[]}"#, Quarantined("not accepted")),
         case("bundle-entry-not-array.json", r#"{"resourceType":"Bundle","type":"collection","entry":{"resource":{}}}"#, Quarantined("entry")),
         case("bundle-no-entries.json", r#"{"resourceType":"Bundle","type":"collection"}"#, Loads { rows: 0, rejects: &[] }),

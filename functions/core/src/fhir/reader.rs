@@ -4,8 +4,9 @@
 //! a Bundle nested in an entry is read through), a single resource, and Bulk-FHIR NDJSON (one
 //! resource — or one Bundle, as in a Bulk export's `deleted` file — per line), either of them
 //! gzip-compressed. The format is sniffed from the bytes, not trusted from the file name. Entries
-//! without a resource are normal in response and history Bundles (skipped) and rejected elsewhere;
-//! a DELETE entry (a transaction's, or a history's deleted version) is a delete.
+//! without a resource are normal in response and history Bundles and for reads (`GET`, `HEAD`)
+//! inside a transaction or batch (skipped), and rejected elsewhere; a DELETE entry (a
+//! transaction's, or a history's deleted version) is a delete.
 //!
 //! Memory: NDJSON is read a line at a time; a Bundle document is walked with serde's streaming
 //! deserializer and each `entry.resource` is captured alone as raw JSON text, so only one resource
@@ -863,8 +864,11 @@ fn emit_entry(
         }
         return;
     }
+    // A read inside a transaction or batch (`GET Patient?name=peter`) carries no resource.
+    let is_read = matches!(&request, Some(Ok(Request { method: Some(m), .. }))
+        if m.eq_ignore_ascii_case("GET") || m.eq_ignore_ascii_case("HEAD"));
     let Some(resource) = &entry.resource else {
-        if !resource_optional {
+        if !resource_optional && !is_read {
             sink(Item::Rejected {
                 reason: "Bundle entry without a resource".into(),
                 raw: None,

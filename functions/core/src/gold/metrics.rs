@@ -117,6 +117,16 @@ pub struct EncounterFacts {
     pub part_of_key: Option<String>,
 }
 
+impl EncounterFacts {
+    /// The encounter this one is part of. A `partOf` naming the encounter itself (the HL7 R4
+    /// example `f203` has one) is no parent: "part of itself" says nothing.
+    fn parent(&self) -> Option<&str> {
+        self.part_of_key
+            .as_deref()
+            .filter(|parent| *parent != self.encounter_key)
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ConditionFacts {
     pub encounter_key: Option<String>,
@@ -303,7 +313,7 @@ struct Stay<'a> {
 }
 
 fn stay<'a>(encounter: &'a EncounterFacts, profile: &TenantProfile) -> Option<Stay<'a>> {
-    if encounter.part_of_key.is_some() {
+    if encounter.parent().is_some() {
         return None;
     }
     let class = (
@@ -347,7 +357,7 @@ const MAX_PART_OF_DEPTH: usize = 16;
 fn top_level_encounters(encounters: &[EncounterFacts]) -> HashMap<&str, &str> {
     let parent: HashMap<&str, &str> = encounters
         .iter()
-        .filter_map(|e| Some((e.encounter_key.as_str(), e.part_of_key.as_deref()?)))
+        .filter_map(|e| Some((e.encounter_key.as_str(), e.parent()?)))
         .collect();
     parent
         .keys()
@@ -820,6 +830,8 @@ mod tests {
             part("bed", "icu"),
             part("loop-a", "loop-b"),
             part("loop-b", "loop-a"),
+            // Part of itself: no parent, so a stay of its own (with no hospital).
+            part("self", "self"),
         ];
         // AND an infection recorded in the bed encounter on day 4, one in the ICU on day 3, and
         // one in the cycle
@@ -830,13 +842,15 @@ mod tests {
         ];
         // WHEN gold is computed
         let rows = compute(&silver(encounters, &[], conditions), &utc_profile());
-        // THEN the admission alone is a stay, of its hospital (nothing under "unknown"), and both
-        // infections of its parts count for it; the cycle has no top and counts nowhere
-        assert_eq!(rows.hospital_monthly.len(), 1);
-        let march = month(&rows, "2024-03");
-        assert_eq!(march.hospital_id, "h1");
-        assert_eq!((march.stays, march.patient_days), (1, 10));
-        assert_eq!((march.hai_count, march.hai_stays), (2, 1));
+        // THEN the admission is a stay, of its hospital, and both infections of its parts count
+        // for it; the cycle has no top and counts nowhere; the encounter part of itself is a stay
+        // of its own (of hospital "unknown": it names none)
+        let hospitals: Vec<_> = rows
+            .hospital_monthly
+            .iter()
+            .map(|r| (r.hospital_id.as_str(), r.stays, r.patient_days, r.hai_count))
+            .collect();
+        assert_eq!(hospitals, [("h1", 1, 10, 2), ("unknown", 1, 2, 0)]);
     }
 
     #[test]

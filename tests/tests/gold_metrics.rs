@@ -381,3 +381,45 @@ async fn a_tenant_profile_is_read_and_a_changed_or_refused_one_recomputes_or_kee
     assert_eq!(removed.changed_tenants, ["t1"]);
     assert_eq!(months(&lake, "t1").await, []);
 }
+
+#[tokio::test]
+async fn silver_that_arrives_while_a_profile_is_refused_is_folded_in_once_it_is_removed() {
+    // GIVEN two tenants with gold, t1 without a profile
+    let lake = TestLake::new();
+    let stay = |id: &str, start: &str, end: &str| {
+        format!(
+            r#"{{"resourceType":"Encounter","id":"{id}","status":"finished","class":{{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"IMP"}},"subject":{{"reference":"Patient/p1"}},"period":{{"start":"{start}","end":"{end}"}}}}"#
+        )
+    };
+    let first = lake.write_input(
+        "first.ndjson",
+        stay("e1", "2024-01-02T10:00:00Z", "2024-01-05T10:00:00Z").as_bytes(),
+    );
+    lake.ingest(&first, "t1").await;
+    lake.ingest(&first, "t2").await;
+    lake.lake.refresh_gold().await.unwrap();
+    // WHEN t1 gets a profile that is refused, and a second stay arrives for t1 and one for t2
+    write_profile(&lake, "t1", r#"{"time_zone": "Nowhere/Special"}"#);
+    let second = lake.write_input(
+        "second.ndjson",
+        stay("e2", "2024-02-02T10:00:00Z", "2024-02-05T10:00:00Z").as_bytes(),
+    );
+    lake.ingest(&second, "t1").await;
+    lake.ingest(&second, "t2").await;
+    let refused = lake.lake.refresh_gold().await.unwrap();
+    // THEN t2 is refreshed, t1 left as it was, and the refusal is said again on every refresh
+    assert_eq!(refused.changed_tenants, ["t2"]);
+    assert_eq!(months(&lake, "t1").await, [("2024-01".to_owned(), 1)]);
+    let again = lake.lake.refresh_gold().await.unwrap();
+    assert!(again.profile_errors.contains_key("t1"), "{again:?}");
+    assert!(again.changed_tenants.is_empty());
+    // WHEN the profile is removed
+    std::fs::remove_file(lake.path().join("config/tenants/t1.json")).unwrap();
+    let removed = lake.lake.refresh_gold().await.unwrap();
+    // THEN t1 is recomputed with the stay that arrived meanwhile
+    assert_eq!(removed.changed_tenants, ["t1"]);
+    assert_eq!(
+        months(&lake, "t1").await,
+        [("2024-01".to_owned(), 1), ("2024-02".to_owned(), 1)]
+    );
+}

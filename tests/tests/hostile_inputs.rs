@@ -225,6 +225,9 @@ fn corpus() -> Vec<Case> {
         case("bundle-in-bundle.json", bundle(&[&patient("p1"), &String::from_utf8(bundle(&[&patient("p2")])).unwrap()]), Loads { rows: 2, rejects: &[] }),
         case("bundle-in-bundle-in-bundle.json", bundle(&[&String::from_utf8(bundle(&[&String::from_utf8(bundle(&[&patient("p1")])).unwrap()])).unwrap(), &patient("p2")]), Loads { rows: 2, rejects: &[] }),
         case("bundle-of-other-types-in-bundle.json", bundle(&[&patient("p1"), &String::from_utf8(bundle(&[r#"{"resourceType":"Observation","id":"o1","status":"final"}"#])).unwrap()]), Loads { rows: 1, rejects: &[] }),
+        case("sorted-keys-bundle-in-bundle.json", bundle(&[r#"{"entry":[{"resource":{"id":"p1","resourceType":"Patient"}}],"resourceType":"Bundle","type":"collection"}"#]), Loads { rows: 1, rejects: &[] }),
+        case("untyped-bundle-in-bundle.json", bundle(&[r#"{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Patient","id":"p1"}}]}"#]), Loads { rows: 1, rejects: &[] }),
+        case("bundles-nested-too-deep.json", (0..6).fold(patient("p1"), |inner, _| String::from_utf8(bundle(&[&inner])).unwrap()), Loads { rows: 0, rejects: &["nested more than 4"] }),
         case("bad-bundle-in-bundle.json", bundle(&[&patient("p1"), r#"{"resourceType":"Bundle","type":"bogus","entry":[]}"#]), Loads { rows: 1, rejects: &["nested Bundle"] }),
         case("message-bundle.json", br#"{"resourceType":"Bundle","type":"message","entry":[
             {"fullUrl":"urn:uuid:m1","resource":{"resourceType":"MessageHeader","eventCoding":{"code":"admin-notify"},"source":{"endpoint":"x"}}},

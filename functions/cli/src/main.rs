@@ -2,15 +2,21 @@
 //! a JSON-lines file the notification topic. See `metriccare --help`.
 
 /// Writes a line to stdout, like `println!`, except that a reader that went away
-/// (`metriccare status | head`) ends the program quietly, as it ends any Unix tool, not in a panic.
+/// (`metriccare status | head`) is no panic: the rest of the output is dropped and the command
+/// finishes, with its own exit status.
 macro_rules! out {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+        if !$crate::STDOUT_CLOSED.load(std::sync::atomic::Ordering::Relaxed)
+            && let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*)
+        {
             $crate::stdout_failed(e);
         }
     }};
 }
+
+/// Set once the reader of stdout has gone away.
+static STDOUT_CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 mod html;
 mod report;
@@ -205,11 +211,12 @@ fn main() -> ExitCode {
     }
 }
 
-/// Ends the program when stdout cannot be written: quietly (success) when the reader closed the
-/// pipe, since it asked for no more; with an error otherwise (a full disk).
-fn stdout_failed(e: std::io::Error) -> ! {
+/// When stdout cannot be written: a reader that closed the pipe asked for no more, so the rest of
+/// the output is dropped and the command goes on; any other failure (a full disk) ends it.
+fn stdout_failed(e: std::io::Error) {
     if e.kind() == std::io::ErrorKind::BrokenPipe {
-        std::process::exit(exit::OK.into());
+        STDOUT_CLOSED.store(true, std::sync::atomic::Ordering::Relaxed);
+        return;
     }
     eprintln!("metriccare: error: writing the output failed: {e}");
     std::process::exit(exit::ERROR.into());

@@ -90,6 +90,10 @@ pub struct Receipt {
     pub silver_instants: Vec<String>,
     /// `table@instant` of the gold commits of the tenant's recompute.
     pub gold_instants: Vec<String>,
+    /// Why the tenant's gold was not recomputed, when its profile is refused: its gold still counts
+    /// the patient until the profile is fixed (the next refresh then recomputes it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gold_not_recomputed: Option<String>,
     /// Lines of reject logs (`rejects/<tenant>/`) removed.
     pub reject_lines_removed: u64,
     /// Parts a scale-out run had staged for the tenant (`staging/<tenant>/`), removed whole: they
@@ -224,6 +228,7 @@ pub async fn erase(
         )
         .await?;
         receipt.gold_instants = refreshed.gold_instants;
+        receipt.gold_not_recomputed = refreshed.profile_errors.get(tenant.as_str()).cloned();
     }
     let path = Path::from(RECEIPTS_DIR)
         .join(tenant.as_str())

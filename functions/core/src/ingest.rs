@@ -1528,7 +1528,6 @@ fn write_row(
             row.str(first_ref)
                 .str(e.status.as_deref())
                 .str(e.class_code.as_deref())
-                .str(e.class_system.as_deref())
                 .str(e.type_code.as_deref())
                 .str(e.type_display.as_deref())
                 .str(e.reason_code.as_deref())
@@ -1536,8 +1535,7 @@ fn write_row(
                 .ts(e.period_end)
                 .str(second_ref)
                 .str(e.hospital_name.as_deref())
-                .str(e.discharge_disposition.as_deref())
-                .str(third_ref);
+                .str(e.discharge_disposition.as_deref());
         }
         Record::Condition(c) => {
             row.str(first_ref)
@@ -1565,6 +1563,10 @@ fn write_row(
     row.ts(Some(ordering))
         .str(common.version_id.as_deref())
         .str(Some(&context.ledger_id))
-        .ts(Some(context.now))
-        .end();
+        .ts(Some(context.now));
+    // The columns added since the first release (`SilverTable::added_columns`), after lineage.
+    if let Record::Encounter(e) = record {
+        row.str(e.class_system.as_deref()).str(third_ref);
+    }
+    row.end();
 }

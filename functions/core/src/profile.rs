@@ -34,6 +34,12 @@ const MAX_PROFILE_BYTES: usize = 1 << 20;
 /// HL7 v3 ActCode: the code system of the default inpatient classes.
 pub const ACT_CODE: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
 
+/// Other names of v3 ActCode that exports use: the pre-R4 URL and the OID.
+const ACT_CODE_ALIASES: [&str; 2] = [
+    "http://hl7.org/fhir/v3/ActCode",
+    "urn:oid:2.16.840.1.113883.5.4",
+];
+
 /// The inpatient classes when a profile names none: v3 ActCode IMP, ACUTE and NONAC.
 const DEFAULT_INPATIENT_CODES: [&str; 3] = ["IMP", "ACUTE", "NONAC"];
 
@@ -82,11 +88,14 @@ impl TenantProfile {
     pub fn default_with(hai: HaiValueSet) -> Self {
         Self {
             time_zone: chrono_tz::UTC,
-            inpatient_classes: DEFAULT_INPATIENT_CODES
+            inpatient_classes: [ACT_CODE]
                 .iter()
-                .map(|code| Coded {
-                    system: ACT_CODE.to_owned(),
-                    code: (*code).to_owned(),
+                .chain(&ACT_CODE_ALIASES)
+                .flat_map(|system| {
+                    DEFAULT_INPATIENT_CODES.iter().map(|code| Coded {
+                        system: (*system).to_owned(),
+                        code: (*code).to_owned(),
+                    })
                 })
                 .collect(),
             hai,
@@ -150,6 +159,23 @@ impl TenantProfile {
         })
     }
 
+    /// A hash of what the profile says (not of a file): the deployment's defaults change it.
+    pub fn effective_fingerprint(&self) -> String {
+        let mut hasher = Sha256::new();
+        hasher.update(self.time_zone.name());
+        for class in &self.inpatient_classes {
+            hasher.update(format!("\0{}\0{}", class.system, class.code));
+        }
+        hasher.update("\0hai");
+        for code in &self.hai.codes {
+            hasher.update(format!(
+                "\0{}\0{}\0{}",
+                code.system, code.code, code.display
+            ));
+        }
+        hex::encode(&hasher.finalize()[..8])
+    }
+
     /// Whether an encounter class (system and code) is an inpatient one. A class without a system
     /// (the source left it out, or the row was loaded before silver kept it) matches on its code.
     pub fn is_inpatient(&self, system: Option<&str>, code: Option<&str>) -> bool {
@@ -200,11 +226,14 @@ pub async fn load_profiles(
         .await?;
     let mut profiles = BTreeMap::new();
     for object in listed {
+        // Only `config/tenants/<tenant>.json` itself: a copy in a subfolder (`old/<tenant>.json`)
+        // is not the tenant's profile.
         let Some(tenant) = object
             .location
             .filename()
             .and_then(|name| name.strip_suffix(".json"))
             .and_then(|name| TenantId::parse(name).ok())
+            .filter(|tenant| profile_path(tenant) == object.location)
         else {
             continue;
         };
@@ -246,6 +275,8 @@ mod tests {
         assert!(empty.is_inpatient(None, Some("IMP")));
         assert!(!empty.is_inpatient(None, Some("AMB")));
         assert!(!empty.is_inpatient(Some(ACT_CODE), None));
+        // The pre-R4 name of v3 ActCode is v3 ActCode.
+        assert!(empty.is_inpatient(Some("http://hl7.org/fhir/v3/ActCode"), Some("IMP")));
     }
 
     #[test]

@@ -90,7 +90,6 @@ impl SilverTable {
                 ("patient_key", Str, false),
                 ("status", Str, true),
                 ("class_code", Str, true),
-                ("class_system", Str, true),
                 ("type_code", Str, true),
                 ("type_display", Str, true),
                 ("reason_code", Str, true),
@@ -99,7 +98,6 @@ impl SilverTable {
                 ("hospital_key", Str, true),
                 ("hospital_name", Str, true),
                 ("discharge_disposition", Str, true),
-                ("part_of_key", Str, true),
             ],
             Self::Condition => &[
                 ("patient_key", Str, false),
@@ -138,7 +136,23 @@ impl SilverTable {
             field("source_file_id", Str, false),
             field("ingested_at", Ts, false),
         ]);
+        fields.extend(
+            self.added_columns()
+                .iter()
+                .map(|name| field(name, Str, true)),
+        );
         Arc::new(Schema::new(fields))
+    }
+
+    /// Columns added after the first release, in the order they were added: always after every
+    /// older column, nullable. Hudi's schema evolution allows adding a nullable column at the end
+    /// only (Hudi's Java readers, Athena's among them, fail on a table whose fields were
+    /// reordered while some base files are older).
+    pub fn added_columns(self) -> &'static [&'static str] {
+        match self {
+            Self::Encounter => &["class_system", "part_of_key"],
+            Self::Patient | Self::Condition | Self::Organization => &[],
+        }
     }
 }
 
@@ -147,18 +161,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_table_starts_with_its_key_and_tenant_and_ends_with_lineage() {
+    fn every_table_starts_with_its_key_and_tenant_and_ends_with_lineage_then_added_columns() {
         for table in SilverTable::ALL {
             let schema = table.schema();
             assert_eq!(schema.field(0).name(), table.record_key());
             assert_eq!(schema.field(1).name(), "tenant_id");
             let names: Vec<_> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-            assert!(names.ends_with(&[
+            let added = table.added_columns();
+            let before_added = &names[..names.len() - added.len()];
+            assert!(before_added.ends_with(&[
                 "last_updated",
                 "version_id",
                 "source_file_id",
                 "ingested_at"
             ]));
+            assert!(names.ends_with(added));
             assert!(crate::hudi::avro_schema(table.name(), &schema).is_ok());
         }
     }

@@ -24,6 +24,15 @@ locals {
     ["ingested_at", "timestamp"],
   ]
 
+  # Columns added to a silver table after the first release come after its lineage columns, in the
+  # order they were added (a Hudi table may only gain nullable columns at the end).
+  added_columns = {
+    encounter = [
+      ["class_system", "string"],
+      ["part_of_key", "string"],
+    ]
+  }
+
   tables = {
     silver = {
       patient = [
@@ -42,7 +51,6 @@ locals {
         ["patient_key", "string"],
         ["status", "string"],
         ["class_code", "string"],
-        ["class_system", "string"],
         ["type_code", "string"],
         ["type_display", "string"],
         ["reason_code", "string"],
@@ -51,7 +59,6 @@ locals {
         ["hospital_key", "string"],
         ["hospital_name", "string"],
         ["discharge_disposition", "string"],
-        ["part_of_key", "string"],
       ]
       condition = [
         ["condition_key", "string"],
@@ -127,8 +134,13 @@ locals {
       for table, columns in tables : "${layer}.${table}" => {
         layer = layer
         table = table
-        # Every silver row carries the lineage columns after its own.
-        columns = concat(local.hoodie_columns, columns, layer == "silver" ? local.lineage_columns : [])
+        # Every silver row carries the lineage columns after its own, then the columns added since.
+        columns = concat(
+          local.hoodie_columns,
+          columns,
+          layer == "silver" ? local.lineage_columns : [],
+          layer == "silver" ? lookup(local.added_columns, table, []) : [],
+        )
       }
     }
   ]...)

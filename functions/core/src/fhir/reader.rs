@@ -452,6 +452,7 @@ fn read_ndjson_lines(
                     sink: &mut *sink,
                     line: line_no,
                     meter: None,
+                    nesting: Nesting::TOP,
                 };
                 let outcome = seed.deserialize(&mut de).and_then(|()| de.end());
                 match outcome {
@@ -590,6 +591,7 @@ fn read_document(
             sink,
             line: 1,
             meter: None,
+            nesting: Nesting::TOP,
         };
         seed.deserialize(&mut de).and_then(|()| de.end())
     } else {
@@ -605,6 +607,7 @@ fn read_document(
             sink,
             line: 1,
             meter: Some(meter),
+            nesting: Nesting::TOP,
         };
         seed.deserialize(&mut de).and_then(|()| de.end())
     };
@@ -663,6 +666,24 @@ struct TopLevel<'s> {
     line: u64,
     /// Bounds each top-level value and each entry when reading a stream (not a line in memory).
     meter: Option<&'s Meter>,
+    /// Inside how many Bundles this value is (0: the file's own value); for a nested Bundle, its
+    /// type, read ahead (see [`read_nested_bundle`]).
+    nesting: Nesting,
+}
+
+/// Where a Bundle being read sits.
+#[derive(Clone, Copy)]
+struct Nesting {
+    depth: u32,
+    /// A nested Bundle's `type`, known before its entries whatever the key order.
+    known_type: Option<&'static str>,
+}
+
+impl Nesting {
+    const TOP: Self = Self {
+        depth: 0,
+        known_type: None,
+    };
 }
 
 impl<'de> DeserializeSeed<'de> for TopLevel<'_> {
@@ -697,12 +718,13 @@ impl<'de> Visitor<'de> for TopLevel<'_> {
                 "entry" if resource_type.as_deref().is_none_or(|t| t == "Bundle") => {
                     check_bundle_type(bundle_type.as_deref()).map_err(de::Error::custom)?;
                     bound(false);
+                    let known_type = bundle_type.as_deref().or(self.nesting.known_type);
                     map.next_value_seed(Entries {
                         sink: &mut *self.sink,
                         line: self.line,
                         meter: self.meter,
-                        resource_optional: bundle_type
-                            .as_deref()
+                        depth: self.nesting.depth,
+                        resource_optional: known_type
                             .is_some_and(|t| ENTRIES_WITHOUT_RESOURCE.contains(&t)),
                     })?;
                 }
@@ -733,7 +755,8 @@ impl<'de> Visitor<'de> for TopLevel<'_> {
             None | Some("") => Err(de::Error::custom("no resourceType: not a FHIR resource")),
             Some("Bundle") => {
                 check_bundle_type(bundle_type.as_deref()).map_err(de::Error::custom)?;
-                if bundle_type.is_none() {
+                // A nested Bundle without a type is read through all the same.
+                if bundle_type.is_none() && self.nesting.depth == 0 {
                     return Err(de::Error::custom("the Bundle has no type"));
                 }
                 Ok(())
@@ -778,6 +801,8 @@ struct Entries<'s> {
     sink: &'s mut dyn FnMut(Item<'_>),
     line: u64,
     meter: Option<&'s Meter>,
+    /// Inside how many Bundles the entries' Bundle is.
+    depth: u32,
     /// An entry without a resource is normal here (a response or history Bundle, when its `type`
     /// came before its entries, as servers write it): skipped, not rejected.
     resource_optional: bool,
@@ -832,7 +857,13 @@ impl<'de> Visitor<'de> for Entries<'_> {
                 line: self.line,
                 entry: index,
             };
-            emit_entry(&entry, position, self.resource_optional, &mut *self.sink);
+            emit_entry(
+                &entry,
+                position,
+                self.resource_optional,
+                self.depth,
+                &mut *self.sink,
+            );
         }
         Ok(())
     }
@@ -842,6 +873,7 @@ fn emit_entry(
     entry: &RawEntry,
     position: Position,
     resource_optional: bool,
+    depth: u32,
     sink: &mut dyn FnMut(Item<'_>),
 ) {
     let request = entry
@@ -887,7 +919,7 @@ fn emit_entry(
         return;
     }
     if is_bundle(raw) {
-        read_nested_bundle(raw, position, sink);
+        read_nested_bundle(raw, position, depth + 1, sink);
         return;
     }
     let full_url = entry
@@ -901,33 +933,70 @@ fn emit_entry(
     });
 }
 
-/// Whether an entry's resource is a Bundle. The text search finds the first `resourceType` key
-/// without parsing (every entry pays it); only a likely Bundle is confirmed with a parse, since
-/// that first key may belong to a contained resource.
+/// Whether an entry's resource is a Bundle. Every entry pays a text search for `"Bundle"`; only
+/// one that has it is parsed to see whether its own `resourceType` is Bundle (the key may come
+/// after `entry`, as with keys written in sorted order).
 fn is_bundle(raw: &str) -> bool {
-    first_resource_type(raw.as_bytes()) == Some(b"Bundle")
+    memchr::memmem::find(raw.as_bytes(), b"\"Bundle\"").is_some()
         && resource_type_of(raw).is_ok_and(|kind| kind == "Bundle")
 }
+
+/// How deep Bundles may nest inside a file's Bundle (a collection of documents is 1): deeper ones
+/// reject their entry, since each level holds its text once more.
+const MAX_NESTED_BUNDLES: u32 = 4;
 
 /// A Bundle inside a Bundle (a collection of documents, a message carrying a Bundle) is read
 /// through: its entries reach the sink as the outer entry's items, at the outer entry's position
 /// (a resource silver does not hold is counted and skipped there, as anywhere). A nested Bundle
 /// that is not well formed rejects the outer entry alone. Its text is already in memory and was
 /// bounded with the outer entry; serde_json's nesting limit on that entry bounds the depth.
-fn read_nested_bundle(raw: &str, position: Position, sink: &mut dyn FnMut(Item<'_>)) {
+fn read_nested_bundle(raw: &str, position: Position, depth: u32, sink: &mut dyn FnMut(Item<'_>)) {
+    let reject = |sink: &mut dyn FnMut(Item<'_>), reason: String| {
+        sink(Item::Rejected {
+            reason,
+            raw: Some(raw),
+            position,
+        })
+    };
+    if depth > MAX_NESTED_BUNDLES {
+        let reason = format!("Bundles nested more than {MAX_NESTED_BUNDLES} deep");
+        return reject(sink, reason);
+    }
+    // The type first, wherever its key is: a type that is not accepted rejects the entry before
+    // any of its items is handed on.
+    #[derive(Deserialize)]
+    struct TypeProbe<'a> {
+        #[serde(borrow, rename = "type")]
+        bundle_type: Option<Cow<'a, str>>,
+    }
+    let known_type = match serde_json::from_str::<TypeProbe<'_>>(raw) {
+        Ok(probe) => match probe.bundle_type.as_deref() {
+            None => None,
+            Some(t) => match BUNDLE_TYPES.iter().find(|known| **known == t) {
+                Some(known) => Some(*known),
+                None => {
+                    return reject(
+                        sink,
+                        format!(
+                            "invalid nested Bundle: {}",
+                            check_bundle_type(Some(t)).unwrap_err()
+                        ),
+                    );
+                }
+            },
+        },
+        Err(e) => return reject(sink, format!("invalid nested Bundle: {e}")),
+    };
     let mut at_entry = |item: Item<'_>| sink(item.at(position));
     let mut de = serde_json::Deserializer::from_str(raw);
     let seed = TopLevel {
         sink: &mut at_entry,
         line: position.line,
         meter: None,
+        nesting: Nesting { depth, known_type },
     };
     if let Err(e) = seed.deserialize(&mut de).and_then(|()| de.end()) {
-        sink(Item::Rejected {
-            reason: format!("invalid nested Bundle: {e}"),
-            raw: Some(raw),
-            position,
-        });
+        reject(sink, format!("invalid nested Bundle: {e}"));
     }
 }
 

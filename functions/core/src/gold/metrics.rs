@@ -292,10 +292,16 @@ pub fn ratio(numerator: i64, denominator: i64) -> f64 {
 
 const FINISHED: [&str; 2] = ["finished", "completed"];
 
-/// The calendar day (days since 1970-01-01) of an instant on the facility's clock.
+/// The calendar day (days since 1970-01-01) of an instant on the facility's clock. An instant at
+/// exactly midnight UTC is a FHIR date without a time (silver keeps `2024-03-05` as its first
+/// instant, UTC): it is that date wherever the facility is, not the evening before in the Americas.
 fn local_day(micros: i64, zone: chrono_tz::Tz) -> i64 {
+    const DAY: i64 = 86_400_000_000;
+    if micros.rem_euclid(DAY) == 0 {
+        return micros.div_euclid(DAY);
+    }
     chrono::DateTime::from_timestamp_micros(micros).map_or_else(
-        || micros.div_euclid(86_400_000_000),
+        || micros.div_euclid(DAY),
         |at| {
             let date = at.with_timezone(&zone).date_naive();
             i64::from(date.num_days_from_ce()) - 719_163
@@ -363,7 +369,7 @@ fn top_level_encounters(encounters: &[EncounterFacts]) -> HashMap<&str, &str> {
         .keys()
         .filter_map(|&start| {
             let mut current = start;
-            for _ in 0..MAX_PART_OF_DEPTH {
+            for _ in 0..=MAX_PART_OF_DEPTH {
                 match parent.get(current) {
                     Some(&next) => current = next,
                     None => return Some((start, current)),
@@ -897,5 +903,27 @@ mod tests {
         let february = month(&east, "2024-02");
         assert_eq!((february.stays, february.patient_days), (1, 2));
         assert_eq!(february.hai_count, 1);
+    }
+
+    #[test]
+    fn a_date_without_a_time_is_that_date_on_any_clock() {
+        // GIVEN a stay whose admission and discharge are dates only (midnight UTC in silver)
+        let dates_only = stay("d", "p", "2024-03-05", "2024-03-08");
+        let new_york =
+            TenantProfile::parse(br#"{"time_zone": "America/New_York"}"#, &utc_profile()).unwrap();
+        // WHEN gold is computed on New York's clock
+        let rows = compute(&silver(vec![dates_only], &[], vec![]), &new_york);
+        // THEN it is 5 to 8 March there too (not the evenings of 4 and 7 March): 3 days
+        let march = month(&rows, "2024-03");
+        assert_eq!((march.stays, march.patient_days), (1, 3));
+        assert_eq!(
+            local_day(at("2024-03-05").unwrap(), new_york.time_zone),
+            19_787
+        );
+        // AND a time on that date keeps its local date (00:30 UTC is the evening before there)
+        assert_eq!(
+            local_day(at("2024-03-05T00:30:00Z").unwrap(), new_york.time_zone),
+            19_786
+        );
     }
 }

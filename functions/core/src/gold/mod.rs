@@ -40,6 +40,11 @@ use crate::time::now_micros;
 pub const STATE_PATH: &str = "_metriccare/gold/state.json";
 /// One refresh at a time: two interleaved refreshes could commit a stale recompute over a fresh one.
 pub const LOCK_PATH: &str = "_metriccare/gold/refresh.lock";
+/// The version of the measure definitions `compute` implements: bumped when they change, so that
+/// the next refresh recomputes every tenant (2: top-level stays, local dates, codes by system).
+const MEASURE_DEFINITIONS: &str = "measures-2";
+/// The profile fingerprint recorded for a tenant whose profile was refused.
+const REFUSED: &str = "refused";
 /// How long a refresh lock holds before another refresh may take it over (its holder died).
 const LOCK_LEASE_MICROS: i64 = 15 * 60 * 1_000_000;
 
@@ -52,6 +57,10 @@ struct State {
     /// The fingerprint of the profile each tenant's gold was computed with (none: defaults).
     #[serde(default)]
     profiles: BTreeMap<String, String>,
+    /// The measure definitions and the deployment's defaults gold was computed with: when either
+    /// changes (a new release, another `METRICCARE_HAI_VALUE_SET`), every tenant is recomputed.
+    #[serde(default)]
+    definitions: String,
 }
 
 /// What one tenant's refresh produced.
@@ -163,6 +172,17 @@ async fn refresh_locked(
         sequences.insert(table.name().to_owned(), latest);
         silver.insert(table, hudi);
     }
+    let definitions = format!("{MEASURE_DEFINITIONS}:{}", defaults.effective_fingerprint());
+    if state.definitions != definitions {
+        for hudi in silver.values() {
+            let partitions = crate::hudi::list_partitions(lake.as_ref(), hudi.def()).await?;
+            changed.extend(
+                partitions
+                    .iter()
+                    .filter_map(|p| p.strip_prefix("tenant_id=").map(str::to_owned)),
+            );
+        }
+    }
     // Profiles: a tenant whose profile was added, changed or removed is recomputed; one whose
     // profile is refused is left as it is (and recomputed once it is fixed: its recorded
     // fingerprint is kept).
@@ -171,7 +191,7 @@ async fn refresh_locked(
     for tenant in fingerprints {
         let now = profiles
             .get(tenant)
-            .map(|p| p.as_ref().map_or("refused", |p| p.fingerprint.as_str()));
+            .map(|p| p.as_ref().map_or(REFUSED, |p| p.fingerprint.as_str()));
         if now != state.profiles.get(tenant).map(String::as_str) {
             changed.insert(tenant.clone());
         }
@@ -180,14 +200,16 @@ async fn refresh_locked(
         silver_sequences: sequences.clone(),
         ..RefreshReport::default()
     };
-    changed.retain(|tenant| match profiles.get(tenant) {
-        Some(Err(e)) => {
+    for (tenant, profile) in &profiles {
+        if let Err(e) = profile {
             tracing::error!(tenant_id = %tenant, error = %e, "tenant profile refused: its gold is left as it is");
             report.profile_errors.insert(tenant.clone(), e.to_string());
-            false
+            // Whatever comes next (a fixed profile, none) differs from this: the tenant is then
+            // recomputed, silver changes folded in meanwhile included.
+            state.profiles.insert(tenant.clone(), REFUSED.to_owned());
         }
-        _ => true,
-    });
+    }
+    changed.retain(|tenant| !report.profile_errors.contains_key(tenant));
     report.changed_tenants = changed.iter().cloned().collect();
     if changed.is_empty() {
         return Ok(report);
@@ -202,6 +224,7 @@ async fn refresh_locked(
         .map(|(t, h)| (*t, StagedRows::new(h.def())))
         .collect();
     let refreshed_at = now_micros();
+    let mut computed_with: BTreeMap<String, String> = BTreeMap::new();
     for tenant in &changed {
         let partition = TenantId::parse(tenant)?.partition_path();
         let silver_batches =
@@ -211,13 +234,9 @@ async fn refresh_locked(
             _ => defaults.clone(),
         };
         let rows = compute(&tenant_silver_from_batches(&silver_batches)?, &profile);
-        if profile.fingerprint.is_empty() {
-            state.profiles.remove(tenant);
-        } else {
-            state
-                .profiles
-                .insert(tenant.clone(), profile.fingerprint.clone());
-        }
+        // Recorded with the watermark, once gold is committed: a refresh that fails before
+        // leaves the profile change for the next one to see.
+        computed_with.insert(tenant.clone(), profile.fingerprint.clone());
         let gold_batches = read_partition(lake, &gold, &partition, |_| None).await?;
         let previous = gold_rows_from_batches(&gold_batches)?;
         if previous == rows {
@@ -268,6 +287,14 @@ async fn refresh_locked(
     }
     state.silver_sequences = sequences;
     state.unannounced.clear();
+    state.definitions = definitions;
+    for (tenant, fingerprint) in computed_with {
+        if fingerprint.is_empty() {
+            state.profiles.remove(&tenant);
+        } else {
+            state.profiles.insert(tenant, fingerprint);
+        }
+    }
     save_state(lake, &state).await?;
     Ok(report)
 }

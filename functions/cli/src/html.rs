@@ -1,5 +1,5 @@
 //! The analysts' report: one self-contained HTML file (inline SVG charts, no script, no network)
-//! with, per tenant, HAI by SNOMED code (donut), readmission rate by hospital (bar), mortality by
+//! with, per tenant, HAI by code (donut), readmission rate by hospital (bar), mortality by
 //! year (line), ALOS and the per-hospital table. It reads only gold.
 
 use std::collections::BTreeMap;
@@ -34,7 +34,7 @@ fn donut(rows: &GoldRows) -> String {
     }
     let (radius, circumference) = (60.0, 2.0 * std::f64::consts::PI * 60.0);
     let mut svg = String::from(
-        "<svg viewBox=\"0 0 160 160\" width=\"200\" height=\"200\" role=\"img\" aria-label=\"HAI by SNOMED code\">",
+        "<svg viewBox=\"0 0 160 160\" width=\"200\" height=\"200\" role=\"img\" aria-label=\"HAI by code\">",
     );
     let mut legend = String::from("<ul class=\"legend\">");
     let mut offset = 0.0;
@@ -51,7 +51,7 @@ fn donut(rows: &GoldRows) -> String {
         );
         let _ = write!(
             legend,
-            "<li><span class=\"swatch\" style=\"background:{color}\"></span>{} <small>SNOMED {}</small>: {count} ({})</li>",
+            "<li><span class=\"swatch\" style=\"background:{color}\"></span>{} <small>{}</small>: {count} ({})</li>",
             escape(display),
             escape(code),
             percent(*count as f64 / total as f64)
@@ -208,7 +208,7 @@ pub fn report(gold: &BTreeMap<String, GoldRows>, generated_at: &str) -> String {
             "<h2>{}</h2><div class=\"cards\"><div class=\"card\">Inpatient stays<b>{}</b></div>\
              <div class=\"card\">30-day mortality<b>{}</b></div><div class=\"card\">30-day readmission<b>{}</b></div>\
              <div class=\"card\">Average length of stay<b>{:.2} days</b></div><div class=\"card\">HAI per 1,000 patient days<b>{:.2}</b></div></div>\
-             <h3>Hospital-acquired infections by SNOMED CT code</h3>{}\
+             <h3>Hospital-acquired infections by code</h3>{}\
              <h3>30-day readmission rate by hospital</h3>{}\
              <h3>30-day mortality by year of discharge</h3>{}\
              <h3>Per hospital</h3>{}",

@@ -25,9 +25,10 @@ class Lake:
         self.root = root
         self.env = {**os.environ, "METRICCARE_PSEUDONYM_KEY": KEY.hex(), "METRICCARE_LOG": "error"}
 
-    def run(self, *args, expect=0):
+    def run(self, *args, expect=0, env=None):
         binary = os.environ["METRICCARE_BIN"]
-        done = subprocess.run([binary, "--lake", str(self.root), *args], env=self.env, capture_output=True, text=True)
+        done = subprocess.run([binary, "--lake", str(self.root), *args], env=env or self.env, capture_output=True,
+                              text=True)
         assert done.returncode == expect, f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
         return done
 

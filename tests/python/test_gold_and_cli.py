@@ -125,17 +125,15 @@ def test_read_only_commands_never_create_a_key(lake, write):
     # WHEN query, status and report run without the key
     without_key = {k: v for k, v in lake.env.items() if k != "METRICCARE_PSEUDONYM_KEY"}
     for args in (["status"], ["query", "SELECT count(*) FROM silver_patient"], ["report"]):
-        done = subprocess_run(lake, args, without_key)
-        assert done.returncode == 0, done.stderr
+        lake.run(*args, env=without_key)
     # THEN none of them wrote a key into the lake
     assert not (lake.root / "_metriccare" / "secret").exists()
 
 
 def test_a_missing_input_is_named_and_leaves_no_trace(lake, tmp_path):
     # WHEN a file that is not there is ingested
-    done = subprocess_run(lake, ["ingest", "--tenant", "t1", str(tmp_path / "nope.json")], lake.env)
+    done = lake.run("ingest", "--tenant", "t1", str(tmp_path / "nope.json"), expect=1)
     # THEN the error names the input, not the configuration, and no lake was created
-    assert done.returncode == 1
     assert "input" in done.stderr and "nope.json" in done.stderr and "No such file" in done.stderr
     assert "configuration" not in done.stderr
     assert not lake.root.exists()
@@ -144,28 +142,20 @@ def test_a_missing_input_is_named_and_leaves_no_trace(lake, tmp_path):
 def test_a_bad_tenant_id_is_bad_usage(lake, write):
     path = write("p.ndjson", [{"resourceType": "Patient", "id": "p1"}])
     for args in (["ingest", "--tenant", "Bad Tenant", str(path)], ["erase", "--tenant", "../x", "--patient", "p1"]):
-        done = subprocess_run(lake, args, lake.env)
-        assert done.returncode == 2, done.stderr
+        done = lake.run(*args, expect=2)
         assert "invalid tenant id" in done.stderr
     assert not lake.root.exists()
-
-
-def subprocess_run(lake, args, env):
-    return subprocess.run([os.environ["METRICCARE_BIN"], "--lake", str(lake.root), *args], env=env,
-                          capture_output=True, text=True)
 
 
 def test_profile_check_says_how_gold_will_read_the_tenant_or_names_the_wrong_key(lake, tmp_path):
     good = tmp_path / "good.json"
     good.write_text(json.dumps({"time_zone": "America/New_York", "inpatient_classes": [
         {"system": "http://hospital.example/fhir/class", "code": "INPATIENT"}]}))
-    done = subprocess_run(lake, ["profile", "check", str(good)], lake.env)
-    assert done.returncode == 0, done.stderr
+    done = lake.run("profile", "check", str(good))
     assert "America/New_York" in done.stdout and "http://hospital.example/fhir/class|INPATIENT" in done.stdout
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"timezone": "America/New_York"}))
-    done = subprocess_run(lake, ["profile", "check", str(bad)], lake.env)
-    assert done.returncode == 1
+    done = lake.run("profile", "check", str(bad), expect=1)
     assert "timezone" in done.stderr
     # Checking writes nothing.
     assert not lake.root.exists()

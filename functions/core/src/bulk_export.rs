@@ -30,11 +30,9 @@ impl Companion {
     /// Why the file was skipped, as the ledger and the CLI say it.
     pub(crate) fn reason(self) -> &'static str {
         match self {
-            Self::Manifest => "skipped: a Bulk export manifest (read for its transactionTime)",
-            Self::Log => "skipped: a Bulk export log (export events, no resources)",
-            Self::ErrorFile => {
-                "skipped: a Bulk export error file (OperationOutcome resources only)"
-            }
+            Self::Manifest => "a Bulk export manifest (read for its transactionTime), no resources",
+            Self::Log => "a Bulk export log of export events, no resources",
+            Self::ErrorFile => "a Bulk export error file of OperationOutcome resources only",
         }
     }
 

@@ -1250,17 +1250,29 @@ impl GroupFile {
 
     /// Ends a file of a Bulk export folder that holds nothing to load, with what it held.
     pub(crate) fn end_skipped(&mut self, companion: Companion, counts: ResourceCounts) {
-        if matches!(self.state, FileState::Ended { .. }) {
-            return;
-        }
-        self.end(FileResult::Skipped, companion.reason().to_owned());
-        if let FileState::Ended { outcome, .. } = &mut self.state {
-            outcome.counts = counts;
-        }
+        self.end_with(
+            FileResult::Skipped,
+            Outcome {
+                counts,
+                error: Some(companion.reason().to_owned()),
+                ..Outcome::default()
+            },
+        );
     }
 
-    /// Ends a claimed file with `result` and why (a file that ended already keeps its end).
+    /// Ends a claimed file with `result` and why.
     fn end(&mut self, result: FileResult, error: String) {
+        self.end_with(
+            result,
+            Outcome {
+                error: Some(error),
+                ..Outcome::default()
+            },
+        );
+    }
+
+    /// Ends a claimed file with `result` and `outcome` (a file that ended already keeps its end).
+    fn end_with(&mut self, result: FileResult, outcome: Outcome) {
         let attempt = match self.state {
             FileState::Claimed { attempt } | FileState::Parsed { attempt, .. } => attempt,
             FileState::Ended { .. } => return,
@@ -1268,10 +1280,7 @@ impl GroupFile {
         self.state = FileState::Ended {
             attempt: Some(attempt),
             result,
-            outcome: Outcome {
-                error: Some(error),
-                ..Outcome::default()
-            },
+            outcome,
         };
     }
 }

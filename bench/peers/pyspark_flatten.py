@@ -53,6 +53,7 @@ SCHEMAS = {
     "Condition": schema(("subject", REFERENCE), ("encounter", REFERENCE), ("code", CONCEPT),
                         ("clinicalStatus", CONCEPT), ("verificationStatus", CONCEPT),
                         ("category", T.ArrayType(CONCEPT)), ("onsetDateTime", T.StringType()),
+                        ("onsetPeriod", T.StructType([T.StructField("start", T.StringType())])),
                         ("abatementDateTime", T.StringType()), ("recordedDate", T.StringType())),
     "Organization": schema(("identifier", T.ArrayType(T.StructType(
                                [T.StructField("system", T.StringType()),
@@ -92,6 +93,14 @@ class Pseudonyms:
                 .when(conditional != "", self(F.regexp_extract(reference, r"^([A-Za-z]+)\?", 1),
                                               F.concat(F.lit("?"), query)))
                 .otherwise(self(kind_and_id[0], kind_and_id[1])))
+
+
+def codings_column(concept: Column) -> Column:
+    """Every coding with a code as MetricCare's `code_codings` JSON; null when there is none."""
+    coded = F.filter(concept.getField("coding"), lambda c: c.getField("code").isNotNull())
+    codings = F.transform(coded, lambda c: F.struct(c.getField("system").alias("system"),
+                                                    c.getField("code").alias("code")))
+    return F.when(F.size(codings) > 0, F.to_json(codings))
 
 
 def preferred(concept: Column) -> Column:
@@ -148,9 +157,10 @@ def flatten(kind: str, key: Pseudonyms) -> list:
                 first_code(c("clinicalStatus")).alias("clinical_status"),
                 first_code(c("verificationStatus")).alias("verification_status"),
                 first_code(c("category")[0]).alias("category"),
-                ts(c("onsetDateTime")).alias("onset_at"),
+                ts(F.coalesce(c("onsetDateTime"), c("onsetPeriod.start"))).alias("onset_at"),
                 ts(c("abatementDateTime")).alias("abatement_at"),
-                ts(c("recordedDate")).alias("recorded_at")]
+                ts(c("recordedDate")).alias("recorded_at"),
+                codings_column(c("code")).alias("code_codings")]
     identifier = F.filter(c("identifier"), lambda i: i.getField("value").isNotNull())[0]
     address = c("address")[0]
     return [F.when(identifier.isNotNull(),

@@ -45,7 +45,7 @@ SCHEMAS = {
                   ("code_system", pa.string()), ("code", pa.string()), ("code_display", pa.string()),
                   ("clinical_status", pa.string()), ("verification_status", pa.string()),
                   ("category", pa.string()), ("onset_at", TS), ("abatement_at", TS),
-                  ("recorded_at", TS)],
+                  ("recorded_at", TS), ("code_codings", pa.string())],
     "Organization": [("organization_key", pa.string()), ("tenant_id", pa.string()),
                      ("identifier_key", pa.string()), ("name", pa.string()),
                      ("type_code", pa.string()), ("active", pa.bool_()), ("city", pa.string()),
@@ -139,15 +139,25 @@ def encounter(e: dict, key) -> list:
             key.reference((e.get("partOf") or {}).get("reference"))]
 
 
+def codings_column(concept: dict | None) -> str | None:
+    """Every coding with a code, as MetricCare's `code_codings` JSON (no spaces, no null system)."""
+    codings = [{**({"system": c["system"]} if c.get("system") is not None else {}),
+                "code": c["code"]}
+               for c in (concept or {}).get("coding") or [] if c.get("code") is not None]
+    return orjson.dumps(codings).decode() if codings else None
+
+
 def condition(c: dict, key) -> list:
     code = c.get("code")
     coding = preferred(code) or {}
+    onset = c.get("onsetDateTime") or (c.get("onsetPeriod") or {}).get("start")
     return [key.reference((c.get("subject") or {}).get("reference")),
             key.reference((c.get("encounter") or {}).get("reference")), coding.get("system"),
             coding.get("code"), coding.get("display") or (code or {}).get("text"),
             first_code(c.get("clinicalStatus")), first_code(c.get("verificationStatus")),
-            first_code(first(c.get("category"))), micros(c.get("onsetDateTime")),
-            micros(c.get("abatementDateTime")), micros(c.get("recordedDate"))]
+            first_code(first(c.get("category"))), micros(onset),
+            micros(c.get("abatementDateTime")), micros(c.get("recordedDate")),
+            codings_column(code)]
 
 
 def organization(o: dict, key) -> list:

@@ -1,13 +1,17 @@
 //! Exports nobody here wrote: the HL7 FHIR R4 official examples (`tests/fixtures/hl7-r4-examples`,
-//! CC0). Every file loads; silver holds exactly the distinct resources the files carry, counted
-//! here independently of the reader; gold's stays are the top-level inpatient encounters, and no
-//! stay of an encounter that names its hospital is reported under "unknown".
+//! CC0), and a Bulk export in the shape of MIMIC-IV on FHIR (`tests/fixtures/mimic-iv-shaped`: the
+//! real hospital's shapes and code systems, invented values). Every file loads; silver holds exactly
+//! the distinct resources the files carry, counted here independently of the reader; gold's stays
+//! are the top-level inpatient encounters, and no stay of an encounter that names its hospital (or
+//! is part of one that does) is reported under "unknown".
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use metriccare_core::gold::read_gold;
+use metriccare_core::gold::metrics::HospitalMonth;
+use metriccare_core::gold::{GoldRows, read_gold};
 use metriccare_core::ingest::FileResult;
 use metriccare_core::silver::SilverTable;
+use metriccare_core::silver::parse_codings_column;
 use metriccare_tests::{TestLake, fixtures, pseudonym};
 use serde_json::Value;
 
@@ -145,4 +149,139 @@ async fn the_hl7_r4_examples_load_whole_into_silver_and_their_stays_into_gold() 
             );
         }
     }
+}
+
+const MIMIC: &str = "mimic";
+
+/// The Bulk export files of a folder, each line a resource, as `(resourceType, resource)`.
+fn ndjson_resources(dir: &std::path::Path) -> (Vec<std::path::PathBuf>, Vec<Value>) {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "ndjson"))
+        .collect();
+    files.sort();
+    let resources = files
+        .iter()
+        .flat_map(|file| {
+            std::fs::read_to_string(file)
+                .unwrap()
+                .lines()
+                .map(|line| serde_json::from_str::<Value>(line).unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    (files, resources)
+}
+
+#[tokio::test]
+async fn a_mimic_shaped_export_needs_its_profile_and_then_counts_every_admission_at_its_hospital() {
+    // GIVEN the folder as a hospital exports it, and what it holds, counted from its JSON
+    let (files, resources) = ndjson_resources(&fixtures().join("mimic-iv-shaped"));
+    let profile_text = std::fs::read(fixtures().join("tenant-profiles/mimic-iv.json")).unwrap();
+    let profile: Value = serde_json::from_slice(&profile_text).unwrap();
+    let of_kind = |kind: &'static str| resources.iter().filter(move |r| r["resourceType"] == kind);
+    let inpatient = |class: &Value| {
+        profile["inpatient_classes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["system"] == class["system"] && c["code"] == class["code"])
+    };
+    let admissions: Vec<&Value> = of_kind("Encounter")
+        .filter(|e| e["partOf"].is_null() && inpatient(&e["class"]))
+        .collect();
+    // (By hand: six admissions, one an observation admission the profile leaves out; the ICU and
+    // ED encounters are parts of admissions or, for one ED visit, outpatient.)
+    assert_eq!(admissions.len(), 5);
+
+    // WHEN the whole folder is ingested for one tenant and gold is refreshed without a profile
+    let lake = TestLake::new();
+    for file in &files {
+        let report = lake.ingest(file, MIMIC).await;
+        assert_eq!(
+            (report.result, report.outcome.rejected),
+            (FileResult::Completed, 0),
+            "{file:?}: {report:?}"
+        );
+    }
+    let stays = |gold: &BTreeMap<String, GoldRows>| {
+        gold.get(MIMIC).map_or(0, |g| {
+            g.hospital_monthly.iter().map(|r| r.stays).sum::<i64>()
+        })
+    };
+    lake.lake.refresh_gold().await.unwrap();
+    // THEN no admission is a stay: their classes are MIMIC's own codes, not v3 ActCode IMP, and
+    // the ICU encounters (v3 ActCode ACUTE) are parts of admissions, never stays
+    assert_eq!(
+        stays(&read_gold(&lake.lake.services.lake).await.unwrap()),
+        0
+    );
+
+    // AND every silver table holds exactly the distinct resources of the files
+    for (table, kind) in [
+        (SilverTable::Patient, "Patient"),
+        (SilverTable::Encounter, "Encounter"),
+        (SilverTable::Condition, "Condition"),
+        (SilverTable::Organization, "Organization"),
+    ] {
+        let ids: BTreeSet<&str> = of_kind(kind).map(|r| r["id"].as_str().unwrap()).collect();
+        assert_eq!(lake.rows(table).await.len(), ids.len(), "{kind}");
+    }
+    // AND each condition keeps all of its codings in MIMIC's ICD code systems
+    let conditions = lake.rows(SilverTable::Condition).await;
+    for source in of_kind("Condition") {
+        let key = pseudonym(MIMIC, "Condition", source["id"].as_str().unwrap());
+        let row = conditions
+            .iter()
+            .find(|r| r["condition_key"] == key.as_str())
+            .unwrap();
+        let kept: Vec<(Option<String>, String)> =
+            parse_codings_column(row["code_codings"].as_str().unwrap())
+                .unwrap()
+                .into_iter()
+                .map(|c| (c.system, c.code))
+                .collect();
+        let written: Vec<(Option<String>, String)> = source["code"]["coding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["system"].as_str().map(str::to_owned),
+                    c["code"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(kept, written);
+    }
+
+    // WHEN the tenant's profile is added and gold refreshed again
+    let profiles = lake.path().join("config/tenants");
+    std::fs::create_dir_all(&profiles).unwrap();
+    std::fs::write(profiles.join(format!("{MIMIC}.json")), &profile_text).unwrap();
+    lake.lake.refresh_gold().await.unwrap();
+    let gold = read_gold(&lake.lake.services.lake).await.unwrap();
+    // THEN the stays are the top-level admissions of the profile's classes
+    assert_eq!(stays(&gold), admissions.len() as i64);
+    // AND all of them are at the one hospital, by its name: the ICU encounters without a
+    // serviceProvider add no "unknown" hospital
+    let hospital = of_kind("Organization").next().unwrap();
+    let hospital_id = pseudonym(MIMIC, "Organization", hospital["id"].as_str().unwrap());
+    let monthly = &gold[MIMIC].hospital_monthly;
+    for row in monthly {
+        assert_eq!(
+            (row.hospital_id.as_str(), row.hospital_name.as_str()),
+            (hospital_id.as_str(), hospital["name"].as_str().unwrap())
+        );
+    }
+    // AND the measures are those of the files, on Boston's clock (by hand): LOS 1 + 2 + 4 + 8 + 1;
+    // the patient readmitted 19 days after a discharge; the patient whose death date is the day
+    // of discharge; no infection, because MIMIC's diagnoses carry no onset or recorded date, so
+    // none can be placed on day 3 or later of its stay
+    let total = |f: fn(&HospitalMonth) -> i64| monthly.iter().map(f).sum::<i64>();
+    assert_eq!(total(|r| r.patient_days), 16);
+    assert_eq!(total(|r| r.readmissions_30d), 1);
+    assert_eq!(total(|r| r.deaths_30d), 1);
+    assert_eq!(total(|r| r.hai_count), 0);
 }

@@ -32,7 +32,7 @@ use crate::ports::{
 };
 use crate::rows::RowWriter;
 use crate::scale_out::Span;
-use crate::silver::{BatchBuilder, SILVER_BUCKETS, SilverTable};
+use crate::silver::{BatchBuilder, SILVER_BUCKETS, SilverTable, codings_column};
 use crate::tenant::TenantId;
 use crate::time::now_micros;
 
@@ -1574,8 +1574,14 @@ fn write_row(
         .str(Some(&context.ledger_id))
         .ts(Some(context.now));
     // The columns added since the first release (`SilverTable::added_columns`), after lineage.
-    if let Record::Encounter(e) = record {
-        row.str(e.class_system.as_deref()).str(third_ref);
+    match record {
+        Record::Encounter(e) => {
+            row.str(e.class_system.as_deref()).str(third_ref);
+        }
+        Record::Condition(c) => {
+            row.str(codings_column(&c.codings).as_deref());
+        }
+        Record::Patient(_) | Record::Organization(_) => {}
     }
     row.end();
 }

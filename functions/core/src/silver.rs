@@ -6,6 +6,7 @@ use std::sync::Arc;
 use arrow_schema::{Schema, SchemaRef};
 use object_store::path::Path;
 
+use crate::fhir::CodingValue;
 use crate::hudi::TableDef;
 pub use crate::rows::{BatchBuilder, Value};
 use crate::rows::{Kind, field};
@@ -151,9 +152,24 @@ impl SilverTable {
     pub fn added_columns(self) -> &'static [&'static str] {
         match self {
             Self::Encounter => &["class_system", "part_of_key"],
-            Self::Patient | Self::Condition | Self::Organization => &[],
+            Self::Condition => &["code_codings"],
+            Self::Patient | Self::Organization => &[],
         }
     }
+}
+
+/// `condition.code_codings`: every coding of the condition's code as a JSON array of
+/// `{"system", "code"}` (no displays: a local display can be free text). A JSON string rather than
+/// a nested column keeps every silver column flat for every reader (Athena reads it with
+/// `json_parse`). Null when the code has no coding.
+pub fn codings_column(codings: &[CodingValue]) -> Option<String> {
+    (!codings.is_empty())
+        .then(|| serde_json::to_string(codings).expect("codings serialise as JSON"))
+}
+
+/// Reads `condition.code_codings` back.
+pub fn parse_codings_column(text: &str) -> Result<Vec<CodingValue>, serde_json::Error> {
+    serde_json::from_str(text)
 }
 
 #[cfg(test)]
@@ -178,6 +194,27 @@ mod tests {
             assert!(names.ends_with(added));
             assert!(crate::hudi::avro_schema(table.name(), &schema).is_ok());
         }
+    }
+
+    #[test]
+    fn codings_round_trip_through_their_column() {
+        let codings = [
+            CodingValue {
+                system: Some("http://hl7.org/fhir/sid/icd-10-cm".into()),
+                code: "A41.9".into(),
+            },
+            CodingValue {
+                system: None,
+                code: "LOCAL \"7\"".into(),
+            },
+        ];
+        let text = codings_column(&codings).unwrap();
+        assert_eq!(
+            text,
+            r#"[{"system":"http://hl7.org/fhir/sid/icd-10-cm","code":"A41.9"},{"code":"LOCAL \"7\""}]"#
+        );
+        assert_eq!(parse_codings_column(&text).unwrap(), codings);
+        assert_eq!(codings_column(&[]), None);
     }
 
     #[test]

@@ -31,6 +31,9 @@ locals {
       ["class_system", "string"],
       ["part_of_key", "string"],
     ]
+    condition = [
+      ["code_codings", "string"],
+    ]
   }
 
   tables = {

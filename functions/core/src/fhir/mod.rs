@@ -86,6 +86,14 @@ pub fn parse_reference(reference: &str, expected: &'static str) -> Result<RefTar
     })
 }
 
+/// One coding of a CodeableConcept: its code and, when the source names one, its system.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CodingValue {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    pub code: String,
+}
+
 /// The lineage-free content of a source resource, before pseudonymisation.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record {
@@ -143,6 +151,8 @@ pub struct ConditionRecord {
     pub code_system: Option<String>,
     pub code: Option<String>,
     pub code_display: Option<String>,
+    /// Every coding of `code` that has a code, in the resource's order: gold matches any of them.
+    pub codings: Vec<CodingValue>,
     pub clinical_status: Option<String>,
     pub verification_status: Option<String>,
     pub category: Option<String>,
@@ -387,10 +397,29 @@ fn condition(c: model::Condition<'_>, full_url: Option<&str>) -> Result<Conditio
             .and_then(|c| c.display.as_deref())
             .or(c.code.as_ref().and_then(|k| k.text.as_deref()))
             .map(str::to_owned),
+        codings: c
+            .code
+            .iter()
+            .flat_map(|concept| &concept.coding)
+            .filter_map(|coding| {
+                Some(CodingValue {
+                    system: coding.system.as_deref().map(str::to_owned),
+                    code: coding.code.as_deref()?.to_owned(),
+                })
+            })
+            .collect(),
         clinical_status: first_code(c.clinical_status.as_ref()),
         verification_status: first_code(c.verification_status.as_ref()),
         category: first_code(c.category.first()),
-        onset_at: date_field("Condition", "onsetDateTime", c.onset_date_time.as_deref())?,
+        // onset[x]: the dateTime, else the start of the period (DESIGN, "HAI").
+        onset_at: match c.onset_date_time.as_deref() {
+            Some(onset) => date_field("Condition", "onsetDateTime", Some(onset))?,
+            None => date_field(
+                "Condition",
+                "onsetPeriod.start",
+                c.onset_period.as_ref().and_then(|p| p.start.as_deref()),
+            )?,
+        },
         abatement_at: date_field(
             "Condition",
             "abatementDateTime",
@@ -494,6 +523,41 @@ mod tests {
         for phi in ["Doe", "Jane", "555-1234", "1 Main St", "Boston", "MRN-1"] {
             assert!(!text.contains(phi), "{phi} survived parsing");
         }
+    }
+
+    #[test]
+    fn a_condition_keeps_every_coding_and_takes_its_onset_from_a_period() {
+        // MIMIC-IV on FHIR codes diagnoses in its own ICD code systems; a hospital may add its own
+        let raw = r#"{"resourceType":"Condition","id":"c1","subject":{"reference":"Patient/p"},
+            "code":{"coding":[{"system":"http://mimic.mit.edu/fhir/mimic/CodeSystem/mimic-diagnosis-icd10","code":"A419","display":"Sepsis"},
+                              {"code":"LOCAL-7"},{"system":"http://snomed.info/sct","code":"91302008"},{"display":"no code"}],
+                    "text":"sepsis"},
+            "onsetPeriod":{"start":"2180-07-23T12:35:00-04:00","end":"2180-07-30"}}"#;
+        let Parsed::Kept(Record::Condition(c)) = parse_resource(raw, None).unwrap() else {
+            panic!("not a condition")
+        };
+        // The preferred coding is SNOMED CT; every coding with a code is kept, in order
+        assert_eq!(c.code.as_deref(), Some("91302008"));
+        let codings: Vec<(Option<&str>, &str)> = c
+            .codings
+            .iter()
+            .map(|c| (c.system.as_deref(), c.code.as_str()))
+            .collect();
+        assert_eq!(
+            codings,
+            [
+                (
+                    Some("http://mimic.mit.edu/fhir/mimic/CodeSystem/mimic-diagnosis-icd10"),
+                    "A419"
+                ),
+                (None, "LOCAL-7"),
+                (Some("http://snomed.info/sct"), "91302008"),
+            ]
+        );
+        assert_eq!(
+            c.onset_at,
+            Some(parse_fhir_datetime("2180-07-23T16:35:00Z").unwrap())
+        );
     }
 
     #[test]

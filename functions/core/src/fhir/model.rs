@@ -173,6 +173,8 @@ pub struct Condition<'a> {
     #[serde(borrow)]
     pub onset_date_time: Option<Cow<'a, str>>,
     #[serde(borrow)]
+    pub onset_period: Option<Period<'a>>,
+    #[serde(borrow)]
     pub abatement_date_time: Option<Cow<'a, str>>,
     #[serde(borrow)]
     pub recorded_date: Option<Cow<'a, str>>,

@@ -11,6 +11,7 @@ use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, Result};
+use crate::fhir::CodingValue;
 use crate::profile::TenantProfile;
 
 /// The hospital-acquired infection value set: codes (system and code) and their displays.
@@ -130,8 +131,8 @@ impl EncounterFacts {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ConditionFacts {
     pub encounter_key: Option<String>,
-    pub code_system: Option<String>,
-    pub code: Option<String>,
+    /// Every coding of the condition's code: it is an HAI when any of them is in the value set.
+    pub codings: Vec<CodingValue>,
     pub onset_at: Option<i64>,
     pub recorded_at: Option<i64>,
 }
@@ -400,11 +401,16 @@ pub fn compute(silver: &TenantSilver, profile: &TenantProfile) -> GoldRows {
     let top_level = top_level_encounters(&silver.encounters);
     let mut hais: HashMap<&str, Vec<(i64, &str, &str)>> = HashMap::new();
     for c in &silver.conditions {
-        let (Some(encounter), Some(code)) = (c.encounter_key.as_deref(), c.code.as_deref()) else {
+        let Some(encounter) = c.encounter_key.as_deref() else {
             continue;
         };
         let encounter = top_level.get(encounter).copied().unwrap_or(encounter);
-        let Some(display) = value_set.display(c.code_system.as_deref(), code) else {
+        // The first coding in the value set names the infection (its code in `hai_by_code`).
+        let Some((code, display)) = c.codings.iter().find_map(|coding| {
+            value_set
+                .display(coding.system.as_deref(), &coding.code)
+                .map(|display| (coding.code.as_str(), display))
+        }) else {
             continue;
         };
         let Some(onset) = c.onset_at.or(c.recorded_at) else {
@@ -563,6 +569,13 @@ mod tests {
         }
     }
 
+    fn coding(system: &str, code: &str) -> CodingValue {
+        CodingValue {
+            system: Some(system.into()),
+            code: code.into(),
+        }
+    }
+
     fn hai(
         encounter: &str,
         code: &str,
@@ -571,8 +584,7 @@ mod tests {
     ) -> ConditionFacts {
         ConditionFacts {
             encounter_key: Some(encounter.into()),
-            code_system: Some("http://snomed.info/sct".into()),
-            code: Some(code.into()),
+            codings: vec![coding("http://snomed.info/sct", code)],
             onset_at: onset.and_then(at),
             recorded_at: recorded.and_then(at),
         }
@@ -770,7 +782,7 @@ mod tests {
                     hai("s", "233604007", Some("2024-07-11T08:00:00Z"), None), // after discharge
                     hai("s", "44054006", Some("2024-07-05T08:00:00Z"), None), // not in the value set
                     ConditionFacts {
-                        code_system: Some("http://hl7.org/fhir/sid/icd-10-cm".into()),
+                        codings: vec![coding("http://hl7.org/fhir/sid/icd-10-cm", "91302008")],
                         ..hai("s", "91302008", Some("2024-07-05T08:00:00Z"), None)
                     },
                 ],
@@ -791,6 +803,49 @@ mod tests {
             .collect();
         assert_eq!(codes, vec![("233604007", 1), ("91302008", 1)]);
         assert_eq!(rows.hai_by_code[1].display, "Sepsis (disorder)");
+    }
+
+    #[test]
+    fn an_infection_is_matched_on_any_coding_and_reported_under_the_first_that_matches() {
+        // GIVEN a pneumonia coded first as a non-infection SNOMED CT concept, then with a local
+        // code, then in ICD-10-CM; and a condition without any coding
+        let pneumonia = ConditionFacts {
+            codings: vec![
+                coding("http://snomed.info/sct", "44054006"),
+                CodingValue {
+                    system: None,
+                    code: "PNEU".into(),
+                },
+                coding("http://hl7.org/fhir/sid/icd-10-cm", "J18.9"),
+            ],
+            ..hai("s", "", Some("2024-07-05T08:00:00Z"), None)
+        };
+        let uncoded = ConditionFacts {
+            codings: vec![],
+            ..hai("s", "", Some("2024-07-05T08:00:00Z"), None)
+        };
+        // WHEN gold is computed with the built-in value set
+        let rows = compute(
+            &silver(
+                vec![stay(
+                    "s",
+                    "p",
+                    "2024-07-01T22:00:00Z",
+                    "2024-07-10T10:00:00Z",
+                )],
+                &[],
+                vec![pneumonia, uncoded],
+            ),
+            &utc_profile(),
+        );
+        // THEN the pneumonia counts once, under its ICD-10-CM code; the uncoded one not at all
+        assert_eq!(month(&rows, "2024-07").hai_count, 1);
+        let codes: Vec<(&str, &str)> = rows
+            .hai_by_code
+            .iter()
+            .map(|r| (r.code.as_str(), r.display.as_str()))
+            .collect();
+        assert_eq!(codes, [("J18.9", "Pneumonia, unspecified organism")]);
     }
 
     #[test]
@@ -873,8 +928,7 @@ mod tests {
         evening.class_system = Some(local_class.into());
         evening.class_code = Some("INPATIENT".into());
         let sepsis = ConditionFacts {
-            code_system: Some("http://hl7.org/fhir/sid/icd-10-cm".into()),
-            code: Some("A419".into()),
+            codings: vec![coding("http://hl7.org/fhir/sid/icd-10-cm", "A419")],
             ..hai("e", "", Some("2024-01-31T12:00:00-05:00"), None)
         };
         let data = silver(vec![evening], &[], vec![sepsis]);

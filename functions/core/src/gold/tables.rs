@@ -14,9 +14,10 @@ use super::metrics::{
     PatientFacts, TenantSilver,
 };
 use crate::error::{CoreError, Result};
+use crate::fhir::CodingValue;
 use crate::hudi::TableDef;
 use crate::rows::{BatchBuilder, Kind, Value, field};
-use crate::silver::SilverTable;
+use crate::silver::{SilverTable, parse_codings_column};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum GoldTable {
@@ -228,11 +229,28 @@ pub fn silver_columns_read(table: SilverTable) -> &'static [&'static str] {
             "encounter_key",
             "code_system",
             "code",
+            "code_codings",
             "onset_at",
             "recorded_at",
         ],
         SilverTable::Organization => &["organization_key", "identifier_key", "name"],
     }
+}
+
+/// A condition's codings: `code_codings`, or for a row written before that column existed, its one
+/// preferred coding.
+fn condition_codings(c: &Columns<'_>, row: usize) -> Result<Vec<CodingValue>> {
+    if let Some(text) = c.text("code_codings", row)? {
+        return parse_codings_column(&text).map_err(|e| CoreError::Table {
+            table: "gold input".into(),
+            message: format!("condition.code_codings does not parse: {e}"),
+        });
+    }
+    let system = c.text("code_system", row)?;
+    Ok(c.text("code", row)?
+        .map(|code| CodingValue { system, code })
+        .into_iter()
+        .collect())
 }
 
 /// A tenant's silver content as the metrics read it.
@@ -267,8 +285,7 @@ pub fn tenant_silver_from_batches(
     silver.conditions = each_row(batches.get(&SilverTable::Condition), |c, r| {
         Ok(ConditionFacts {
             encounter_key: c.text("encounter_key", r)?,
-            code_system: c.text("code_system", r)?,
-            code: c.text("code", r)?,
+            codings: condition_codings(c, r)?,
             onset_at: c.timestamp("onset_at", r)?,
             recorded_at: c.timestamp("recorded_at", r)?,
         })

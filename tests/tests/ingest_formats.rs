@@ -1,6 +1,8 @@
 //! Both input formats, gzip, and the shapes real exports have (Synthea transaction Bundles with
 //! `urn:uuid:` and conditional references, Bulk NDJSON with `Type/id` references).
 
+use std::collections::BTreeMap;
+
 use metriccare_core::ingest::FileResult;
 use metriccare_core::ports::LedgerStatus;
 use metriccare_core::silver::SilverTable;
@@ -317,27 +319,40 @@ async fn a_history_bundle_loads_each_resource_at_its_newest_version_and_deletes_
         FileResult::Completed
     );
     // WHEN a history Bundle (newest version first, as servers return it) brings two versions of
-    // p1, p2's deletion, and an entry without a resource
+    // p1, p2's deletion, p3 created, deleted and created again, and an entry without a resource
     let history = lake.write_input(
         "history.json",
         br#"{"resourceType":"Bundle","type":"history","entry":[
   {"resource":{"resourceType":"Patient","id":"p1","meta":{"versionId":"3","lastUpdated":"2024-03-02T00:00:00Z"},"gender":"male"},"request":{"method":"PUT","url":"Patient/p1"}},
   {"request":{"method":"DELETE","url":"Patient/p2"},"response":{"status":"204"}},
   {"resource":{"resourceType":"Patient","id":"p1","meta":{"versionId":"2","lastUpdated":"2024-03-01T00:00:00Z"},"gender":"female"},"request":{"method":"PUT","url":"Patient/p1"}},
+  {"resource":{"resourceType":"Patient","id":"p3","meta":{"versionId":"3","lastUpdated":"2024-03-05T00:00:00Z"},"gender":"other"},"request":{"method":"PUT","url":"Patient/p3"}},
+  {"request":{"method":"DELETE","url":"Patient/p3"},"response":{"status":"204","lastModified":"2024-03-04T00:00:00Z"}},
+  {"resource":{"resourceType":"Patient","id":"p3","meta":{"versionId":"1","lastUpdated":"2024-03-03T00:00:00Z"},"gender":"male"},"request":{"method":"POST","url":"Patient"}},
   {"response":{"status":"410"}}]}"#,
     );
     let report = lake.ingest(&history, "t1").await;
-    // THEN p1 is at its newest version, p2 is gone, and nothing was rejected
+    // THEN p1 is at its newest version, p2 is gone, p3 is at the version created after its
+    // deletion (the deletion is ordered at its `response.lastModified`), nothing was rejected
     assert_eq!(report.result, FileResult::Completed);
-    assert_eq!((report.outcome.rejected, report.outcome.deleted), (0, 1));
-    assert_eq!(report.outcome.counts.get("Patient"), Some(&2));
+    assert_eq!((report.outcome.rejected, report.outcome.deleted), (0, 2));
+    assert_eq!(report.outcome.counts.get("Patient"), Some(&4));
     let patients = lake.rows(SilverTable::Patient).await;
-    let patient = only(&patients);
+    let genders: BTreeMap<&str, &str> = patients
+        .iter()
+        .map(|p| {
+            (
+                p["patient_key"].as_str().unwrap(),
+                p["gender"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let p1 = pseudonym("t1", "Patient", "p1");
+    let p3 = pseudonym("t1", "Patient", "p3");
     assert_eq!(
-        patient["patient_key"],
-        pseudonym("t1", "Patient", "p1").as_str()
+        genders,
+        BTreeMap::from([(p1.as_str(), "male"), (p3.as_str(), "other")])
     );
-    assert_eq!(patient["gender"], "male");
 }
 
 #[tokio::test]

@@ -34,7 +34,7 @@ use crate::rows::RowWriter;
 use crate::scale_out::Span;
 use crate::silver::{BatchBuilder, SILVER_BUCKETS, SilverTable, codings_column};
 use crate::tenant::TenantId;
-use crate::time::now_micros;
+use crate::time::{now_micros, parse_fhir_datetime};
 
 /// Tunables, from environment variables in the binaries.
 #[derive(Debug, Clone)]
@@ -1010,7 +1010,11 @@ impl FileLoad {
                 }
                 Err(reason) => self.reject(position, &reason, Some(raw)),
             },
-            Item::Delete { url, position } => self.delete(url, position),
+            Item::Delete {
+                url,
+                modified,
+                position,
+            } => self.delete(url, modified, position),
             Item::Rejected {
                 reason,
                 raw,
@@ -1057,7 +1061,10 @@ impl FileLoad {
         })
     }
 
-    fn delete(&mut self, url: &str, position: Position) -> Result<()> {
+    /// A DELETE entry. Its ordering is the time of the deletion when the entry has one (a history
+    /// Bundle's `response.lastModified`, never later than now: a resource re-created after it in
+    /// the same history survives), else the file's delete ordering.
+    fn delete(&mut self, url: &str, modified: Option<&str>, position: Position) -> Result<()> {
         let Some((kind, id)) = url.split_once('/') else {
             return self.reject(
                 position,
@@ -1081,7 +1088,9 @@ impl FileLoad {
             .pseudonymizer
             .pseudonym(&self.context.tenant, kind, id);
         let tenant = self.context.tenant.to_string();
-        let ordering = self.context.delete_ordering;
+        let ordering = modified
+            .and_then(|at| parse_fhir_datetime(at).ok())
+            .map_or(self.context.delete_ordering, |at| at.min(self.context.now));
         self.staged_rows(table)
             .delete(&tenant, Delete { key, ordering });
         self.deleted += 1;

@@ -33,8 +33,13 @@ pub enum Item<'a> {
         full_url: Option<&'a str>,
         position: Position,
     },
-    /// A Bundle entry whose `request.method` is DELETE: `url` is `Type/id`.
-    Delete { url: &'a str, position: Position },
+    /// A Bundle entry whose `request.method` is DELETE: `url` is `Type/id`; `modified` is the
+    /// entry's `response.lastModified` (a history Bundle's time of the deletion), when it has one.
+    Delete {
+        url: &'a str,
+        modified: Option<&'a str>,
+        position: Position,
+    },
     /// An entry or line that cannot become a resource; the rest of the file goes on.
     Rejected {
         reason: String,
@@ -52,7 +57,11 @@ impl Item<'_> {
                 full_url,
                 position,
             },
-            Item::Delete { url, .. } => Item::Delete { url, position },
+            Item::Delete { url, modified, .. } => Item::Delete {
+                url,
+                modified,
+                position,
+            },
             Item::Rejected { reason, raw, .. } => Item::Rejected {
                 reason,
                 raw,
@@ -823,6 +832,13 @@ struct RawEntry {
     full_url: Option<Box<RawValue>>,
     resource: Option<Box<RawValue>>,
     request: Option<Box<RawValue>>,
+    response: Option<Box<RawValue>>,
+}
+
+#[derive(Deserialize)]
+struct Response<'a> {
+    #[serde(borrow, rename = "lastModified")]
+    last_modified: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -886,8 +902,16 @@ fn emit_entry(
     })) = &request
         && method.eq_ignore_ascii_case("DELETE")
     {
+        let response = entry
+            .response
+            .as_ref()
+            .and_then(|r| serde_json::from_str::<Response<'_>>(r.get()).ok());
         match url {
-            Some(url) => sink(Item::Delete { url, position }),
+            Some(url) => sink(Item::Delete {
+                url,
+                modified: response.as_ref().and_then(|r| r.last_modified.as_deref()),
+                position,
+            }),
             None => sink(Item::Rejected {
                 reason: "DELETE entry without request.url".into(),
                 raw: None,

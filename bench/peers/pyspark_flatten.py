@@ -146,7 +146,9 @@ def flatten(kind: str, key: Pseudonyms) -> list:
                 c("serviceProvider.display").alias("hospital_name"),
                 first_code(c("hospitalization.dischargeDisposition"))
                 .alias("discharge_disposition"),
-                key.reference(c("partOf.reference")).alias("part_of_key")]
+                key.reference(c("partOf.reference")).alias("part_of_key"),
+                preferred(c("hospitalization.dischargeDisposition")).getField("system")
+                .alias("discharge_disposition_system")]
     if kind == "Condition":
         coding = preferred(c("code"))
         return [key.reference(c("subject.reference")).alias("patient_key"),

@@ -39,7 +39,8 @@ SCHEMAS = {
                   ("class_system", pa.string()), ("type_code", pa.string()), ("type_display", pa.string()),
                   ("reason_code", pa.string()), ("period_start", TS), ("period_end", TS),
                   ("hospital_key", pa.string()), ("hospital_name", pa.string()),
-                  ("discharge_disposition", pa.string()), ("part_of_key", pa.string())],
+                  ("discharge_disposition", pa.string()), ("part_of_key", pa.string()),
+                  ("discharge_disposition_system", pa.string())],
     "Condition": [("condition_key", pa.string()), ("tenant_id", pa.string()),
                   ("patient_key", pa.string()), ("encounter_key", pa.string()),
                   ("code_system", pa.string()), ("code", pa.string()), ("code_display", pa.string()),
@@ -128,6 +129,7 @@ def encounter(e: dict, key) -> list:
     period = e.get("period") or {}
     provider = e.get("serviceProvider") or {}
     encounter_class = e.get("class") or {}
+    disposition = preferred((e.get("hospitalization") or {}).get("dischargeDisposition")) or {}
     return [key.reference((e.get("subject") or {}).get("reference")), e.get("status"),
             encounter_class.get("code"), encounter_class.get("system"),
             coding.get("code") if coding else None,
@@ -135,8 +137,8 @@ def encounter(e: dict, key) -> list:
             first_code(first(e.get("reasonCode"))), micros(period.get("start")),
             micros(period.get("end")), key.reference(provider.get("reference")),
             provider.get("display"),
-            first_code((e.get("hospitalization") or {}).get("dischargeDisposition")),
-            key.reference((e.get("partOf") or {}).get("reference"))]
+            disposition.get("code"), key.reference((e.get("partOf") or {}).get("reference")),
+            disposition.get("system")]
 
 
 def codings_column(concept: dict | None) -> str | None:

@@ -353,7 +353,9 @@ pub fn condition(b: &mut Vec<u8>, c: &Condition, patient: Id, encounter: Option<
     );
     emit!(b; r#","clinicalStatus":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/condition-clinical","code":""#,
         if c.abatement.is_some() { "resolved" } else { "active" },
-        r#""}]},"verificationStatus":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/condition-ver-status","code":"confirmed"}]},"category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/condition-category","code":"encounter-diagnosis","display":"Encounter Diagnosis"}]}],"code":{"coding":["#);
+        r#""}]},"verificationStatus":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/condition-ver-status","code":""#,
+        c.verification.code(),
+        r#""}]},"category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/condition-category","code":"encounter-diagnosis","display":"Encounter Diagnosis"}]}],"code":{"coding":["#);
     let code = &CODES[c.code];
     coding(b, SNOMED, code.code, code.display);
     if condition_has_icd10(c.id) {

@@ -7,18 +7,22 @@
 //! - LOS = max(1, discharge date - admission date); patient_days = sum LOS.
 //! - 30-day death: the patient's deceasedDateTime date lies in
 //!   [admission date, admission date + 30].
-//! - Index stay: no death date <= discharge date. Readmitted: another stay of
-//!   the same patient starts strictly after this discharge (timestamps) and
+//! - Index stay: no death date <= discharge date, and not discharged expired
+//!   (NUBC 20) or against medical advice (NUBC 07). Readmitted: another stay
+//!   of the same patient starts strictly after this discharge (timestamps) and
 //!   its admission date <= discharge date + 30.
-//! - HAI: HAI-coded Condition linked to the stay whose onset date
-//!   (onsetDateTime, else recordedDate) lies in [admission + 2, discharge].
+//! - HAI: HAI-coded Condition, verificationStatus confirmed, linked to the
+//!   stay, whose onset date (onsetDateTime, else recordedDate) lies in
+//!   [admission + 2, discharge]; of one patient's HAIs with the same code, one
+//!   whose onset date is fewer than 14 days after a counted one's is a repeat
+//!   of it and not counted (NHSN: the counted one's date is day 1 of 14).
 
 use std::collections::BTreeMap;
 
-use crate::model::{EncStatus, Encounter, Hospital, PatientRecord};
+use crate::model::{EncStatus, Encounter, Hospital, PatientRecord, Verification};
 use crate::time::civil_from_days;
 use crate::truth::{HaiByCode, HospitalMonth, MortalityYear};
-use crate::vocab::CODES;
+use crate::vocab::{AGAINST_ADVICE, CODES, EXPIRED};
 
 /// Whether an encounter counts as an inpatient stay.
 pub fn is_stay(e: &Encounter) -> bool {
@@ -57,21 +61,14 @@ pub fn stay_outcomes(rec: &PatientRecord) -> Vec<StayOutcome> {
         let dis = end.utc_day();
         let los = (dis - adm).max(1) as u64;
         let death_30d = death_day.is_some_and(|d| adm <= d && d <= adm + 30);
-        let index = death_day.is_none_or(|d| d > dis);
+        let index = death_day.is_none_or(|d| d > dis)
+            && e.disposition != EXPIRED
+            && e.disposition != AGAINST_ADVICE;
         let readmitted = index
             && stays.iter().any(|&j| {
                 let n = &rec.encounters[j];
                 n.start.utc > end.utc && n.start.utc_day() <= dis + 30
             });
-        let hai_codes = rec
-            .conditions
-            .iter()
-            .filter(|c| c.encounter == Some(i) && c.is_hai())
-            .filter_map(|c| {
-                let day = c.onset.or(c.recorded)?.utc_day();
-                (adm + 2 <= day && day <= dis).then_some(c.code)
-            })
-            .collect();
         out.push(StayOutcome {
             encounter: i,
             hospital: e.hospital,
@@ -81,8 +78,38 @@ pub fn stay_outcomes(rec: &PatientRecord) -> Vec<StayOutcome> {
             death_30d,
             index,
             readmitted,
-            hai_codes,
+            hai_codes: Vec::new(),
         });
+    }
+    // Every HAI in its stay's window, then NHSN's repeat rule per code over
+    // the patient's whole history, earliest first.
+    let mut in_window: Vec<(usize, i64, usize)> = Vec::new(); // (code, day, outcome)
+    for (k, s) in out.iter().enumerate() {
+        for c in &rec.conditions {
+            if c.encounter != Some(s.encounter)
+                || !c.is_hai()
+                || c.verification != Verification::Confirmed
+            {
+                continue;
+            }
+            let Some(day) = c.onset.or(c.recorded).map(|t| t.utc_day()) else {
+                continue;
+            };
+            if s.admission_day + 2 <= day && day <= s.discharge_day {
+                in_window.push((c.code, day, k));
+            }
+        }
+    }
+    in_window.sort();
+    let mut last_counted: BTreeMap<usize, i64> = BTreeMap::new();
+    for (code, day, k) in in_window {
+        let repeat = last_counted
+            .get(&code)
+            .is_some_and(|&first| day - first < 14);
+        if !repeat {
+            last_counted.insert(code, day);
+            out[k].hai_codes.push(code);
+        }
     }
     out
 }
@@ -209,7 +236,7 @@ mod tests {
     use super::*;
     use crate::model::{Condition, Deceased, EncClass, Id, Meta, Patient};
     use crate::time::{Ts, days_from_civil};
-    use crate::vocab::{DIABETES, PNEUMONIA, SEPSIS};
+    use crate::vocab::{AGAINST_ADVICE, DIABETES, PNEUMONIA, SEPSIS, URINARY_TRACT};
 
     const META: Meta = Meta {
         version: 1,
@@ -253,6 +280,7 @@ mod tests {
         Condition {
             id: Id(n),
             code,
+            verification: Verification::Confirmed,
             encounter: Some(enc),
             onset,
             recorded,
@@ -390,6 +418,49 @@ mod tests {
     }
 
     #[test]
+    fn refuted_hais_repeats_and_discharges_against_advice() {
+        // Two stays of one patient: 1-10 March (left against medical
+        // advice) and 20-30 March.
+        let mut first = stay(30, 0, utc(2023, 3, 1, 9), utc(2023, 3, 10, 9));
+        first.disposition = AGAINST_ADVICE;
+        let second = stay(31, 0, utc(2023, 3, 20, 9), utc(2023, 3, 30, 9));
+        let refuted = |mut c: Condition, v: Verification| {
+            c.verification = v;
+            c
+        };
+        let rec = PatientRecord {
+            patient: patient(3, Deceased::Alive),
+            encounters: vec![first, second],
+            conditions: vec![
+                // 3 March: refuted, entered in error: no infections
+                refuted(
+                    cond(300, SEPSIS, 0, Some(utc(2023, 3, 3, 9)), None),
+                    Verification::Refuted,
+                ),
+                refuted(
+                    cond(301, SEPSIS, 0, Some(utc(2023, 3, 3, 9)), None),
+                    Verification::EnteredInError,
+                ),
+                // 4 March counted (day 1 of 14); 17 March is day 14: a
+                // repeat; 22 March (second stay) is a new one
+                cond(302, SEPSIS, 0, Some(utc(2023, 3, 4, 9)), None),
+                cond(303, SEPSIS, 1, Some(utc(2023, 3, 22, 9)), None),
+                cond(304, SEPSIS, 0, Some(utc(2023, 3, 9, 9)), None),
+                // a pneumonia on 9 March: another code, counted
+                cond(305, PNEUMONIA, 0, Some(utc(2023, 3, 9, 9)), None),
+            ],
+        };
+        let out = stay_outcomes(&rec);
+        let mut first_codes = out[0].hai_codes.clone();
+        first_codes.sort_unstable();
+        assert_eq!(first_codes, vec![SEPSIS, PNEUMONIA]);
+        assert_eq!(out[1].hai_codes, vec![SEPSIS]);
+        // Left against advice: no index stay, so not readmitted by the second
+        assert_eq!((out[0].index, out[0].readmitted), (false, false));
+        assert!(out[1].index);
+    }
+
+    #[test]
     fn hai_window_and_timezones() {
         // Admission 2023-01-10 22:00-05:00 = 2023-01-11T03:00Z: the UTC
         // admission date is 01-11 although the local date is 01-10.
@@ -434,9 +505,10 @@ mod tests {
                     Some(utc(2023, 1, 11, 9)),
                     Some(utc(2023, 1, 14, 9)),
                 ),
-                // discharge day: counted; day after discharge: not
-                cond(105, SEPSIS, 0, Some(utc(2023, 1, 16, 23)), None),
-                cond(106, SEPSIS, 0, Some(utc(2023, 1, 17, 0)), None),
+                // discharge day: counted (another HAI code: a sepsis would
+                // repeat 103's); day after discharge: not
+                cond(105, URINARY_TRACT, 0, Some(utc(2023, 1, 16, 23)), None),
+                cond(106, URINARY_TRACT, 0, Some(utc(2023, 1, 17, 0)), None),
                 // not an HAI code
                 cond(107, DIABETES, 0, Some(utc(2023, 1, 14, 9)), None),
             ],
@@ -444,7 +516,9 @@ mod tests {
         let out = stay_outcomes(&rec);
         assert_eq!(out[0].admission_day, days_from_civil(2023, 1, 11));
         assert_eq!(out[0].los, 5);
-        assert_eq!(out[0].hai_codes, vec![PNEUMONIA, SEPSIS, SEPSIS]);
+        let mut codes = out[0].hai_codes.clone();
+        codes.sort_unstable();
+        assert_eq!(codes, vec![SEPSIS, PNEUMONIA, URINARY_TRACT]);
 
         // A stay whose end is 2023-01-31T23:30-02:00 is discharged on
         // 2023-02-01 UTC and reported in February.
@@ -472,9 +546,10 @@ mod tests {
         assert_eq!(monthly[1].hospital_name, "Beta Hospital");
         assert_eq!(monthly[1].month, "2023-02");
         assert_eq!(monthly[1].patient_days, 7);
-        assert_eq!(hai.len(), 2);
+        assert_eq!(hai.len(), 3);
         assert_eq!((hai[0].code.as_str(), hai[0].count), ("233604007", 1));
-        assert_eq!((hai[1].code.as_str(), hai[1].count), ("91302008", 2));
+        assert_eq!((hai[1].code.as_str(), hai[1].count), ("68566005", 1));
+        assert_eq!((hai[2].code.as_str(), hai[2].count), ("91302008", 1));
         assert_eq!(yearly.len(), 1);
         assert_eq!(
             (yearly[0].year, yearly[0].stays, yearly[0].deaths),

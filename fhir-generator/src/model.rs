@@ -197,6 +197,7 @@ pub struct Condition {
     pub id: Id,
     /// Index into `vocab::CODES`.
     pub code: usize,
+    pub verification: Verification,
     /// Index into the owning record's `encounters`.
     pub encounter: Option<usize>,
     pub onset: Option<Ts>,
@@ -206,8 +207,27 @@ pub struct Condition {
 }
 
 impl Condition {
+    /// An HAI-coded condition (refuted or not).
     pub fn is_hai(&self) -> bool {
         CODES[self.code].hai
+    }
+}
+
+/// `Condition.verificationStatus`: a refuted or entered-in-error infection is no infection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verification {
+    Confirmed,
+    Refuted,
+    EnteredInError,
+}
+
+impl Verification {
+    pub fn code(self) -> &'static str {
+        match self {
+            Verification::Confirmed => "confirmed",
+            Verification::Refuted => "refuted",
+            Verification::EnteredInError => "entered-in-error",
+        }
     }
 }
 

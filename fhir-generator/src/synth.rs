@@ -3,7 +3,8 @@
 //! deletes, duplicates) and the broken records.
 
 use crate::model::{
-    Condition, Deceased, EncClass, EncStatus, Encounter, Hospital, Id, Meta, Patient, PatientRecord,
+    Condition, Deceased, EncClass, EncStatus, Encounter, Hospital, Id, Meta, Patient,
+    PatientRecord, Verification,
 };
 use crate::rng::Rng;
 use crate::time::{SECS_PER_DAY, Ts, days_from_civil};
@@ -134,6 +135,7 @@ fn new_condition(
     Condition {
         id: r.id(),
         code,
+        verification: Verification::Confirmed,
         encounter,
         onset,
         recorded,
@@ -384,7 +386,20 @@ fn conditions(r: &mut Rng, encs: &[Encounter]) -> Vec<Condition> {
             if r.chance(0.5) {
                 c.abatement = Some(Ts::new(base.utc + r.range(5, 20) * DAY, off));
             }
+            if r.chance(0.08) {
+                c.verification = if r.chance(0.5) {
+                    Verification::Refuted
+                } else {
+                    Verification::EnteredInError
+                };
+            }
             out.push(c);
+            if r.chance(0.5) {
+                // The same infection recorded again, inside NHSN's 14-day window or after it.
+                let day = base.utc_day() + r.range(1, 16);
+                let t = at_day(r, day, off);
+                out.push(new_condition(r, code, Some(ei), Some(t), Some(t)));
+            }
         }
     }
     out
@@ -639,6 +654,7 @@ pub fn junk(r: &mut Rng, anchor: Option<&PatientRecord>, n_hosp: usize) -> Junk 
 mod tests {
     use super::*;
     use crate::metrics::{is_stay, stay_outcomes};
+    use crate::vocab::AGAINST_ADVICE;
 
     fn local_day(t: Ts) -> i64 {
         (t.utc + i64::from(t.offset_min) * 60).div_euclid(DAY)
@@ -726,6 +742,29 @@ mod tests {
                     "HAI local date differs",
                     c.onset.is_some_and(|o| local_day(o) != o.utc_day()),
                 );
+                let in_window = day >= adm + 2 && day <= dis;
+                hit(
+                    "HAI refuted or entered-in-error, in window",
+                    in_window && c.verification != Verification::Confirmed,
+                );
+                hit(
+                    "HAI repeated within 14 days, in window",
+                    in_window
+                        && rec.conditions.iter().any(|o| {
+                            o.code == c.code
+                                && o.verification == Verification::Confirmed
+                                && o.onset.is_some_and(|t| {
+                                    (1..14).contains(&(t.utc_day() - day)) && t.utc_day() <= dis
+                                })
+                        }),
+                );
+            }
+            for s in &stays {
+                let end = s.end.map_or(i64::MAX, |t| t.utc);
+                hit(
+                    "stay left against advice, then another stay",
+                    s.disposition == AGAINST_ADVICE && stays.iter().any(|n| n.start.utc > end),
+                );
             }
             let outcomes = stay_outcomes(&rec);
             hit("30-day death counted", outcomes.iter().any(|o| o.death_30d));
@@ -733,6 +772,14 @@ mod tests {
             hit(
                 "HAI counted",
                 outcomes.iter().any(|o| !o.hai_codes.is_empty()),
+            );
+            // Two counted of one code are at least 14 days apart: the second is not a repeat.
+            let mut counted_codes: Vec<usize> =
+                outcomes.iter().flat_map(|o| o.hai_codes.clone()).collect();
+            counted_codes.sort_unstable();
+            hit(
+                "HAI of one code counted twice, 14 days apart or more",
+                counted_codes.windows(2).any(|w| w[0] == w[1]),
             );
         }
         let expected = [
@@ -757,6 +804,10 @@ mod tests {
             "HAI recordedDate only, in window",
             "HAI onset wins over recordedDate",
             "HAI local date differs",
+            "HAI refuted or entered-in-error, in window",
+            "HAI repeated within 14 days, in window",
+            "HAI of one code counted twice, 14 days apart or more",
+            "stay left against advice, then another stay",
             "30-day death counted",
             "readmission counted",
             "HAI counted",

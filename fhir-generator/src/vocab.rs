@@ -137,6 +137,7 @@ pub const CODES: &[Code] = &[
 pub const HAI_COUNT: usize = 5;
 pub const SEPSIS: usize = 0;
 pub const PNEUMONIA: usize = 1;
+pub const URINARY_TRACT: usize = 2;
 pub const DIABETES: usize = 5;
 pub const HYPERTENSION: usize = 6;
 pub const PHARYNGITIS: usize = 7;
@@ -186,9 +187,11 @@ pub const DISCHARGE_DISPOSITIONS: &[(&str, &str)] = &[
         "Discharged/transferred to an inpatient rehabilitation facility",
     ),
     ("20", "Expired"),
+    ("07", "Left against medical advice or discontinued care"),
 ];
-pub const DISPOSITION_WEIGHTS: &[u32] = &[70, 12, 12, 6, 0];
+pub const DISPOSITION_WEIGHTS: &[u32] = &[70, 12, 12, 6, 0, 3];
 pub const EXPIRED: usize = 4;
+pub const AGAINST_ADVICE: usize = 5;
 
 pub struct State {
     pub code: &'static str,

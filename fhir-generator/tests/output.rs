@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 
 use fhir_generator::metrics::MetricsAccumulator;
 use fhir_generator::model::{
-    Condition, Deceased, EncClass, EncStatus, Encounter, Hospital, Id, Meta, Patient, PatientRecord,
+    Condition, Deceased, EncClass, EncStatus, Encounter, Hospital, Id, Meta, Patient,
+    PatientRecord, Verification,
 };
 use fhir_generator::time::{parse_date, parse_datetime, parse_instant_ms};
 use fhir_generator::vocab::{DISCHARGE_DISPOSITIONS, ENCOUNTER_TYPES, SNOMED, code_index};
@@ -232,9 +233,16 @@ impl Loaded {
                 let codings = v["code"]["coding"].as_array().unwrap();
                 let snomed = codings.iter().find(|c| c["system"] == SNOMED).unwrap();
                 let code = code_index(snomed["code"].as_str().unwrap()).unwrap();
+                let verification = match v["verificationStatus"]["coding"][0]["code"].as_str() {
+                    Some("confirmed") => Verification::Confirmed,
+                    Some("refuted") => Verification::Refuted,
+                    Some("entered-in-error") => Verification::EnteredInError,
+                    other => panic!("unexpected verificationStatus {other:?}"),
+                };
                 let cond = Condition {
                     id: Id::parse(&id).unwrap(),
                     code,
+                    verification,
                     encounter: None,
                     onset: s(v, &["onsetDateTime"]).map(|t| parse_datetime(t).unwrap()),
                     recorded: s(v, &["recordedDate"]).map(|t| parse_datetime(t).unwrap()),

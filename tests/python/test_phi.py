@@ -73,11 +73,11 @@ def phi_of(resource: dict) -> set:
 
 
 def found(value: str, text: str) -> bool:
-    """Whether `value` occurs in `text`; an all-digit value (a postal code) only as a whole number,
-    not inside a longer one (a timestamp)."""
+    """Whether `value` occurs in `text`; an all-digit value (a postal code) only as a whole token,
+    not inside a longer number (a timestamp) or a hexadecimal pseudonym (`…a12509f…`)."""
     if not value.isdigit():
         return value in text
-    return re.search(rf"(?<![0-9]){value}(?![0-9])", text) is not None
+    return re.search(rf"(?<![0-9A-Za-z]){value}(?![0-9A-Za-z])", text) is not None
 
 
 def scanned_texts(root: Path):

@@ -166,6 +166,61 @@ async fn a_tenant_whose_stays_all_disappear_has_its_gold_emptied() {
 }
 
 #[tokio::test]
+async fn infections_and_index_stays_follow_the_v2_rules_worked_out_by_hand() {
+    // GIVEN tests/fixtures/edge-cases/measures-v2.ndjson, all at Alpha General in September 2024:
+    // - p-ama: a stay 1-12 September discharged against medical advice (HL7 `aadvice`), back 20-25
+    //   September. In the first stay: a refuted sepsis and an entered-in-error pneumonia on day 4,
+    //   a confirmed sepsis on 5 September (day 5), the same sepsis again on 10 September (its
+    //   onsetPeriod; day 6 of the 14-day repeat window), a UTI coded first with a local code and
+    //   then in ICD-10-CM on 6 September. In the second stay: a sepsis on 22 September (day 3 of
+    //   the stay, 17 days after the counted one).
+    // - p-exp: a stay 1-5 September discharged as expired (NUBC 20; the patient has no death
+    //   date), back 10-12 September.
+    let lake = TestLake::new();
+    let report = lake
+        .ingest(
+            &metriccare_tests::fixtures().join("edge-cases/measures-v2.ndjson"),
+            "t1",
+        )
+        .await;
+    assert_eq!(
+        (report.result, report.outcome.rejected),
+        (FileResult::Completed, 0)
+    );
+    // WHEN gold is refreshed
+    lake.lake.refresh_gold().await.unwrap();
+    let gold = read_gold(&lake.lake.services.lake).await.unwrap();
+    let rows = &gold["t1"];
+    assert_eq!(
+        rows.hospital_monthly.len(),
+        1,
+        "{:?}",
+        rows.hospital_monthly
+    );
+    let september = &rows.hospital_monthly[0];
+    // THEN four stays; two index stays (the returns: the first stays ended against advice and
+    // in death), so no readmission; 11 + 5 + 4 + 2 patient days
+    assert_eq!(
+        (
+            september.stays,
+            september.index_stays,
+            september.readmissions_30d,
+            september.patient_days
+        ),
+        (4, 2, 0, 22)
+    );
+    // AND three infections on two stays: the first sepsis, the UTI (by its second coding) and
+    // the sepsis of the second stay; not the refuted, the entered-in-error or the repeat
+    assert_eq!((september.hai_count, september.hai_stays), (3, 2));
+    let by_code: Vec<(&str, i64)> = rows
+        .hai_by_code
+        .iter()
+        .map(|r| (r.code.as_str(), r.count))
+        .collect();
+    assert_eq!(by_code, [("91302008", 2), ("N39.0", 1)]);
+}
+
+#[tokio::test]
 async fn hand_written_edge_cases_give_the_numbers_worked_out_by_hand() {
     // GIVEN tests/fixtures/edge-cases: deaths on day +30 (through a time zone) and +31, a
     // deceasedBoolean without date, a death during the stay, a readmission chain across two

@@ -1585,7 +1585,9 @@ fn write_row(
     // The columns added since the first release (`SilverTable::added_columns`), after lineage.
     match record {
         Record::Encounter(e) => {
-            row.str(e.class_system.as_deref()).str(third_ref);
+            row.str(e.class_system.as_deref())
+                .str(third_ref)
+                .str(e.discharge_disposition_system.as_deref());
         }
         Record::Condition(c) => {
             row.str(codings_column(&c.codings).as_deref());

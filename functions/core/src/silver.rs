@@ -151,7 +151,11 @@ impl SilverTable {
     /// reordered while some base files are older).
     pub fn added_columns(self) -> &'static [&'static str] {
         match self {
-            Self::Encounter => &["class_system", "part_of_key"],
+            Self::Encounter => &[
+                "class_system",
+                "part_of_key",
+                "discharge_disposition_system",
+            ],
             Self::Condition => &["code_codings"],
             Self::Patient | Self::Organization => &[],
         }

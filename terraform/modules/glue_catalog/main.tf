@@ -30,6 +30,7 @@ locals {
     encounter = [
       ["class_system", "string"],
       ["part_of_key", "string"],
+      ["discharge_disposition_system", "string"],
     ]
     condition = [
       ["code_codings", "string"],

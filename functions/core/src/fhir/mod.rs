@@ -139,6 +139,8 @@ pub struct EncounterRecord {
     pub hospital: Option<RefTarget>,
     pub hospital_name: Option<String>,
     pub discharge_disposition: Option<String>,
+    /// The code system of `discharge_disposition` (HL7 discharge-disposition, NUBC, a local one).
+    pub discharge_disposition_system: Option<String>,
     /// `partOf`: the encounter this one belongs to (its top-level stay, or a step towards it).
     pub part_of: Option<RefTarget>,
 }
@@ -354,6 +356,11 @@ fn encounter(e: model::Encounter<'_>, full_url: Option<&str>) -> Result<Encounte
     let kind = e.kind.first();
     let kind_coding = kind.and_then(model::CodeableConcept::preferred);
     let class = e.class.unwrap_or_default();
+    let disposition = e
+        .hospitalization
+        .as_ref()
+        .and_then(|h| h.discharge_disposition.as_ref())
+        .and_then(model::CodeableConcept::preferred);
     Ok(EncounterRecord {
         common,
         patient,
@@ -370,11 +377,9 @@ fn encounter(e: model::Encounter<'_>, full_url: Option<&str>) -> Result<Encounte
         period_end,
         hospital,
         hospital_name,
-        discharge_disposition: first_code(
-            e.hospitalization
-                .and_then(|h| h.discharge_disposition)
-                .as_ref(),
-        ),
+        discharge_disposition: disposition.and_then(|c| c.code.as_deref().map(str::to_owned)),
+        discharge_disposition_system: disposition
+            .and_then(|c| c.system.as_deref().map(str::to_owned)),
         part_of,
     })
 }

@@ -77,7 +77,8 @@ impl HaiValueSet {
         Ok(Self { codes })
     }
 
-    fn display(&self, system: Option<&str>, code: &str) -> Option<&str> {
+    /// The listed code a coding matches (system and code), if any.
+    fn find(&self, system: Option<&str>, code: &str) -> Option<&HaiCode> {
         let system = system?;
         let same = |listed: &str| {
             if system == ICD_10_CM {
@@ -92,7 +93,6 @@ impl HaiValueSet {
         self.codes
             .iter()
             .find(|c| c.system == system && same(&c.code))
-            .map(|c| c.display.as_str())
     }
 }
 
@@ -116,6 +116,8 @@ pub struct EncounterFacts {
     /// The encounter this one is part of: an encounter with one is never a stay; its conditions
     /// count for the stay at the top of its chain.
     pub part_of_key: Option<String>,
+    pub discharge_disposition: Option<String>,
+    pub discharge_disposition_system: Option<String>,
 }
 
 impl EncounterFacts {
@@ -131,6 +133,8 @@ impl EncounterFacts {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ConditionFacts {
     pub encounter_key: Option<String>,
+    /// `entered-in-error` and `refuted` conditions are not infections.
+    pub verification_status: Option<String>,
     /// Every coding of the condition's code: it is an HAI when any of them is in the value set.
     pub codings: Vec<CodingValue>,
     pub onset_at: Option<i64>,
@@ -293,6 +297,42 @@ pub fn ratio(numerator: i64, denominator: i64) -> f64 {
 
 const FINISHED: [&str; 2] = ["finished", "completed"];
 
+/// Conditions that are not infections whatever their code (`verificationStatus`).
+const NOT_AN_INFECTION: [&str; 2] = ["entered-in-error", "refuted"];
+
+/// NHSN's repeat infection timeframe: the onset day is day 1 of 14; another infection of the same
+/// code for the same patient with its onset within them is the same infection.
+const REPEAT_INFECTION_DAYS: i64 = 14;
+
+/// Discharge dispositions that end a stay outside the readmission index: the patient died, or left
+/// against medical advice. HL7's codes and the NUBC patient discharge status codes (Synthea's and
+/// US claims'); a disposition recorded without a system matches on its code.
+const DISPOSITIONS_NOT_INDEX: [(&str, &[&str]); 3] = [
+    (
+        "http://terminology.hl7.org/CodeSystem/discharge-disposition",
+        &["exp", "aadvice"],
+    ),
+    (
+        "http://www.nubc.org/patient-discharge",
+        &["20", "40", "41", "42", "07"],
+    ),
+    (
+        "https://www.nubc.org/CodeSystem/PatDischargeStatus",
+        &["20", "40", "41", "42", "07"],
+    ),
+];
+
+/// Whether a stay's discharge disposition is death or leaving against medical advice.
+fn disposition_excludes_index(encounter: &EncounterFacts) -> bool {
+    let Some(code) = encounter.discharge_disposition.as_deref() else {
+        return false;
+    };
+    let system = encounter.discharge_disposition_system.as_deref();
+    DISPOSITIONS_NOT_INDEX
+        .iter()
+        .any(|(listed, codes)| system.is_none_or(|s| s == *listed) && codes.contains(&code))
+}
+
 /// The calendar day (days since 1970-01-01) of an instant on the facility's clock. An instant at
 /// exactly midnight UTC is a FHIR date without a time (silver keeps `2024-03-05` as its first
 /// instant, UTC): it is that date wherever the facility is, not the evening before in the Americas.
@@ -381,6 +421,49 @@ fn top_level_encounters(encounters: &[EncounterFacts]) -> HashMap<&str, &str> {
         .collect()
 }
 
+/// The infections counted on each stay (in `stays`' order): onset from day 3 of the stay to its
+/// discharge day, and not a repeat — per patient and listed code, one whose onset falls within the
+/// repeat infection timeframe of a counted one is the same infection.
+fn count_hais<'v>(
+    stays: &[Stay<'_>],
+    hais: &HashMap<&str, Vec<(i64, &'v HaiCode)>>,
+) -> Vec<Vec<&'v HaiCode>> {
+    // (patient, system, code) → (onset day, stay, listed code) of every infection in its stay's
+    // window.
+    type Onset<'v> = (i64, usize, &'v HaiCode);
+    let mut by_patient_code: BTreeMap<(&str, &str, &str), Vec<Onset<'v>>> = BTreeMap::new();
+    for (index, s) in stays.iter().enumerate() {
+        for &(day, listed) in hais
+            .get(s.encounter.encounter_key.as_str())
+            .into_iter()
+            .flatten()
+        {
+            if s.admission_day + 2 <= day && day <= s.discharge_day {
+                by_patient_code
+                    .entry((
+                        s.encounter.patient_key.as_str(),
+                        listed.system.as_str(),
+                        listed.code.as_str(),
+                    ))
+                    .or_default()
+                    .push((day, index, listed));
+            }
+        }
+    }
+    let mut counted = vec![Vec::new(); stays.len()];
+    for mut onsets in by_patient_code.into_values() {
+        onsets.sort_unstable_by_key(|&(day, index, _)| (day, index));
+        let mut window_end = i64::MIN;
+        for (day, index, listed) in onsets {
+            if day >= window_end {
+                counted[index].push(listed);
+                window_end = day + REPEAT_INFECTION_DAYS;
+            }
+        }
+    }
+    counted
+}
+
 /// Computes a tenant's gold rows from its silver rows, read as its profile says.
 pub fn compute(silver: &TenantSilver, profile: &TenantProfile) -> GoldRows {
     let value_set = &profile.hai;
@@ -396,37 +479,42 @@ pub fn compute(silver: &TenantSilver, profile: &TenantProfile) -> GoldRows {
             .or_default()
             .push(s);
     }
-    // HAI onset days (with their code) per top-level encounter: a condition recorded in an ICU
+    // HAI onsets (local day, listed code) per top-level encounter: a condition recorded in an ICU
     // encounter inside an admission counts for the admission.
     let top_level = top_level_encounters(&silver.encounters);
-    let mut hais: HashMap<&str, Vec<(i64, &str, &str)>> = HashMap::new();
+    let mut hais: HashMap<&str, Vec<(i64, &HaiCode)>> = HashMap::new();
     for c in &silver.conditions {
+        if c.verification_status
+            .as_deref()
+            .is_some_and(|status| NOT_AN_INFECTION.contains(&status))
+        {
+            continue;
+        }
         let Some(encounter) = c.encounter_key.as_deref() else {
             continue;
         };
         let encounter = top_level.get(encounter).copied().unwrap_or(encounter);
-        // The first coding in the value set names the infection (its code in `hai_by_code`).
-        let Some((code, display)) = c.codings.iter().find_map(|coding| {
-            value_set
-                .display(coding.system.as_deref(), &coding.code)
-                .map(|display| (coding.code.as_str(), display))
-        }) else {
+        // The first coding in the value set names the infection.
+        let Some(listed) = c
+            .codings
+            .iter()
+            .find_map(|coding| value_set.find(coding.system.as_deref(), &coding.code))
+        else {
             continue;
         };
         let Some(onset) = c.onset_at.or(c.recorded_at) else {
             continue;
         };
-        hais.entry(encounter).or_default().push((
-            local_day(onset, profile.time_zone),
-            code,
-            display,
-        ));
+        hais.entry(encounter)
+            .or_default()
+            .push((local_day(onset, profile.time_zone), listed));
     }
+    let counted_hais = count_hais(&stays, &hais);
 
     let mut cells: BTreeMap<(String, String), Cell> = BTreeMap::new();
     let mut hai_rows: BTreeMap<(String, String), (String, i64)> = BTreeMap::new();
     let mut yearly: BTreeMap<i32, (i64, i64)> = BTreeMap::new();
-    for s in &stays {
+    for (s, counted) in stays.iter().zip(&counted_hais) {
         let death_day = silver
             .patients
             .get(s.encounter.patient_key.as_str())
@@ -435,17 +523,12 @@ pub fn compute(silver: &TenantSilver, profile: &TenantProfile) -> GoldRows {
         let los = (s.discharge_day - s.admission_day).max(1);
         let death_30d =
             death_day.is_some_and(|d| s.admission_day <= d && d <= s.admission_day + 30);
-        let index = death_day.is_none_or(|d| d > s.discharge_day);
+        let index = death_day.is_none_or(|d| d > s.discharge_day)
+            && !disposition_excludes_index(s.encounter);
         let readmitted = index
             && stays_by_patient[s.encounter.patient_key.as_str()]
                 .iter()
                 .any(|next| next.start > s.end && next.admission_day <= s.discharge_day + 30);
-        let counted: Vec<&(i64, &str, &str)> = hais
-            .get(s.encounter.encounter_key.as_str())
-            .into_iter()
-            .flatten()
-            .filter(|(day, _, _)| s.admission_day + 2 <= *day && *day <= s.discharge_day)
-            .collect();
 
         let (month, year) = month_of(s.discharge_day);
         let hospital_id = s
@@ -478,10 +561,10 @@ pub fn compute(silver: &TenantSilver, profile: &TenantProfile) -> GoldRows {
         t.patient_days += los;
         t.hai_count += counted.len() as i64;
         t.hai_stays += i64::from(!counted.is_empty());
-        for (_, code, display) in counted {
+        for listed in counted {
             let row = hai_rows
-                .entry((month.clone(), (*code).to_owned()))
-                .or_insert_with(|| ((*display).to_owned(), 0));
+                .entry((month.clone(), listed.code.clone()))
+                .or_insert_with(|| (listed.display.clone(), 0));
             row.1 += 1;
         }
         let y = yearly.entry(year).or_default();
@@ -565,7 +648,7 @@ mod tests {
             period_end: at(end),
             hospital_key: Some("h1".into()),
             hospital_name: Some("General".into()),
-            part_of_key: None,
+            ..EncounterFacts::default()
         }
     }
 
@@ -587,6 +670,7 @@ mod tests {
             codings: vec![coding("http://snomed.info/sct", code)],
             onset_at: onset.and_then(at),
             recorded_at: recorded.and_then(at),
+            ..ConditionFacts::default()
         }
     }
 
@@ -849,6 +933,119 @@ mod tests {
     }
 
     #[test]
+    fn refuted_and_entered_in_error_conditions_and_repeats_within_fourteen_days_are_not_counted() {
+        // GIVEN two stays of one patient, 10 days apart, and a stay of another patient
+        let first = stay("s1", "p", "2024-07-01T10:00:00Z", "2024-07-10T10:00:00Z");
+        let second = stay("s2", "p", "2024-07-20T10:00:00Z", "2024-07-30T10:00:00Z");
+        let other = stay("o", "q", "2024-07-01T10:00:00Z", "2024-07-10T10:00:00Z");
+        let with_status = |status: &str, condition: ConditionFacts| ConditionFacts {
+            verification_status: Some(status.into()),
+            ..condition
+        };
+        let conditions = vec![
+            // A refuted and an entered-in-error sepsis on day 3: not infections
+            with_status(
+                "refuted",
+                hai("s1", "91302008", Some("2024-07-03T12:00:00Z"), None),
+            ),
+            with_status(
+                "entered-in-error",
+                hai("s1", "91302008", Some("2024-07-03T12:00:00Z"), None),
+            ),
+            // Sepsis on 4 July (counted, window to 17 July), again on 9 July (the same infection)
+            with_status(
+                "confirmed",
+                hai("s1", "91302008", Some("2024-07-04T12:00:00Z"), None),
+            ),
+            hai("s1", "91302008", Some("2024-07-09T12:00:00Z"), None),
+            // A pneumonia on 9 July: another code, counted
+            hai("s1", "233604007", Some("2024-07-09T12:00:00Z"), None),
+            // Sepsis on 17 July would be day 14 of the window; the next stay's on 22 July is
+            // outside it: a new infection, counted
+            hai("s2", "91302008", Some("2024-07-22T12:00:00Z"), None),
+            // The other patient's sepsis on 4 July: their own, counted
+            hai("o", "91302008", Some("2024-07-04T12:00:00Z"), None),
+        ];
+        // WHEN gold is computed
+        let rows = compute(
+            &silver(vec![first, second, other], &[], conditions),
+            &utc_profile(),
+        );
+        // THEN four infections on three stays
+        let july = month(&rows, "2024-07");
+        assert_eq!((july.hai_count, july.hai_stays), (4, 3));
+    }
+
+    #[test]
+    fn the_fourteenth_day_of_the_repeat_window_is_a_repeat_and_the_fifteenth_is_not() {
+        let stays = vec![stay(
+            "s",
+            "p",
+            "2024-07-01T10:00:00Z",
+            "2024-08-30T10:00:00Z",
+        )];
+        let sepsis = |day: &str| hai("s", "91302008", Some(day), None);
+        // Onset 3 July: day 1 of its window; 16 July is day 14, 17 July day 15
+        let rows = compute(
+            &silver(
+                stays,
+                &[],
+                vec![
+                    sepsis("2024-07-03T12:00:00Z"),
+                    sepsis("2024-07-16T12:00:00Z"),
+                    sepsis("2024-07-17T12:00:00Z"),
+                ],
+            ),
+            &utc_profile(),
+        );
+        assert_eq!(month(&rows, "2024-08").hai_count, 2);
+    }
+
+    #[test]
+    fn a_stay_ending_in_death_or_against_medical_advice_is_no_index_stay() {
+        // GIVEN four stays of four patients, each followed by a readmission 10 days later; the
+        // first discharged home, the second expired (HL7) with no death date on the patient, the
+        // third left against medical advice (NUBC 07), the fourth `aadvice` with no system
+        let disposition =
+            |key: &str, patient: &str, system: Option<&str>, code: &str| EncounterFacts {
+                discharge_disposition: Some(code.into()),
+                discharge_disposition_system: system.map(str::to_owned),
+                ..stay(key, patient, "2024-05-01T10:00:00Z", "2024-05-05T10:00:00Z")
+            };
+        let readmission = |key: &str, patient: &str| {
+            stay(key, patient, "2024-05-15T10:00:00Z", "2024-05-18T10:00:00Z")
+        };
+        let hl7 = Some("http://terminology.hl7.org/CodeSystem/discharge-disposition");
+        let encounters = vec![
+            disposition("a", "p1", hl7, "home"),
+            disposition("b", "p2", hl7, "exp"),
+            disposition(
+                "c",
+                "p3",
+                Some("http://www.nubc.org/patient-discharge"),
+                "07",
+            ),
+            disposition("d", "p4", None, "aadvice"),
+            // a local system's `07` is not NUBC's
+            disposition("e", "p5", Some("http://hospital.example/disposition"), "07"),
+            readmission("a2", "p1"),
+            readmission("b2", "p2"),
+            readmission("c2", "p3"),
+            readmission("d2", "p4"),
+            readmission("e2", "p5"),
+        ];
+        // WHEN gold is computed
+        let rows = compute(&silver(encounters, &[], vec![]), &utc_profile());
+        // THEN only the home discharge and the local code are index stays, both readmitted; the
+        // readmissions are index stays, not readmitted
+        let may = month(&rows, "2024-05");
+        assert_eq!(
+            (may.stays, may.index_stays, may.readmissions_30d),
+            (10, 7, 2)
+        );
+    }
+
+    #[test]
     fn dates_are_utc_calendar_dates_and_a_stay_belongs_to_its_discharge_month() {
         let rows = compute(
             &silver(
@@ -894,10 +1091,10 @@ mod tests {
             // Part of itself: no parent, so a stay of its own (with no hospital).
             part("self", "self"),
         ];
-        // AND an infection recorded in the bed encounter on day 4, one in the ICU on day 3, and
-        // one in the cycle
+        // AND a pneumonia recorded in the bed encounter on day 4, a sepsis in the ICU on day 3,
+        // and one in the cycle
         let conditions = vec![
-            hai("bed", "91302008", Some("2024-03-04T10:00:00Z"), None),
+            hai("bed", "233604007", Some("2024-03-04T10:00:00Z"), None),
             hai("icu", "91302008", Some("2024-03-03T10:00:00Z"), None),
             hai("loop-a", "91302008", Some("2024-03-04T10:00:00Z"), None),
         ];
@@ -947,9 +1144,10 @@ mod tests {
         // AND in New York the stay is January's: 29 → 31 January, 2 days, the sepsis on day 3
         let january = month(&west, "2024-01");
         assert_eq!((january.stays, january.patient_days), (1, 2));
+        // (reported under the value set's code: `A419` and `A41.9` are one row)
         assert_eq!(
             (january.hai_count, west.hai_by_code[0].code.as_str()),
-            (1, "A419")
+            (1, "A41.9")
         );
         assert_eq!(west.hai_by_code[0].display, "Sepsis, unspecified organism");
         // AND in Tokyo it is February's: 30 January → 1 February, and the sepsis (1 February

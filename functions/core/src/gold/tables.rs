@@ -224,9 +224,12 @@ pub fn silver_columns_read(table: SilverTable) -> &'static [&'static str] {
             "hospital_key",
             "hospital_name",
             "part_of_key",
+            "discharge_disposition",
+            "discharge_disposition_system",
         ],
         SilverTable::Condition => &[
             "encounter_key",
+            "verification_status",
             "code_system",
             "code",
             "code_codings",
@@ -280,11 +283,14 @@ pub fn tenant_silver_from_batches(
             hospital_key: c.text("hospital_key", r)?,
             hospital_name: c.text("hospital_name", r)?,
             part_of_key: c.text("part_of_key", r)?,
+            discharge_disposition: c.text("discharge_disposition", r)?,
+            discharge_disposition_system: c.text("discharge_disposition_system", r)?,
         })
     })?;
     silver.conditions = each_row(batches.get(&SilverTable::Condition), |c, r| {
         Ok(ConditionFacts {
             encounter_key: c.text("encounter_key", r)?,
+            verification_status: c.text("verification_status", r)?,
             codings: condition_codings(c, r)?,
             onset_at: c.timestamp("onset_at", r)?,
             recorded_at: c.timestamp("recorded_at", r)?,

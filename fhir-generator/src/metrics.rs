@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use crate::model::{EncStatus, Encounter, Hospital, PatientRecord, Verification};
 use crate::time::civil_from_days;
 use crate::truth::{HaiByCode, HospitalMonth, MortalityYear};
-use crate::vocab::{AGAINST_ADVICE, CODES, EXPIRED};
+use crate::vocab::{AGAINST_ADVICE, CODES, EXPIRED, SNOMED};
 
 /// Whether an encounter counts as an inpatient stay.
 pub fn is_stay(e: &Encounter) -> bool {
@@ -37,47 +37,52 @@ pub struct StayOutcome {
     /// Index into the record's encounters.
     pub encounter: usize,
     pub hospital: usize,
+    pub start: i64,
+    pub end: i64,
     pub admission_day: i64,
     pub discharge_day: i64,
     pub los: u64,
-    pub death_30d: bool,
-    pub index: bool,
-    pub readmitted: bool,
     /// Codes (indices into `vocab::CODES`) of the HAIs counted on this stay.
     pub hai_codes: Vec<usize>,
 }
 
-/// Evaluates every stay of one patient.
+/// The evaluation of one episode: stays chained by transfer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EpisodeOutcome {
+    /// Indices into the stay outcomes, first to last.
+    pub stays: Vec<usize>,
+    pub death_30d: bool,
+    pub index: bool,
+    pub readmitted: bool,
+    /// The mortality window (first admission + 30) had not ended at the as-of day.
+    pub mortality_open: bool,
+    /// An index episode whose readmission window (last discharge + 30) had not ended.
+    pub readmission_open: bool,
+}
+
+/// Evaluates every stay of one patient, in admission order.
 pub fn stay_outcomes(rec: &PatientRecord) -> Vec<StayOutcome> {
-    let death_day = rec.patient.deceased.date_time().map(|t| t.utc_day());
-    let stays: Vec<usize> = (0..rec.encounters.len())
+    let mut stays: Vec<usize> = (0..rec.encounters.len())
         .filter(|&i| is_stay(&rec.encounters[i]))
         .collect();
+    stays.sort_by_key(|&i| {
+        let e = &rec.encounters[i];
+        (e.start.utc, e.end.map(|t| t.utc), i)
+    });
     let mut out = Vec::with_capacity(stays.len());
     for &i in &stays {
         let e = &rec.encounters[i];
         let Some(end) = e.end else { continue };
         let adm = e.start.utc_day();
         let dis = end.utc_day();
-        let los = (dis - adm).max(1) as u64;
-        let death_30d = death_day.is_some_and(|d| adm <= d && d <= adm + 30);
-        let index = death_day.is_none_or(|d| d > dis)
-            && e.disposition != EXPIRED
-            && e.disposition != AGAINST_ADVICE;
-        let readmitted = index
-            && stays.iter().any(|&j| {
-                let n = &rec.encounters[j];
-                n.start.utc > end.utc && n.start.utc_day() <= dis + 30
-            });
         out.push(StayOutcome {
             encounter: i,
             hospital: e.hospital,
+            start: e.start.utc,
+            end: end.utc,
             admission_day: adm,
             discharge_day: dis,
-            los,
-            death_30d,
-            index,
-            readmitted,
+            los: (dis - adm).max(1) as u64,
             hai_codes: Vec::new(),
         });
     }
@@ -114,31 +119,98 @@ pub fn stay_outcomes(rec: &PatientRecord) -> Vec<StayOutcome> {
     out
 }
 
+/// Groups one patient's stays (from [`stay_outcomes`], in admission order)
+/// into episodes and evaluates mortality and readmission per episode, with
+/// the windows still open at `as_of_day`.
+pub fn episode_outcomes(
+    rec: &PatientRecord,
+    stays: &[StayOutcome],
+    as_of_day: i64,
+) -> Vec<EpisodeOutcome> {
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for (k, s) in stays.iter().enumerate() {
+        let transfer = groups.last().is_some_and(|g| {
+            let prev = &stays[g[g.len() - 1]];
+            s.hospital != prev.hospital && s.admission_day <= prev.discharge_day + 1
+        });
+        match groups.last_mut() {
+            Some(g) if transfer => g.push(k),
+            _ => groups.push(vec![k]),
+        }
+    }
+    let death_day = rec.patient.deceased.date_time().map(|t| t.utc_day());
+    let firsts: Vec<&StayOutcome> = groups.iter().map(|g| &stays[g[0]]).collect();
+    groups
+        .iter()
+        .map(|g| {
+            let first = &stays[g[0]];
+            let last = &stays[g[g.len() - 1]];
+            let disposition = rec.encounters[last.encounter].disposition;
+            let index = death_day.is_none_or(|d| d > last.discharge_day)
+                && disposition != EXPIRED
+                && disposition != AGAINST_ADVICE;
+            EpisodeOutcome {
+                stays: g.clone(),
+                death_30d: death_day
+                    .is_some_and(|d| first.admission_day <= d && d <= first.admission_day + 30),
+                index,
+                readmitted: index
+                    && firsts
+                        .iter()
+                        .any(|n| n.start > last.end && n.admission_day <= last.discharge_day + 30),
+                mortality_open: as_of_day <= first.admission_day + 30,
+                readmission_open: index && as_of_day <= last.discharge_day + 30,
+            }
+        })
+        .collect()
+}
+
 #[derive(Default, Clone, Copy, Debug)]
 struct Cell {
     stays: u64,
     deaths_30d: u64,
+    mortality_episodes: u64,
     index_stays: u64,
     readmissions_30d: u64,
     patient_days: u64,
     hai_count: u64,
     hai_stays: u64,
+    open_window_index: u64,
+    open_window_mortality: u64,
 }
 
-/// Sums stays per (hospital, discharge month), HAIs per (month, code) and
-/// mortality per discharge year.
-#[derive(Default, Debug, Clone)]
+/// The day the ground truth is taken as of: the day after the last 30-day
+/// window of the generated data ends, so no window is open (a gold refresh
+/// run any time later agrees).
+pub const ALL_WINDOWS_ENDED_DAY: i64 = crate::synth::DATA_END + 32;
+
+/// Sums stays per (hospital, discharge month), HAIs per (month, code),
+/// mortality per first stay's hospital and discharge month and year, and
+/// readmission per last stay's hospital and discharge month.
+#[derive(Debug, Clone)]
 pub struct MetricsAccumulator {
+    as_of_day: i64,
     /// Key: (hospital index, (year, month)).
     cells: BTreeMap<(usize, (i32, u32)), Cell>,
     /// Key: ((year, month), code index).
     hai: BTreeMap<((i32, u32), usize), u64>,
-    /// Key: year -> (stays, deaths_30d).
+    /// Key: year -> (episodes, deaths_30d).
     yearly: BTreeMap<i32, (u64, u64)>,
+}
+
+impl Default for MetricsAccumulator {
+    fn default() -> Self {
+        Self::as_of(ALL_WINDOWS_ENDED_DAY)
+    }
 }
 
 fn ratio(n: u64, d: u64) -> f64 {
     if d == 0 { 0.0 } else { n as f64 / d as f64 }
+}
+
+fn year_month(day: i64) -> (i32, u32) {
+    let (y, m, _) = civil_from_days(day);
+    (y, m)
 }
 
 impl MetricsAccumulator {
@@ -146,23 +218,47 @@ impl MetricsAccumulator {
         Self::default()
     }
 
+    /// An accumulator whose open windows are those not ended at `as_of_day`.
+    pub fn as_of(as_of_day: i64) -> Self {
+        Self {
+            as_of_day,
+            cells: BTreeMap::new(),
+            hai: BTreeMap::new(),
+            yearly: BTreeMap::new(),
+        }
+    }
+
     pub fn add_patient(&mut self, rec: &PatientRecord) {
-        for s in stay_outcomes(rec) {
-            let (y, m, _) = civil_from_days(s.discharge_day);
-            let cell = self.cells.entry((s.hospital, (y, m))).or_default();
+        let stays = stay_outcomes(rec);
+        for s in &stays {
+            let ym = year_month(s.discharge_day);
+            let cell = self.cells.entry((s.hospital, ym)).or_default();
             cell.stays += 1;
-            cell.deaths_30d += u64::from(s.death_30d);
-            cell.index_stays += u64::from(s.index);
-            cell.readmissions_30d += u64::from(s.readmitted);
             cell.patient_days += s.los;
             cell.hai_count += s.hai_codes.len() as u64;
             cell.hai_stays += u64::from(!s.hai_codes.is_empty());
             for &code in &s.hai_codes {
-                *self.hai.entry(((y, m), code)).or_default() += 1;
+                *self.hai.entry((ym, code)).or_default() += 1;
             }
-            let year = self.yearly.entry(y).or_default();
+        }
+        for ep in episode_outcomes(rec, &stays, self.as_of_day) {
+            let first = &stays[ep.stays[0]];
+            let last = &stays[ep.stays[ep.stays.len() - 1]];
+            let ym = year_month(first.discharge_day);
+            let cell = self.cells.entry((first.hospital, ym)).or_default();
+            cell.mortality_episodes += 1;
+            cell.deaths_30d += u64::from(ep.death_30d);
+            cell.open_window_mortality += u64::from(ep.mortality_open);
+            let year = self.yearly.entry(ym.0).or_default();
             year.0 += 1;
-            year.1 += u64::from(s.death_30d);
+            year.1 += u64::from(ep.death_30d);
+            let cell = self
+                .cells
+                .entry((last.hospital, year_month(last.discharge_day)))
+                .or_default();
+            cell.index_stays += u64::from(ep.index);
+            cell.readmissions_30d += u64::from(ep.readmitted);
+            cell.open_window_index += u64::from(ep.readmission_open);
         }
     }
 
@@ -187,7 +283,8 @@ impl MetricsAccumulator {
                     month: label(ym),
                     stays: c.stays,
                     deaths_30d: c.deaths_30d,
-                    mortality_rate: ratio(c.deaths_30d, c.stays),
+                    mortality_episodes: c.mortality_episodes,
+                    mortality_rate: ratio(c.deaths_30d, c.mortality_episodes),
                     index_stays: c.index_stays,
                     readmissions_30d: c.readmissions_30d,
                     readmission_rate: ratio(c.readmissions_30d, c.index_stays),
@@ -196,6 +293,8 @@ impl MetricsAccumulator {
                     hai_count: c.hai_count,
                     hai_stays: c.hai_stays,
                     hai_per_1000_patient_days: ratio(c.hai_count * 1000, c.patient_days),
+                    open_window_index: c.open_window_index,
+                    open_window_mortality: c.open_window_mortality,
                 }
             })
             .collect();
@@ -211,6 +310,7 @@ impl MetricsAccumulator {
             .iter()
             .map(|(&(ym, code), &count)| HaiByCode {
                 month: label(ym),
+                system: SNOMED.to_string(),
                 code: CODES[code].code.to_string(),
                 display: CODES[code].display.to_string(),
                 count,
@@ -220,11 +320,11 @@ impl MetricsAccumulator {
         let yearly = self
             .yearly
             .iter()
-            .map(|(&year, &(stays, deaths))| MortalityYear {
+            .map(|(&year, &(episodes, deaths))| MortalityYear {
                 year,
-                stays,
+                episodes,
                 deaths,
-                rate: ratio(deaths, stays),
+                rate: ratio(deaths, episodes),
             })
             .collect();
         (monthly, hai, yearly)
@@ -329,6 +429,11 @@ mod tests {
         assert!(!is_stay(&e));
     }
 
+    /// The episodes of a record, with every window ended.
+    fn episodes(rec: &PatientRecord) -> Vec<EpisodeOutcome> {
+        episode_outcomes(rec, &stay_outcomes(rec), ALL_WINDOWS_ENDED_DAY)
+    }
+
     /// Patient A: same-day stay (LOS 1), a 3-day stay, death exactly 30 days
     /// after the second admission. Patient B: death 31 days after admission.
     /// Patient C: readmitted at discharge + 30 (counts) then + 31 (does not).
@@ -343,8 +448,11 @@ mod tests {
             ],
             conditions: vec![],
         };
-        let out = stay_outcomes(&a);
-        assert_eq!(out.iter().map(|s| s.los).collect::<Vec<_>>(), vec![1, 3]);
+        assert_eq!(
+            stay_outcomes(&a).iter().map(|s| s.los).collect::<Vec<_>>(),
+            vec![1, 3]
+        );
+        let out = episodes(&a);
         assert_eq!(
             out.iter().map(|s| s.death_30d).collect::<Vec<_>>(),
             vec![false, true]
@@ -361,14 +469,14 @@ mod tests {
             encounters: vec![stay(21, 1, utc(2023, 3, 2, 8), utc(2023, 3, 4, 9))],
             conditions: vec![],
         };
-        let out = stay_outcomes(&b);
+        let out = episodes(&b);
         assert!(!out[0].death_30d);
         assert!(out[0].index);
         let b_in_stay = PatientRecord {
             patient: patient(3, Deceased::At(utc(2023, 3, 4, 9))),
             ..b.clone()
         };
-        let out = stay_outcomes(&b_in_stay);
+        let out = episodes(&b_in_stay);
         assert!(out[0].death_30d);
         assert!(!out[0].index);
         // deceasedBoolean: deceased, never a 30-day death, still index.
@@ -376,7 +484,7 @@ mod tests {
             patient: patient(4, Deceased::Unknown),
             ..b.clone()
         };
-        let out = stay_outcomes(&unknown);
+        let out = episodes(&unknown);
         assert!(!out[0].death_30d && out[0].index);
 
         // C: discharge 2023-05-01; next admission 05-31 (= +30, counted);
@@ -390,7 +498,7 @@ mod tests {
             ],
             conditions: vec![],
         };
-        let out = stay_outcomes(&c);
+        let out = episodes(&c);
         assert_eq!(
             out.iter().map(|s| s.readmitted).collect::<Vec<_>>(),
             vec![true, false, false]
@@ -405,7 +513,7 @@ mod tests {
             ],
             conditions: vec![],
         };
-        let out = stay_outcomes(&d);
+        let out = episodes(&d);
         assert!(!out[0].readmitted);
         let e = PatientRecord {
             encounters: vec![
@@ -414,7 +522,51 @@ mod tests {
             ],
             ..d
         };
-        assert!(stay_outcomes(&e)[0].readmitted);
+        assert!(episodes(&e)[0].readmitted);
+    }
+
+    #[test]
+    fn transfer_chains_are_episodes_and_open_windows_are_flagged() {
+        // Hospital 0 on 1-5 June, hospital 1 from the discharge day to
+        // 8 June, hospital 0 again on 9-10 June (the next day: a transfer
+        // back), then hospital 0 on 20-22 June (a readmission); died on
+        // 25 June.
+        let rec = PatientRecord {
+            patient: patient(7, Deceased::At(utc(2023, 6, 25, 12))),
+            encounters: vec![
+                stay(70, 0, utc(2023, 6, 1, 8), utc(2023, 6, 5, 9)),
+                stay(71, 1, utc(2023, 6, 5, 15), utc(2023, 6, 8, 10)),
+                stay(72, 0, utc(2023, 6, 9, 20), utc(2023, 6, 10, 10)),
+                stay(73, 0, utc(2023, 6, 20, 8), utc(2023, 6, 22, 10)),
+            ],
+            conditions: vec![],
+        };
+        let out = episodes(&rec);
+        assert_eq!(
+            out.iter().map(|e| e.stays.len()).collect::<Vec<_>>(),
+            vec![3, 1]
+        );
+        // Both episodes' deaths fall in their windows; the chain was
+        // readmitted by the 20 June stay; the last episode is index (the
+        // death is after its discharge), not readmitted.
+        assert!(out.iter().all(|e| e.death_30d));
+        assert_eq!(
+            out.iter()
+                .map(|e| (e.index, e.readmitted))
+                .collect::<Vec<_>>(),
+            vec![(true, true), (true, false)]
+        );
+        // As of 2 July: the chain's mortality window (1 June + 30, through
+        // 1 July) has ended, its readmission window (10 June + 30) has not;
+        // the second episode's are both open.
+        let stays = stay_outcomes(&rec);
+        let open = episode_outcomes(&rec, &stays, crate::time::days_from_civil(2023, 7, 2));
+        assert_eq!(
+            open.iter()
+                .map(|e| (e.mortality_open, e.readmission_open))
+                .collect::<Vec<_>>(),
+            vec![(false, true), (true, true)]
+        );
     }
 
     #[test]
@@ -456,8 +608,9 @@ mod tests {
         assert_eq!(first_codes, vec![SEPSIS, PNEUMONIA]);
         assert_eq!(out[1].hai_codes, vec![SEPSIS]);
         // Left against advice: no index stay, so not readmitted by the second
-        assert_eq!((out[0].index, out[0].readmitted), (false, false));
-        assert!(out[1].index);
+        let episodes = episodes(&rec);
+        assert_eq!((episodes[0].index, episodes[0].readmitted), (false, false));
+        assert!(episodes[1].index);
     }
 
     #[test]
@@ -552,7 +705,7 @@ mod tests {
         assert_eq!((hai[2].code.as_str(), hai[2].count), ("91302008", 1));
         assert_eq!(yearly.len(), 1);
         assert_eq!(
-            (yearly[0].year, yearly[0].stays, yearly[0].deaths),
+            (yearly[0].year, yearly[0].episodes, yearly[0].deaths),
             (2023, 2, 0)
         );
     }
@@ -595,6 +748,6 @@ mod tests {
         assert!((m.readmission_rate - 1.0 / 3.0).abs() < 1e-12);
         assert_eq!(m.hai_per_1000_patient_days, 0.0);
         assert!(hai.is_empty());
-        assert_eq!((yearly[0].stays, yearly[0].deaths), (3, 1));
+        assert_eq!((yearly[0].episodes, yearly[0].deaths), (3, 1));
     }
 }

@@ -149,9 +149,12 @@ fn new_condition(
 fn stays(r: &mut Rng, n_hosp: usize, home: usize, out: &mut Vec<Encounter>) {
     let n = r.weighted(&[30, 35, 20, 15]);
     let mut prev_end: Option<Ts> = None;
+    let mut prev_hospital = home;
     for k in 0..n {
         let off = offset(r);
         let mut los = None;
+        // A transfer: admitted to another hospital the day of the previous discharge or the next.
+        let mut transfer = false;
         let start = match prev_end {
             None if r.chance(0.06) => {
                 // Admitted in the last week of December, discharged in January.
@@ -166,7 +169,7 @@ fn stays(r: &mut Rng, n_hosp: usize, home: usize, out: &mut Vec<Encounter>) {
             }
             Some(pe) => {
                 let dis = pe.utc_day();
-                match r.weighted(&[12, 12, 35, 3, 38]) {
+                match r.weighted(&[12, 12, 35, 3, 38, 8]) {
                     0 => at_day(r, dis + 30, off),
                     1 => at_day(r, dis + 31, off),
                     2 => {
@@ -174,6 +177,10 @@ fn stays(r: &mut Rng, n_hosp: usize, home: usize, out: &mut Vec<Encounter>) {
                         at_day(r, d, off)
                     }
                     3 => Ts::new(pe.utc + r.range(HOUR / 2, 4 * HOUR), off),
+                    5 => {
+                        transfer = true;
+                        Ts::new(pe.utc + r.range(HOUR / 2, 30 * HOUR), off)
+                    }
                     _ => {
                         let d = dis + r.range(32, 240);
                         at_day(r, d, off)
@@ -198,7 +205,14 @@ fn stays(r: &mut Rng, n_hosp: usize, home: usize, out: &mut Vec<Encounter>) {
         } else {
             EncClass::Imp
         };
-        let hospital = if r.chance(0.8) { home } else { r.index(n_hosp) };
+        let hospital = if transfer && n_hosp > 1 {
+            (prev_hospital + 1 + r.index(n_hosp - 1)) % n_hosp
+        } else if r.chance(0.8) {
+            home
+        } else {
+            r.index(n_hosp)
+        };
+        prev_hospital = hospital;
         let mut e = new_encounter(r, class, start, Some(end), hospital);
         if r.chance(0.03) {
             e.status = EncStatus::Cancelled;
@@ -653,7 +667,7 @@ pub fn junk(r: &mut Rng, anchor: Option<&PatientRecord>, n_hosp: usize) -> Junk 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::{is_stay, stay_outcomes};
+    use crate::metrics::{ALL_WINDOWS_ENDED_DAY, episode_outcomes, is_stay, stay_outcomes};
     use crate::vocab::AGAINST_ADVICE;
 
     fn local_day(t: Ts) -> i64 {
@@ -767,8 +781,22 @@ mod tests {
                 );
             }
             let outcomes = stay_outcomes(&rec);
-            hit("30-day death counted", outcomes.iter().any(|o| o.death_30d));
-            hit("readmission counted", outcomes.iter().any(|o| o.readmitted));
+            let episodes = episode_outcomes(&rec, &outcomes, ALL_WINDOWS_ENDED_DAY);
+            hit("30-day death counted", episodes.iter().any(|e| e.death_30d));
+            hit("readmission counted", episodes.iter().any(|e| e.readmitted));
+            hit("transfer", episodes.iter().any(|e| e.stays.len() >= 2));
+            hit(
+                "transfer chain of 3",
+                episodes.iter().any(|e| e.stays.len() >= 3),
+            );
+            hit(
+                "death after a transfer",
+                episodes.iter().any(|e| e.stays.len() >= 2 && e.death_30d),
+            );
+            hit(
+                "readmission after a transfer",
+                episodes.iter().any(|e| e.stays.len() >= 2 && e.readmitted),
+            );
             hit(
                 "HAI counted",
                 outcomes.iter().any(|o| !o.hai_codes.is_empty()),
@@ -810,6 +838,10 @@ mod tests {
             "stay left against advice, then another stay",
             "30-day death counted",
             "readmission counted",
+            "transfer",
+            "transfer chain of 3",
+            "death after a transfer",
+            "readmission after a transfer",
             "HAI counted",
         ];
         for k in expected {

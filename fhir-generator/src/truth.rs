@@ -95,8 +95,13 @@ pub struct HospitalMonth {
     /// `YYYY-MM` of the discharge (UTC date of period.end).
     pub month: String,
     pub stays: u64,
+    /// 30-day deaths of the episodes whose first stay is this hospital's and
+    /// was discharged this month; `mortality_episodes` counts those episodes.
     pub deaths_30d: u64,
+    pub mortality_episodes: u64,
     pub mortality_rate: f64,
+    /// Index episodes whose last stay is this hospital's and was discharged
+    /// this month.
     pub index_stays: u64,
     pub readmissions_30d: u64,
     pub readmission_rate: f64,
@@ -105,11 +110,15 @@ pub struct HospitalMonth {
     pub hai_count: u64,
     pub hai_stays: u64,
     pub hai_per_1000_patient_days: f64,
+    pub open_window_index: u64,
+    pub open_window_mortality: u64,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct HaiByCode {
     pub month: String,
+    /// The code system of `code` (SNOMED CT: the generator's first coding).
+    pub system: String,
     pub code: String,
     pub display: String,
     pub count: u64,
@@ -117,8 +126,9 @@ pub struct HaiByCode {
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct MortalityYear {
+    /// Year of the episodes' first discharge.
     pub year: i32,
-    pub stays: u64,
+    pub episodes: u64,
     pub deaths: u64,
     pub rate: f64,
 }

@@ -7,6 +7,9 @@ import subprocess
 import pytest
 
 GOLD = ["hospital_monthly", "hai_by_code", "mortality_yearly"]
+# The counts of a hospital-month, in the ground truth and in gold.
+COUNTS = ("stays", "deaths_30d", "mortality_episodes", "index_stays", "readmissions_30d", "patient_days",
+          "hai_count", "hai_stays", "open_window_index", "open_window_mortality")
 
 
 @pytest.fixture(scope="module")
@@ -34,22 +37,18 @@ def test_gold_read_by_the_hudi_reader_equals_the_ground_truth(demo):
     monthly = lake.read_gold("hospital_monthly").to_pylist()
     for tenant in truth["tenants"]:
         got = sorted(
-            (r["hospital_name"], r["month"], r["stays"], r["deaths_30d"], r["index_stays"], r["readmissions_30d"],
-             r["patient_days"], r["hai_count"], r["hai_stays"])
+            tuple(r[c] for c in ("hospital_name", "month", *COUNTS))
             for r in monthly if r["tenant_id"] == tenant["tenant"])
-        expected = sorted(
-            (r["hospital_name"], r["month"], r["stays"], r["deaths_30d"], r["index_stays"], r["readmissions_30d"],
-             r["patient_days"], r["hai_count"], r["hai_stays"])
-            for r in tenant["hospital_monthly"])
+        expected = sorted(tuple(r[c] for c in ("hospital_name", "month", *COUNTS)) for r in tenant["hospital_monthly"])
         assert got == expected
     yearly = lake.read_gold("mortality_yearly").to_pylist()
     for tenant in truth["tenants"]:
-        got = sorted((r["year"], r["stays"], r["deaths"]) for r in yearly if r["tenant_id"] == tenant["tenant"])
-        assert got == sorted((r["year"], r["stays"], r["deaths"]) for r in tenant["mortality_yearly"])
+        got = sorted((r["year"], r["episodes"], r["deaths"]) for r in yearly if r["tenant_id"] == tenant["tenant"])
+        assert got == sorted((r["year"], r["episodes"], r["deaths"]) for r in tenant["mortality_yearly"])
     hai = lake.read_gold("hai_by_code").to_pylist()
     for tenant in truth["tenants"]:
-        got = sorted((r["month"], r["code"], r["count"]) for r in hai if r["tenant_id"] == tenant["tenant"])
-        assert got == sorted((r["month"], r["code"], r["count"]) for r in tenant["hai_by_code"])
+        got = sorted((r["month"], r["system"], r["code"], r["count"]) for r in hai if r["tenant_id"] == tenant["tenant"])
+        assert got == sorted((r["month"], r["system"], r["code"], r["count"]) for r in tenant["hai_by_code"])
 
 
 def test_sql_over_silver_and_gold(demo):
@@ -74,8 +73,13 @@ def test_sql_over_silver_and_gold(demo):
 def test_the_report_is_one_self_contained_file_with_the_three_views(demo):
     lake, _ = demo
     html = (lake.root / "report.html").read_text()
-    for view in ("HAI by code", "Readmission rate by hospital", "30-day mortality by year"):
-        assert html.count(f'aria-label="{view}"') == 2, view  # once per tenant
+    tenants = json.loads((lake.root / "ground-truth.json").read_text())["tenants"]
+    for view in ("Readmission rate by hospital", "30-day mortality by year"):
+        assert html.count(f'aria-label="{view}"') == len(tenants), view  # once per tenant
+    # The infection chart of each tenant with infections; the others say they have none.
+    with_hai = sum(1 for tenant in tenants if tenant["hai_by_code"])
+    assert html.count('aria-label="HAI by code"') == with_hai
+    assert html.count("No hospital-acquired infections.") == len(tenants) - with_hai
     for external in ("<script", "src=", "href=", "@import", "url("):
         assert external not in html
     assert "Average length of stay" in html

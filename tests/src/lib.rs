@@ -281,25 +281,31 @@ pub fn assert_matches_truth(
                         expected.hospital_name, expected.month
                     )
                 });
-            let counts = |r: [u64; 7]| r;
+            let counts = |r: [u64; 10]| r;
             assert_eq!(
                 counts([
                     got.stays as u64,
                     got.deaths_30d as u64,
+                    got.mortality_episodes as u64,
                     got.index_stays as u64,
                     got.readmissions_30d as u64,
                     got.patient_days as u64,
                     got.hai_count as u64,
-                    got.hai_stays as u64
+                    got.hai_stays as u64,
+                    got.open_window_index as u64,
+                    got.open_window_mortality as u64,
                 ]),
                 counts([
                     expected.stays,
                     expected.deaths_30d,
+                    expected.mortality_episodes,
                     expected.index_stays,
                     expected.readmissions_30d,
                     expected.patient_days,
                     expected.hai_count,
-                    expected.hai_stays
+                    expected.hai_stays,
+                    expected.open_window_index,
+                    expected.open_window_mortality,
                 ]),
                 "{case}: {} {}",
                 expected.hospital_name,
@@ -320,33 +326,42 @@ pub fn assert_matches_truth(
                 );
             }
         }
-        let hai: Vec<(String, String, String, u64)> = rows
+        let hai: Vec<[String; 5]> = rows
             .hai_by_code
             .iter()
             .map(|r| {
-                (
+                [
                     r.month.clone(),
+                    r.system.clone(),
                     r.code.clone(),
                     r.display.clone(),
-                    r.count as u64,
-                )
+                    r.count.to_string(),
+                ]
             })
             .collect();
-        let expected_hai: Vec<(String, String, String, u64)> = tenant
+        let expected_hai: Vec<[String; 5]> = tenant
             .hai_by_code
             .iter()
-            .map(|r| (r.month.clone(), r.code.clone(), r.display.clone(), r.count))
+            .map(|r| {
+                [
+                    r.month.clone(),
+                    r.system.clone(),
+                    r.code.clone(),
+                    r.display.clone(),
+                    r.count.to_string(),
+                ]
+            })
             .collect();
         assert_eq!(hai, expected_hai, "{case}: hai_by_code");
         let yearly: Vec<(i32, u64, u64)> = rows
             .mortality_yearly
             .iter()
-            .map(|r| (r.year, r.stays as u64, r.deaths as u64))
+            .map(|r| (r.year, r.episodes as u64, r.deaths as u64))
             .collect();
         let expected_yearly: Vec<(i32, u64, u64)> = tenant
             .mortality_yearly
             .iter()
-            .map(|r| (r.year, r.stays, r.deaths))
+            .map(|r| (r.year, r.episodes, r.deaths))
             .collect();
         assert_eq!(yearly, expected_yearly, "{case}: mortality_yearly");
     }

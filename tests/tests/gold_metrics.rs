@@ -212,12 +212,18 @@ async fn infections_and_index_stays_follow_the_v2_rules_worked_out_by_hand() {
     // AND three infections on two stays: the first sepsis, the UTI (by its second coding) and
     // the sepsis of the second stay; not the refuted, the entered-in-error or the repeat
     assert_eq!((september.hai_count, september.hai_stays), (3, 2));
-    let by_code: Vec<(&str, i64)> = rows
+    let by_code: Vec<(&str, &str, i64)> = rows
         .hai_by_code
         .iter()
-        .map(|r| (r.code.as_str(), r.count))
+        .map(|r| (r.system.as_str(), r.code.as_str(), r.count))
         .collect();
-    assert_eq!(by_code, [("91302008", 2), ("N39.0", 1)]);
+    assert_eq!(
+        by_code,
+        [
+            ("http://hl7.org/fhir/sid/icd-10-cm", "N39.0", 1),
+            ("http://snomed.info/sct", "91302008", 2)
+        ]
+    );
 }
 
 #[tokio::test]
@@ -296,7 +302,7 @@ async fn hand_written_edge_cases_give_the_numbers_worked_out_by_hand() {
     let yearly: Vec<(i32, i64, i64)> = rows
         .mortality_yearly
         .iter()
-        .map(|r| (r.year, r.stays, r.deaths))
+        .map(|r| (r.year, r.episodes, r.deaths))
         .collect();
     assert_eq!(yearly, vec![(2024, 10, 2)]);
 }
@@ -435,6 +441,52 @@ async fn a_tenant_profile_is_read_and_a_changed_or_refused_one_recomputes_or_kee
     // AND without it t1 is recomputed with the defaults again
     assert_eq!(removed.changed_tenants, ["t1"]);
     assert_eq!(months(&lake, "t1").await, []);
+}
+
+#[tokio::test]
+async fn new_measure_definitions_recompute_every_tenant_and_empty_one_whose_profile_is_refused() {
+    // GIVEN two tenants with gold, t1's profile refused since
+    let lake = TestLake::new();
+    let file = lake.write_input("stays.ndjson", LOCAL_CLASS_STAY);
+    let profile = r#"{"inpatient_classes": [{"system": "http://hospital.example/fhir/class", "code": "INPT"}]}"#;
+    write_profile(&lake, "t1", profile);
+    write_profile(&lake, "t2", profile);
+    lake.ingest(&file, "t1").await;
+    lake.ingest(&file, "t2").await;
+    lake.lake.refresh_gold().await.unwrap();
+    assert_eq!(months(&lake, "t1").await.len(), 1);
+    write_profile(&lake, "t1", r#"{"time_zone": "Mars/Olympus"}"#);
+    lake.lake.refresh_gold().await.unwrap();
+    assert_eq!(months(&lake, "t1").await.len(), 1, "left as it was");
+    // WHEN the gold was computed by another release (its state names other definitions)
+    let state_path = lake.lake.dir.join("_metriccare/gold/state.json");
+    let mut state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state_path).unwrap()).unwrap();
+    state["definitions"] = serde_json::json!("measures-1:older");
+    std::fs::write(&state_path, state.to_string()).unwrap();
+    let report = lake.lake.refresh_gold().await.unwrap();
+    // THEN t2 is recomputed and announced (with no "previous" figures: they are not comparable),
+    // and t1's gold is emptied while its profile is refused
+    assert_eq!(report.changed_tenants, ["t1", "t2"]);
+    let t2 = report
+        .refreshed
+        .iter()
+        .find(|t| t.tenant_id == "t2")
+        .unwrap();
+    assert_eq!(t2.previous, None);
+    assert_eq!(months(&lake, "t1").await, []);
+    assert_eq!(months(&lake, "t2").await.len(), 1);
+    let gold = read_gold(&lake.lake.services.lake).await.unwrap();
+    assert!(
+        gold["t2"]
+            .hospital_monthly
+            .iter()
+            .all(|r| r.measure_version == metriccare_core::gold::metrics::MEASURE_VERSION)
+    );
+    // AND once the profile is fixed, t1 is recomputed
+    write_profile(&lake, "t1", profile);
+    lake.lake.refresh_gold().await.unwrap();
+    assert_eq!(months(&lake, "t1").await.len(), 1);
 }
 
 #[tokio::test]

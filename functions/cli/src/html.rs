@@ -156,22 +156,25 @@ fn line(rows: &GoldRows) -> String {
 
 fn table(hospitals: &[HospitalTotals]) -> String {
     let mut html = String::from(
-        "<table><thead><tr><th>Hospital</th><th>Stays</th><th>30-day deaths</th><th>Mortality</th><th>Index stays</th>\
-         <th>Readmissions</th><th>Readmission rate</th><th>Patient days</th><th>ALOS</th><th>HAIs</th><th>Stays with HAI</th>\
-         <th>HAI / 1,000 days</th></tr></thead><tbody>",
+        "<table><thead><tr><th>Hospital</th><th>Stays</th><th>Episodes</th><th>30-day deaths</th><th>Mortality (crude)</th>\
+         <th>Index episodes</th><th>Readmissions</th><th>Readmission rate (crude)</th><th>Open 30-day windows (mortality / readmission)</th>\
+         <th>Patient days</th><th>ALOS</th><th>HAIs</th><th>Stays with HAI</th><th>HAI / 1,000 days</th></tr></thead><tbody>",
     );
     for hospital in hospitals {
         let h = &hospital.totals;
         let _ = write!(
             html,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td><td>{}</td><td>{}</td><td>{:.2}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} / {}</td><td>{}</td><td>{:.2}</td><td>{}</td><td>{}</td><td>{:.2}</td></tr>",
             escape(&hospital.hospital_name),
             h.stays,
+            h.mortality_episodes,
             h.deaths_30d,
             percent(h.mortality_rate()),
             h.index_stays,
             h.readmissions_30d,
             percent(h.readmission_rate()),
+            h.open_window_mortality,
+            h.open_window_index,
             h.patient_days,
             h.alos(),
             h.hai_count,

@@ -19,17 +19,18 @@ locals {
   # with the declared ones.
   view_sql = {
     hospital_monthly = <<-SQL
-      SELECT tenant_id, hospital_id, hospital_name, "month", stays, deaths_30d, mortality_rate,
-             index_stays, readmissions_30d, readmission_rate, patient_days, alos, hai_count, hai_stays,
-             hai_per_1000_patient_days, refreshed_at
+      SELECT tenant_id, hospital_id, hospital_name, "month", stays, deaths_30d, mortality_episodes,
+             mortality_rate, index_stays, readmissions_30d, readmission_rate, patient_days, alos,
+             hai_count, hai_stays, hai_per_1000_patient_days, open_window_index,
+             open_window_mortality, measure_version, refreshed_at
       FROM "${var.gold_database}"."hospital_monthly"
     SQL
     hai_by_code      = <<-SQL
-      SELECT tenant_id, "month", code, display, "count", refreshed_at
+      SELECT tenant_id, "month", "system", code, display, "count", measure_version, refreshed_at
       FROM "${var.gold_database}"."hai_by_code"
     SQL
     mortality_yearly = <<-SQL
-      SELECT tenant_id, "year", stays, deaths, rate, refreshed_at
+      SELECT tenant_id, "year", episodes, deaths, rate, measure_version, refreshed_at
       FROM "${var.gold_database}"."mortality_yearly"
     SQL
   }

@@ -96,6 +96,7 @@ locals {
         ["month", "string"],
         ["stays", "bigint"],
         ["deaths_30d", "bigint"],
+        ["mortality_episodes", "bigint"],
         ["mortality_rate", "double"],
         ["index_stays", "bigint"],
         ["readmissions_30d", "bigint"],
@@ -105,22 +106,28 @@ locals {
         ["hai_count", "bigint"],
         ["hai_stays", "bigint"],
         ["hai_per_1000_patient_days", "double"],
+        ["open_window_index", "bigint"],
+        ["open_window_mortality", "bigint"],
+        ["measure_version", "int"],
         ["refreshed_at", "timestamp"],
       ]
       hai_by_code = [
         ["row_key", "string"],
         ["month", "string"],
+        ["system", "string"],
         ["code", "string"],
         ["display", "string"],
         ["count", "bigint"],
+        ["measure_version", "int"],
         ["refreshed_at", "timestamp"],
       ]
       mortality_yearly = [
         ["row_key", "string"],
         ["year", "int"],
-        ["stays", "bigint"],
+        ["episodes", "bigint"],
         ["deaths", "bigint"],
         ["rate", "double"],
+        ["measure_version", "int"],
         ["refreshed_at", "timestamp"],
       ]
     }

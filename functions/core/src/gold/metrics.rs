@@ -157,8 +157,14 @@ pub struct HospitalMonth {
     pub hospital_name: String,
     pub month: String,
     pub stays: i64,
+    /// 30-day deaths of the episodes counted here (at their first hospital, in the month of their
+    /// first discharge).
     pub deaths_30d: i64,
+    /// Episodes whose first stay is this hospital's and was discharged this month: the mortality
+    /// denominator.
+    pub mortality_episodes: i64,
     pub mortality_rate: f64,
+    /// Index episodes whose last stay is this hospital's and was discharged this month.
     pub index_stays: i64,
     pub readmissions_30d: i64,
     pub readmission_rate: f64,
@@ -167,23 +173,35 @@ pub struct HospitalMonth {
     pub hai_count: i64,
     pub hai_stays: i64,
     pub hai_per_1000_patient_days: f64,
+    /// Index episodes whose 30-day readmission window had not ended at the refresh.
+    pub open_window_index: i64,
+    /// Mortality episodes whose 30-day window had not ended at the refresh.
+    pub open_window_mortality: i64,
+    pub measure_version: i32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HaiByCode {
     pub month: String,
+    pub system: String,
     pub code: String,
     pub display: String,
     pub count: i64,
+    pub measure_version: i32,
 }
 
+/// 30-day mortality per year of the episodes' first discharge.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MortalityYear {
     pub year: i32,
-    pub stays: i64,
+    pub episodes: i64,
     pub deaths: i64,
     pub rate: f64,
+    pub measure_version: i32,
 }
+
+/// The measure definitions gold computes (DESIGN, "Gold (measures, version 2)"), on every row.
+pub const MEASURE_VERSION: i32 = 2;
 
 /// A tenant's gold content, sorted deterministically.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -198,26 +216,32 @@ pub struct GoldRows {
 pub struct Totals {
     pub stays: i64,
     pub deaths_30d: i64,
+    pub mortality_episodes: i64,
     pub index_stays: i64,
     pub readmissions_30d: i64,
     pub patient_days: i64,
     pub hai_count: i64,
     pub hai_stays: i64,
+    pub open_window_index: i64,
+    pub open_window_mortality: i64,
 }
 
 impl Totals {
     pub fn add(&mut self, row: &HospitalMonth) {
         self.stays += row.stays;
         self.deaths_30d += row.deaths_30d;
+        self.mortality_episodes += row.mortality_episodes;
         self.index_stays += row.index_stays;
         self.readmissions_30d += row.readmissions_30d;
         self.patient_days += row.patient_days;
         self.hai_count += row.hai_count;
         self.hai_stays += row.hai_stays;
+        self.open_window_index += row.open_window_index;
+        self.open_window_mortality += row.open_window_mortality;
     }
 
     pub fn mortality_rate(&self) -> f64 {
-        ratio(self.deaths_30d, self.stays)
+        ratio(self.deaths_30d, self.mortality_episodes)
     }
 
     pub fn readmission_rate(&self) -> f64 {
@@ -464,21 +488,95 @@ fn count_hais<'v>(
     counted
 }
 
-/// Computes a tenant's gold rows from its silver rows, read as its profile says.
-pub fn compute(silver: &TenantSilver, profile: &TenantProfile) -> GoldRows {
+/// The hospital of stays whose encounter names none.
+const UNKNOWN_HOSPITAL: &str = "unknown";
+
+impl Stay<'_> {
+    fn hospital_id(&self) -> &str {
+        self.encounter
+            .hospital_key
+            .as_deref()
+            .unwrap_or(UNKNOWN_HOSPITAL)
+    }
+}
+
+/// Stays chained by transfer (DESIGN, "Episode"): a patient's stays in admission order, where a
+/// stay at another hospital admitted no later than the calendar day after the previous discharge
+/// continues the previous stay's episode. Each episode lists indices into `stays`, first to last.
+fn episodes(stays: &[Stay<'_>]) -> Vec<Vec<usize>> {
+    let mut by_patient: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (index, s) in stays.iter().enumerate() {
+        by_patient
+            .entry(s.encounter.patient_key.as_str())
+            .or_default()
+            .push(index);
+    }
+    let mut episodes = Vec::new();
+    for mut indices in by_patient.into_values() {
+        indices.sort_by_key(|&i| {
+            (
+                stays[i].start,
+                stays[i].end,
+                &stays[i].encounter.encounter_key,
+            )
+        });
+        let mut current: Vec<usize> = Vec::new();
+        for index in indices {
+            let next = &stays[index];
+            let transfer = current.last().is_some_and(|&last| {
+                let previous = &stays[last];
+                next.hospital_id() != previous.hospital_id()
+                    && next.admission_day <= previous.discharge_day + 1
+            });
+            if !transfer && !current.is_empty() {
+                episodes.push(std::mem::take(&mut current));
+            }
+            current.push(index);
+        }
+        if !current.is_empty() {
+            episodes.push(current);
+        }
+    }
+    episodes
+}
+
+/// The totals of the stay's hospital in `month`, created with the hospital's name: the
+/// organization's, else the smallest `serviceProvider` display (so that the name does not depend on
+/// the order of the rows).
+fn cell_for<'c>(
+    cells: &'c mut BTreeMap<(String, String), Cell>,
+    silver: &TenantSilver,
+    s: &Stay<'_>,
+    month: &str,
+) -> &'c mut Totals {
+    let hospital_id = s.hospital_id();
+    let cell = cells
+        .entry((hospital_id.to_owned(), month.to_owned()))
+        .or_default();
+    let name = silver
+        .hospital_names
+        .get(hospital_id)
+        .or(s.encounter.hospital_name.as_ref());
+    if let Some(name) = name
+        && cell
+            .hospital_name
+            .as_ref()
+            .is_none_or(|current| name < current)
+    {
+        cell.hospital_name = Some(name.clone());
+    }
+    &mut cell.totals
+}
+
+/// Computes a tenant's gold rows from its silver rows, read as its profile says, with the 30-day
+/// windows that had not ended at `as_of` (µs since the epoch, UTC) flagged as open.
+pub fn compute(silver: &TenantSilver, profile: &TenantProfile, as_of: i64) -> GoldRows {
     let value_set = &profile.hai;
     let stays: Vec<Stay<'_>> = silver
         .encounters
         .iter()
         .filter_map(|e| stay(e, profile))
         .collect();
-    let mut stays_by_patient: HashMap<&str, Vec<&Stay<'_>>> = HashMap::new();
-    for s in &stays {
-        stays_by_patient
-            .entry(s.encounter.patient_key.as_str())
-            .or_default()
-            .push(s);
-    }
     // HAI onsets (local day, listed code) per top-level encounter: a condition recorded in an ICU
     // encounter inside an admission counts for the admission.
     let top_level = top_level_encounters(&silver.encounters);
@@ -511,65 +609,69 @@ pub fn compute(silver: &TenantSilver, profile: &TenantProfile) -> GoldRows {
     }
     let counted_hais = count_hais(&stays, &hais);
 
-    let mut cells: BTreeMap<(String, String), Cell> = BTreeMap::new();
-    let mut hai_rows: BTreeMap<(String, String), (String, i64)> = BTreeMap::new();
-    let mut yearly: BTreeMap<i32, (i64, i64)> = BTreeMap::new();
-    for (s, counted) in stays.iter().zip(&counted_hais) {
-        let death_day = silver
+    let zone = profile.time_zone;
+    let as_of_day = local_day(as_of, zone);
+    let death_day = |patient: &str| {
+        silver
             .patients
-            .get(s.encounter.patient_key.as_str())
+            .get(patient)
             .and_then(|p| p.deceased_at)
-            .map(|t| local_day(t, profile.time_zone));
-        let los = (s.discharge_day - s.admission_day).max(1);
-        let death_30d =
-            death_day.is_some_and(|d| s.admission_day <= d && d <= s.admission_day + 30);
-        let index = death_day.is_none_or(|d| d > s.discharge_day)
-            && !disposition_excludes_index(s.encounter);
-        let readmitted = index
-            && stays_by_patient[s.encounter.patient_key.as_str()]
-                .iter()
-                .any(|next| next.start > s.end && next.admission_day <= s.discharge_day + 30);
-
-        let (month, year) = month_of(s.discharge_day);
-        let hospital_id = s
-            .encounter
-            .hospital_key
-            .clone()
-            .unwrap_or_else(|| "unknown".to_owned());
-        let cell = cells
-            .entry((hospital_id.clone(), month.clone()))
-            .or_default();
-        // The organization's name; else the smallest serviceProvider display, so that the name
-        // does not depend on the order of the rows.
-        let name = silver
-            .hospital_names
-            .get(&hospital_id)
-            .or(s.encounter.hospital_name.as_ref());
-        if let Some(name) = name
-            && cell
-                .hospital_name
-                .as_ref()
-                .is_none_or(|current| name < current)
-        {
-            cell.hospital_name = Some(name.clone());
-        }
-        let t = &mut cell.totals;
+            .map(|t| local_day(t, zone))
+    };
+    let mut cells: BTreeMap<(String, String), Cell> = BTreeMap::new();
+    // Stays, patient days and infections: each stay at its hospital, in its discharge month.
+    let mut hai_rows: BTreeMap<(String, String, String), (String, i64)> = BTreeMap::new();
+    for (s, counted) in stays.iter().zip(&counted_hais) {
+        let month = month_of(s.discharge_day).0;
+        let t = cell_for(&mut cells, silver, s, &month);
         t.stays += 1;
-        t.deaths_30d += i64::from(death_30d);
-        t.index_stays += i64::from(index);
-        t.readmissions_30d += i64::from(readmitted);
-        t.patient_days += los;
+        t.patient_days += (s.discharge_day - s.admission_day).max(1);
         t.hai_count += counted.len() as i64;
         t.hai_stays += i64::from(!counted.is_empty());
         for listed in counted {
             let row = hai_rows
-                .entry((month.clone(), listed.code.clone()))
+                .entry((month.clone(), listed.system.clone(), listed.code.clone()))
                 .or_insert_with(|| (listed.display.clone(), 0));
             row.1 += 1;
         }
+    }
+    // Mortality and readmission: per episode.
+    let episodes = episodes(&stays);
+    let mut episode_admissions: HashMap<&str, Vec<&Stay<'_>>> = HashMap::new();
+    for episode in &episodes {
+        let first = &stays[episode[0]];
+        episode_admissions
+            .entry(first.encounter.patient_key.as_str())
+            .or_default()
+            .push(first);
+    }
+    let mut yearly: BTreeMap<i32, (i64, i64)> = BTreeMap::new();
+    for episode in &episodes {
+        let (first, last) = (&stays[episode[0]], &stays[episode[episode.len() - 1]]);
+        let patient = first.encounter.patient_key.as_str();
+        let death = death_day(patient);
+        // 30-day mortality: at the first hospital, in the month of the first discharge.
+        let died_30d =
+            death.is_some_and(|d| first.admission_day <= d && d <= first.admission_day + 30);
+        let (month, year) = month_of(first.discharge_day);
+        let t = cell_for(&mut cells, silver, first, &month);
+        t.mortality_episodes += 1;
+        t.deaths_30d += i64::from(died_30d);
+        t.open_window_mortality += i64::from(as_of_day <= first.admission_day + 30);
         let y = yearly.entry(year).or_default();
         y.0 += 1;
-        y.1 += i64::from(death_30d);
+        y.1 += i64::from(died_30d);
+        // 30-day readmission: at the last hospital, in the month of the last discharge.
+        let index = death.is_none_or(|d| d > last.discharge_day)
+            && !disposition_excludes_index(last.encounter);
+        let readmitted = index
+            && episode_admissions[patient]
+                .iter()
+                .any(|next| next.start > last.end && next.admission_day <= last.discharge_day + 30);
+        let t = cell_for(&mut cells, silver, last, &month_of(last.discharge_day).0);
+        t.index_stays += i64::from(index);
+        t.readmissions_30d += i64::from(readmitted);
+        t.open_window_index += i64::from(index && as_of_day <= last.discharge_day + 30);
     }
 
     let mut hospital_monthly: Vec<HospitalMonth> = cells
@@ -580,6 +682,7 @@ pub fn compute(silver: &TenantSilver, profile: &TenantProfile) -> GoldRows {
             month,
             stays: c.totals.stays,
             deaths_30d: c.totals.deaths_30d,
+            mortality_episodes: c.totals.mortality_episodes,
             mortality_rate: c.totals.mortality_rate(),
             index_stays: c.totals.index_stays,
             readmissions_30d: c.totals.readmissions_30d,
@@ -589,6 +692,9 @@ pub fn compute(silver: &TenantSilver, profile: &TenantProfile) -> GoldRows {
             hai_count: c.totals.hai_count,
             hai_stays: c.totals.hai_stays,
             hai_per_1000_patient_days: c.totals.hai_per_1000_patient_days(),
+            open_window_index: c.totals.open_window_index,
+            open_window_mortality: c.totals.open_window_mortality,
+            measure_version: MEASURE_VERSION,
         })
         .collect();
     hospital_monthly.sort_by(|a, b| {
@@ -602,20 +708,23 @@ pub fn compute(silver: &TenantSilver, profile: &TenantProfile) -> GoldRows {
         hospital_monthly,
         hai_by_code: hai_rows
             .into_iter()
-            .map(|((month, code), (display, count))| HaiByCode {
+            .map(|((month, system, code), (display, count))| HaiByCode {
                 month,
+                system,
                 code,
                 display,
                 count,
+                measure_version: MEASURE_VERSION,
             })
             .collect(),
         mortality_yearly: yearly
             .into_iter()
-            .map(|(year, (stays, deaths))| MortalityYear {
+            .map(|(year, (episodes, deaths))| MortalityYear {
                 year,
-                stays,
+                episodes,
                 deaths,
-                rate: ratio(deaths, stays),
+                rate: ratio(deaths, episodes),
+                measure_version: MEASURE_VERSION,
             })
             .collect(),
     }
@@ -631,6 +740,11 @@ mod tests {
     /// No profile file: UTC, the default classes and the built-in HAI set.
     fn utc_profile() -> TenantProfile {
         TenantProfile::default_with(HaiValueSet::builtin())
+    }
+
+    /// Gold as of 2026: every 30-day window of the test data has ended.
+    fn compute_later(silver: &TenantSilver, profile: &TenantProfile) -> GoldRows {
+        compute(silver, profile, at("2026-01-01T00:00:00Z").unwrap())
     }
 
     fn at(text: &str) -> Option<i64> {
@@ -718,7 +832,7 @@ mod tests {
         acute.class_code = Some("ACUTE".into());
         acute.status = Some("completed".into());
         let same_day = stay("same", "r", "2024-01-20T08:00:00Z", "2024-01-20T18:00:00Z");
-        let rows = compute(
+        let rows = compute_later(
             &silver(
                 vec![ambulatory, open, cancelled, backwards, acute, same_day],
                 &[],
@@ -734,7 +848,7 @@ mod tests {
 
     #[test]
     fn thirty_day_mortality_counts_deaths_from_admission_to_admission_plus_30() {
-        let rows = compute(
+        let rows = compute_later(
             &silver(
                 vec![
                     stay(
@@ -780,16 +894,17 @@ mod tests {
             rows.mortality_yearly,
             vec![MortalityYear {
                 year: 2024,
-                stays: 4,
+                episodes: 4,
                 deaths: 2,
-                rate: 0.5
+                rate: 0.5,
+                measure_version: MEASURE_VERSION,
             }]
         );
     }
 
     #[test]
     fn readmission_within_thirty_days_of_discharge_each_index_stay_judged_alone() {
-        let rows = compute(
+        let rows = compute_later(
             &silver(
                 vec![
                     // A chain: 1 → 2 after 30 days (counted), 2 → 3 after 10 days (counted), 3 alone.
@@ -850,7 +965,7 @@ mod tests {
 
     #[test]
     fn hais_count_from_admission_plus_two_to_discharge_and_are_reported_by_code() {
-        let rows = compute(
+        let rows = compute_later(
             &silver(
                 vec![stay(
                     "s",
@@ -909,7 +1024,7 @@ mod tests {
             ..hai("s", "", Some("2024-07-05T08:00:00Z"), None)
         };
         // WHEN gold is computed with the built-in value set
-        let rows = compute(
+        let rows = compute_later(
             &silver(
                 vec![stay(
                     "s",
@@ -967,7 +1082,7 @@ mod tests {
             hai("o", "91302008", Some("2024-07-04T12:00:00Z"), None),
         ];
         // WHEN gold is computed
-        let rows = compute(
+        let rows = compute_later(
             &silver(vec![first, second, other], &[], conditions),
             &utc_profile(),
         );
@@ -986,7 +1101,7 @@ mod tests {
         )];
         let sepsis = |day: &str| hai("s", "91302008", Some(day), None);
         // Onset 3 July: day 1 of its window; 16 July is day 14, 17 July day 15
-        let rows = compute(
+        let rows = compute_later(
             &silver(
                 stays,
                 &[],
@@ -1035,7 +1150,7 @@ mod tests {
             readmission("e2", "p5"),
         ];
         // WHEN gold is computed
-        let rows = compute(&silver(encounters, &[], vec![]), &utc_profile());
+        let rows = compute_later(&silver(encounters, &[], vec![]), &utc_profile());
         // THEN only the home discharge and the local code are index stays, both readmitted; the
         // readmissions are index stays, not readmitted
         let may = month(&rows, "2024-05");
@@ -1045,9 +1160,171 @@ mod tests {
         );
     }
 
+    /// A stay of `patient` at `hospital`.
+    fn stay_at(key: &str, patient: &str, hospital: &str, start: &str, end: &str) -> EncounterFacts {
+        EncounterFacts {
+            hospital_key: Some(hospital.into()),
+            hospital_name: Some(hospital.into()),
+            ..stay(key, patient, start, end)
+        }
+    }
+
+    /// (hospital, stays, mortality episodes, deaths, index episodes, readmissions) per row.
+    fn episode_counts(rows: &GoldRows) -> Vec<(&str, i64, i64, i64, i64, i64)> {
+        rows.hospital_monthly
+            .iter()
+            .map(|r| {
+                (
+                    r.hospital_id.as_str(),
+                    r.stays,
+                    r.mortality_episodes,
+                    r.deaths_30d,
+                    r.index_stays,
+                    r.readmissions_30d,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_transfer_chain_is_one_episode_for_mortality_and_readmission() {
+        // GIVEN a patient moved from h1 to h2 on the day of discharge, on to h3 the day after,
+        // then back at h1 13 days later; and a patient who died after a transfer from h1 to h2
+        let encounters = vec![
+            stay_at(
+                "a",
+                "p",
+                "h1",
+                "2024-03-01T10:00:00Z",
+                "2024-03-05T09:00:00Z",
+            ),
+            stay_at(
+                "b",
+                "p",
+                "h2",
+                "2024-03-05T14:00:00Z",
+                "2024-03-08T10:00:00Z",
+            ),
+            stay_at(
+                "c",
+                "p",
+                "h3",
+                "2024-03-09T20:00:00Z",
+                "2024-03-12T10:00:00Z",
+            ),
+            stay_at(
+                "d",
+                "p",
+                "h1",
+                "2024-03-25T10:00:00Z",
+                "2024-03-27T10:00:00Z",
+            ),
+            stay_at(
+                "x",
+                "q",
+                "h1",
+                "2024-03-01T10:00:00Z",
+                "2024-03-03T10:00:00Z",
+            ),
+            stay_at(
+                "y",
+                "q",
+                "h2",
+                "2024-03-03T12:00:00Z",
+                "2024-03-10T10:00:00Z",
+            ),
+        ];
+        // WHEN gold is computed
+        let rows = compute_later(
+            &silver(encounters, &[("q", "2024-03-20T10:00:00Z")], vec![]),
+            &utc_profile(),
+        );
+        // THEN every stay counts where it was; p's chain a-b-c is one episode: its mortality at h1,
+        // its readmission (by d) at h3; d is an episode of its own; q's death (10 days after the
+        // last discharge) counts once, at h1, and q's episode is an index episode of h2
+        assert_eq!(
+            episode_counts(&rows),
+            [
+                ("h1", 3, 3, 1, 1, 0),
+                ("h2", 2, 0, 0, 1, 0),
+                ("h3", 1, 0, 0, 1, 1),
+            ]
+        );
+        assert_eq!(
+            (
+                rows.mortality_yearly[0].episodes,
+                rows.mortality_yearly[0].deaths
+            ),
+            (3, 1)
+        );
+    }
+
+    #[test]
+    fn only_another_hospital_by_the_next_calendar_day_is_a_transfer() {
+        // GIVEN a return to the same hospital the same day, and a move to another hospital two
+        // days after a discharge
+        let encounters = vec![
+            stay_at(
+                "a",
+                "p",
+                "h1",
+                "2024-05-01T10:00:00Z",
+                "2024-05-03T09:00:00Z",
+            ),
+            stay_at(
+                "b",
+                "p",
+                "h1",
+                "2024-05-03T18:00:00Z",
+                "2024-05-06T10:00:00Z",
+            ),
+            stay_at(
+                "c",
+                "p",
+                "h2",
+                "2024-05-08T10:00:00Z",
+                "2024-05-09T10:00:00Z",
+            ),
+        ];
+        // WHEN gold is computed
+        let rows = compute_later(&silver(encounters, &[], vec![]), &utc_profile());
+        // THEN three episodes: a readmitted by b, b by c
+        assert_eq!(
+            episode_counts(&rows),
+            [("h1", 2, 2, 0, 2, 2), ("h2", 1, 1, 0, 1, 0)]
+        );
+    }
+
+    #[test]
+    fn windows_that_had_not_ended_at_the_refresh_are_counted_as_open() {
+        // GIVEN a stay admitted 1 March, discharged 5 March: its mortality window ends with 31
+        // March, its readmission window with 4 April
+        let data = silver(
+            vec![stay(
+                "s",
+                "p",
+                "2024-03-01T10:00:00Z",
+                "2024-03-05T10:00:00Z",
+            )],
+            &[],
+            vec![],
+        );
+        let open_at = |as_of: &str| {
+            let rows = compute(&data, &utc_profile(), at(as_of).unwrap());
+            let r = &rows.hospital_monthly[0];
+            (r.open_window_mortality, r.open_window_index)
+        };
+        // THEN both are open on 20 March, the readmission window alone on 1-4 April, none after
+        assert_eq!(open_at("2024-03-20T12:00:00Z"), (1, 1));
+        assert_eq!(open_at("2024-03-31T23:00:00Z"), (1, 1));
+        assert_eq!(open_at("2024-04-01T01:00:00Z"), (0, 1));
+        assert_eq!(open_at("2024-04-04T23:00:00Z"), (0, 1));
+        assert_eq!(open_at("2024-04-05T00:30:00Z"), (0, 0));
+    }
+
     #[test]
     fn dates_are_utc_calendar_dates_and_a_stay_belongs_to_its_discharge_month() {
-        let rows = compute(
+        let rows = compute_later(
             &silver(
                 vec![
                     // Local 31 January evening is 1 February in UTC.
@@ -1099,7 +1376,7 @@ mod tests {
             hai("loop-a", "91302008", Some("2024-03-04T10:00:00Z"), None),
         ];
         // WHEN gold is computed
-        let rows = compute(&silver(encounters, &[], conditions), &utc_profile());
+        let rows = compute_later(&silver(encounters, &[], conditions), &utc_profile());
         // THEN the admission is a stay, of its hospital, and both infections of its parts count
         // for it; the cycle has no top and counts nowhere; the encounter part of itself is a stay
         // of its own (of hospital "unknown": it names none)
@@ -1136,9 +1413,9 @@ mod tests {
             TenantProfile::parse(text.as_bytes(), &utc_profile()).unwrap()
         };
         // WHEN gold is computed without a profile, then on New York's and on Tokyo's clock
-        let without = compute(&data, &utc_profile());
-        let west = compute(&data, &profile("America/New_York"));
-        let east = compute(&data, &profile("Asia/Tokyo"));
+        let without = compute_later(&data, &utc_profile());
+        let west = compute_later(&data, &profile("America/New_York"));
+        let east = compute_later(&data, &profile("Asia/Tokyo"));
         // THEN without a profile the local class is no stay
         assert!(without.hospital_monthly.is_empty());
         // AND in New York the stay is January's: 29 → 31 January, 2 days, the sepsis on day 3
@@ -1164,7 +1441,7 @@ mod tests {
         let new_york =
             TenantProfile::parse(br#"{"time_zone": "America/New_York"}"#, &utc_profile()).unwrap();
         // WHEN gold is computed on New York's clock
-        let rows = compute(&silver(vec![dates_only], &[], vec![]), &new_york);
+        let rows = compute_later(&silver(vec![dates_only], &[], vec![]), &new_york);
         // THEN it is 5 to 8 March there too (not the evenings of 4 and 7 March): 3 days
         let march = month(&rows, "2024-03");
         assert_eq!((march.stays, march.patient_days), (1, 3));

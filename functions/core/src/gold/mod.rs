@@ -41,8 +41,9 @@ pub const STATE_PATH: &str = "_metriccare/gold/state.json";
 /// One refresh at a time: two interleaved refreshes could commit a stale recompute over a fresh one.
 pub const LOCK_PATH: &str = "_metriccare/gold/refresh.lock";
 /// The version of the measure definitions `compute` implements: bumped when they change, so that
-/// the next refresh recomputes every tenant (2: top-level stays, local dates, codes by system).
-const MEASURE_DEFINITIONS: &str = "measures-2";
+/// the next refresh recomputes every tenant (2: top-level stays, local dates, codes by system; 2.1:
+/// episodes, index exclusions, HAI verification and repeats, open windows, the version column).
+const MEASURE_DEFINITIONS: &str = "measures-2.1";
 /// The profile fingerprint recorded for a tenant whose profile was refused.
 const REFUSED: &str = "refused";
 /// How long a refresh lock holds before another refresh may take it over (its holder died).
@@ -173,7 +174,8 @@ async fn refresh_locked(
         silver.insert(table, hudi);
     }
     let definitions = format!("{MEASURE_DEFINITIONS}:{}", defaults.effective_fingerprint());
-    if state.definitions != definitions {
+    let definitions_changed = state.definitions != definitions;
+    if definitions_changed {
         for hudi in silver.values() {
             let partitions = crate::hudi::list_partitions(lake.as_ref(), hudi.def()).await?;
             changed.extend(
@@ -210,6 +212,15 @@ async fn refresh_locked(
         }
     }
     changed.retain(|tenant| !report.profile_errors.contains_key(tenant));
+    // A refused profile leaves the tenant's gold as it is, unless the definitions changed: figures
+    // (and columns) of the old definitions must not stay beside the new ones, so that tenant's gold
+    // is emptied until its profile is fixed.
+    let emptied: BTreeSet<String> = if definitions_changed {
+        report.profile_errors.keys().cloned().collect()
+    } else {
+        BTreeSet::new()
+    };
+    changed.extend(emptied.iter().cloned());
     report.changed_tenants = changed.iter().cloned().collect();
     if changed.is_empty() {
         return Ok(report);
@@ -227,19 +238,29 @@ async fn refresh_locked(
     let mut computed_with: BTreeMap<String, String> = BTreeMap::new();
     for tenant in &changed {
         let partition = TenantId::parse(tenant)?.partition_path();
-        let silver_batches =
-            read_partition(lake, &silver, &partition, |t| Some(silver_columns_read(t))).await?;
-        let profile = match profiles.remove(tenant) {
-            Some(Ok(profile)) => profile,
-            _ => defaults.clone(),
+        let rows = if emptied.contains(tenant) {
+            tracing::error!(tenant_id = %tenant, "gold emptied: the measure definitions changed while the tenant's profile is refused");
+            GoldRows::default()
+        } else {
+            let silver_batches =
+                read_partition(lake, &silver, &partition, |t| Some(silver_columns_read(t))).await?;
+            let profile = match profiles.remove(tenant) {
+                Some(Ok(profile)) => profile,
+                _ => defaults.clone(),
+            };
+            // Recorded with the watermark, once gold is committed: a refresh that fails before
+            // leaves the profile change for the next one to see.
+            computed_with.insert(tenant.clone(), profile.fingerprint.clone());
+            let silver = tenant_silver_from_batches(&silver_batches)?;
+            compute(&silver, &profile, refreshed_at)
         };
-        let rows = compute(&tenant_silver_from_batches(&silver_batches)?, &profile);
-        // Recorded with the watermark, once gold is committed: a refresh that fails before
-        // leaves the profile change for the next one to see.
-        computed_with.insert(tenant.clone(), profile.fingerprint.clone());
-        let gold_batches = read_partition(lake, &gold, &partition, |_| None).await?;
-        let previous = gold_rows_from_batches(&gold_batches)?;
-        if previous == rows {
+        // Gold of other definitions is not compared (nor read: its columns may differ).
+        let previous = if definitions_changed {
+            GoldRows::default()
+        } else {
+            gold_rows_from_batches(&read_partition(lake, &gold, &partition, |_| None).await?)?
+        };
+        if !definitions_changed && previous == rows {
             continue;
         }
         for (table, stage) in staged.iter_mut() {

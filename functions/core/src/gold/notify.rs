@@ -52,7 +52,7 @@ fn body(tenant: &str, headline: &Headline, gold_instants: &[String]) -> String {
         ("Inpatient stays", suppress(t.stays)),
         (
             "30-day mortality",
-            rate(h.mortality_rate, t.deaths_30d, t.stays, true),
+            rate(h.mortality_rate, t.deaths_30d, t.mortality_episodes, true),
         ),
         (
             "30-day readmission",
@@ -143,11 +143,14 @@ mod tests {
             totals: crate::gold::metrics::Totals {
                 stays: 200,
                 deaths_30d: 4,
+                mortality_episodes: 195,
                 index_stays: 190,
                 readmissions_30d: 30,
                 patient_days: 900,
                 hai_count: 12,
                 hai_stays: 11,
+                open_window_index: 0,
+                open_window_mortality: 0,
             },
             mortality_rate: 0.02,
             readmission_rate: 30.0 / 190.0,

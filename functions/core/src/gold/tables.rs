@@ -63,6 +63,7 @@ impl GoldTable {
                 ("month", Str),
                 ("stays", I64),
                 ("deaths_30d", I64),
+                ("mortality_episodes", I64),
                 ("mortality_rate", F64),
                 ("index_stays", I64),
                 ("readmissions_30d", I64),
@@ -72,18 +73,24 @@ impl GoldTable {
                 ("hai_count", I64),
                 ("hai_stays", I64),
                 ("hai_per_1000_patient_days", F64),
+                ("open_window_index", I64),
+                ("open_window_mortality", I64),
+                ("measure_version", I32),
             ],
             Self::HaiByCode => &[
                 ("month", Str),
+                ("system", Str),
                 ("code", Str),
                 ("display", Str),
                 ("count", I64),
+                ("measure_version", I32),
             ],
             Self::MortalityYearly => &[
                 ("year", I32),
-                ("stays", I64),
+                ("episodes", I64),
                 ("deaths", I64),
                 ("rate", F64),
+                ("measure_version", I32),
             ],
         };
         let mut fields = vec![field("row_key", Str, false), field("tenant_id", Str, false)];
@@ -107,6 +114,7 @@ impl GoldTable {
         let s = |v: &str| Value::Str(Some(v.to_owned()));
         let i = |v: i64| Value::I64(Some(v));
         let f = |v: f64| Value::F64(Some(v));
+        let version = |v: i32| Value::I32(Some(v));
         let mut push = |key: String, values: Vec<Value>| {
             let mut row = vec![Value::Str(Some(key)), s(tenant)];
             row.extend(values);
@@ -124,6 +132,7 @@ impl GoldTable {
                             s(&r.month),
                             i(r.stays),
                             i(r.deaths_30d),
+                            i(r.mortality_episodes),
                             f(r.mortality_rate),
                             i(r.index_stays),
                             i(r.readmissions_30d),
@@ -133,6 +142,9 @@ impl GoldTable {
                             i(r.hai_count),
                             i(r.hai_stays),
                             f(r.hai_per_1000_patient_days),
+                            i(r.open_window_index),
+                            i(r.open_window_mortality),
+                            version(r.measure_version),
                         ],
                     );
                 }
@@ -140,8 +152,15 @@ impl GoldTable {
             Self::HaiByCode => {
                 for r in &rows.hai_by_code {
                     push(
-                        format!("{}|{}", r.month, r.code),
-                        vec![s(&r.month), s(&r.code), s(&r.display), i(r.count)],
+                        format!("{}|{}|{}", r.month, r.system, r.code),
+                        vec![
+                            s(&r.month),
+                            s(&r.system),
+                            s(&r.code),
+                            s(&r.display),
+                            i(r.count),
+                            version(r.measure_version),
+                        ],
                     );
                 }
             }
@@ -149,7 +168,13 @@ impl GoldTable {
                 for r in &rows.mortality_yearly {
                     push(
                         r.year.to_string(),
-                        vec![Value::I32(Some(r.year)), i(r.stays), i(r.deaths), f(r.rate)],
+                        vec![
+                            version(r.year),
+                            i(r.episodes),
+                            i(r.deaths),
+                            f(r.rate),
+                            version(r.measure_version),
+                        ],
                     );
                 }
             }
@@ -183,6 +208,10 @@ impl<'a> Columns<'a> {
         let column = self.column(name)?;
         Ok((!column.is_null(row))
             .then(|| column.as_primitive::<TimestampMicrosecondType>().value(row)))
+    }
+
+    fn int32(&self, name: &str, row: usize) -> Result<i32> {
+        Ok(self.column(name)?.as_primitive::<Int32Type>().value(row))
     }
 
     fn int(&self, name: &str, row: usize) -> Result<i64> {
@@ -321,6 +350,7 @@ pub fn gold_rows_from_batches(batches: &BTreeMap<GoldTable, Vec<RecordBatch>>) -
                 month: c.text("month", r)?.unwrap_or_default(),
                 stays: c.int("stays", r)?,
                 deaths_30d: c.int("deaths_30d", r)?,
+                mortality_episodes: c.int("mortality_episodes", r)?,
                 mortality_rate: c.float("mortality_rate", r)?,
                 index_stays: c.int("index_stays", r)?,
                 readmissions_30d: c.int("readmissions_30d", r)?,
@@ -330,22 +360,28 @@ pub fn gold_rows_from_batches(batches: &BTreeMap<GoldTable, Vec<RecordBatch>>) -
                 hai_count: c.int("hai_count", r)?,
                 hai_stays: c.int("hai_stays", r)?,
                 hai_per_1000_patient_days: c.float("hai_per_1000_patient_days", r)?,
+                open_window_index: c.int("open_window_index", r)?,
+                open_window_mortality: c.int("open_window_mortality", r)?,
+                measure_version: c.int32("measure_version", r)?,
             })
         })?,
         hai_by_code: each_row(batches.get(&GoldTable::HaiByCode), |c, r| {
             Ok(HaiByCode {
                 month: c.text("month", r)?.unwrap_or_default(),
+                system: c.text("system", r)?.unwrap_or_default(),
                 code: c.text("code", r)?.unwrap_or_default(),
                 display: c.text("display", r)?.unwrap_or_default(),
                 count: c.int("count", r)?,
+                measure_version: c.int32("measure_version", r)?,
             })
         })?,
         mortality_yearly: each_row(batches.get(&GoldTable::MortalityYearly), |c, r| {
             Ok(MortalityYear {
-                year: c.column("year")?.as_primitive::<Int32Type>().value(r),
-                stays: c.int("stays", r)?,
+                year: c.int32("year", r)?,
+                episodes: c.int("episodes", r)?,
                 deaths: c.int("deaths", r)?,
                 rate: c.float("rate", r)?,
+                measure_version: c.int32("measure_version", r)?,
             })
         })?,
     };
@@ -357,7 +393,7 @@ pub fn gold_rows_from_batches(batches: &BTreeMap<GoldTable, Vec<RecordBatch>>) -
         ))
     });
     rows.hai_by_code
-        .sort_by(|a, b| (&a.month, &a.code).cmp(&(&b.month, &b.code)));
+        .sort_by(|a, b| (&a.month, &a.system, &a.code).cmp(&(&b.month, &b.system, &b.code)));
     rows.mortality_yearly.sort_by_key(|r| r.year);
     Ok(rows)
 }

@@ -10,7 +10,7 @@ import pyarrow as pa
 from hudi import HudiTableBuilder
 
 SILVER = ["organization", "patient", "encounter", "condition"]
-GOLD = ["hospital_monthly", "hai_by_code", "mortality_yearly"]
+GOLD = ["hospital_monthly", "hai_by_code", "mortality_yearly", "stay_detail"]
 # Never compared: when and from which raw object a row was written (the two lakes' copies of a file
 # are different objects, so their ledger ids differ).
 NOT_COMPARED = {"ingested_at", "refreshed_at", "source_file_id"}

@@ -71,7 +71,7 @@ def deployment():
         NotificationConfiguration={"QueueConfigurations": [{"QueueArn": raw_events_arn, "Events": ["s3:ObjectCreated:*"]}]},
     )
     d["silver_db"], d["gold_db"] = f"{name}_silver", f"{name}_gold"
-    for database, tables in ((d["silver_db"], TABLES), (d["gold_db"], ["hospital_monthly", "hai_by_code", "mortality_yearly"])):
+    for database, tables in ((d["silver_db"], TABLES), (d["gold_db"], ["hospital_monthly", "hai_by_code", "mortality_yearly", "stay_detail"])):
         glue.create_database(DatabaseInput={"Name": database})
         layer = "silver" if database == d["silver_db"] else "gold"
         for table in tables:

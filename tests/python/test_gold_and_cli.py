@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-GOLD = ["hospital_monthly", "hai_by_code", "mortality_yearly"]
+GOLD = ["hospital_monthly", "hai_by_code", "mortality_yearly", "stay_detail"]
 # The counts of a hospital-month, in the ground truth and in gold.
 COUNTS = ("stays", "deaths_30d", "mortality_episodes", "index_stays", "readmissions_30d", "patient_days",
           "hai_count", "hai_stays", "open_window_index", "open_window_mortality")
@@ -95,11 +95,13 @@ def test_one_notification_per_refreshed_tenant_and_none_for_a_quiet_refresh(demo
     for message in before:
         h = message["data"]["headline"]
         assert h["stays"] > 0
-        # E-mail text: a rate built on 1 to 10 deaths is withheld (CMS cell-size rule).
-        if 1 <= h["deaths_30d"] <= 10:
-            assert "30-day mortality: withheld (<11)" in message["text"]
+        # E-mail text: no counts; a rate resting on 1 to 10 deaths, episodes or survivors is not
+        # shown (CMS cell-size rule, complementary cell included).
+        rests_on = (h["deaths_30d"], h["mortality_episodes"], h["mortality_episodes"] - h["deaths_30d"])
+        if any(1 <= n <= 10 for n in rests_on):
+            assert "30-day mortality (crude): not shown" in message["text"]
         else:
-            assert f"30-day mortality: {h['mortality_rate'] * 100:.1f}%" in message["text"]
+            assert f"30-day mortality (crude): {h['mortality_rate'] * 100:.1f}%" in message["text"]
     out = lake.run("gold")
     assert "nothing written, no message" in out.stdout
     assert refreshed() == before

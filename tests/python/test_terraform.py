@@ -54,7 +54,7 @@ SDK_S3_BUCKET = {"metriccare-ingest": "METRICCARE_RAW_BUCKET"}
 UNCALLED_PORT_METHODS = {("dynamodb", "scan"): r"ledger\(\)\.list\(|\.ledger\.list\("}
 
 HIVE_TYPE = {"string": "string", "int32": "int", "int64": "bigint", "double": "double", "bool": "boolean",
-             "timestamp[us, tz=UTC]": "timestamp"}
+             "timestamp[us, tz=UTC]": "timestamp", "date32[day]": "date"}
 
 
 # ---- reading HCL ------------------------------------------------------------------------------

@@ -256,6 +256,70 @@ fn cell(column: &dyn Array, row: usize) -> Value {
 pub const EPSILON: f64 = 1e-9;
 
 /// Asserts that gold holds exactly the generator's expected metrics for every tenant.
+/// Every count of `hospital_monthly` and `mortality_yearly` is a sum over `stay_detail`: stays,
+/// patient days and infections at each stay's hospital and month; mortality on each episode's first
+/// stay, readmission on its last.
+pub fn assert_gold_sums_over_stay_detail(rows: &GoldRows, case: &str) {
+    let mut monthly: BTreeMap<(String, String), [i64; 10]> = BTreeMap::new();
+    let mut yearly: BTreeMap<i32, [i64; 2]> = BTreeMap::new();
+    for stay in &rows.stay_detail {
+        let cell = monthly
+            .entry((stay.hospital_id.clone(), stay.month.clone()))
+            .or_default();
+        let yes = |flag: Option<bool>| i64::from(flag == Some(true));
+        cell[0] += 1;
+        cell[1] += yes(stay.died_30d);
+        cell[2] += i64::from(stay.died_30d.is_some());
+        cell[3] += yes(stay.index_episode);
+        cell[4] += yes(stay.readmitted);
+        cell[5] += stay.los;
+        cell[6] += stay.hai_count;
+        cell[7] += i64::from(stay.hai_count > 0);
+        cell[8] += yes(stay.readmission_window_open);
+        cell[9] += yes(stay.mortality_window_open);
+        if let Some(died) = stay.died_30d {
+            let year: i32 = stay.month[..4].parse().unwrap();
+            let y = yearly.entry(year).or_default();
+            y[0] += 1;
+            y[1] += i64::from(died);
+        }
+    }
+    let expected: BTreeMap<(String, String), [i64; 10]> = rows
+        .hospital_monthly
+        .iter()
+        .map(|r| {
+            (
+                (r.hospital_id.clone(), r.month.clone()),
+                [
+                    r.stays,
+                    r.deaths_30d,
+                    r.mortality_episodes,
+                    r.index_stays,
+                    r.readmissions_30d,
+                    r.patient_days,
+                    r.hai_count,
+                    r.hai_stays,
+                    r.open_window_index,
+                    r.open_window_mortality,
+                ],
+            )
+        })
+        .collect();
+    assert_eq!(
+        monthly, expected,
+        "{case}: hospital_monthly over stay_detail"
+    );
+    let expected_yearly: BTreeMap<i32, [i64; 2]> = rows
+        .mortality_yearly
+        .iter()
+        .map(|r| (r.year, [r.episodes, r.deaths]))
+        .collect();
+    assert_eq!(
+        yearly, expected_yearly,
+        "{case}: mortality_yearly over stay_detail"
+    );
+}
+
 pub fn assert_matches_truth(
     gold: &BTreeMap<String, GoldRows>,
     truth: &fhir_generator::GroundTruth,
@@ -265,6 +329,7 @@ pub fn assert_matches_truth(
     for tenant in &truth.tenants {
         let rows = &gold[&tenant.tenant];
         let case = format!("{case} {}", tenant.tenant);
+        assert_gold_sums_over_stay_detail(rows, &case);
         assert_eq!(
             rows.hospital_monthly.len(),
             tenant.hospital_monthly.len(),

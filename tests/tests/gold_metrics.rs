@@ -191,6 +191,7 @@ async fn infections_and_index_stays_follow_the_v2_rules_worked_out_by_hand() {
     lake.lake.refresh_gold().await.unwrap();
     let gold = read_gold(&lake.lake.services.lake).await.unwrap();
     let rows = &gold["t1"];
+    metriccare_tests::assert_gold_sums_over_stay_detail(rows, "measures-v2.ndjson");
     assert_eq!(
         rows.hospital_monthly.len(),
         1,
@@ -227,6 +228,72 @@ async fn infections_and_index_stays_follow_the_v2_rules_worked_out_by_hand() {
 }
 
 #[tokio::test]
+async fn stay_detail_shows_the_episode_the_readmission_and_the_windows_still_open() {
+    // GIVEN, relative to today (UTC, at noon): a stay at org-a from day -40 to -36, a transfer to
+    // org-b the same day until day -33, and a return to org-a on days -20 to -15
+    const DAY: i64 = 86_400_000_000;
+    let now = metriccare_core::time::now_micros();
+    let at =
+        |day: i64| metriccare_core::time::rfc3339(now - now.rem_euclid(DAY) + day * DAY + DAY / 2);
+    let stay = |id: &str, org: &str, start: i64, end: i64| {
+        format!(
+            r#"{{"resourceType":"Encounter","id":"{id}","status":"finished","class":{{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"IMP"}},"subject":{{"reference":"Patient/p"}},"serviceProvider":{{"reference":"Organization/{org}"}},"period":{{"start":"{}","end":"{}"}}}}"#,
+            at(start),
+            at(end)
+        )
+    };
+    let lines = [
+        r#"{"resourceType":"Patient","id":"p","gender":"female"}"#.to_owned(),
+        stay("a", "org-a", -40, -36),
+        stay("b", "org-b", -36, -33),
+        stay("c", "org-a", -20, -15),
+    ];
+    let lake = TestLake::new();
+    let file = lake.write_input("recent.ndjson", lines.join("\n").as_bytes());
+    lake.ingest(&file, "t1").await;
+    // WHEN gold is refreshed
+    lake.lake.refresh_gold().await.unwrap();
+    let gold = read_gold(&lake.lake.services.lake).await.unwrap();
+    let rows = &gold["t1"];
+    metriccare_tests::assert_gold_sums_over_stay_detail(rows, "recent stays");
+    let key = |id: &str| metriccare_tests::pseudonym("t1", "Encounter", id);
+    let detail = |id: &str| {
+        rows.stay_detail
+            .iter()
+            .find(|d| d.stay_key == key(id))
+            .unwrap()
+    };
+    // THEN a and b are one episode: its mortality on a (window ended on day -10), its readmission
+    // on b, by c (window ended on day -3)
+    let (a, b, c) = (detail("a"), detail("b"), detail("c"));
+    assert_eq!(
+        (a.episode_key.as_str(), b.episode_key.as_str()),
+        (key("a").as_str(), key("a").as_str())
+    );
+    assert_eq!(
+        (a.died_30d, a.mortality_window_open, a.index_episode),
+        (Some(false), Some(false), None)
+    );
+    assert_eq!(
+        (b.died_30d, b.index_episode, b.readmitted),
+        (None, Some(true), Some(true))
+    );
+    assert_eq!(b.readmission_stay_key, Some(key("c")));
+    assert_eq!(b.readmission_window_open, Some(false));
+    // AND c is an episode of its own whose windows are both still open
+    assert_eq!(c.episode_key, key("c"));
+    assert_eq!(
+        (
+            c.mortality_window_open,
+            c.readmitted,
+            c.readmission_window_open
+        ),
+        (Some(true), Some(false), Some(true))
+    );
+    assert_eq!((c.los, c.discharge_date - c.admission_date), (5, 5));
+}
+
+#[tokio::test]
 async fn hand_written_edge_cases_give_the_numbers_worked_out_by_hand() {
     // GIVEN tests/fixtures/edge-cases: deaths on day +30 (through a time zone) and +31, a
     // deceasedBoolean without date, a death during the stay, a readmission chain across two
@@ -248,6 +315,7 @@ async fn hand_written_edge_cases_give_the_numbers_worked_out_by_hand() {
     lake.lake.refresh_gold().await.unwrap();
     let gold = read_gold(&lake.lake.services.lake).await.unwrap();
     let rows = &gold["t1"];
+    metriccare_tests::assert_gold_sums_over_stay_detail(rows, "edge-cases.ndjson");
     // THEN (hospital, month) → [stays, deaths_30d, index, readmissions, patient days, HAIs, HAI stays]
     let got: Vec<(String, String, [i64; 7])> = rows
         .hospital_monthly

@@ -134,7 +134,8 @@ enum Command {
     /// nothing written, no message.
     Gold,
     /// Run SQL over the latest snapshots of silver_patient, silver_encounter, silver_condition,
-    /// silver_organization, gold_hospital_monthly, gold_hai_by_code and gold_mortality_yearly.
+    /// silver_organization, gold_hospital_monthly, gold_hai_by_code, gold_mortality_yearly and
+    /// gold_stay_detail (one row per stay: which stays make each rate).
     Query {
         /// The SQL statement (DataFusion dialect), e.g. "SELECT * FROM gold_mortality_yearly".
         sql: String,

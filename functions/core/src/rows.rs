@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, StringBuilder,
+    BooleanBuilder, Date32Builder, Float64Builder, Int32Builder, Int64Builder, StringBuilder,
     TimestampMicrosecondBuilder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
@@ -21,6 +21,8 @@ pub enum Kind {
     F64,
     Bool,
     Ts,
+    /// A calendar date (days since 1970-01-01).
+    Date,
 }
 
 pub fn field(name: &str, kind: Kind, nullable: bool) -> Field {
@@ -31,6 +33,7 @@ pub fn field(name: &str, kind: Kind, nullable: bool) -> Field {
         Kind::F64 => DataType::Float64,
         Kind::Bool => DataType::Boolean,
         Kind::Ts => DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("UTC"))),
+        Kind::Date => DataType::Date32,
     };
     Field::new(name, data_type, nullable)
 }
@@ -44,6 +47,7 @@ pub enum Value {
     F64(Option<f64>),
     Bool(Option<bool>),
     Ts(Option<i64>),
+    Date(Option<i32>),
 }
 
 /// Accumulates rows of one table and turns them into a RecordBatch.
@@ -60,6 +64,7 @@ enum ColumnBuilder {
     F64(Float64Builder),
     Bool(BooleanBuilder),
     Ts(TimestampMicrosecondBuilder),
+    Date(Date32Builder),
 }
 
 impl BatchBuilder {
@@ -73,6 +78,7 @@ impl BatchBuilder {
                 DataType::Int64 => ColumnBuilder::I64(Int64Builder::new()),
                 DataType::Float64 => ColumnBuilder::F64(Float64Builder::new()),
                 DataType::Boolean => ColumnBuilder::Bool(BooleanBuilder::new()),
+                DataType::Date32 => ColumnBuilder::Date(Date32Builder::new()),
                 _ => ColumnBuilder::Ts(TimestampMicrosecondBuilder::new().with_timezone("UTC")),
             })
             .collect();
@@ -106,6 +112,7 @@ impl BatchBuilder {
                 (ColumnBuilder::F64(b), Value::F64(v)) => b.append_option(v),
                 (ColumnBuilder::Bool(b), Value::Bool(v)) => b.append_option(v),
                 (ColumnBuilder::Ts(b), Value::Ts(v)) => b.append_option(v),
+                (ColumnBuilder::Date(b), Value::Date(v)) => b.append_option(v),
                 _ => unreachable!("silver row value does not match its column type"),
             }
         }
@@ -133,6 +140,7 @@ impl BatchBuilder {
                     ColumnBuilder::F64(b) => Arc::new(b.finish()),
                     ColumnBuilder::Bool(b) => Arc::new(b.finish()),
                     ColumnBuilder::Ts(b) => Arc::new(b.finish()),
+                    ColumnBuilder::Date(b) => Arc::new(b.finish()),
                 }
             })
             .collect();

@@ -130,6 +130,28 @@ locals {
         ["measure_version", "int"],
         ["refreshed_at", "timestamp"],
       ]
+      stay_detail = [
+        ["row_key", "string"],
+        ["stay_key", "string"],
+        ["episode_key", "string"],
+        ["patient_key", "string"],
+        ["hospital_id", "string"],
+        ["hospital_name", "string"],
+        ["month", "string"],
+        ["admission_date", "date"],
+        ["discharge_date", "date"],
+        ["los", "bigint"],
+        ["died_30d", "boolean"],
+        ["mortality_window_open", "boolean"],
+        ["index_episode", "boolean"],
+        ["exclusion_reason", "string"],
+        ["readmitted", "boolean"],
+        ["readmission_stay_key", "string"],
+        ["readmission_window_open", "boolean"],
+        ["hai_count", "bigint"],
+        ["measure_version", "int"],
+        ["refreshed_at", "timestamp"],
+      ]
     }
   }
 

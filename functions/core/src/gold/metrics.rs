@@ -203,12 +203,47 @@ pub struct MortalityYear {
 /// The measure definitions gold computes (DESIGN, "Gold (measures, version 2)"), on every row.
 pub const MEASURE_VERSION: i32 = 2;
 
+/// One stay and what gold counted for it: every number of the other gold tables (but the infections
+/// by code) is a sum over these rows, so an analyst can see which stays make a rate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StayDetail {
+    pub stay_key: String,
+    /// The stay that opens this stay's episode (its own key when it is the first).
+    pub episode_key: String,
+    pub patient_key: String,
+    pub hospital_id: String,
+    pub hospital_name: String,
+    /// `YYYY-MM` of the discharge.
+    pub month: String,
+    /// Local admission and discharge dates, days since 1970-01-01.
+    pub admission_date: i32,
+    pub discharge_date: i32,
+    pub los: i64,
+    /// On the first stay of an episode (null on the others): the episode's 30-day death, and
+    /// whether its window had not ended at the refresh.
+    pub died_30d: Option<bool>,
+    pub mortality_window_open: Option<bool>,
+    /// On the last stay of an episode (null on the others): whether the episode is an index
+    /// episode, else why not (`died`, `discharged_expired`, `left_against_medical_advice`).
+    pub index_episode: Option<bool>,
+    pub exclusion_reason: Option<String>,
+    /// On the last stay of an index episode: readmitted within 30 days, by which stay, and whether
+    /// the window had not ended at the refresh.
+    pub readmitted: Option<bool>,
+    pub readmission_stay_key: Option<String>,
+    pub readmission_window_open: Option<bool>,
+    pub hai_count: i64,
+    pub measure_version: i32,
+}
+
 /// A tenant's gold content, sorted deterministically.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GoldRows {
     pub hospital_monthly: Vec<HospitalMonth>,
     pub hai_by_code: Vec<HaiByCode>,
     pub mortality_yearly: Vec<MortalityYear>,
+    /// Sorted by stay key.
+    pub stay_detail: Vec<StayDetail>,
 }
 
 /// Counts summed over hospital-months (a hospital's, or a whole tenant's), with the rates they give.
@@ -328,33 +363,31 @@ const NOT_AN_INFECTION: [&str; 2] = ["entered-in-error", "refuted"];
 /// code for the same patient with its onset within them is the same infection.
 const REPEAT_INFECTION_DAYS: i64 = 14;
 
-/// Discharge dispositions that end a stay outside the readmission index: the patient died, or left
-/// against medical advice. HL7's codes and the NUBC patient discharge status codes (Synthea's and
-/// US claims'); a disposition recorded without a system matches on its code.
-const DISPOSITIONS_NOT_INDEX: [(&str, &[&str]); 3] = [
-    (
-        "http://terminology.hl7.org/CodeSystem/discharge-disposition",
-        &["exp", "aadvice"],
-    ),
-    (
-        "http://www.nubc.org/patient-discharge",
-        &["20", "40", "41", "42", "07"],
-    ),
-    (
-        "https://www.nubc.org/CodeSystem/PatDischargeStatus",
-        &["20", "40", "41", "42", "07"],
-    ),
+/// Discharge dispositions that end a stay outside the readmission index, with the reason
+/// `stay_detail` gives: the patient died, or left against medical advice. HL7's codes and the NUBC
+/// patient discharge status codes (Synthea's and US claims'); a disposition recorded without a
+/// system matches on its code.
+const DISPOSITIONS_NOT_INDEX: [(&str, &[&str], &str); 6] = [
+    (HL7_DISPOSITION, &["exp"], "discharged_expired"),
+    (HL7_DISPOSITION, &["aadvice"], "left_against_medical_advice"),
+    (NUBC, &["20", "40", "41", "42"], "discharged_expired"),
+    (NUBC, &["07"], "left_against_medical_advice"),
+    (NUBC_THO, &["20", "40", "41", "42"], "discharged_expired"),
+    (NUBC_THO, &["07"], "left_against_medical_advice"),
 ];
+const HL7_DISPOSITION: &str = "http://terminology.hl7.org/CodeSystem/discharge-disposition";
+const NUBC: &str = "http://www.nubc.org/patient-discharge";
+const NUBC_THO: &str = "https://www.nubc.org/CodeSystem/PatDischargeStatus";
 
-/// Whether a stay's discharge disposition is death or leaving against medical advice.
-fn disposition_excludes_index(encounter: &EncounterFacts) -> bool {
-    let Some(code) = encounter.discharge_disposition.as_deref() else {
-        return false;
-    };
+/// Why a stay's discharge disposition keeps its episode out of the readmission index: the
+/// patient died, or left against medical advice.
+fn index_exclusion(encounter: &EncounterFacts) -> Option<&'static str> {
+    let code = encounter.discharge_disposition.as_deref()?;
     let system = encounter.discharge_disposition_system.as_deref();
     DISPOSITIONS_NOT_INDEX
         .iter()
-        .any(|(listed, codes)| system.is_none_or(|s| s == *listed) && codes.contains(&code))
+        .find(|(listed, codes, _)| system.is_none_or(|s| s == *listed) && codes.contains(&code))
+        .map(|(_, _, reason)| *reason)
 }
 
 /// The calendar day (days since 1970-01-01) of an instant on the facility's clock. An instant at
@@ -618,24 +651,32 @@ pub fn compute(silver: &TenantSilver, profile: &TenantProfile, as_of: i64) -> Go
             .and_then(|p| p.deceased_at)
             .map(|t| local_day(t, zone))
     };
-    let mut cells: BTreeMap<(String, String), Cell> = BTreeMap::new();
-    // Stays, patient days and infections: each stay at its hospital, in its discharge month.
-    let mut hai_rows: BTreeMap<(String, String, String), (String, i64)> = BTreeMap::new();
-    for (s, counted) in stays.iter().zip(&counted_hais) {
-        let month = month_of(s.discharge_day).0;
-        let t = cell_for(&mut cells, silver, s, &month);
-        t.stays += 1;
-        t.patient_days += (s.discharge_day - s.admission_day).max(1);
-        t.hai_count += counted.len() as i64;
-        t.hai_stays += i64::from(!counted.is_empty());
-        for listed in counted {
-            let row = hai_rows
-                .entry((month.clone(), listed.system.clone(), listed.code.clone()))
-                .or_insert_with(|| (listed.display.clone(), 0));
-            row.1 += 1;
-        }
-    }
-    // Mortality and readmission: per episode.
+    // One detail row per stay; every number of the other tables is summed from these rows.
+    let mut details: Vec<StayDetail> = stays
+        .iter()
+        .zip(&counted_hais)
+        .map(|(s, counted)| StayDetail {
+            stay_key: s.encounter.encounter_key.clone(),
+            episode_key: String::new(),
+            patient_key: s.encounter.patient_key.clone(),
+            hospital_id: s.hospital_id().to_owned(),
+            hospital_name: String::new(),
+            month: month_of(s.discharge_day).0,
+            admission_date: s.admission_day as i32,
+            discharge_date: s.discharge_day as i32,
+            los: (s.discharge_day - s.admission_day).max(1),
+            died_30d: None,
+            mortality_window_open: None,
+            index_episode: None,
+            exclusion_reason: None,
+            readmitted: None,
+            readmission_stay_key: None,
+            readmission_window_open: None,
+            hai_count: counted.len() as i64,
+            measure_version: MEASURE_VERSION,
+        })
+        .collect();
+    // Mortality on each episode's first stay, readmission on its last.
     let episodes = episodes(&stays);
     let mut episode_admissions: HashMap<&str, Vec<&Stay<'_>>> = HashMap::new();
     for episode in &episodes {
@@ -645,41 +686,93 @@ pub fn compute(silver: &TenantSilver, profile: &TenantProfile, as_of: i64) -> Go
             .or_default()
             .push(first);
     }
-    let mut yearly: BTreeMap<i32, (i64, i64)> = BTreeMap::new();
     for episode in &episodes {
         let (first, last) = (&stays[episode[0]], &stays[episode[episode.len() - 1]]);
-        let patient = first.encounter.patient_key.as_str();
-        let death = death_day(patient);
-        // 30-day mortality: at the first hospital, in the month of the first discharge.
-        let died_30d =
-            death.is_some_and(|d| first.admission_day <= d && d <= first.admission_day + 30);
-        let (month, year) = month_of(first.discharge_day);
-        let t = cell_for(&mut cells, silver, first, &month);
-        t.mortality_episodes += 1;
-        t.deaths_30d += i64::from(died_30d);
-        t.open_window_mortality += i64::from(as_of_day <= first.admission_day + 30);
-        let y = yearly.entry(year).or_default();
-        y.0 += 1;
-        y.1 += i64::from(died_30d);
-        // 30-day readmission: at the last hospital, in the month of the last discharge.
-        let index = death.is_none_or(|d| d > last.discharge_day)
-            && !disposition_excludes_index(last.encounter);
-        let readmitted = index
-            && episode_admissions[patient]
-                .iter()
-                .any(|next| next.start > last.end && next.admission_day <= last.discharge_day + 30);
-        let t = cell_for(&mut cells, silver, last, &month_of(last.discharge_day).0);
-        t.index_stays += i64::from(index);
-        t.readmissions_30d += i64::from(readmitted);
-        t.open_window_index += i64::from(index && as_of_day <= last.discharge_day + 30);
+        let death = death_day(first.encounter.patient_key.as_str());
+        for &index in episode {
+            details[index].episode_key = first.encounter.encounter_key.clone();
+        }
+        let opening = &mut details[episode[0]];
+        opening.died_30d =
+            Some(death.is_some_and(|d| first.admission_day <= d && d <= first.admission_day + 30));
+        opening.mortality_window_open = Some(as_of_day <= first.admission_day + 30);
+        let exclusion = if death.is_some_and(|d| d <= last.discharge_day) {
+            Some("died")
+        } else {
+            index_exclusion(last.encounter)
+        };
+        let readmission = exclusion
+            .is_none()
+            .then(|| {
+                episode_admissions[first.encounter.patient_key.as_str()]
+                    .iter()
+                    .filter(|next| {
+                        next.start > last.end && next.admission_day <= last.discharge_day + 30
+                    })
+                    .min_by_key(|next| (next.start, &next.encounter.encounter_key))
+            })
+            .flatten();
+        let closing = &mut details[episode[episode.len() - 1]];
+        closing.index_episode = Some(exclusion.is_none());
+        closing.exclusion_reason = exclusion.map(str::to_owned);
+        closing.readmitted = exclusion.is_none().then_some(readmission.is_some());
+        closing.readmission_stay_key = readmission.map(|next| next.encounter.encounter_key.clone());
+        closing.readmission_window_open = exclusion
+            .is_none()
+            .then_some(as_of_day <= last.discharge_day + 30);
     }
 
+    // The sums: per hospital and month, per year, per infection code.
+    let mut cells: BTreeMap<(String, String), Cell> = BTreeMap::new();
+    let mut yearly: BTreeMap<i32, (i64, i64)> = BTreeMap::new();
+    let mut hai_rows: BTreeMap<(String, String, String), (String, i64)> = BTreeMap::new();
+    for ((s, detail), counted) in stays.iter().zip(&details).zip(&counted_hais) {
+        let t = cell_for(&mut cells, silver, s, &detail.month);
+        t.stays += 1;
+        t.patient_days += detail.los;
+        t.hai_count += detail.hai_count;
+        t.hai_stays += i64::from(detail.hai_count > 0);
+        if let Some(died) = detail.died_30d {
+            t.mortality_episodes += 1;
+            t.deaths_30d += i64::from(died);
+            t.open_window_mortality += i64::from(detail.mortality_window_open == Some(true));
+            let y = yearly.entry(month_of(s.discharge_day).1).or_default();
+            y.0 += 1;
+            y.1 += i64::from(died);
+        }
+        if let Some(index) = detail.index_episode {
+            t.index_stays += i64::from(index);
+            t.readmissions_30d += i64::from(detail.readmitted == Some(true));
+            t.open_window_index += i64::from(detail.readmission_window_open == Some(true));
+        }
+        for listed in counted {
+            let row = hai_rows
+                .entry((
+                    detail.month.clone(),
+                    listed.system.clone(),
+                    listed.code.clone(),
+                ))
+                .or_insert_with(|| (listed.display.clone(), 0));
+            row.1 += 1;
+        }
+    }
+    let name_of = |hospital_id: &str, month: &str, cells: &BTreeMap<(String, String), Cell>| {
+        cells[&(hospital_id.to_owned(), month.to_owned())]
+            .hospital_name
+            .clone()
+            .unwrap_or_else(|| hospital_id.to_owned())
+    };
+    for detail in &mut details {
+        detail.hospital_name = name_of(&detail.hospital_id, &detail.month, &cells);
+    }
+    details.sort_by(|a, b| a.stay_key.cmp(&b.stay_key));
+
     let mut hospital_monthly: Vec<HospitalMonth> = cells
-        .into_iter()
+        .iter()
         .map(|((hospital_id, month), c)| HospitalMonth {
-            hospital_name: c.hospital_name.unwrap_or_else(|| hospital_id.clone()),
-            hospital_id,
-            month,
+            hospital_name: name_of(hospital_id, month, &cells),
+            hospital_id: hospital_id.clone(),
+            month: month.clone(),
             stays: c.totals.stays,
             deaths_30d: c.totals.deaths_30d,
             mortality_episodes: c.totals.mortality_episodes,
@@ -727,6 +820,7 @@ pub fn compute(silver: &TenantSilver, profile: &TenantProfile, as_of: i64) -> Go
                 measure_version: MEASURE_VERSION,
             })
             .collect(),
+        stay_detail: details,
     }
 }
 

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use metrics::{GoldRows, HaiCode, HaiValueSet, Headline, TenantSilver, compute};
-pub use notify::{message_for, suppress};
+pub use notify::message_for;
 pub use tables::{
     GoldTable, gold_rows_from_batches, silver_columns_read, tenant_silver_from_batches,
 };

@@ -1,8 +1,15 @@
 //! The `gold.refreshed` message: JSON for machine subscribers, a readable body for e-mail.
 //!
-//! E-mail leaves the analytics boundary, so the body follows the CMS cell-size rule: a count from 1
-//! to 10 is shown as "<11", and a rate whose numerator or denominator is such a count is withheld
-//! (it would give the count away). The JSON data goes to machine subscribers inside the boundary.
+//! E-mail leaves the analytics boundary: no count from 1 to 10 may be shown or derived from one
+//! e-mail (by subtraction, from a rate and its base) or from two consecutive e-mails of a tenant
+//! (the CMS cell-size rule, complementary cells included). The body therefore shows **no counts at
+//! all** — a count, or the difference between two e-mails' counts, is exactly what the rule forbids
+//! — and a rate only when every count it is built on is 0 or at least 11: its numerator, its
+//! denominator and, for a proportion, their difference (the complementary cell: 15 episodes at
+//! 80 % mortality are 3 survivors). Without a shown base no rate can be turned back into a count,
+//! in one e-mail or across two. The JSON data, with every number, goes to machine subscribers inside
+//! the boundary (the topic is encrypted with the deployment's key and keeps SNS's default policy:
+//! only the owning account subscribes; docs/metrics.md, "Refresh").
 
 use serde_json::json;
 
@@ -10,76 +17,96 @@ use super::metrics::Headline;
 use super::{RefreshReport, TenantRefresh};
 use crate::ports::{Message, Topic};
 
-/// A count as an e-mail may show it.
-pub fn suppress(count: i64) -> String {
-    if (1..=10).contains(&count) {
-        "<11".to_owned()
-    } else {
-        thousands(count)
-    }
+/// Whether a count may stand behind a figure that leaves the boundary: 0, or 11 and more.
+fn publishable(count: i64) -> bool {
+    !(1..=10).contains(&count)
 }
 
-fn thousands(n: i64) -> String {
-    let digits = n.abs().to_string();
-    let mut out = String::new();
-    for (i, d) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
+/// A headline rate: its value and the counts it is built on.
+struct Rate {
+    label: &'static str,
+    value: f64,
+    numerator: i64,
+    denominator: i64,
+    /// A proportion (deaths of episodes): the denominator minus the numerator is a count too.
+    proportion: bool,
+    percent: bool,
+}
+
+impl Rate {
+    /// The counts an e-mail reader could learn from the rate if it were shown with any base.
+    fn counts(&self) -> Vec<i64> {
+        let mut counts = vec![self.numerator, self.denominator];
+        if self.proportion {
+            counts.push(self.denominator - self.numerator);
         }
-        out.push(d);
+        counts
     }
-    if n < 0 { format!("-{out}") } else { out }
+
+    fn shown(&self) -> String {
+        if !self.counts().into_iter().all(publishable) {
+            "not shown (it rests on a count from 1 to 10)".to_owned()
+        } else if self.percent {
+            format!("{:.1}%", self.value * 100.0)
+        } else {
+            format!("{:.1}", self.value)
+        }
+    }
 }
 
-fn small(count: i64) -> bool {
-    (1..=10).contains(&count)
-}
-
-/// A rate as an e-mail may show it: withheld when built on a small count.
-fn rate(value: f64, numerator: i64, denominator: i64, percent: bool) -> String {
-    if small(numerator) || small(denominator) {
-        "withheld (<11)".to_owned()
-    } else if percent {
-        format!("{:.1}%", value * 100.0)
-    } else {
-        format!("{value:.1}")
-    }
+fn rates(headline: &Headline) -> [Rate; 4] {
+    let (h, t) = (headline, &headline.totals);
+    [
+        Rate {
+            label: "30-day mortality (crude)",
+            value: h.mortality_rate,
+            numerator: t.deaths_30d,
+            denominator: t.mortality_episodes,
+            proportion: true,
+            percent: true,
+        },
+        Rate {
+            label: "30-day readmission (crude)",
+            value: h.readmission_rate,
+            numerator: t.readmissions_30d,
+            denominator: t.index_stays,
+            proportion: true,
+            percent: true,
+        },
+        Rate {
+            label: "Average length of stay (days)",
+            value: h.alos,
+            numerator: t.patient_days,
+            denominator: t.stays,
+            proportion: false,
+            percent: false,
+        },
+        Rate {
+            label: "Hospital-acquired infections per 1,000 patient days",
+            value: h.hai_per_1000_patient_days,
+            numerator: t.hai_count,
+            denominator: t.patient_days,
+            proportion: false,
+            percent: false,
+        },
+    ]
 }
 
 fn body(tenant: &str, headline: &Headline, gold_instants: &[String]) -> String {
-    let (h, t) = (headline, &headline.totals);
-    let lines = [
-        ("Inpatient stays", suppress(t.stays)),
-        (
-            "30-day mortality",
-            rate(h.mortality_rate, t.deaths_30d, t.mortality_episodes, true),
-        ),
-        (
-            "30-day readmission",
-            rate(h.readmission_rate, t.readmissions_30d, t.index_stays, true),
-        ),
-        (
-            "Average length of stay (days)",
-            rate(h.alos, t.patient_days, t.stays, false),
-        ),
-        (
-            "Hospital-acquired infections per 1,000 patient days",
-            rate(
-                h.hai_per_1000_patient_days,
-                t.hai_count,
-                t.patient_days,
-                false,
-            ),
-        ),
-    ];
     let mut text = format!("MetricCare refreshed the quality metrics of {tenant}.\n\n");
-    for (label, value) in lines {
-        text.push_str(&format!("{label}: {value}\n"));
+    for rate in rates(headline) {
+        text.push_str(&format!("{}: {}\n", rate.label, rate.shown()));
     }
-    // No "was ..." figures: the difference of two shown counts could reveal a count below 11.
+    let t = &headline.totals;
+    if t.open_window_index > 0 || t.open_window_mortality > 0 {
+        text.push_str(
+            "Some 30-day windows of the newest months have not ended: their rates can still rise.\n",
+        );
+    }
     text.push_str(&format!(
-        "\nCounts from 1 to 10 are shown as \"<11\" and rates built on them are withheld (CMS cell-size rule).\n\
-         The change against the previous refresh is in the message's data for analytics subscribers.\n\
+        "\nNo counts are shown, and a rate only when every count it rests on is 0 or at least 11 \
+         (CMS cell-size rule). The exact figures, and the change against the previous refresh, are \
+         in the message's data for analytics subscribers and in the gold tables.\n\
          Gold commits: {}\n",
         gold_instants.join(", ")
     ));
@@ -116,6 +143,7 @@ pub fn message_for(tenant: &TenantRefresh, report: &RefreshReport) -> Message {
                 "hospital_monthly": tenant.rows.hospital_monthly.len(),
                 "hai_by_code": tenant.rows.hai_by_code.len(),
                 "mortality_yearly": tenant.rows.mortality_yearly.len(),
+                "stay_detail": tenant.rows.stay_detail.len(),
             },
             "headline": h,
             "previous": tenant.previous,
@@ -127,40 +155,177 @@ pub fn message_for(tenant: &TenantRefresh, report: &RefreshReport) -> Message {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gold::metrics::Totals;
 
-    #[test]
-    fn counts_from_one_to_ten_are_suppressed() {
-        assert_eq!(suppress(0), "0");
-        assert_eq!(suppress(1), "<11");
-        assert_eq!(suppress(10), "<11");
-        assert_eq!(suppress(11), "11");
-        assert_eq!(suppress(1234567), "1,234,567");
+    fn headline(t: Totals) -> Headline {
+        let ratio = |n: i64, d: i64| if d == 0 { 0.0 } else { n as f64 / d as f64 };
+        Headline {
+            mortality_rate: ratio(t.deaths_30d, t.mortality_episodes),
+            readmission_rate: ratio(t.readmissions_30d, t.index_stays),
+            alos: ratio(t.patient_days, t.stays),
+            hai_per_1000_patient_days: ratio(t.hai_count * 1000, t.patient_days),
+            totals: t,
+        }
     }
 
     #[test]
-    fn rates_on_small_counts_are_withheld() {
-        let h = Headline {
-            totals: crate::gold::metrics::Totals {
-                stays: 200,
-                deaths_30d: 4,
-                mortality_episodes: 195,
-                index_stays: 190,
-                readmissions_30d: 30,
-                patient_days: 900,
-                hai_count: 12,
-                hai_stays: 11,
-                open_window_index: 0,
-                open_window_mortality: 0,
-            },
-            mortality_rate: 0.02,
-            readmission_rate: 30.0 / 190.0,
-            alos: 4.5,
-            hai_per_1000_patient_days: 13.3,
-        };
+    fn a_rate_resting_on_a_small_count_or_its_complement_is_not_shown() {
+        // GIVEN 15 episodes with 12 deaths (3 survivors), 190 index episodes with 30 readmissions
+        let h = headline(Totals {
+            stays: 200,
+            deaths_30d: 12,
+            mortality_episodes: 15,
+            index_stays: 190,
+            readmissions_30d: 30,
+            patient_days: 900,
+            hai_count: 4,
+            hai_stays: 4,
+            open_window_index: 12,
+            open_window_mortality: 0,
+        });
         let text = body("t1", &h, &[]);
-        assert!(text.contains("30-day mortality: withheld (<11)"), "{text}");
-        assert!(text.contains("30-day readmission: 15.8%"), "{text}");
-        assert!(text.contains("Inpatient stays: 200"), "{text}");
-        assert!(!text.contains(": 4\n"), "{text}");
+        // THEN mortality is not shown (3 survivors), readmission is; no count is shown
+        assert!(
+            text.contains("30-day mortality (crude): not shown"),
+            "{text}"
+        );
+        assert!(text.contains("30-day readmission (crude): 15.8%"), "{text}");
+        assert!(text.contains("patient days: not shown"), "{text}");
+        assert!(
+            text.contains("Average length of stay (days): 4.5"),
+            "{text}"
+        );
+        assert!(text.contains("can still rise"), "{text}");
+        assert!(!text.contains("200") && !text.contains("190"), "{text}");
+    }
+
+    /// A small deterministic generator (no dependency): xorshift64.
+    struct Random(u64);
+
+    impl Random {
+        fn below(&mut self, n: i64) -> i64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % n as u64) as i64
+        }
+
+        /// A count that is often small, often 0, sometimes large.
+        fn count(&mut self, at_most: i64) -> i64 {
+            match self.below(4) {
+                0 => 0,
+                1 => self.below(12).min(at_most),
+                _ => self.below(at_most + 1),
+            }
+        }
+
+        fn totals(&mut self) -> Totals {
+            let stays = self.count(60);
+            let mortality_episodes = self.count(stays);
+            let index_stays = self.count(mortality_episodes);
+            let patient_days = stays + self.count(5 * stays);
+            let hai_count = self.count(20);
+            Totals {
+                stays,
+                deaths_30d: self.count(mortality_episodes),
+                mortality_episodes,
+                index_stays,
+                readmissions_30d: self.count(index_stays),
+                patient_days,
+                hai_count,
+                hai_stays: self.count(hai_count),
+                open_window_index: self.count(index_stays),
+                open_window_mortality: self.count(mortality_episodes),
+            }
+        }
+    }
+
+    /// The lines of an e-mail that carry no figure of the tenant's data (the commits line names
+    /// commits, not counts).
+    const FIXED_LINES: [&str; 4] = [
+        "MetricCare refreshed the quality metrics of t1.",
+        "Some 30-day windows of the newest months have not ended",
+        "No counts are shown",
+        "Gold commits: ",
+    ];
+
+    /// The numbers an e-mail shows, by line label (the instants line left out: it names commits).
+    fn shown_numbers(text: &str) -> Vec<(String, f64)> {
+        text.lines()
+            .filter(|line| !line.starts_with("Gold commits"))
+            .filter_map(|line| line.split_once(": "))
+            .filter_map(|(label, value)| {
+                let number: String = value
+                    .chars()
+                    .take_while(|c| c.is_ascii_digit() || *c == '.')
+                    .collect();
+                number.parse().ok().map(|n| (label.to_owned(), n))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn no_count_from_one_to_ten_can_be_derived_from_one_e_mail_or_two_consecutive_ones() {
+        let mut random = Random(0x9E37_79B9_7F4A_7C15);
+        let mut previous: Option<(Totals, String)> = None;
+        for refresh in 0..20_000 {
+            // GIVEN a tenant's totals, often growing by a few stays since the previous refresh
+            let totals = match &previous {
+                Some((p, _)) if random.below(2) == 0 => Totals {
+                    stays: p.stays + random.below(4),
+                    ..*p
+                },
+                _ => random.totals(),
+            };
+            let h = headline(totals);
+            // WHEN its e-mail is written
+            let text = body("t1", &h, &["hospital_monthly@20240101000000000".into()]);
+            let shown = shown_numbers(&text);
+            // THEN each line is a rate (a number with a decimal point, or "not shown") or text
+            // that is the same in every e-mail: no count is ever shown
+            for line in text.lines() {
+                match line.split_once(": ") {
+                    Some((label, value)) if rates(&h).iter().any(|r| r.label == label) => {
+                        let number = value.trim_end_matches('%');
+                        assert!(
+                            value.starts_with("not shown")
+                                || (number.contains('.') && number.parse::<f64>().is_ok()),
+                            "refresh {refresh}: {line:?}"
+                        );
+                    }
+                    _ => assert!(
+                        line.is_empty() || FIXED_LINES.iter().any(|fixed| line.starts_with(fixed)),
+                        "refresh {refresh}: {line:?}"
+                    ),
+                }
+            }
+            // AND every rate shown rests only on counts that may be published, complements
+            // included, so that no base can turn it back into a small count
+            for rate in rates(&h) {
+                let is_shown = shown.iter().any(|(label, _)| label == rate.label);
+                if is_shown {
+                    for count in rate.counts() {
+                        assert!(
+                            publishable(count),
+                            "refresh {refresh}: {} rests on {count}",
+                            rate.label
+                        );
+                    }
+                }
+            }
+            // AND across two consecutive e-mails the only numbers are rates: their differences
+            // are differences of rates, never of counts
+            if let Some((_, previous_text)) = &previous {
+                let before = shown_numbers(previous_text);
+                for (label, value) in &shown {
+                    if let Some((_, old)) = before.iter().find(|(l, _)| l == label) {
+                        let difference = (value - old).abs();
+                        let is_rate_label = rates(&h).iter().any(|r| r.label == label.as_str());
+                        assert!(is_rate_label, "refresh {refresh}: {label} {difference}");
+                    }
+                }
+            }
+            previous = Some((totals, text));
+        }
     }
 }

@@ -4,14 +4,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Float64Type, Int32Type, Int64Type, TimestampMicrosecondType};
+use arrow_array::types::{Date32Type, Float64Type, Int32Type, Int64Type, TimestampMicrosecondType};
 use arrow_array::{Array, RecordBatch};
 use arrow_schema::{Schema, SchemaRef};
 use object_store::path::Path;
 
 use super::metrics::{
     ConditionFacts, EncounterFacts, GoldRows, HaiByCode, HospitalMonth, MortalityYear,
-    PatientFacts, TenantSilver,
+    PatientFacts, StayDetail, TenantSilver,
 };
 use crate::error::{CoreError, Result};
 use crate::fhir::CodingValue;
@@ -24,13 +24,26 @@ pub enum GoldTable {
     HospitalMonthly,
     HaiByCode,
     MortalityYearly,
+    StayDetail,
 }
 
+/// The columns of `stay_detail` that hold a value only on some stays (an episode's first or last).
+const STAY_DETAIL_OPTIONAL: [&str; 7] = [
+    "died_30d",
+    "mortality_window_open",
+    "index_episode",
+    "exclusion_reason",
+    "readmitted",
+    "readmission_stay_key",
+    "readmission_window_open",
+];
+
 impl GoldTable {
-    pub const ALL: [GoldTable; 3] = [
+    pub const ALL: [GoldTable; 4] = [
         Self::HaiByCode,
         Self::MortalityYearly,
         Self::HospitalMonthly,
+        Self::StayDetail,
     ];
 
     pub fn name(self) -> &'static str {
@@ -38,6 +51,7 @@ impl GoldTable {
             Self::HospitalMonthly => "hospital_monthly",
             Self::HaiByCode => "hai_by_code",
             Self::MortalityYearly => "mortality_yearly",
+            Self::StayDetail => "stay_detail",
         }
     }
 
@@ -92,12 +106,32 @@ impl GoldTable {
                 ("rate", F64),
                 ("measure_version", I32),
             ],
+            Self::StayDetail => &[
+                ("stay_key", Str),
+                ("episode_key", Str),
+                ("patient_key", Str),
+                ("hospital_id", Str),
+                ("hospital_name", Str),
+                ("month", Str),
+                ("admission_date", Date),
+                ("discharge_date", Date),
+                ("los", I64),
+                ("died_30d", Bool),
+                ("mortality_window_open", Bool),
+                ("index_episode", Bool),
+                ("exclusion_reason", Str),
+                ("readmitted", Bool),
+                ("readmission_stay_key", Str),
+                ("readmission_window_open", Bool),
+                ("hai_count", I64),
+                ("measure_version", I32),
+            ],
         };
         let mut fields = vec![field("row_key", Str, false), field("tenant_id", Str, false)];
         fields.extend(
             specific
                 .iter()
-                .map(|(name, kind)| field(name, *kind, false)),
+                .map(|(name, kind)| field(name, *kind, STAY_DETAIL_OPTIONAL.contains(name))),
         );
         fields.push(field("refreshed_at", Ts, false));
         Arc::new(Schema::new(fields))
@@ -115,6 +149,8 @@ impl GoldTable {
         let i = |v: i64| Value::I64(Some(v));
         let f = |v: f64| Value::F64(Some(v));
         let version = |v: i32| Value::I32(Some(v));
+        let text = |v: &Option<String>| Value::Str(v.clone());
+        let flag = |v: Option<bool>| Value::Bool(v);
         let mut push = |key: String, values: Vec<Value>| {
             let mut row = vec![Value::Str(Some(key)), s(tenant)];
             row.extend(values);
@@ -178,6 +214,33 @@ impl GoldTable {
                     );
                 }
             }
+            Self::StayDetail => {
+                for r in &rows.stay_detail {
+                    push(
+                        r.stay_key.clone(),
+                        vec![
+                            s(&r.stay_key),
+                            s(&r.episode_key),
+                            s(&r.patient_key),
+                            s(&r.hospital_id),
+                            s(&r.hospital_name),
+                            s(&r.month),
+                            Value::Date(Some(r.admission_date)),
+                            Value::Date(Some(r.discharge_date)),
+                            i(r.los),
+                            flag(r.died_30d),
+                            flag(r.mortality_window_open),
+                            flag(r.index_episode),
+                            text(&r.exclusion_reason),
+                            flag(r.readmitted),
+                            text(&r.readmission_stay_key),
+                            flag(r.readmission_window_open),
+                            i(r.hai_count),
+                            version(r.measure_version),
+                        ],
+                    );
+                }
+            }
         }
         Ok(vec![builder.finish()?])
     }
@@ -208,6 +271,15 @@ impl<'a> Columns<'a> {
         let column = self.column(name)?;
         Ok((!column.is_null(row))
             .then(|| column.as_primitive::<TimestampMicrosecondType>().value(row)))
+    }
+
+    fn date(&self, name: &str, row: usize) -> Result<i32> {
+        Ok(self.column(name)?.as_primitive::<Date32Type>().value(row))
+    }
+
+    fn flag(&self, name: &str, row: usize) -> Result<Option<bool>> {
+        let column = self.column(name)?;
+        Ok((!column.is_null(row)).then(|| column.as_boolean().value(row)))
     }
 
     fn int32(&self, name: &str, row: usize) -> Result<i32> {
@@ -375,6 +447,28 @@ pub fn gold_rows_from_batches(batches: &BTreeMap<GoldTable, Vec<RecordBatch>>) -
                 measure_version: c.int32("measure_version", r)?,
             })
         })?,
+        stay_detail: each_row(batches.get(&GoldTable::StayDetail), |c, r| {
+            Ok(StayDetail {
+                stay_key: c.text("stay_key", r)?.unwrap_or_default(),
+                episode_key: c.text("episode_key", r)?.unwrap_or_default(),
+                patient_key: c.text("patient_key", r)?.unwrap_or_default(),
+                hospital_id: c.text("hospital_id", r)?.unwrap_or_default(),
+                hospital_name: c.text("hospital_name", r)?.unwrap_or_default(),
+                month: c.text("month", r)?.unwrap_or_default(),
+                admission_date: c.date("admission_date", r)?,
+                discharge_date: c.date("discharge_date", r)?,
+                los: c.int("los", r)?,
+                died_30d: c.flag("died_30d", r)?,
+                mortality_window_open: c.flag("mortality_window_open", r)?,
+                index_episode: c.flag("index_episode", r)?,
+                exclusion_reason: c.text("exclusion_reason", r)?,
+                readmitted: c.flag("readmitted", r)?,
+                readmission_stay_key: c.text("readmission_stay_key", r)?,
+                readmission_window_open: c.flag("readmission_window_open", r)?,
+                hai_count: c.int("hai_count", r)?,
+                measure_version: c.int32("measure_version", r)?,
+            })
+        })?,
         mortality_yearly: each_row(batches.get(&GoldTable::MortalityYearly), |c, r| {
             Ok(MortalityYear {
                 year: c.int32("year", r)?,
@@ -395,5 +489,6 @@ pub fn gold_rows_from_batches(batches: &BTreeMap<GoldTable, Vec<RecordBatch>>) -
     rows.hai_by_code
         .sort_by(|a, b| (&a.month, &a.system, &a.code).cmp(&(&b.month, &b.system, &b.code)));
     rows.mortality_yearly.sort_by_key(|r| r.year);
+    rows.stay_detail.sort_by(|a, b| a.stay_key.cmp(&b.stay_key));
     Ok(rows)
 }

@@ -74,8 +74,15 @@ def test_the_report_is_one_self_contained_file_with_the_three_views(demo):
     lake, _ = demo
     html = (lake.root / "report.html").read_text()
     tenants = json.loads((lake.root / "ground-truth.json").read_text())["tenants"]
-    for view in ("Readmission rate by hospital", "30-day mortality by year"):
+    trends = ("30-day mortality (crude) by month of first discharge",
+              "30-day readmission (crude) by month of last discharge",
+              "Average length of stay (days) by month of discharge",
+              "Hospital-acquired infections per 1,000 patient days by month of discharge")
+    for view in ("Readmission rate by hospital", "30-day mortality by year", *trends):
         assert html.count(f'aria-label="{view}"') == len(tenants), view  # once per tenant
+    # Each trend chart says what it counts and excludes.
+    assert html.count('<p class="note">') == len(trends) * len(tenants)
+    assert "against medical advice" in html and "14-day window" in html
     # The infection chart of each tenant with infections; the others say they have none.
     with_hai = sum(1 for tenant in tenants if tenant["hai_by_code"])
     assert html.count('aria-label="HAI by code"') == with_hai

@@ -1,12 +1,14 @@
 //! The analysts' report: one self-contained HTML file (inline SVG charts, no script, no network)
-//! with, per tenant, HAI by code (donut), readmission rate by hospital (bar), mortality by
-//! year (line), ALOS and the per-hospital table. It reads only gold.
+//! with, per tenant, the monthly trend of each rate per hospital (months whose 30-day windows are
+//! still open marked), HAI by code (donut), readmission rate by hospital (bar), mortality by year
+//! (line), ALOS and the per-hospital table, each chart with a note of what it counts and excludes.
+//! It reads only gold.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use metriccare_core::gold::GoldRows;
-use metriccare_core::gold::metrics::HospitalTotals;
+use metriccare_core::gold::metrics::{HospitalMonth, HospitalTotals};
 
 const PALETTE: [&str; 8] = [
     "#1b6ca8", "#e07b39", "#3a9d5d", "#c0392b", "#8e44ad", "#16a085", "#d4ac0d", "#7f8c8d",
@@ -186,6 +188,154 @@ fn table(hospitals: &[HospitalTotals]) -> String {
     html
 }
 
+/// One monthly rate of the trend charts: how to read it off a row, whether the row's month still
+/// has open 30-day windows for it, and the note printed under its chart.
+struct Trend {
+    title: &'static str,
+    value: fn(&HospitalMonth) -> f64,
+    open: fn(&HospitalMonth) -> bool,
+    percent: bool,
+    note: &'static str,
+}
+
+const TRENDS: [Trend; 4] = [
+    Trend {
+        title: "30-day mortality (crude) by month of first discharge",
+        value: |r| r.mortality_rate,
+        open: |r| r.open_window_mortality > 0,
+        percent: true,
+        note: "Episodes (stays chained by transfer) counted at their first hospital, in the month of the \
+               first discharge; deaths within 30 days of the first admission. Unadjusted, all payers. A \
+               death recorded without a date is not counted.",
+    },
+    Trend {
+        title: "30-day readmission (crude) by month of last discharge",
+        value: |r| r.readmission_rate,
+        open: |r| r.open_window_index > 0,
+        percent: true,
+        note: "Index episodes counted at their last hospital, in the month of the last discharge: \
+               excludes episodes ending in death, discharged expired or against medical advice. \
+               Readmitted: a new episode admitted within 30 days. Unadjusted, all payers.",
+    },
+    Trend {
+        title: "Average length of stay (days) by month of discharge",
+        value: |r| r.alos,
+        open: |_| false,
+        percent: false,
+        note: "Every inpatient stay of the month, at least one day each; transfers count as separate stays.",
+    },
+    Trend {
+        title: "Hospital-acquired infections per 1,000 patient days by month of discharge",
+        value: |r| r.hai_per_1000_patient_days,
+        open: |_| false,
+        percent: false,
+        note: "Infections of the value set with onset from day 3 of the stay to discharge; excludes \
+               refuted and entered-in-error conditions and repeats within NHSN's 14-day window. Not \
+               device-associated rates, not a SIR.",
+    },
+];
+
+/// One line per hospital over the tenant's months; a hollow point is a month whose 30-day
+/// windows had not all ended at the refresh (its rate can still rise).
+fn trend(rows: &GoldRows, trend: &Trend) -> String {
+    let months: Vec<&str> = {
+        let mut m: Vec<&str> = rows
+            .hospital_monthly
+            .iter()
+            .map(|r| r.month.as_str())
+            .collect();
+        m.sort_unstable();
+        m.dedup();
+        m
+    };
+    if months.is_empty() {
+        return "<p class=\"empty\">No inpatient stays.</p>".to_owned();
+    }
+    let mut by_hospital: BTreeMap<(&str, &str), Vec<&HospitalMonth>> = BTreeMap::new();
+    for r in &rows.hospital_monthly {
+        by_hospital
+            .entry((&r.hospital_name, &r.hospital_id))
+            .or_default()
+            .push(r);
+    }
+    let max = rows
+        .hospital_monthly
+        .iter()
+        .map(trend.value)
+        .fold(0.0_f64, f64::max)
+        .max(0.01);
+    let (left, top, width, height) = (60.0, 16.0, 620.0, 150.0);
+    let step = if months.len() > 1 {
+        width / (months.len() - 1) as f64
+    } else {
+        0.0
+    };
+    let x = |month: &str| left + step * months.binary_search(&month).unwrap_or(0) as f64;
+    let y = |value: f64| top + height - height * value / max;
+    let shown = |value: f64| {
+        if trend.percent {
+            percent(value)
+        } else {
+            format!("{value:.2}")
+        }
+    };
+    let mut svg = format!(
+        "<svg viewBox=\"0 0 700 200\" width=\"700\" role=\"img\" aria-label=\"{}\">\
+         <line x1=\"{left}\" y1=\"{b}\" x2=\"{r}\" y2=\"{b}\" class=\"axis\"/>\
+         <text x=\"0\" y=\"{t}\" class=\"label\">{m}</text><text x=\"0\" y=\"{b}\" class=\"label\">0</text>\
+         <text x=\"{left}\" y=\"196\" class=\"label\">{first}</text><text x=\"{r}\" y=\"196\" class=\"label\" text-anchor=\"end\">{last}</text>",
+        escape(trend.title),
+        b = top + height,
+        r = left + width,
+        t = top + 10.0,
+        m = shown(max),
+        first = months[0],
+        last = months[months.len() - 1],
+    );
+    let mut legend = String::from("<ul class=\"legend\">");
+    for (i, ((name, _), points)) in by_hospital.iter().enumerate() {
+        let color = PALETTE[i % PALETTE.len()];
+        let path: Vec<String> = points
+            .iter()
+            .map(|r| format!("{:.1},{:.1}", x(&r.month), y((trend.value)(r))))
+            .collect();
+        let _ = write!(
+            svg,
+            "<polyline points=\"{}\" fill=\"none\" stroke=\"{color}\" stroke-width=\"2\"/>",
+            path.join(" ")
+        );
+        for r in points {
+            let open = (trend.open)(r);
+            let _ = write!(
+                svg,
+                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3.5\" fill=\"{}\" stroke=\"{color}\" stroke-width=\"1.5\"><title>{} {}: {}{}</title></circle>",
+                x(&r.month),
+                y((trend.value)(r)),
+                if open { "white" } else { color },
+                escape(name),
+                r.month,
+                shown((trend.value)(r)),
+                if open {
+                    " (windows still open: can still rise)"
+                } else {
+                    ""
+                },
+            );
+        }
+        let _ = write!(
+            legend,
+            "<li><span class=\"swatch\" style=\"background:{color}\"></span>{}</li>",
+            escape(name)
+        );
+    }
+    svg.push_str("</svg>");
+    legend.push_str("</ul>");
+    format!(
+        "{svg}{legend}<p class=\"note\">{} A hollow point: a month whose 30-day windows had not all ended at the refresh.</p>",
+        trend.note
+    )
+}
+
 /// The whole report.
 pub fn report(gold: &BTreeMap<String, GoldRows>, generated_at: &str) -> String {
     let mut html = String::from(
@@ -198,6 +348,7 @@ pub fn report(gold: &BTreeMap<String, GoldRows>, generated_at: &str) -> String {
          .big{font-size:22px;font-weight:600}.label{font-size:12px;fill:#333}.axis{stroke:#999}\
          table{border-collapse:collapse;font-size:.85rem;margin-top:.5rem}th,td{border:1px solid #ddd;padding:.3rem .5rem;text-align:right}\
          th:first-child,td:first-child{text-align:left}thead{background:#f3f6f9}.empty{color:#777}footer{margin-top:3rem;color:#777;font-size:.8rem}\
+         .note{color:#555;font-size:.8rem;max-width:700px}\
          </style></head><body><h1>MetricCare quality report</h1>",
     );
     if gold.is_empty() {
@@ -206,12 +357,16 @@ pub fn report(gold: &BTreeMap<String, GoldRows>, generated_at: &str) -> String {
     for (tenant, rows) in gold {
         let h = rows.headline();
         let hospitals = rows.per_hospital();
+        let trends: String = TRENDS
+            .iter()
+            .map(|t| format!("<h3>{}</h3>{}", escape(t.title), trend(rows, t)))
+            .collect();
         let _ = write!(
             html,
             "<h2>{}</h2><div class=\"cards\"><div class=\"card\">Inpatient stays<b>{}</b></div>\
-             <div class=\"card\">30-day mortality<b>{}</b></div><div class=\"card\">30-day readmission<b>{}</b></div>\
+             <div class=\"card\">30-day mortality (crude)<b>{}</b></div><div class=\"card\">30-day readmission (crude)<b>{}</b></div>\
              <div class=\"card\">Average length of stay<b>{:.2} days</b></div><div class=\"card\">HAI per 1,000 patient days<b>{:.2}</b></div></div>\
-             <h3>Hospital-acquired infections by code</h3>{}\
+             {}<h3>Hospital-acquired infections by code</h3>{}\
              <h3>30-day readmission rate by hospital</h3>{}\
              <h3>30-day mortality by year of discharge</h3>{}\
              <h3>Per hospital</h3>{}",
@@ -221,6 +376,7 @@ pub fn report(gold: &BTreeMap<String, GoldRows>, generated_at: &str) -> String {
             percent(h.readmission_rate),
             h.alos,
             h.hai_per_1000_patient_days,
+            trends,
             donut(rows),
             bars(&hospitals),
             line(rows),

@@ -88,6 +88,10 @@ pub struct Config {
     pub dirty: bool,
     /// Patients per transaction Bundle (bundle format only).
     pub patients_per_bundle: usize,
+    /// Each tenant's clock for the ground truth, minutes east of UTC, by tenant index (cycled;
+    /// empty: UTC). Gold agrees when each tenant's profile names a zone with that fixed offset
+    /// (`Etc/GMT+5` is 300 minutes west).
+    pub tenant_clocks: Vec<i32>,
 }
 
 impl Default for Config {
@@ -100,6 +104,7 @@ impl Default for Config {
             gzip: false,
             dirty: false,
             patients_per_bundle: 50,
+            tenant_clocks: Vec::new(),
         }
     }
 }
@@ -205,7 +210,12 @@ fn run_tenant(
         organization: hospitals.len() as u64,
         ..ResourceCounts::default()
     };
-    let mut acc = MetricsAccumulator::new();
+    let clock_min = if config.tenant_clocks.is_empty() {
+        0
+    } else {
+        config.tenant_clocks[index % config.tenant_clocks.len()]
+    };
+    let mut acc = MetricsAccumulator::new().on_clock(clock_min);
     if config.dirty {
         w.organization_copy(&hospitals[0])?;
         dirty.exact_duplicates += 1;
@@ -261,6 +271,7 @@ fn run_tenant(
     let (hospital_monthly, hai_by_code, mortality_yearly) = acc.finish(&hospitals);
     let truth = TenantTruth {
         tenant: tenant.to_string(),
+        utc_offset_minutes: clock_min,
         hospitals: hospitals
             .iter()
             .map(|h| HospitalInfo {

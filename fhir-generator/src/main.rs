@@ -66,6 +66,7 @@ fn main() -> ExitCode {
         gzip: args.gzip,
         dirty: args.dirty,
         patients_per_bundle: args.patients_per_bundle as usize,
+        tenant_clocks: Vec::new(),
     };
     let started = Instant::now();
     match generate(&config, &args.out) {

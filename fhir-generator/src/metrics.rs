@@ -1,7 +1,9 @@
 //! The metric definitions, evaluated on the in-memory model (the final state
 //! of a patient: newest versions applied, deleted Conditions removed).
 //!
-//! All dates are UTC calendar dates of the timestamps.
+//! All dates are calendar dates of the timestamps on the tenant's clock
+//! (`clock_min` minutes east of UTC; 0 without a profile), a timestamp at
+//! exactly midnight UTC being a date.
 //! - Inpatient stay: class IMP/ACUTE/NONAC, status finished, start and end
 //!   present, end >= start. Reported in the month of its discharge date.
 //! - LOS = max(1, discharge date - admission date); patient_days = sum LOS.
@@ -60,8 +62,9 @@ pub struct EpisodeOutcome {
     pub readmission_open: bool,
 }
 
-/// Evaluates every stay of one patient, in admission order.
-pub fn stay_outcomes(rec: &PatientRecord) -> Vec<StayOutcome> {
+/// Evaluates every stay of one patient, in admission order, on a clock
+/// `clock_min` minutes east of UTC.
+pub fn stay_outcomes(rec: &PatientRecord, clock_min: i32) -> Vec<StayOutcome> {
     let mut stays: Vec<usize> = (0..rec.encounters.len())
         .filter(|&i| is_stay(&rec.encounters[i]))
         .collect();
@@ -73,8 +76,8 @@ pub fn stay_outcomes(rec: &PatientRecord) -> Vec<StayOutcome> {
     for &i in &stays {
         let e = &rec.encounters[i];
         let Some(end) = e.end else { continue };
-        let adm = e.start.utc_day();
-        let dis = end.utc_day();
+        let adm = e.start.day_on(clock_min);
+        let dis = end.day_on(clock_min);
         out.push(StayOutcome {
             encounter: i,
             hospital: e.hospital,
@@ -97,7 +100,7 @@ pub fn stay_outcomes(rec: &PatientRecord) -> Vec<StayOutcome> {
             {
                 continue;
             }
-            let Some(day) = c.onset.or(c.recorded).map(|t| t.utc_day()) else {
+            let Some(day) = c.onset.or(c.recorded).map(|t| t.day_on(clock_min)) else {
                 continue;
             };
             if s.admission_day + 2 <= day && day <= s.discharge_day {
@@ -125,6 +128,7 @@ pub fn stay_outcomes(rec: &PatientRecord) -> Vec<StayOutcome> {
 pub fn episode_outcomes(
     rec: &PatientRecord,
     stays: &[StayOutcome],
+    clock_min: i32,
     as_of_day: i64,
 ) -> Vec<EpisodeOutcome> {
     let mut groups: Vec<Vec<usize>> = Vec::new();
@@ -138,7 +142,11 @@ pub fn episode_outcomes(
             _ => groups.push(vec![k]),
         }
     }
-    let death_day = rec.patient.deceased.date_time().map(|t| t.utc_day());
+    let death_day = rec
+        .patient
+        .deceased
+        .date_time()
+        .map(|t| t.day_on(clock_min));
     let firsts: Vec<&StayOutcome> = groups.iter().map(|g| &stays[g[0]]).collect();
     groups
         .iter()
@@ -190,6 +198,8 @@ pub const ALL_WINDOWS_ENDED_DAY: i64 = crate::synth::DATA_END + 32;
 #[derive(Debug, Clone)]
 pub struct MetricsAccumulator {
     as_of_day: i64,
+    /// The tenant's clock, minutes east of UTC.
+    clock_min: i32,
     /// Key: (hospital index, (year, month)).
     cells: BTreeMap<(usize, (i32, u32)), Cell>,
     /// Key: ((year, month), code index).
@@ -222,14 +232,20 @@ impl MetricsAccumulator {
     pub fn as_of(as_of_day: i64) -> Self {
         Self {
             as_of_day,
+            clock_min: 0,
             cells: BTreeMap::new(),
             hai: BTreeMap::new(),
             yearly: BTreeMap::new(),
         }
     }
 
+    /// The same accumulator on a clock `clock_min` minutes east of UTC.
+    pub fn on_clock(self, clock_min: i32) -> Self {
+        Self { clock_min, ..self }
+    }
+
     pub fn add_patient(&mut self, rec: &PatientRecord) {
-        let stays = stay_outcomes(rec);
+        let stays = stay_outcomes(rec, self.clock_min);
         for s in &stays {
             let ym = year_month(s.discharge_day);
             let cell = self.cells.entry((s.hospital, ym)).or_default();
@@ -241,7 +257,7 @@ impl MetricsAccumulator {
                 *self.hai.entry((ym, code)).or_default() += 1;
             }
         }
-        for ep in episode_outcomes(rec, &stays, self.as_of_day) {
+        for ep in episode_outcomes(rec, &stays, self.clock_min, self.as_of_day) {
             let first = &stays[ep.stays[0]];
             let last = &stays[ep.stays[ep.stays.len() - 1]];
             let ym = year_month(first.discharge_day);
@@ -431,7 +447,7 @@ mod tests {
 
     /// The episodes of a record, with every window ended.
     fn episodes(rec: &PatientRecord) -> Vec<EpisodeOutcome> {
-        episode_outcomes(rec, &stay_outcomes(rec), ALL_WINDOWS_ENDED_DAY)
+        episode_outcomes(rec, &stay_outcomes(rec, 0), 0, ALL_WINDOWS_ENDED_DAY)
     }
 
     /// Patient A: same-day stay (LOS 1), a 3-day stay, death exactly 30 days
@@ -449,7 +465,10 @@ mod tests {
             conditions: vec![],
         };
         assert_eq!(
-            stay_outcomes(&a).iter().map(|s| s.los).collect::<Vec<_>>(),
+            stay_outcomes(&a, 0)
+                .iter()
+                .map(|s| s.los)
+                .collect::<Vec<_>>(),
             vec![1, 3]
         );
         let out = episodes(&a);
@@ -559,8 +578,8 @@ mod tests {
         // As of 2 July: the chain's mortality window (1 June + 30, through
         // 1 July) has ended, its readmission window (10 June + 30) has not;
         // the second episode's are both open.
-        let stays = stay_outcomes(&rec);
-        let open = episode_outcomes(&rec, &stays, crate::time::days_from_civil(2023, 7, 2));
+        let stays = stay_outcomes(&rec, 0);
+        let open = episode_outcomes(&rec, &stays, 0, crate::time::days_from_civil(2023, 7, 2));
         assert_eq!(
             open.iter()
                 .map(|e| (e.mortality_open, e.readmission_open))
@@ -602,7 +621,7 @@ mod tests {
                 cond(305, PNEUMONIA, 0, Some(utc(2023, 3, 9, 9)), None),
             ],
         };
-        let out = stay_outcomes(&rec);
+        let out = stay_outcomes(&rec, 0);
         let mut first_codes = out[0].hai_codes.clone();
         first_codes.sort_unstable();
         assert_eq!(first_codes, vec![SEPSIS, PNEUMONIA]);
@@ -666,7 +685,7 @@ mod tests {
                 cond(107, DIABETES, 0, Some(utc(2023, 1, 14, 9)), None),
             ],
         };
-        let out = stay_outcomes(&rec);
+        let out = stay_outcomes(&rec, 0);
         assert_eq!(out[0].admission_day, days_from_civil(2023, 1, 11));
         assert_eq!(out[0].los, 5);
         let mut codes = out[0].hai_codes.clone();

@@ -780,8 +780,8 @@ mod tests {
                     s.disposition == AGAINST_ADVICE && stays.iter().any(|n| n.start.utc > end),
                 );
             }
-            let outcomes = stay_outcomes(&rec);
-            let episodes = episode_outcomes(&rec, &outcomes, ALL_WINDOWS_ENDED_DAY);
+            let outcomes = stay_outcomes(&rec, 0);
+            let episodes = episode_outcomes(&rec, &outcomes, 0, ALL_WINDOWS_ENDED_DAY);
             hit("30-day death counted", episodes.iter().any(|e| e.death_30d));
             hit("readmission counted", episodes.iter().any(|e| e.readmitted));
             hit("transfer", episodes.iter().any(|e| e.stays.len() >= 2));

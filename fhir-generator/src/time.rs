@@ -87,6 +87,16 @@ impl Ts {
         self.utc.div_euclid(SECS_PER_DAY)
     }
 
+    /// The calendar day on a clock `clock_min` minutes east of UTC (a tenant's time zone). An
+    /// instant at exactly midnight UTC is a FHIR date without a time, the same day on every
+    /// clock (docs/metrics.md, "Dates").
+    pub const fn day_on(&self, clock_min: i32) -> i64 {
+        if self.utc.rem_euclid(SECS_PER_DAY) == 0 {
+            return self.utc_day();
+        }
+        (self.utc + clock_min as i64 * 60).div_euclid(SECS_PER_DAY)
+    }
+
     /// Writes `YYYY-MM-DDThh:mm:ss` followed by `Z` or `+hh:mm`/`-hh:mm`.
     pub fn write_to(&self, out: &mut Vec<u8>) {
         let local = self.utc + i64::from(self.offset_min) * 60;
@@ -250,6 +260,21 @@ pub fn parse_instant_ms(s: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_day_on_a_clock_and_a_date_without_a_time() {
+        // 23:30 UTC on 31 January is 1 February nine hours east, still 31 January five west
+        let evening = Ts::new(
+            days_from_civil(2024, 1, 31) * SECS_PER_DAY + 23 * 3600 + 1800,
+            0,
+        );
+        assert_eq!(evening.day_on(540), days_from_civil(2024, 2, 1));
+        assert_eq!(evening.day_on(-300), days_from_civil(2024, 1, 31));
+        // Exactly midnight UTC is a date: the same day on every clock
+        let midnight = Ts::new(days_from_civil(2024, 3, 5) * SECS_PER_DAY, 0);
+        assert_eq!(midnight.day_on(-300), days_from_civil(2024, 3, 5));
+        assert_eq!(midnight.day_on(540), days_from_civil(2024, 3, 5));
+    }
 
     #[test]
     fn civil_round_trip() {

@@ -25,6 +25,10 @@ pub struct GroundTruth {
 pub struct TenantTruth {
     /// Tenant id, e.g. `tenant-01` (also the directory name).
     pub tenant: String,
+    /// The clock the metrics are computed on, minutes east of UTC (0: UTC; a tenant profile with
+    /// a zone of that fixed offset gives the same gold).
+    #[serde(default)]
+    pub utc_offset_minutes: i32,
     pub hospitals: Vec<HospitalInfo>,
     /// Distinct rows expected in silver after loading export-1 and export-2
     /// (duplicates collapsed, newest `meta.lastUpdated` wins, deletes

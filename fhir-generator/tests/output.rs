@@ -482,6 +482,7 @@ fn small(format: Format, dirty: bool) -> Config {
         gzip: false,
         dirty,
         patients_per_bundle: 25,
+        tenant_clocks: Vec::new(),
     }
 }
 
@@ -615,6 +616,7 @@ fn deterministic_for_a_seed() {
             gzip: true,
             dirty: true,
             patients_per_bundle: 20,
+            tenant_clocks: Vec::new(),
         };
         let (a, sa) = gen_into(&config);
         let (b, sb) = gen_into(&config);
@@ -644,6 +646,7 @@ fn gzip_decompresses_to_plain_output() {
             gzip: false,
             dirty: true,
             patients_per_bundle: 30,
+            tenant_clocks: Vec::new(),
         };
         let (plain, sp) = gen_into(&plain_cfg);
         let (gz, sg) = gen_into(&Config {
@@ -684,6 +687,7 @@ fn tiny_and_uneven_inputs() {
                 gzip: false,
                 dirty: true,
                 patients_per_bundle: 1,
+                tenant_clocks: Vec::new(),
             };
             let (dir, summary) = gen_into(&config);
             check_against_truth(dir.path(), &summary);

@@ -33,6 +33,7 @@ fn generated(
         gzip: false,
         dirty: false,
         patients_per_bundle: 10,
+        tenant_clocks: Vec::new(),
     };
     let truth = fhir_generator::generate(&config, dir.path())
         .unwrap()

@@ -22,13 +22,29 @@ async fn load_generated(
 
 #[tokio::test]
 async fn gold_reproduces_the_ground_truth_for_several_seeds_sizes_and_formats() {
+    // (seed, patients, format, dirty, each tenant's clock in minutes east of UTC)
     let cases = [
-        (1, 40, fhir_generator::Format::Ndjson, false),
-        (2, 120, fhir_generator::Format::Ndjson, true),
-        (3, 90, fhir_generator::Format::Bundle, true),
-        (4, 200, fhir_generator::Format::Bundle, false),
+        (1, 40, fhir_generator::Format::Ndjson, false, vec![]),
+        (2, 120, fhir_generator::Format::Ndjson, true, vec![]),
+        (3, 90, fhir_generator::Format::Bundle, true, vec![]),
+        (4, 200, fhir_generator::Format::Bundle, false, vec![]),
+        // Tenant profiles west and east of UTC: five hours behind, nine ahead
+        (
+            5,
+            160,
+            fhir_generator::Format::Ndjson,
+            true,
+            vec![-300, 540],
+        ),
+        (
+            6,
+            120,
+            fhir_generator::Format::Bundle,
+            false,
+            vec![540, -300],
+        ),
     ];
-    for (seed, patients, format, dirty) in cases {
+    for (seed, patients, format, dirty, clocks) in cases {
         let lake = TestLake::new();
         let config = fhir_generator::Config {
             patients,
@@ -38,8 +54,21 @@ async fn gold_reproduces_the_ground_truth_for_several_seeds_sizes_and_formats() 
             dirty,
             gzip: seed % 2 == 0,
             patients_per_bundle: 25,
+            tenant_clocks: clocks,
         };
         let truth = load_generated(&lake, &config).await;
+        for tenant in &truth.tenants {
+            if tenant.utc_offset_minutes != 0 {
+                // `Etc/GMT+5` is five hours west of UTC: the IANA sign is reversed.
+                let hours = -tenant.utc_offset_minutes / 60;
+                let zone = format!("Etc/GMT{hours:+}");
+                write_profile(
+                    &lake,
+                    &tenant.tenant,
+                    &format!(r#"{{"time_zone": "{zone}"}}"#),
+                );
+            }
+        }
         let report = lake.lake.refresh_gold().await.unwrap();
         assert_eq!(report.refreshed.len(), 2);
         let gold = read_gold(&lake.lake.services.lake).await.unwrap();

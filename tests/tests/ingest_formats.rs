@@ -213,6 +213,7 @@ async fn the_generator_output_loads_to_exactly_its_ground_truth_counts() {
             dirty: true,
             gzip: matches!(format, fhir_generator::Format::Ndjson),
             patients_per_bundle: 10,
+            tenant_clocks: Vec::new(),
         };
         let truth = fhir_generator::generate(&config, &out)
             .unwrap()

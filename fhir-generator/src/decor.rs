@@ -110,3 +110,10 @@ impl Practitioner {
 pub fn condition_has_icd10(id: Id) -> bool {
     rng_for(id, 0x0049_4344_3130).below(4) == 0
 }
+
+/// Whether a Condition's code starts with a broader SNOMED CT coding
+/// ("Infectious disease", not in the HAI value set) before its own: its
+/// own is then the second SNOMED coding (about one in eight).
+pub fn condition_has_broader_coding(id: Id) -> bool {
+    rng_for(id, 0x4252_4f41_4452).below(8) == 0
+}

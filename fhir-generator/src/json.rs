@@ -1,7 +1,7 @@
 //! Hand-written FHIR JSON. Every resource is appended to a byte buffer with
 //! `emit!`; no intermediate `serde_json::Value`.
 
-use crate::decor::{PatientDecor, Practitioner, condition_has_icd10};
+use crate::decor::{PatientDecor, Practitioner, condition_has_broader_coding, condition_has_icd10};
 use crate::model::{Condition, Deceased, EncStatus, Encounter, Hospital, Id, Patient};
 use crate::time::{Ts, write_date, write_instant_ms};
 use crate::vocab::{
@@ -343,6 +343,11 @@ pub fn encounter(
     b.push(b'}');
 }
 
+/// The broader SNOMED CT concept some Conditions carry before their own
+/// code (not in the HAI value set: a condition is an HAI by its own code).
+const BROADER_CODE: &str = "40733004";
+const BROADER_DISPLAY: &str = "Infectious disease (disorder)";
+
 pub fn condition(b: &mut Vec<u8>, c: &Condition, patient: Id, encounter: Option<Id>, refs: Refs) {
     emit!(b; r#"{"resourceType":"Condition","id":""#, c.id, r#"","#);
     meta(
@@ -357,6 +362,10 @@ pub fn condition(b: &mut Vec<u8>, c: &Condition, patient: Id, encounter: Option<
         c.verification.code(),
         r#""}]},"category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/condition-category","code":"encounter-diagnosis","display":"Encounter Diagnosis"}]}],"code":{"coding":["#);
     let code = &CODES[c.code];
+    if condition_has_broader_coding(c.id) {
+        coding(b, SNOMED, BROADER_CODE, BROADER_DISPLAY);
+        b.push(b',');
+    }
     coding(b, SNOMED, code.code, code.display);
     if condition_has_icd10(c.id) {
         b.push(b',');

@@ -231,8 +231,12 @@ impl Loaded {
                 let encounter =
                     s(v, &["encounter", "reference"]).map(|r| self.resolve(r, urns).unwrap().1);
                 let codings = v["code"]["coding"].as_array().unwrap();
-                let snomed = codings.iter().find(|c| c["system"] == SNOMED).unwrap();
-                let code = code_index(snomed["code"].as_str().unwrap()).unwrap();
+                // The condition's own SNOMED CT coding (a broader one may come first).
+                let code = codings
+                    .iter()
+                    .filter(|c| c["system"] == SNOMED)
+                    .find_map(|c| code_index(c["code"].as_str().unwrap()))
+                    .unwrap();
                 let verification = match v["verificationStatus"]["coding"][0]["code"].as_str() {
                     Some("confirmed") => Verification::Confirmed,
                     Some("refuted") => Verification::Refuted,

@@ -323,6 +323,65 @@ async fn stay_detail_shows_the_episode_the_readmission_and_the_windows_still_ope
 }
 
 #[tokio::test]
+async fn a_transfer_chain_across_three_hospitals_is_one_episode_worked_out_by_hand() {
+    // GIVEN tests/fixtures/edge-cases/transfers.ndjson, October 2024: p-chain moved from Alpha to
+    // Beta on the day of discharge, on to Gamma the next day, back at Alpha 13 days later;
+    // p-dies moved from Alpha to Beta the same day and died 10 days after the second discharge
+    let lake = TestLake::new();
+    let report = lake
+        .ingest(
+            &metriccare_tests::fixtures().join("edge-cases/transfers.ndjson"),
+            "t1",
+        )
+        .await;
+    assert_eq!(
+        (report.result, report.outcome.rejected),
+        (FileResult::Completed, 0)
+    );
+    // WHEN gold is refreshed
+    lake.lake.refresh_gold().await.unwrap();
+    let gold = read_gold(&lake.lake.services.lake).await.unwrap();
+    let rows = &gold["t1"];
+    metriccare_tests::assert_gold_sums_over_stay_detail(rows, "transfers.ndjson");
+    // THEN per hospital [stays, mortality episodes, deaths, index episodes, readmissions]:
+    // Alpha holds three stays and the three episodes' mortality (one death: p-dies, within 30 days
+    // of the first admission, once); Gamma the chain's readmission (by the return); Beta the
+    // p-dies episode's index (alive at its last discharge). Without episodes it would have been
+    // four readmissions and two deaths.
+    let got: Vec<(&str, [i64; 5])> = rows
+        .hospital_monthly
+        .iter()
+        .map(|r| {
+            (
+                r.hospital_name.as_str(),
+                [
+                    r.stays,
+                    r.mortality_episodes,
+                    r.deaths_30d,
+                    r.index_stays,
+                    r.readmissions_30d,
+                ],
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("Alpha General", [3, 3, 1, 1, 0]),
+            ("Beta Memorial", [2, 0, 0, 1, 0]),
+            ("Gamma Regional", [1, 0, 0, 1, 1]),
+        ]
+    );
+    assert_eq!(
+        (
+            rows.mortality_yearly[0].episodes,
+            rows.mortality_yearly[0].deaths
+        ),
+        (3, 1)
+    );
+}
+
+#[tokio::test]
 async fn hand_written_edge_cases_give_the_numbers_worked_out_by_hand() {
     // GIVEN tests/fixtures/edge-cases: deaths on day +30 (through a time zone) and +31, a
     // deceasedBoolean without date, a death during the stay, a readmission chain across two

@@ -251,7 +251,7 @@ data "aws_iam_policy_document" "gold" {
 module "gold_function" {
   source                = "../modules/lambda_function"
   name                  = "metriccare_gold_refresh_${local.environment}"
-  description           = "Recomputes the CMS quality metrics of tenants whose silver changed and announces them."
+  description           = "Recomputes the gold quality measures of tenants whose silver changed and announces them."
   binary                = "metriccare-gold"
   zip_path              = "${var.lambda_zip_dir}/metriccare-gold/bootstrap.zip"
   architecture          = var.lambda_architecture

@@ -66,6 +66,11 @@ def test_sql_over_silver_and_gold(demo):
         assert line == f"{tenant['tenant']},{sum(r['stays'] for r in tenant['hospital_monthly'])}"
     table = lake.run("query", "SELECT count(*) AS n FROM gold_mortality_yearly").stdout
     assert "| n" in table
+    # One row per stay behind the rates.
+    out = lake.run("query", "--format", "csv",
+                   "SELECT tenant_id, count(*) AS stays FROM gold_stay_detail GROUP BY tenant_id ORDER BY tenant_id")
+    for line, tenant in zip(out.stdout.splitlines()[1:], truth["tenants"]):
+        assert line == f"{tenant['tenant']},{sum(r['stays'] for r in tenant['hospital_monthly'])}"
     bad = lake.run("query", "SELECT * FROM no_such_table", expect=1)
     assert "no_such_table" in bad.stderr
 

@@ -129,9 +129,9 @@ enum Command {
         #[arg(long, env = "METRICCARE_JOBS")]
         jobs: Option<usize>,
     },
-    /// Recompute the gold CMS metrics of every tenant whose silver changed since the last refresh,
-    /// and announce each changed tenant (notifications.jsonl and the console). Nothing changed:
-    /// nothing written, no message.
+    /// Recompute the gold measures (crude, in the style of CMS and NHSN) of every tenant whose
+    /// silver or profile changed since the last refresh, and announce each changed tenant
+    /// (notifications.jsonl and the console). Nothing changed: nothing written, no message.
     Gold,
     /// Run SQL over the latest snapshots of silver_patient, silver_encounter, silver_condition,
     /// silver_organization, gold_hospital_monthly, gold_hai_by_code, gold_mortality_yearly and

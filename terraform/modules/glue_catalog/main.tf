@@ -158,7 +158,7 @@ locals {
   databases = {
     bronze = "Raw FHIR files (PHI) live in the raw bucket and are not catalogued; this database is for a team's own raw-zone tables."
     silver = "De-identified FHIR resources (Apache Hudi copy-on-write, partitioned by tenant_id)."
-    gold   = "CMS quality metrics per tenant, hospital and month (Apache Hudi copy-on-write, partitioned by tenant_id)."
+    gold   = "Crude quality measures in the style of CMS and NHSN per tenant, hospital and month, and one row per stay behind them (Apache Hudi copy-on-write, partitioned by tenant_id)."
   }
 
   # One entry per (layer, table) for for_each.

@@ -34,7 +34,7 @@ locals {
       FROM "${var.gold_database}"."mortality_yearly"
     SQL
     stay_detail      = <<-SQL
-      SELECT tenant_id, stay_key, episode_key, patient_key, hospital_id, hospital_name, "month",
+      SELECT tenant_id, stay_key, episode_key, patient_key, hospital_id, "month",
              admission_date, discharge_date, los, died_30d, mortality_window_open, index_episode,
              exclusion_reason, readmitted, readmission_stay_key, readmission_window_open, hai_count,
              measure_version, refreshed_at

@@ -136,7 +136,6 @@ locals {
         ["episode_key", "string"],
         ["patient_key", "string"],
         ["hospital_id", "string"],
-        ["hospital_name", "string"],
         ["month", "string"],
         ["admission_date", "date"],
         ["discharge_date", "date"],

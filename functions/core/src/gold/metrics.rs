@@ -77,6 +77,11 @@ impl HaiValueSet {
         Ok(Self { codes })
     }
 
+    /// Whether a coding (system and code) is listed.
+    pub fn lists(&self, system: Option<&str>, code: &str) -> bool {
+        self.find(system, code).is_some()
+    }
+
     /// The listed code a coding matches (system and code), if any.
     fn find(&self, system: Option<&str>, code: &str) -> Option<&HaiCode> {
         let system = system?;
@@ -211,8 +216,8 @@ pub struct StayDetail {
     /// The stay that opens this stay's episode (its own key when it is the first).
     pub episode_key: String,
     pub patient_key: String,
+    /// The hospital (its name is in `hospital_monthly`).
     pub hospital_id: String,
-    pub hospital_name: String,
     /// `YYYY-MM` of the discharge.
     pub month: String,
     /// Local admission and discharge dates, days since 1970-01-01.
@@ -437,19 +442,25 @@ fn stay<'a>(encounter: &'a EncounterFacts, profile: &TenantProfile) -> Option<St
     })
 }
 
-/// `YYYY-MM` and the year of a day number.
-fn month_of(day: i64) -> (String, i32) {
-    let date = NaiveDate::from_num_days_from_ce_opt(day as i32 + 719_163).unwrap_or_default();
-    (
-        format!("{:04}-{:02}", date.year(), date.month()),
-        date.year(),
-    )
+#[derive(Default)]
+struct Cell<'a> {
+    hospital_name: Option<&'a str>,
+    totals: Totals,
 }
 
-#[derive(Default)]
-struct Cell {
-    hospital_name: Option<String>,
-    totals: Totals,
+/// A calendar month as one number (year × 12 + month − 1): cells are keyed by it, not by text.
+fn month_index(day: i64) -> i32 {
+    let date = NaiveDate::from_num_days_from_ce_opt(day as i32 + 719_163).unwrap_or_default();
+    date.year() * 12 + date.month0() as i32
+}
+
+/// `YYYY-MM` of a [`month_index`].
+fn month_label(index: i32) -> String {
+    format!(
+        "{:04}-{:02}",
+        index.div_euclid(12),
+        index.rem_euclid(12) + 1
+    )
 }
 
 /// Longest `partOf` chain followed to its top (an admission, a ward, a bed: real chains are short);
@@ -524,8 +535,8 @@ fn count_hais<'v>(
 /// The hospital of stays whose encounter names none.
 const UNKNOWN_HOSPITAL: &str = "unknown";
 
-impl Stay<'_> {
-    fn hospital_id(&self) -> &str {
+impl<'a> Stay<'a> {
+    fn hospital_id(&self) -> &'a str {
         self.encounter
             .hospital_key
             .as_deref()
@@ -576,27 +587,23 @@ fn episodes(stays: &[Stay<'_>]) -> Vec<Vec<usize>> {
 /// The totals of the stay's hospital in `month`, created with the hospital's name: the
 /// organization's, else the smallest `serviceProvider` display (so that the name does not depend on
 /// the order of the rows).
-fn cell_for<'c>(
-    cells: &'c mut BTreeMap<(String, String), Cell>,
-    silver: &TenantSilver,
-    s: &Stay<'_>,
-    month: &str,
+fn cell_for<'a, 'c>(
+    cells: &'c mut HashMap<(&'a str, i32), Cell<'a>>,
+    silver: &'a TenantSilver,
+    s: &Stay<'a>,
+    month: i32,
 ) -> &'c mut Totals {
     let hospital_id = s.hospital_id();
-    let cell = cells
-        .entry((hospital_id.to_owned(), month.to_owned()))
-        .or_default();
+    let cell = cells.entry((hospital_id, month)).or_default();
     let name = silver
         .hospital_names
         .get(hospital_id)
-        .or(s.encounter.hospital_name.as_ref());
+        .or(s.encounter.hospital_name.as_ref())
+        .map(String::as_str);
     if let Some(name) = name
-        && cell
-            .hospital_name
-            .as_ref()
-            .is_none_or(|current| name < current)
+        && cell.hospital_name.is_none_or(|current| name < current)
     {
-        cell.hospital_name = Some(name.clone());
+        cell.hospital_name = Some(name);
     }
     &mut cell.totals
 }
@@ -660,8 +667,7 @@ pub fn compute(silver: &TenantSilver, profile: &TenantProfile, as_of: i64) -> Go
             episode_key: String::new(),
             patient_key: s.encounter.patient_key.clone(),
             hospital_id: s.hospital_id().to_owned(),
-            hospital_name: String::new(),
-            month: month_of(s.discharge_day).0,
+            month: month_label(month_index(s.discharge_day)),
             admission_date: s.admission_day as i32,
             discharge_date: s.discharge_day as i32,
             los: (s.discharge_day - s.admission_day).max(1),
@@ -723,11 +729,12 @@ pub fn compute(silver: &TenantSilver, profile: &TenantProfile, as_of: i64) -> Go
     }
 
     // The sums: per hospital and month, per year, per infection code.
-    let mut cells: BTreeMap<(String, String), Cell> = BTreeMap::new();
+    let mut cells: HashMap<(&str, i32), Cell<'_>> = HashMap::new();
     let mut yearly: BTreeMap<i32, (i64, i64)> = BTreeMap::new();
-    let mut hai_rows: BTreeMap<(String, String, String), (String, i64)> = BTreeMap::new();
+    let mut hai_rows: BTreeMap<(i32, &str, &str), (&str, i64)> = BTreeMap::new();
     for ((s, detail), counted) in stays.iter().zip(&details).zip(&counted_hais) {
-        let t = cell_for(&mut cells, silver, s, &detail.month);
+        let month = month_index(s.discharge_day);
+        let t = cell_for(&mut cells, silver, s, month);
         t.stays += 1;
         t.patient_days += detail.los;
         t.hai_count += detail.hai_count;
@@ -736,7 +743,7 @@ pub fn compute(silver: &TenantSilver, profile: &TenantProfile, as_of: i64) -> Go
             t.mortality_episodes += 1;
             t.deaths_30d += i64::from(died);
             t.open_window_mortality += i64::from(detail.mortality_window_open == Some(true));
-            let y = yearly.entry(month_of(s.discharge_day).1).or_default();
+            let y = yearly.entry(month.div_euclid(12)).or_default();
             y.0 += 1;
             y.1 += i64::from(died);
         }
@@ -747,32 +754,19 @@ pub fn compute(silver: &TenantSilver, profile: &TenantProfile, as_of: i64) -> Go
         }
         for listed in counted {
             let row = hai_rows
-                .entry((
-                    detail.month.clone(),
-                    listed.system.clone(),
-                    listed.code.clone(),
-                ))
-                .or_insert_with(|| (listed.display.clone(), 0));
+                .entry((month, listed.system.as_str(), listed.code.as_str()))
+                .or_insert_with(|| (listed.display.as_str(), 0));
             row.1 += 1;
         }
     }
-    let name_of = |hospital_id: &str, month: &str, cells: &BTreeMap<(String, String), Cell>| {
-        cells[&(hospital_id.to_owned(), month.to_owned())]
-            .hospital_name
-            .clone()
-            .unwrap_or_else(|| hospital_id.to_owned())
-    };
-    for detail in &mut details {
-        detail.hospital_name = name_of(&detail.hospital_id, &detail.month, &cells);
-    }
-    details.sort_by(|a, b| a.stay_key.cmp(&b.stay_key));
+    details.sort_unstable_by(|a, b| a.stay_key.cmp(&b.stay_key));
 
     let mut hospital_monthly: Vec<HospitalMonth> = cells
-        .iter()
+        .into_iter()
         .map(|((hospital_id, month), c)| HospitalMonth {
-            hospital_name: name_of(hospital_id, month, &cells),
-            hospital_id: hospital_id.clone(),
-            month: month.clone(),
+            hospital_name: c.hospital_name.unwrap_or(hospital_id).to_owned(),
+            hospital_id: hospital_id.to_owned(),
+            month: month_label(month),
             stays: c.totals.stays,
             deaths_30d: c.totals.deaths_30d,
             mortality_episodes: c.totals.mortality_episodes,
@@ -802,10 +796,10 @@ pub fn compute(silver: &TenantSilver, profile: &TenantProfile, as_of: i64) -> Go
         hai_by_code: hai_rows
             .into_iter()
             .map(|((month, system, code), (display, count))| HaiByCode {
-                month,
-                system,
-                code,
-                display,
+                month: month_label(month),
+                system: system.to_owned(),
+                code: code.to_owned(),
+                display: display.to_owned(),
                 count,
                 measure_version: MEASURE_VERSION,
             })

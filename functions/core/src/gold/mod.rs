@@ -242,8 +242,6 @@ async fn refresh_locked(
             tracing::error!(tenant_id = %tenant, "gold emptied: the measure definitions changed while the tenant's profile is refused");
             GoldRows::default()
         } else {
-            let silver_batches =
-                read_partition(lake, &silver, &partition, |t| Some(silver_columns_read(t))).await?;
             let profile = match profiles.remove(tenant) {
                 Some(Ok(profile)) => profile,
                 _ => defaults.clone(),
@@ -251,7 +249,12 @@ async fn refresh_locked(
             // Recorded with the watermark, once gold is committed: a refresh that fails before
             // leaves the profile change for the next one to see.
             computed_with.insert(tenant.clone(), profile.fingerprint.clone());
-            let silver = tenant_silver_from_batches(&silver_batches)?;
+            // The Arrow batches are dropped once read into facts: both at once doubled the peak.
+            let silver = tenant_silver_from_batches(
+                &read_partition(lake, &silver, &partition, |t| Some(silver_columns_read(t)))
+                    .await?,
+                &profile.hai,
+            )?;
             compute(&silver, &profile, refreshed_at)
         };
         // Gold of other definitions is not compared (nor read: its columns may differ).

@@ -10,7 +10,7 @@ use arrow_schema::{Schema, SchemaRef};
 use object_store::path::Path;
 
 use super::metrics::{
-    ConditionFacts, EncounterFacts, GoldRows, HaiByCode, HospitalMonth, MortalityYear,
+    ConditionFacts, EncounterFacts, GoldRows, HaiByCode, HaiValueSet, HospitalMonth, MortalityYear,
     PatientFacts, StayDetail, TenantSilver,
 };
 use crate::error::{CoreError, Result};
@@ -111,7 +111,6 @@ impl GoldTable {
                 ("episode_key", Str),
                 ("patient_key", Str),
                 ("hospital_id", Str),
-                ("hospital_name", Str),
                 ("month", Str),
                 ("admission_date", Date),
                 ("discharge_date", Date),
@@ -223,7 +222,6 @@ impl GoldTable {
                             s(&r.episode_key),
                             s(&r.patient_key),
                             s(&r.hospital_id),
-                            s(&r.hospital_name),
                             s(&r.month),
                             Value::Date(Some(r.admission_date)),
                             Value::Date(Some(r.discharge_date)),
@@ -345,10 +343,7 @@ pub fn silver_columns_read(table: SilverTable) -> &'static [&'static str] {
 /// preferred coding.
 fn condition_codings(c: &Columns<'_>, row: usize) -> Result<Vec<CodingValue>> {
     if let Some(text) = c.text("code_codings", row)? {
-        return parse_codings_column(&text).map_err(|e| CoreError::Table {
-            table: "gold input".into(),
-            message: format!("condition.code_codings does not parse: {e}"),
-        });
+        return parse_codings_column(&text).map_err(|e| unreadable_codings(&e));
     }
     let system = c.text("code_system", row)?;
     Ok(c.text("code", row)?
@@ -357,9 +352,27 @@ fn condition_codings(c: &Columns<'_>, row: usize) -> Result<Vec<CodingValue>> {
         .collect())
 }
 
-/// A tenant's silver content as the metrics read it.
+/// One coding of `condition.code_codings`, borrowed from the column where it has no escapes.
+#[derive(serde::Deserialize)]
+struct CodingRef<'a> {
+    #[serde(borrow, default)]
+    system: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    code: std::borrow::Cow<'a, str>,
+}
+
+fn unreadable_codings(e: &serde_json::Error) -> CoreError {
+    CoreError::Table {
+        table: "gold input".into(),
+        message: format!("condition.code_codings does not parse: {e}"),
+    }
+}
+
+/// A tenant's silver content as the metrics read it. Of the conditions only those with a coding
+/// in `infections` are kept: the others count for nothing, and a tenant has millions of them.
 pub fn tenant_silver_from_batches(
     batches: &BTreeMap<SilverTable, Vec<RecordBatch>>,
+    infections: &HaiValueSet,
 ) -> Result<TenantSilver> {
     let mut silver = TenantSilver::default();
     for (key, facts) in each_row(batches.get(&SilverTable::Patient), |c, r| {
@@ -388,15 +401,38 @@ pub fn tenant_silver_from_batches(
             discharge_disposition_system: c.text("discharge_disposition_system", r)?,
         })
     })?;
-    silver.conditions = each_row(batches.get(&SilverTable::Condition), |c, r| {
-        Ok(ConditionFacts {
-            encounter_key: c.text("encounter_key", r)?,
-            verification_status: c.text("verification_status", r)?,
-            codings: condition_codings(c, r)?,
-            onset_at: c.timestamp("onset_at", r)?,
-            recorded_at: c.timestamp("recorded_at", r)?,
-        })
-    })?;
+    for batch in batches.get(&SilverTable::Condition).into_iter().flatten() {
+        let c = Columns { batch };
+        // Resolved once per batch and read borrowed: this loop sees every condition of a tenant.
+        let (codings, systems, codes) = (
+            c.column("code_codings")?.as_string::<i32>(),
+            c.column("code_system")?.as_string::<i32>(),
+            c.column("code")?.as_string::<i32>(),
+        );
+        for r in 0..batch.num_rows() {
+            let listed = if codings.is_null(r) {
+                !codes.is_null(r)
+                    && infections.lists(
+                        (!systems.is_null(r)).then(|| systems.value(r)),
+                        codes.value(r),
+                    )
+            } else {
+                serde_json::from_str::<Vec<CodingRef<'_>>>(codings.value(r))
+                    .map_err(|e| unreadable_codings(&e))?
+                    .iter()
+                    .any(|coding| infections.lists(coding.system.as_deref(), &coding.code))
+            };
+            if listed {
+                silver.conditions.push(ConditionFacts {
+                    encounter_key: c.text("encounter_key", r)?,
+                    verification_status: c.text("verification_status", r)?,
+                    codings: condition_codings(&c, r)?,
+                    onset_at: c.timestamp("onset_at", r)?,
+                    recorded_at: c.timestamp("recorded_at", r)?,
+                });
+            }
+        }
+    }
     for (keys, name) in each_row(batches.get(&SilverTable::Organization), |c, r| {
         Ok((
             [c.text("organization_key", r)?, c.text("identifier_key", r)?],
@@ -453,7 +489,6 @@ pub fn gold_rows_from_batches(batches: &BTreeMap<GoldTable, Vec<RecordBatch>>) -
                 episode_key: c.text("episode_key", r)?.unwrap_or_default(),
                 patient_key: c.text("patient_key", r)?.unwrap_or_default(),
                 hospital_id: c.text("hospital_id", r)?.unwrap_or_default(),
-                hospital_name: c.text("hospital_name", r)?.unwrap_or_default(),
                 month: c.text("month", r)?.unwrap_or_default(),
                 admission_date: c.date("admission_date", r)?,
                 discharge_date: c.date("discharge_date", r)?,

@@ -51,8 +51,10 @@ pub struct StayOutcome {
 /// The evaluation of one episode: stays chained by transfer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EpisodeOutcome {
-    /// Indices into the stay outcomes, first to last.
+    /// Indices into the stay outcomes, in admission order.
     pub stays: Vec<usize>,
+    /// The stay discharged last (its readmission is judged on it).
+    pub last: usize,
     pub death_30d: bool,
     pub index: bool,
     pub readmitted: bool,
@@ -131,15 +133,22 @@ pub fn episode_outcomes(
     clock_min: i32,
     as_of_day: i64,
 ) -> Vec<EpisodeOutcome> {
-    let mut groups: Vec<Vec<usize>> = Vec::new();
+    // (members in admission order, the member discharged last: ties keep
+    // the earlier). A stay is a transfer from the latest discharge so far.
+    let mut groups: Vec<(Vec<usize>, usize)> = Vec::new();
     for (k, s) in stays.iter().enumerate() {
-        let transfer = groups.last().is_some_and(|g| {
-            let prev = &stays[g[g.len() - 1]];
+        let transfer = groups.last().is_some_and(|(_, closing)| {
+            let prev = &stays[*closing];
             s.hospital != prev.hospital && s.admission_day <= prev.discharge_day + 1
         });
         match groups.last_mut() {
-            Some(g) if transfer => g.push(k),
-            _ => groups.push(vec![k]),
+            Some((members, closing)) if transfer => {
+                members.push(k);
+                if s.end > stays[*closing].end {
+                    *closing = k;
+                }
+            }
+            _ => groups.push((vec![k], k)),
         }
     }
     let death_day = rec
@@ -147,18 +156,19 @@ pub fn episode_outcomes(
         .deceased
         .date_time()
         .map(|t| t.day_on(clock_min));
-    let firsts: Vec<&StayOutcome> = groups.iter().map(|g| &stays[g[0]]).collect();
+    let firsts: Vec<&StayOutcome> = groups.iter().map(|(g, _)| &stays[g[0]]).collect();
     groups
         .iter()
-        .map(|g| {
+        .map(|(g, closing)| {
             let first = &stays[g[0]];
-            let last = &stays[g[g.len() - 1]];
+            let last = &stays[*closing];
             let disposition = rec.encounters[last.encounter].disposition;
             let index = death_day.is_none_or(|d| d > last.discharge_day)
                 && disposition != EXPIRED
                 && disposition != AGAINST_ADVICE;
             EpisodeOutcome {
                 stays: g.clone(),
+                last: *closing,
                 death_30d: death_day
                     .is_some_and(|d| first.admission_day <= d && d <= first.admission_day + 30),
                 index,
@@ -259,7 +269,7 @@ impl MetricsAccumulator {
         }
         for ep in episode_outcomes(rec, &stays, self.clock_min, self.as_of_day) {
             let first = &stays[ep.stays[0]];
-            let last = &stays[ep.stays[ep.stays.len() - 1]];
+            let last = &stays[ep.last];
             let ym = year_month(first.discharge_day);
             let cell = self.cells.entry((first.hospital, ym)).or_default();
             cell.mortality_episodes += 1;

@@ -213,6 +213,9 @@ fn stays(r: &mut Rng, n_hosp: usize, home: usize, out: &mut Vec<Encounter>) {
             r.index(n_hosp)
         };
         prev_hospital = hospital;
+        // A short record at another hospital inside a long stay (a consult or a transfer
+        // record): the episode goes on until the long stay ends.
+        let nested = los >= 3 && n_hosp > 1 && r.chance(0.04);
         let mut e = new_encounter(r, class, start, Some(end), hospital);
         if r.chance(0.03) {
             e.status = EncStatus::Cancelled;
@@ -221,7 +224,20 @@ fn stays(r: &mut Rng, n_hosp: usize, home: usize, out: &mut Vec<Encounter>) {
             e.end = None;
         }
         prev_end = Some(end);
+        let finished = e.status == EncStatus::Finished;
         out.push(e);
+        if nested && finished {
+            let other = (hospital + 1 + r.index(n_hosp - 1)) % n_hosp;
+            let inner_start = at_day(r, start_day + 1, off);
+            let inner_end = Ts::new(inner_start.utc + r.range(2 * HOUR, 20 * HOUR), off);
+            out.push(new_encounter(
+                r,
+                EncClass::Imp,
+                inner_start,
+                Some(inner_end),
+                other,
+            ));
+        }
     }
 }
 
@@ -786,6 +802,12 @@ mod tests {
             hit("readmission counted", episodes.iter().any(|e| e.readmitted));
             hit("transfer", episodes.iter().any(|e| e.stays.len() >= 2));
             hit(
+                "a stay inside a longer one closes nothing",
+                episodes
+                    .iter()
+                    .any(|e| e.last != e.stays[e.stays.len() - 1]),
+            );
+            hit(
                 "transfer chain of 3",
                 episodes.iter().any(|e| e.stays.len() >= 3),
             );
@@ -839,6 +861,7 @@ mod tests {
             "30-day death counted",
             "readmission counted",
             "transfer",
+            "a stay inside a longer one closes nothing",
             "transfer chain of 3",
             "death after a transfer",
             "readmission after a transfer",

@@ -91,7 +91,9 @@ def scanned_texts(root: Path):
             table = pq.read_table(path)
             cells = (str(v) for column in table.columns for v in column.to_pylist())
             yield where, "\n".join(cells)
-        yield where, path.read_bytes().decode("latin-1")
+            yield f"{where} (bytes)", path.read_bytes().decode("latin-1")
+        else:
+            yield where, path.read_bytes().decode("latin-1")
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +149,11 @@ def test_no_phi_in_any_silver_or_gold_file_notification_or_report(loaded):
     assert any(w.startswith("silver/") and w.endswith(".parquet") for w in scanned)
     assert any(w.startswith("gold/") for w in scanned)
     assert "notifications.jsonl" in scanned and "report.html" in scanned
-    leaks = [(where, value) for where, text in scanned.items() for value in phi if found(value, text)]
+    # A Parquet file's raw bytes are searched for text (footer statistics are not compressed), but
+    # not for all-digit values: compressed pages hold digits side by side by chance (a postal prefix
+    # "024" next to "76"), and every value of a column is in its decoded cells, searched above.
+    leaks = [(where, value) for where, text in scanned.items() for value in phi
+             if not (where.endswith(" (bytes)") and value.isdigit()) and found(value, text)]
     assert not leaks, leaks[:10]
 
 

@@ -201,8 +201,9 @@ async fn infections_and_index_stays_follow_the_v2_rules_worked_out_by_hand() {
     //   September. In the first stay: a refuted sepsis and an entered-in-error pneumonia on day 4,
     //   a confirmed sepsis on 5 September (day 5), the same sepsis again on 10 September (its
     //   onsetPeriod; day 6 of the 14-day repeat window), a UTI coded first with a local code and
-    //   then in ICD-10-CM on 6 September. In the second stay: a sepsis on 22 September (day 3 of
-    //   the stay, 17 days after the counted one).
+    //   then in ICD-10-CM on 6 September, a surgical site infection dated only by its onsetPeriod
+    //   (7 September). In the second stay: a sepsis on 22 September (day 3 of the stay, 17 days
+    //   after the counted one).
     // - p-exp: a stay 1-5 September discharged as expired (NUBC 20; the patient has no death
     //   date), back 10-12 September.
     let lake = TestLake::new();
@@ -239,9 +240,10 @@ async fn infections_and_index_stays_follow_the_v2_rules_worked_out_by_hand() {
         ),
         (4, 2, 0, 22)
     );
-    // AND three infections on two stays: the first sepsis, the UTI (by its second coding) and
-    // the sepsis of the second stay; not the refuted, the entered-in-error or the repeat
-    assert_eq!((september.hai_count, september.hai_stays), (3, 2));
+    // AND four infections on two stays: the first sepsis, the UTI (by its second coding), the
+    // surgical site infection (by its onsetPeriod) and the sepsis of the second stay; not the
+    // refuted, the entered-in-error or the repeat
+    assert_eq!((september.hai_count, september.hai_stays), (4, 2));
     let by_code: Vec<(&str, &str, i64)> = rows
         .hai_by_code
         .iter()
@@ -251,6 +253,7 @@ async fn infections_and_index_stays_follow_the_v2_rules_worked_out_by_hand() {
         by_code,
         [
             ("http://hl7.org/fhir/sid/icd-10-cm", "N39.0", 1),
+            ("http://snomed.info/sct", "433202001", 1),
             ("http://snomed.info/sct", "91302008", 2)
         ]
     );

@@ -52,10 +52,11 @@ pub fn message_bodies(message: &Message) -> Result<String> {
         "subject": message.subject,
         "data": message.data,
     }))?;
+    // `email-json` is e-mail too: it leaves the analytics boundary, so it gets the text.
     Ok(serde_json::to_string(&json!({
         "default": message.text,
         "email": message.text,
-        "email-json": machine,
+        "email-json": message.text,
         "sqs": machine,
         "lambda": machine,
         "http": machine,
@@ -129,6 +130,7 @@ mod tests {
         let bodies: serde_json::Value =
             serde_json::from_str(&message_bodies(&message).unwrap()).unwrap();
         assert_eq!(bodies["email"], "Stays: <11");
+        assert_eq!(bodies["email-json"], "Stays: <11");
         assert_eq!(bodies["default"], "Stays: <11");
         let machine: serde_json::Value =
             serde_json::from_str(bodies["sqs"].as_str().unwrap()).unwrap();

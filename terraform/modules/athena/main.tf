@@ -12,6 +12,7 @@ locals {
     double    = "double"
     boolean   = "boolean"
     timestamp = "timestamp"
+    date      = "date"
   }
 
   # One view per gold table, written out so a reviewer reads exactly what Power BI gets.

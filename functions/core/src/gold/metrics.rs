@@ -547,7 +547,7 @@ impl<'a> Stay<'a> {
 /// Stays chained by transfer (DESIGN, "Episode"): a patient's stays in admission order, where a
 /// stay at another hospital admitted no later than the calendar day after the previous discharge
 /// continues the previous stay's episode. Each episode lists indices into `stays`, first to last.
-fn episodes(stays: &[Stay<'_>]) -> Vec<Vec<usize>> {
+fn episodes(stays: &[Stay<'_>]) -> Vec<Episode> {
     let mut by_patient: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (index, s) in stays.iter().enumerate() {
         by_patient
@@ -564,24 +564,37 @@ fn episodes(stays: &[Stay<'_>]) -> Vec<Vec<usize>> {
                 &stays[i].encounter.encounter_key,
             )
         });
-        let mut current: Vec<usize> = Vec::new();
+        let mut current: Option<Episode> = None;
         for index in indices {
             let next = &stays[index];
-            let transfer = current.last().is_some_and(|&last| {
-                let previous = &stays[last];
-                next.hospital_id() != previous.hospital_id()
-                    && next.admission_day <= previous.discharge_day + 1
-            });
-            if !transfer && !current.is_empty() {
-                episodes.push(std::mem::take(&mut current));
+            // "The previous discharge" is the episode's latest: a stay inside a longer one (a
+            // short transfer record) does not end the episode.
+            match current.as_mut() {
+                Some(episode)
+                    if next.hospital_id() != stays[episode.last].hospital_id()
+                        && next.admission_day <= stays[episode.last].discharge_day + 1 =>
+                {
+                    episode.stays.push(index);
+                    if next.end > stays[episode.last].end {
+                        episode.last = index;
+                    }
+                }
+                _ => episodes.extend(current.replace(Episode {
+                    stays: vec![index],
+                    last: index,
+                })),
             }
-            current.push(index);
         }
-        if !current.is_empty() {
-            episodes.push(current);
-        }
+        episodes.extend(current);
     }
     episodes
+}
+
+/// Stays chained by transfer: indices into the stays in admission order, and the stay discharged
+/// last (the episode's readmission is judged on it).
+struct Episode {
+    stays: Vec<usize>,
+    last: usize,
 }
 
 /// The totals of the stay's hospital in `month`, created with the hospital's name: the
@@ -686,19 +699,19 @@ pub fn compute(silver: &TenantSilver, profile: &TenantProfile, as_of: i64) -> Go
     let episodes = episodes(&stays);
     let mut episode_admissions: HashMap<&str, Vec<&Stay<'_>>> = HashMap::new();
     for episode in &episodes {
-        let first = &stays[episode[0]];
+        let first = &stays[episode.stays[0]];
         episode_admissions
             .entry(first.encounter.patient_key.as_str())
             .or_default()
             .push(first);
     }
     for episode in &episodes {
-        let (first, last) = (&stays[episode[0]], &stays[episode[episode.len() - 1]]);
+        let (first, last) = (&stays[episode.stays[0]], &stays[episode.last]);
         let death = death_day(first.encounter.patient_key.as_str());
-        for &index in episode {
+        for &index in &episode.stays {
             details[index].episode_key = first.encounter.encounter_key.clone();
         }
-        let opening = &mut details[episode[0]];
+        let opening = &mut details[episode.stays[0]];
         opening.died_30d =
             Some(death.is_some_and(|d| first.admission_day <= d && d <= first.admission_day + 30));
         opening.mortality_window_open = Some(as_of_day <= first.admission_day + 30);
@@ -718,7 +731,7 @@ pub fn compute(silver: &TenantSilver, profile: &TenantProfile, as_of: i64) -> Go
                     .min_by_key(|next| (next.start, &next.encounter.encounter_key))
             })
             .flatten();
-        let closing = &mut details[episode[episode.len() - 1]];
+        let closing = &mut details[episode.last];
         closing.index_episode = Some(exclusion.is_none());
         closing.exclusion_reason = exclusion.map(str::to_owned);
         closing.readmitted = exclusion.is_none().then_some(readmission.is_some());
@@ -1180,6 +1193,26 @@ mod tests {
     }
 
     #[test]
+    fn a_repeat_in_the_next_stay_is_the_same_infection() {
+        // A sepsis on 8 July in a first stay, again on 15 July on day 4 of a readmission
+        let rows = compute_later(
+            &silver(
+                vec![
+                    stay("s1", "p", "2024-07-01T10:00:00Z", "2024-07-10T10:00:00Z"),
+                    stay("s2", "p", "2024-07-12T10:00:00Z", "2024-07-25T10:00:00Z"),
+                ],
+                &[],
+                vec![
+                    hai("s1", "91302008", Some("2024-07-08T12:00:00Z"), None),
+                    hai("s2", "91302008", Some("2024-07-15T12:00:00Z"), None),
+                ],
+            ),
+            &utc_profile(),
+        );
+        assert_eq!(month(&rows, "2024-07").hai_count, 1);
+    }
+
+    #[test]
     fn the_fourteenth_day_of_the_repeat_window_is_a_repeat_and_the_fifteenth_is_not() {
         let stays = vec![stay(
             "s",
@@ -1345,6 +1378,65 @@ mod tests {
             ),
             (3, 1)
         );
+    }
+
+    #[test]
+    fn a_short_stay_inside_a_longer_one_does_not_end_its_episode() {
+        // GIVEN a stay at h1 on 1-10 June with a 2-3 June record at h2 inside it, a death on 8
+        // June, and a stay at h1 from 6 June (while the first one still runs)
+        let encounters = vec![
+            stay_at(
+                "a",
+                "p",
+                "h1",
+                "2024-06-01T10:00:00Z",
+                "2024-06-10T10:00:00Z",
+            ),
+            stay_at(
+                "b",
+                "p",
+                "h2",
+                "2024-06-02T10:00:00Z",
+                "2024-06-03T10:00:00Z",
+            ),
+            stay_at(
+                "c",
+                "q",
+                "h1",
+                "2024-06-01T10:00:00Z",
+                "2024-06-10T10:00:00Z",
+            ),
+            stay_at(
+                "d",
+                "q",
+                "h2",
+                "2024-06-02T10:00:00Z",
+                "2024-06-03T10:00:00Z",
+            ),
+            stay_at(
+                "e",
+                "q",
+                "h1",
+                "2024-06-06T10:00:00Z",
+                "2024-06-07T10:00:00Z",
+            ),
+        ];
+        let rows = compute_later(
+            &silver(encounters, &[("p", "2024-06-08T10:00:00Z")], vec![]),
+            &utc_profile(),
+        );
+        // THEN p's episode ends with a on 10 June: dead by then, so no index episode; q's episode
+        // a-like (c, d) is judged on c, and e, inside c at the same hospital, readmits nothing
+        let by_key: BTreeMap<&str, &StayDetail> = rows
+            .stay_detail
+            .iter()
+            .map(|d| (d.stay_key.as_str(), d))
+            .collect();
+        assert_eq!(by_key["a"].index_episode, Some(false));
+        assert_eq!(by_key["a"].exclusion_reason.as_deref(), Some("died"));
+        assert_eq!(by_key["b"].index_episode, None);
+        assert_eq!(by_key["c"].readmitted, Some(false));
+        assert_eq!(by_key["d"].index_episode, None);
     }
 
     #[test]

@@ -1,12 +1,14 @@
-//! Gold: the CMS quality metrics per tenant, recomputed for every tenant whose silver changed since
-//! the last refresh, kept in Hudi tables written by the same writer as silver, and announced.
+//! Gold: the quality measures (crude, in the style of CMS and NHSN) per tenant, recomputed for every
+//! tenant whose silver changed since the last refresh, kept in Hudi tables written by the same
+//! writer as silver, and announced.
 //!
 //! Which tenants changed comes from the silver tables' commit sequence (the timeline in commit
 //! order), read from the last refresh's watermark on; nothing is scanned that did not change. A
 //! tenant's gold partition is replaced whole in one commit per gold table, so a reader never sees
 //! half of a tenant's metrics, and no other tenant's rows are touched. A tenant is read as its
 //! profile says (`crate::profile`); a changed profile recomputes the tenant, a refused one leaves
-//! its gold as it is.
+//! its gold as it is — unless the measure definitions changed, which empties it until the profile
+//! is fixed (old and new figures never stand side by side).
 
 pub mod metrics;
 mod notify;
@@ -135,7 +137,11 @@ async fn refresh_locked(
     retention: &Retention,
 ) -> Result<RefreshReport> {
     let mut state = load_state(lake).await?;
-    if !state.unannounced.is_empty() {
+    let definitions = format!("{MEASURE_DEFINITIONS}:{}", defaults.effective_fingerprint());
+    let definitions_changed = state.definitions != definitions;
+    // Gold committed but not announced under other definitions is not read (its columns may be
+    // another release's): this refresh recomputes and announces every tenant anyway.
+    if !state.unannounced.is_empty() && !definitions_changed {
         announce_committed(lake, notifier, &state).await?;
         state.unannounced.clear();
         save_state(lake, &state).await?;
@@ -173,11 +179,14 @@ async fn refresh_locked(
         sequences.insert(table.name().to_owned(), latest);
         silver.insert(table, hudi);
     }
-    let definitions = format!("{MEASURE_DEFINITIONS}:{}", defaults.effective_fingerprint());
-    let definitions_changed = state.definitions != definitions;
     if definitions_changed {
-        for hudi in silver.values() {
-            let partitions = crate::hudi::list_partitions(lake.as_ref(), hudi.def()).await?;
+        // Every tenant with silver or gold: gold of a tenant whose silver is gone is rewritten too.
+        let defs = silver
+            .values()
+            .map(|hudi| hudi.def().clone())
+            .chain(GoldTable::ALL.iter().map(|table| table.def()));
+        for def in defs.collect::<Vec<_>>() {
+            let partitions = crate::hudi::list_partitions(lake.as_ref(), &def).await?;
             changed.extend(
                 partitions
                     .iter()

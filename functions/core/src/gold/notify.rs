@@ -43,9 +43,20 @@ impl Rate {
         counts
     }
 
-    fn shown(&self) -> String {
+    /// The rate as the e-mail shows it. Not shown when a count it rests on is from 1 to 10, nor
+    /// when one of them moved by 1 to 10 since the previous refresh: two rates one decimal apart
+    /// over small bases can be solved for the change (47.8 % → 52.2 % is 11/23 → 12/23).
+    fn shown(&self, previous: Option<&Rate>) -> String {
+        let moved_little = previous.is_some_and(|p| {
+            self.counts()
+                .into_iter()
+                .zip(p.counts())
+                .any(|(now, before)| !publishable((now - before).abs()))
+        });
         if !self.counts().into_iter().all(publishable) {
             "not shown (it rests on a count from 1 to 10)".to_owned()
+        } else if moved_little {
+            "not shown (a count it rests on changed by 1 to 10 since the last e-mail)".to_owned()
         } else if self.percent {
             format!("{:.1}%", self.value * 100.0)
         } else {
@@ -92,10 +103,17 @@ fn rates(headline: &Headline) -> [Rate; 4] {
     ]
 }
 
-fn body(tenant: &str, headline: &Headline, gold_instants: &[String]) -> String {
+fn body(
+    tenant: &str,
+    headline: &Headline,
+    previous: Option<&Headline>,
+    gold_instants: &[String],
+) -> String {
     let mut text = format!("MetricCare refreshed the quality metrics of {tenant}.\n\n");
-    for rate in rates(headline) {
-        text.push_str(&format!("{}: {}\n", rate.label, rate.shown()));
+    let before = previous.map(rates);
+    for (i, rate) in rates(headline).iter().enumerate() {
+        let shown = rate.shown(before.as_ref().map(|b| &b[i]));
+        text.push_str(&format!("{}: {shown}\n", rate.label));
     }
     let t = &headline.totals;
     if t.open_window_index > 0 || t.open_window_mortality > 0 {
@@ -104,8 +122,8 @@ fn body(tenant: &str, headline: &Headline, gold_instants: &[String]) -> String {
         );
     }
     text.push_str(&format!(
-        "\nNo counts are shown, and a rate only when every count it rests on is 0 or at least 11 \
-         (CMS cell-size rule). The exact figures, and the change against the previous refresh, are \
+        "\nNo counts are shown, and a rate only when every count it rests on is 0 or at least 11 and \
+         none moved by 1 to 10 since the last e-mail (CMS cell-size rule). The exact figures, and the change against the previous refresh, are \
          in the message's data for analytics subscribers and in the gold tables.\n\
          Gold commits: {}\n",
         gold_instants.join(", ")
@@ -133,7 +151,12 @@ pub fn message_for(tenant: &TenantRefresh, report: &RefreshReport) -> Message {
             "MetricCare: quality metrics refreshed for {}",
             tenant.tenant_id
         ),
-        text: body(&tenant.tenant_id, h, &report.gold_instants),
+        text: body(
+            &tenant.tenant_id,
+            h,
+            tenant.previous.as_ref(),
+            &report.gold_instants,
+        ),
         data: json!({
             "event": "gold.refreshed",
             "tenant_id": tenant.tenant_id,
@@ -183,7 +206,7 @@ mod tests {
             open_window_index: 12,
             open_window_mortality: 0,
         });
-        let text = body("t1", &h, &[]);
+        let text = body("t1", &h, None, &[]);
         // THEN mortality is not shown (3 survivors), readmission is; no count is shown
         assert!(
             text.contains("30-day mortality (crude): not shown"),
@@ -197,6 +220,33 @@ mod tests {
         );
         assert!(text.contains("can still rise"), "{text}");
         assert!(!text.contains("200") && !text.contains("190"), "{text}");
+    }
+
+    #[test]
+    fn a_rate_whose_counts_moved_by_a_few_since_the_last_e_mail_is_not_shown() {
+        let before = Totals {
+            stays: 60,
+            deaths_30d: 11,
+            mortality_episodes: 23,
+            index_stays: 40,
+            readmissions_30d: 12,
+            patient_days: 300,
+            hai_count: 0,
+            hai_stays: 0,
+            open_window_index: 0,
+            open_window_mortality: 0,
+        };
+        // One more death: 47.8 % → 52.2 % would give it away
+        let after = Totals {
+            deaths_30d: 12,
+            ..before
+        };
+        let text = body("t1", &headline(after), Some(&headline(before)), &[]);
+        assert!(
+            text.contains("30-day mortality (crude): not shown (a count"),
+            "{text}"
+        );
+        assert!(text.contains("30-day readmission (crude): 30.0%"), "{text}");
     }
 
     /// A small deterministic generator (no dependency): xorshift64.
@@ -249,83 +299,113 @@ mod tests {
         "Gold commits: ",
     ];
 
-    /// The numbers an e-mail shows, by line label (the instants line left out: it names commits).
-    fn shown_numbers(text: &str) -> Vec<(String, f64)> {
-        text.lines()
-            .filter(|line| !line.starts_with("Gold commits"))
-            .filter_map(|line| line.split_once(": "))
-            .filter_map(|(label, value)| {
-                let number: String = value
-                    .chars()
-                    .take_while(|c| c.is_ascii_digit() || *c == '.')
-                    .collect();
-                number.parse().ok().map(|n| (label.to_owned(), n))
-            })
-            .collect()
-    }
-
     #[test]
     fn no_count_from_one_to_ten_can_be_derived_from_one_e_mail_or_two_consecutive_ones() {
+        // The counts behind each line, read off the totals here (not through the code under test).
+        let behind = |label: &str, t: &Totals| -> Vec<i64> {
+            match label {
+                "30-day mortality (crude)" => vec![
+                    t.deaths_30d,
+                    t.mortality_episodes,
+                    t.mortality_episodes - t.deaths_30d,
+                ],
+                "30-day readmission (crude)" => vec![
+                    t.readmissions_30d,
+                    t.index_stays,
+                    t.index_stays - t.readmissions_30d,
+                ],
+                "Average length of stay (days)" => vec![t.patient_days, t.stays],
+                "Hospital-acquired infections per 1,000 patient days" => {
+                    vec![t.hai_count, t.patient_days]
+                }
+                other => panic!("an unexpected line {other:?}"),
+            }
+        };
+        let small = |n: i64| (1..=10).contains(&n.abs());
         let mut random = Random(0x9E37_79B9_7F4A_7C15);
         let mut previous: Option<(Totals, String)> = None;
+        let mut checked = (0, 0);
         for refresh in 0..20_000 {
-            // GIVEN a tenant's totals, often growing by a few stays since the previous refresh
+            // GIVEN a tenant's totals: new, or the previous ones each moved by a few or many
             let totals = match &previous {
-                Some((p, _)) if random.below(2) == 0 => Totals {
-                    stays: p.stays + random.below(4),
-                    ..*p
-                },
+                Some((p, _)) if random.below(3) > 0 => {
+                    let mut step = |n: i64| n + [0, 1, 3, 9, 12, 40][random.below(6) as usize];
+                    let mortality_episodes = step(p.mortality_episodes);
+                    let index_stays = step(p.index_stays);
+                    let stays = step(p.stays).max(mortality_episodes);
+                    Totals {
+                        stays,
+                        deaths_30d: step(p.deaths_30d).min(mortality_episodes),
+                        mortality_episodes,
+                        index_stays,
+                        readmissions_30d: step(p.readmissions_30d).min(index_stays),
+                        patient_days: step(p.patient_days).max(stays),
+                        hai_count: step(p.hai_count),
+                        ..*p
+                    }
+                }
                 _ => random.totals(),
             };
             let h = headline(totals);
-            // WHEN its e-mail is written
-            let text = body("t1", &h, &["hospital_monthly@20240101000000000".into()]);
-            let shown = shown_numbers(&text);
+            // WHEN its e-mail is written after the previous one
+            let prior = previous.as_ref().map(|(t, _)| headline(*t));
+            let text = body(
+                "t1",
+                &h,
+                prior.as_ref(),
+                &["hospital_monthly@20240101000000000".into()],
+            );
             // THEN each line is a rate (a number with a decimal point, or "not shown") or text
             // that is the same in every e-mail: no count is ever shown
+            let mut shown = Vec::new();
             for line in text.lines() {
+                let fixed = line.is_empty() || FIXED_LINES.iter().any(|f| line.starts_with(f));
                 match line.split_once(": ") {
-                    Some((label, value)) if rates(&h).iter().any(|r| r.label == label) => {
+                    Some((label, value)) if !fixed => {
                         let number = value.trim_end_matches('%');
+                        let is_rate = number.contains('.') && number.parse::<f64>().is_ok();
                         assert!(
-                            value.starts_with("not shown")
-                                || (number.contains('.') && number.parse::<f64>().is_ok()),
+                            value.starts_with("not shown") || is_rate,
                             "refresh {refresh}: {line:?}"
                         );
+                        if is_rate {
+                            shown.push(label.to_owned());
+                        }
                     }
-                    _ => assert!(
-                        line.is_empty() || FIXED_LINES.iter().any(|fixed| line.starts_with(fixed)),
-                        "refresh {refresh}: {line:?}"
-                    ),
+                    _ => assert!(fixed, "refresh {refresh}: {line:?}"),
                 }
             }
-            // AND every rate shown rests only on counts that may be published, complements
-            // included, so that no base can turn it back into a small count
-            for rate in rates(&h) {
-                let is_shown = shown.iter().any(|(label, _)| label == rate.label);
-                if is_shown {
-                    for count in rate.counts() {
+            // AND no shown rate rests on a small count, its complement included
+            for label in &shown {
+                for count in behind(label, &totals) {
+                    assert!(!small(count), "refresh {refresh}: {label} rests on {count}");
+                }
+                checked.0 += 1;
+            }
+            // AND a rate shown in two consecutive e-mails rests on counts that each moved by 0 or
+            // by 11 and more: the pair of rates cannot be solved for a small change
+            if let Some((before, before_text)) = &previous {
+                for label in shown.iter().filter(|l| {
+                    before_text.lines().any(|line| {
+                        line.starts_with(&format!("{l}: ")) && !line.contains("not shown")
+                    })
+                }) {
+                    for (now, then) in behind(label, &totals)
+                        .into_iter()
+                        .zip(behind(label, before))
+                    {
                         assert!(
-                            publishable(count),
-                            "refresh {refresh}: {} rests on {count}",
-                            rate.label
+                            !small(now - then),
+                            "refresh {refresh}: {label} moved by {}",
+                            now - then
                         );
                     }
-                }
-            }
-            // AND across two consecutive e-mails the only numbers are rates: their differences
-            // are differences of rates, never of counts
-            if let Some((_, previous_text)) = &previous {
-                let before = shown_numbers(previous_text);
-                for (label, value) in &shown {
-                    if let Some((_, old)) = before.iter().find(|(l, _)| l == label) {
-                        let difference = (value - old).abs();
-                        let is_rate_label = rates(&h).iter().any(|r| r.label == label.as_str());
-                        assert!(is_rate_label, "refresh {refresh}: {label} {difference}");
-                    }
+                    checked.1 += 1;
                 }
             }
             previous = Some((totals, text));
         }
+        // (Both checks met real cases, not only "not shown".)
+        assert!(checked.0 > 1_000 && checked.1 > 1_000, "{checked:?}");
     }
 }

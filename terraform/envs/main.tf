@@ -194,7 +194,8 @@ module "ingest_function" {
   memory_mb             = var.ingest_memory_mb
   timeout_seconds       = local.lambda_timeout_seconds
   ephemeral_storage_mb  = var.ingest_ephemeral_storage_mb
-  reserved_concurrency  = var.ingest_reserved_concurrency
+  max_concurrency       = var.ingest_max_concurrency
+  reserve_concurrency   = var.reserve_lambda_concurrency
   kms_key_arn           = module.kms.key_arn
   log_retention_days    = var.log_retention_days
   dead_letter_topic_arn = module.notifications.alerts_topic_arn
@@ -257,7 +258,8 @@ module "gold_function" {
   architecture          = var.lambda_architecture
   memory_mb             = var.gold_memory_mb
   timeout_seconds       = local.lambda_timeout_seconds
-  reserved_concurrency  = 2 # one refresh holds the lake's gold lock; a second only waits for the next event
+  max_concurrency       = 2 # one refresh holds the lake's gold lock; a second only waits for the next event
+  reserve_concurrency   = var.reserve_lambda_concurrency
   kms_key_arn           = module.kms.key_arn
   log_retention_days    = var.log_retention_days
   dead_letter_topic_arn = module.notifications.alerts_topic_arn

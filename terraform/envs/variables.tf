@@ -55,10 +55,16 @@ variable "ingest_batching_window_seconds" {
   }
 }
 
-variable "ingest_reserved_concurrency" {
-  description = "Ingest instances at once."
+variable "ingest_max_concurrency" {
+  description = "Most ingest instances at once (the queue's event source never runs more)."
   type        = number
   default     = 10
+}
+
+variable "reserve_lambda_concurrency" {
+  description = "Reserve the functions' concurrency (ingest_max_concurrency + 2 for gold) out of the account's Lambda quota, so other functions cannot starve them. Needs a quota of at least that sum + 100 (AWS keeps 100 unreserved): check Service Quotas, Lambda, Concurrent executions (L-B99A9384)."
+  type        = bool
+  default     = false
 }
 
 variable "gold_memory_mb" {

@@ -425,3 +425,120 @@ def test_the_glue_jobs_get_the_configuration_the_module_reads():
         own = {"tenant_id", "ledger_id"} if job["script"] == "ingest_large_file.py" else \
             {"tenant_id", "prefix", "WORKFLOW_NAME", "WORKFLOW_RUN_ID"}
         assert asked and asked <= own | defaults, f"{job['script']} asks for {asked - own - defaults}"
+
+
+# ---- what validate and plan pass but an apply or a real account fails ------------------------
+
+def load_tfvars(name: str) -> dict:
+    with (TERRAFORM / "envs" / name).open() as f:
+        return plain(hcl2.load(f))
+
+
+def test_lambda_concurrency_is_reserved_only_where_asked(root, deployed_functions):
+    """A reservation fails in an account whose Lambda concurrency quota cannot keep 100 unreserved
+    beside it (new accounts may start at 10): off by default and in dev, asked for in prod. The
+    queue's event source caps the ingest either way."""
+    module = load_hcl(TERRAFORM / "modules" / "lambda_function")
+    function = module["resource"]["aws_lambda_function"]["this"]
+    assert function["reserved_concurrent_executions"] == "${var.reserve_concurrency ? var.max_concurrency : null}"
+    assert module["variable"]["reserve_concurrency"]["default"] is False
+    event_source = module["resource"]["aws_lambda_event_source_mapping"]["queue"]
+    assert event_source["scaling_config"][0]["maximum_concurrency"] == "${var.max_concurrency}"
+    assert root["variable"]["reserve_lambda_concurrency"]["default"] is False
+    for body in deployed_functions.values():
+        assert body["reserve_concurrency"] == "${var.reserve_lambda_concurrency}", body["name"]
+    assert load_tfvars("dev.tfvars").get("reserve_lambda_concurrency", False) is False
+    assert load_tfvars("prod.tfvars")["reserve_lambda_concurrency"] is True
+
+
+def test_access_logging_starts_after_the_log_buckets_policy():
+    data_lake = load_hcl(TERRAFORM / "modules" / "data_lake")
+    logging = data_lake["resource"]["aws_s3_bucket_logging"]["data"]
+    assert "${aws_s3_bucket_policy.access_logs}" in logging["depends_on"], logging["depends_on"]
+
+
+def test_the_key_policy_uses_only_conditions_aws_documents_for_these_services():
+    """Whether S3, EventBridge and CloudWatch put aws:SourceAccount in their KMS calls' context is not
+    documented: a condition on it could silently stop every notification. The queue and topic
+    policies, where AWS documents it, decide whose events get in."""
+    kms = load_hcl(TERRAFORM / "modules" / "kms")
+    statements = kms["data"]["aws_iam_policy_document"]["key"]["statement"]
+    services = next(s for s in statements if s["sid"] == "ServicesEncryptForThisAccount")
+    assert "condition" not in services
+    logs = next(s for s in statements if s["sid"] == "CloudWatchLogsEncryptThisAccountsLogGroups")
+    assert [c["variable"] for c in logs["condition"]] == ["kms:EncryptionContext:aws:logs:arn"]
+
+
+# What the Athena ODBC and JDBC drivers (Power BI's connector) call beyond plain queries, from the
+# actions AWS's managed policy AWSQuicksightAthenaAccess lists for them
+# (docs.aws.amazon.com/athena/latest/ug/policy-actions.html).
+ODBC_DRIVER_ACTIONS = {
+    "athena:StartQueryExecution", "athena:GetQueryExecution", "athena:GetQueryResults",
+    "athena:GetQueryResultsStream", "athena:StopQueryExecution", "athena:GetWorkGroup",
+    "athena:ListWorkGroups", "athena:ListDataCatalogs", "athena:GetDataCatalog", "athena:ListDatabases",
+    "athena:GetDatabase", "athena:ListTableMetadata", "athena:GetTableMetadata",
+    "glue:GetDatabase", "glue:GetDatabases", "glue:GetTable", "glue:GetTables", "glue:GetPartition",
+    "glue:GetPartitions", "glue:BatchGetPartition",
+    "s3:GetBucketLocation", "s3:GetObject", "s3:ListBucket", "s3:PutObject", "s3:AbortMultipartUpload",
+    "s3:ListBucketMultipartUploads", "s3:ListMultipartUploadParts",
+}
+
+
+def test_the_gold_reader_allows_what_the_odbc_driver_calls_on_gold_only():
+    athena = load_hcl(TERRAFORM / "modules" / "athena")
+    statements = athena["data"]["aws_iam_policy_document"]["gold_reader"]["statement"]
+    granted = {action for s in statements for action in s["actions"]}
+    assert ODBC_DRIVER_ACTIONS <= granted, f"missing {ODBC_DRIVER_ACTIONS - granted}"
+    # "*" only for the two list calls that take no resource; nothing of silver or raw.
+    for statement in statements:
+        if "*" in statement["resources"]:
+            assert set(statement["actions"]) == {"athena:ListWorkGroups", "athena:ListDataCatalogs"}
+        assert not any("silver" in r or "raw" in r for r in statement["resources"]), statement["sid"]
+
+
+def test_the_pull_request_plan_writes_nothing_to_the_state_bucket():
+    """The plan runs with a read-only role: taking the S3 backend's lock writes a lock object, and
+    `workspace select -or-create` would create a workspace."""
+    workflow = (ROOT / ".github" / "workflows" / "terraform.yml").read_text()
+    plan_job = workflow.split("\n  plan:\n", 1)[1]
+    assert re.search(r'read-only: "true"', plan_job)
+    plan_commands = [line for line in plan_job.splitlines() if re.match(r"\s*terraform plan ", line)]
+    assert plan_commands and all("-lock=false" in line for line in plan_commands), plan_commands
+    setup = (ROOT / ".github" / "actions" / "terraform-setup" / "action.yml").read_text()
+    read_only_branch = setup.split('if [ "${{ inputs.read-only }}" = "true" ]; then', 1)[1].split("else", 1)[0]
+    assert "terraform workspace select" in read_only_branch and "-or-create" not in read_only_branch
+
+
+def test_the_glue_package_holds_files_not_links():
+    """archive_file zips the scripts folder as it is: a symbolic link would reach Glue as a link (or
+    not at all), not as the file it points to. The HAI value set is compiled into the wheel."""
+    glue_job = load_hcl(TERRAFORM / "modules" / "glue_job")
+    excludes = set(glue_job["data"]["archive_file"]["package"]["excludes"])
+    scripts = ROOT / "glue-scripts"
+    packaged = [p for p in scripts.rglob("*")
+                if not {part for part in p.relative_to(scripts).parts} & {"jobs", "tests", "__pycache__"}
+                and str(p.relative_to(scripts)) not in excludes]
+    assert packaged, "nothing would be packaged"
+    assert [p for p in packaged if p.is_symlink()] == []
+    assert "include_str!(\"../../hai-value-set.json\")" in (FUNCTIONS / "core" / "src" / "gold" / "metrics.rs").read_text()
+
+
+def test_the_glibc_check_refuses_a_binary_newer_than_the_lambda_runtime(tmp_path):
+    """scripts/check-glibc.sh, which the Lambda build runs on every bootstrap against
+    provided.al2023's glibc 2.34, fails on a newer symbol version, inside a zip too."""
+    import subprocess
+    import sys
+    import zipfile
+
+    check = ROOT / "scripts" / "check-glibc.sh"
+    binary = Path(os.path.realpath(sys.executable))
+    archive = tmp_path / "bootstrap.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.write(binary, "bootstrap")
+    for target in (binary, archive):
+        old = subprocess.run([check, "2.2.5", target], capture_output=True, text=True)
+        assert old.returncode == 1 and "@GLIBC_2." in old.stderr, old.stderr
+        new = subprocess.run([check, "99.0", target], capture_output=True, text=True)
+        assert new.returncode == 0, new.stderr
+    action = (ROOT / ".github" / "actions" / "lambda-zips" / "action.yml").read_text()
+    assert "./scripts/check-glibc.sh 2.34 target/lambda/*/bootstrap.zip" in action

@@ -129,20 +129,43 @@ data "aws_region" "current" {}
 data "aws_partition" "current" {}
 
 locals {
-  glue_arn = "arn:${data.aws_partition.current.partition}:glue:${data.aws_region.current.region}:${data.aws_caller_identity.current.account_id}"
-  s3_arn   = "arn:${data.aws_partition.current.partition}:s3:::"
+  glue_arn   = "arn:${data.aws_partition.current.partition}:glue:${data.aws_region.current.region}:${data.aws_caller_identity.current.account_id}"
+  athena_arn = "arn:${data.aws_partition.current.partition}:athena:${data.aws_region.current.region}:${data.aws_caller_identity.current.account_id}"
+  s3_arn     = "arn:${data.aws_partition.current.partition}:s3:::"
 }
 
 data "aws_iam_policy_document" "gold_reader" {
+  # The Athena ODBC/JDBC drivers (Power BI's connector) need what AWS's managed policy
+  # AWSQuicksightAthenaAccess lists (docs.aws.amazon.com/athena/latest/ug/policy-actions.html),
+  # narrowed here to this workgroup, the account's data catalog, the gold database and the results
+  # prefix: results are streamed with GetQueryResultsStream, the catalog is browsed through Athena's
+  # metadata calls, and partitions are read in batches.
   statement {
-    sid       = "QueryInTheWorkgroup"
-    actions   = ["athena:StartQueryExecution", "athena:GetQueryExecution", "athena:GetQueryResults", "athena:StopQueryExecution", "athena:GetWorkGroup", "athena:ListNamedQueries", "athena:GetNamedQuery"]
+    sid = "QueryInTheWorkgroup"
+    actions = [
+      "athena:StartQueryExecution", "athena:GetQueryExecution", "athena:BatchGetQueryExecution",
+      "athena:ListQueryExecutions", "athena:GetQueryResults", "athena:GetQueryResultsStream",
+      "athena:StopQueryExecution", "athena:GetWorkGroup", "athena:ListNamedQueries", "athena:GetNamedQuery",
+    ]
     resources = [aws_athena_workgroup.analytics.arn]
   }
 
   statement {
+    sid       = "BrowseTheCatalogThroughAthena"
+    actions   = ["athena:GetDataCatalog", "athena:ListDatabases", "athena:GetDatabase", "athena:ListTableMetadata", "athena:GetTableMetadata"]
+    resources = ["${local.athena_arn}:datacatalog/AwsDataCatalog"]
+  }
+
+  statement {
+    # These two list calls take no resource: the driver lists workgroups and catalogs on connecting.
+    sid       = "ListWorkgroupsAndCatalogs"
+    actions   = ["athena:ListWorkGroups", "athena:ListDataCatalogs"]
+    resources = ["*"]
+  }
+
+  statement {
     sid     = "SeeTheGoldCatalog"
-    actions = ["glue:GetDatabase", "glue:GetDatabases", "glue:GetTable", "glue:GetTables", "glue:GetPartition", "glue:GetPartitions"]
+    actions = ["glue:GetDatabase", "glue:GetDatabases", "glue:GetTable", "glue:GetTables", "glue:GetPartition", "glue:GetPartitions", "glue:BatchGetPartition"]
     resources = [
       "${local.glue_arn}:catalog",
       "${local.glue_arn}:database/${var.gold_database}",
@@ -168,14 +191,20 @@ data "aws_iam_policy_document" "gold_reader" {
   }
 
   statement {
+    sid       = "LocateTheLakeBucket"
+    actions   = ["s3:GetBucketLocation"]
+    resources = ["${local.s3_arn}${var.lake_bucket_name}"]
+  }
+
+  statement {
     sid       = "WriteQueryResults"
-    actions   = ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"]
+    actions   = ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"]
     resources = ["${local.s3_arn}${var.results_bucket_name}/athena/*"]
   }
 
   statement {
     sid       = "ListQueryResults"
-    actions   = ["s3:ListBucket", "s3:GetBucketLocation"]
+    actions   = ["s3:ListBucket", "s3:GetBucketLocation", "s3:ListBucketMultipartUploads"]
     resources = ["${local.s3_arn}${var.results_bucket_name}"]
   }
 

@@ -105,6 +105,11 @@ resource "aws_s3_bucket_logging" "data" {
   bucket        = aws_s3_bucket.data[each.key].id
   target_bucket = aws_s3_bucket.access_logs.id
   target_prefix = "${each.key}/"
+
+  # Log delivery writes only what the target's bucket policy grants, and the target's id alone does
+  # not order this after that policy: on a first apply, logging could start (or PutBucketLogging be
+  # checked) against a target that does not yet grant it.
+  depends_on = [aws_s3_bucket_policy.access_logs]
 }
 
 data "aws_iam_policy_document" "tls_only" {

@@ -3,6 +3,15 @@
 # on it through their own policies; the key policy below only admits the account and the AWS services
 # that encrypt on a role's behalf without one (S3 notifications into the queue, EventBridge and
 # CloudWatch alarms into the topics, CloudWatch Logs for the log groups).
+#
+# The service statement has no condition, as AWS documents it: the SQS guide's "Configure KMS
+# permissions for AWS services" (docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/
+# sqs-key-management.html) and the SNS guide's "Enable compatibility between event sources from AWS
+# services and encrypted topics" grant the service principal kms:GenerateDataKey* and kms:Decrypt
+# with none. Whether these services put aws:SourceAccount in the request context of their KMS calls
+# is not documented, so a condition on it could silently stop every notification. Which account's
+# events may reach a queue or topic is decided by the queue and topic policies instead (modules
+# ingest_queue and notifications: aws:SourceArn / aws:SourceAccount, which those services document).
 
 data "aws_caller_identity" "current" {}
 data "aws_region" "current" {}
@@ -40,11 +49,6 @@ data "aws_iam_policy_document" "key" {
         "cloudwatch.amazonaws.com",
         "sns.amazonaws.com",
       ]
-    }
-    condition {
-      test     = "StringEquals"
-      variable = "aws:SourceAccount"
-      values   = [local.account_id]
     }
   }
 

@@ -73,17 +73,19 @@ resource "aws_iam_role_policy" "this" {
 resource "aws_lambda_function" "this" {
   # checkov:skip=CKV_AWS_117:The functions call only AWS APIs, authorised by IAM and TLS; a VPC would add NAT or seven interface endpoints and no protection for these calls.
   # checkov:skip=CKV_AWS_272:The zips are built and deployed by this repository's pipeline from a reviewed commit; AWS Signer would need a signing profile outside this stack.
-  function_name                  = var.name
-  description                    = var.description
-  role                           = aws_iam_role.this.arn
-  filename                       = var.zip_path
-  source_code_hash               = filebase64sha256(var.zip_path)
-  runtime                        = "provided.al2023"
-  handler                        = "bootstrap"
-  architectures                  = [var.architecture]
-  memory_size                    = var.memory_mb
-  timeout                        = var.timeout_seconds
-  reserved_concurrent_executions = var.reserved_concurrency
+  function_name    = var.name
+  description      = var.description
+  role             = aws_iam_role.this.arn
+  filename         = var.zip_path
+  source_code_hash = filebase64sha256(var.zip_path)
+  runtime          = "provided.al2023"
+  handler          = "bootstrap"
+  architectures    = [var.architecture]
+  memory_size      = var.memory_mb
+  timeout          = var.timeout_seconds
+  # Unreserved (null) unless asked: a reservation fails in accounts whose concurrency quota cannot
+  # keep 100 unreserved beside it (see reserve_concurrency).
+  reserved_concurrent_executions = var.reserve_concurrency ? var.max_concurrency : null
   kms_key_arn                    = var.kms_key_arn
 
   ephemeral_storage {
@@ -119,6 +121,6 @@ resource "aws_lambda_event_source_mapping" "queue" {
   maximum_batching_window_in_seconds = var.sqs_trigger.maximum_batching_window_sec
   function_response_types            = ["ReportBatchItemFailures"]
   scaling_config {
-    maximum_concurrency = var.reserved_concurrency
+    maximum_concurrency = var.max_concurrency
   }
 }

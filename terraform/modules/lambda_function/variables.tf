@@ -44,15 +44,21 @@ variable "ephemeral_storage_mb" {
   default     = 512
 }
 
-variable "reserved_concurrency" {
-  description = "Instances that may run at once (also a ceiling on the load on the lake and the ledger)."
+variable "max_concurrency" {
+  description = "Most instances that run at once: the SQS event source's maximum concurrency (a ceiling on the load on the lake and the ledger), and the reservation when reserve_concurrency is true."
   type        = number
 
   validation {
     # An SQS event source's maximum concurrency is at least 2.
-    condition     = var.reserved_concurrency >= 2
-    error_message = "reserved_concurrency is at least 2."
+    condition     = var.max_concurrency >= 2
+    error_message = "max_concurrency is at least 2."
   }
+}
+
+variable "reserve_concurrency" {
+  description = "Reserve max_concurrency for this function out of the account's Lambda concurrency quota. AWS keeps 100 of the quota unreserved, so the quota must be at least the reservations plus 100 (new accounts may start at 10): leave it false there."
+  type        = bool
+  default     = false
 }
 
 variable "environment" {

@@ -1,6 +1,8 @@
 //! The silver tables: their schemas (documented in `docs/silver-schema.md`) and the conversion of
 //! de-identified records into Arrow batches for the Hudi writer.
 
+mod records;
+
 use std::sync::Arc;
 
 use arrow_schema::{Schema, SchemaRef};
@@ -10,6 +12,8 @@ use crate::fhir::CodingValue;
 use crate::hudi::TableDef;
 pub use crate::rows::{BatchBuilder, Value};
 use crate::rows::{Kind, field};
+
+pub(crate) use records::{Resolver, RowError, resolve_references, write_row};
 
 /// Bucket count of every silver table (fixed at creation: it decides which file group holds a key).
 pub const SILVER_BUCKETS: u32 = 4;

@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, Result};
 use crate::gold;
-use crate::hudi::{Delete, HudiTable, PartitionWrite, TableDef, read_base_file, rewrite_base_file};
+use crate::hudi::{Delete, HudiTable, StagedRows, TableDef, read_base_file, rewrite_base_file};
 use crate::ingest::Services;
 use crate::objects;
 use crate::profile::TenantProfile;
@@ -180,18 +180,17 @@ pub async fn erase(
             continue;
         }
         let hudi = HudiTable::open_with_tombstones(lake.clone(), table.def()).await?;
-        let write = PartitionWrite {
-            partition_value: tenant.to_string(),
-            upserts: Vec::new(),
-            deletes: keys
-                .iter()
-                .map(|key| Delete {
+        let mut deletes = StagedRows::new(&table.def());
+        for key in &keys {
+            deletes.delete(
+                tenant.as_str(),
+                Delete {
                     key: key.clone(),
                     ordering: i64::MAX,
-                })
-                .collect(),
-        };
-        let outcome = hudi.commit(&[write]).await?;
+                },
+            );
+        }
+        let outcome = hudi.commit_staged(&mut deletes).await?;
         receipt
             .rows_removed
             .insert(table.name().to_owned(), outcome.deleted);

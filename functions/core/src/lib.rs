@@ -1,7 +1,8 @@
 //! MetricCare's domain core: FHIR R4 in, de-identified Apache Hudi silver tables out.
 //!
-//! The core knows three ports and nothing of AWS or SQLite: object storage (the `object_store`
-//! crate), the [`ports::Ledger`] and the [`ports::Notifier`]. Adapters live in their own crates.
+//! The core knows four ports and nothing of AWS or SQLite: object storage (the `object_store`
+//! crate), the [`ports::Ledger`], the [`ports::Notifier`] and the [`ports::ScaleOut`] job that
+//! takes files too big for a Lambda. Adapters live in their own crates.
 
 pub mod bulk_export;
 pub mod catalog;

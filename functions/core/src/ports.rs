@@ -1,6 +1,7 @@
 //! The ports the core talks through. Object storage is the `object_store` crate itself
-//! (`LocalFileSystem`, `InMemory`, `AmazonS3`); the ledger and the notifier are the traits below,
-//! with SQLite / JSON-lines adapters for the embedded default and DynamoDB / SNS adapters for AWS.
+//! (`LocalFileSystem`, `InMemory`, `AmazonS3`); the ledger, the notifier and the scale-out job are
+//! the traits below, with SQLite / JSON-lines adapters for the embedded default (which has no
+//! scale-out job) and DynamoDB / SNS / Glue adapters for AWS.
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -8,8 +8,8 @@ pub mod reader;
 use std::borrow::Cow;
 
 pub use reader::{
-    FileError, Item, LineCounts, Position, ReadLimits, ReadSummary, is_splittable_ndjson,
-    read_file, read_ndjson_run, resource_type_of,
+    FileError, Item, LineCounts, Position, ReadLimits, is_splittable_ndjson, read_file,
+    read_ndjson_run, resource_type_of,
 };
 
 use crate::deid::postal_prefix;

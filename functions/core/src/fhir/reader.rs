@@ -13,6 +13,10 @@
 //! is ever held. A file-level problem (not JSON, truncated, unknown encoding, not FHIR) ends the
 //! stream with [`FileError`] and the caller quarantines the file; a resource-level problem is
 //! reported as [`Item::Rejected`] and the stream goes on.
+//!
+//! [`read_file`] reads a whole file; [`read_ndjson_run`] reads one span of lines of an NDJSON file
+//! that [`is_splittable_ndjson`] found can be split (the scale-out path's tasks), with the same
+//! rules and line numbers counted from the span's start.
 
 use std::borrow::Cow;
 use std::cell::Cell;
@@ -143,15 +147,6 @@ impl Default for ReadLimits {
     }
 }
 
-/// Summary of a read: how the file was understood.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ReadSummary {
-    pub format: &'static str,
-    pub gzip: bool,
-    /// Bytes after decompression.
-    pub bytes: u64,
-}
-
 /// Every R4 Bundle type (`Bundle.type`, required binding).
 const BUNDLE_TYPES: [&str; 9] = [
     "document",
@@ -182,7 +177,7 @@ pub fn read_file(
     name: &str,
     limits: &ReadLimits,
     sink: &mut dyn FnMut(Item<'_>),
-) -> Result<ReadSummary, FileError> {
+) -> Result<(), FileError> {
     let mut raw = BufReader::with_capacity(256 << 10, input);
     let mut magic = [0u8; 2];
     let magic_len = fill_exact_or_eof(&mut raw, &mut magic)?;
@@ -210,12 +205,7 @@ pub fn read_file(
         CountingReader::new(Box::new(source), meter.clone(), None)
     };
     let mut reader = BufReader::with_capacity(256 << 10, counter);
-    let format = read_decoded(&mut reader, limits, &meter, sink)?;
-    Ok(ReadSummary {
-        format,
-        gzip,
-        bytes: meter.count.get(),
-    })
+    read_decoded(&mut reader, limits, &meter, sink)
 }
 
 /// Reads up to `buf.len()` bytes, fewer only at the end of the input.
@@ -248,7 +238,7 @@ fn read_decoded(
     limits: &ReadLimits,
     meter: &Rc<Meter>,
     sink: &mut dyn FnMut(Item<'_>),
-) -> Result<&'static str, FileError> {
+) -> Result<(), FileError> {
     let head = read_head(reader)?;
     if head.starts_with(&[0xff, 0xfe]) || head.starts_with(&[0xfe, 0xff]) {
         return Err(invalid("the file is UTF-16; FHIR JSON must be UTF-8"));
@@ -269,11 +259,9 @@ fn read_decoded(
     head.set_position(start as u64);
     let mut stream = BufReader::with_capacity(256 << 10, head.chain(reader));
     if is_ndjson {
-        read_ndjson(&mut stream, limits, sink)?;
-        Ok("ndjson")
+        read_ndjson(&mut stream, limits, sink)
     } else {
-        read_document(&mut stream, limits, meter, sink)?;
-        Ok("json")
+        read_document(&mut stream, limits, meter, sink)
     }
 }
 

@@ -45,7 +45,7 @@ pub use schema_evolution::conform;
 pub use snapshot::{FileSlice, Snapshot, list_partitions, read_base_file};
 pub use staging::StagedRows;
 pub use tombstones::{DELETED_AT, Tombstones};
-pub use writer::{CommitOutcome, Delete, HudiTable, PartitionWrite};
+pub use writer::{CommitOutcome, Delete, HudiTable};
 
 /// Names of the five Hudi meta columns, in file order.
 pub const META_COLUMNS: [&str; 5] = [

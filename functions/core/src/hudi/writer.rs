@@ -42,15 +42,6 @@ use crate::error::{CoreError, Result};
 use crate::objects;
 use crate::time::{hudi_instant, now_micros, parse_hudi_instant};
 
-/// Rows and deletes for one partition value (tenant).
-#[derive(Debug, Clone, Default)]
-pub struct PartitionWrite {
-    pub partition_value: String,
-    /// Batches with the table's data schema.
-    pub upserts: Vec<RecordBatch>,
-    pub deletes: Vec<Delete>,
-}
-
 /// Removal of a record; `ordering` competes with the precombine value like an upsert's would.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delete {
@@ -234,20 +225,6 @@ impl HudiTable {
             }
         }
         Ok((latest, Some(partitions)))
-    }
-
-    /// Applies in-memory writes as one atomic commit (see [`HudiTable::commit_staged`]).
-    pub async fn commit(&self, writes: &[PartitionWrite]) -> Result<CommitOutcome> {
-        let mut staged = StagedRows::new(&self.def);
-        for write in writes {
-            for batch in &write.upserts {
-                staged.push(&write.partition_value, batch)?;
-            }
-            for delete in &write.deletes {
-                staged.delete(&write.partition_value, delete.clone());
-            }
-        }
-        self.commit_staged(&mut staged).await
     }
 
     /// Applies staged rows and deletes as one atomic commit (see [`HudiTable::commit_group`]).

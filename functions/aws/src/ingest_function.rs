@@ -2,10 +2,7 @@
 //! in the DynamoDB ledger, streamed from the raw bucket, written to the silver tables of the lake
 //! bucket, tagged with its outcome; partitions of a new tenant registered in Glue; objects too big
 //! for a Lambda handed to the Glue job; one `silver.committed` event to EventBridge after new commits.
-//!
-//! An SQS batch answers per message (`batchItemFailures`): a message fails only when one of its
-//! objects failed or is held by another worker, so it comes back after the visibility timeout
-//! (and lands in the DLQ after the queue's maxReceiveCount).
+//! What it answers Lambda (per SQS message, or for a plain S3 event) is [`crate::batch_answer`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -26,6 +23,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::batch_answer::{self, Delivery, Handled};
 use crate::clients::{bucket_store, s3_client, sdk_config};
 use crate::config::{IngestConfig, PSEUDONYM_KEY_PARAMETER};
 use crate::error::{AwsError, Result};
@@ -90,16 +88,6 @@ struct Upload {
     notification: usize,
     record: S3Record,
     key: Path,
-}
-
-/// What one notification (one SQS message, or a plain S3 event) came to.
-#[derive(Debug, Default)]
-struct Handled {
-    files: Vec<FileSummary>,
-    /// Tenants with new silver commits.
-    committed: BTreeSet<String>,
-    /// Why the notification must be delivered again (empty: done).
-    retry: Vec<String>,
 }
 
 impl IngestFunction {
@@ -178,12 +166,15 @@ impl IngestFunction {
     /// one group commit (within the group limits), each file keeping its own ledger item.
     pub async fn handle(&self, event: Value) -> Result<Value> {
         let trigger = parse_trigger(&event).map_err(|e| AwsError::Event(e.to_string()))?;
-        let (message_ids, notifications): (Vec<Option<String>>, Vec<_>) = match trigger {
-            Trigger::Sqs(messages) => messages
-                .into_iter()
-                .map(|m| (Some(m.message_id), m.notification))
-                .unzip(),
-            Trigger::S3(notification) => (vec![None], vec![Ok(notification)]),
+        let (delivery, notifications) = match trigger {
+            Trigger::Sqs(messages) => {
+                let (ids, notifications): (Vec<String>, Vec<_>) = messages
+                    .into_iter()
+                    .map(|m| (m.message_id, m.notification))
+                    .unzip();
+                (Delivery::Sqs(ids), notifications)
+            }
+            Trigger::S3(notification) => (Delivery::S3, vec![Ok(notification)]),
         };
         let mut handled: Vec<Handled> = notifications.iter().map(|_| Handled::default()).collect();
         let mut by_tenant: BTreeMap<TenantId, Vec<(Upload, u64)>> = BTreeMap::new();
@@ -197,7 +188,7 @@ impl IngestFunction {
                 Ok(Notification::Records(records)) => records,
                 Err(reason) => {
                     // Not an S3 notification: retrying cannot help; the DLQ keeps it.
-                    tracing::error!(message_id = ?message_ids[index], reason = %reason, "unreadable SQS message");
+                    tracing::error!(message_id = ?delivery.message_id(index), reason = %reason, "unreadable SQS message");
                     handled[index].retry.push(reason);
                     continue;
                 }
@@ -248,26 +239,8 @@ impl IngestFunction {
             .flat_map(|h| h.committed.iter().cloned())
             .collect();
         self.announce(&committed).await;
-        let files: Vec<&FileSummary> = handled.iter().flat_map(|h| &h.files).collect();
-        match message_ids.first() {
-            Some(Some(_)) | None => {
-                let failures: Vec<Value> = message_ids
-                    .iter()
-                    .zip(&handled)
-                    .filter(|(_, h)| !h.retry.is_empty())
-                    .map(|(id, _)| json!({"itemIdentifier": id}))
-                    .collect();
-                Ok(json!({"batchItemFailures": failures, "files": files}))
-            }
-            Some(None) => {
-                let retry: Vec<&str> = handled[0].retry.iter().map(String::as_str).collect();
-                if retry.is_empty() {
-                    Ok(json!({"files": files}))
-                } else {
-                    Err(AwsError::Retry(retry.join("; ")))
-                }
-            }
-        }
+        let answer = batch_answer::answer(delivery, handled)?;
+        Ok(serde_json::to_value(answer).map_err(metriccare_core::CoreError::from)?)
     }
 
     /// Checks a created object's place: `Some` (its tenant and key) when it is a raw object of a

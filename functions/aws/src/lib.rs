@@ -2,6 +2,7 @@
 //! ledger, the SNS notifier, Glue for the catalog and the scale-out job) and the two Lambda
 //! handlers. The Lambda binaries are thin `main`s around [`IngestFunction`] and [`GoldFunction`].
 
+pub mod batch_answer;
 pub mod clients;
 pub mod config;
 pub mod error;

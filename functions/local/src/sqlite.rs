@@ -1,8 +1,12 @@
 //! The ledger in a SQLite file. A claim is one conditional upsert, atomic across processes, so two
 //! `metriccare` processes on the same lake never both process an object.
+//!
+//! Every SQLite call runs on Tokio's blocking pool, never on an async worker: a call may wait up to
+//! the busy timeout for another process's write lock, and a worker stalled that long stalls every
+//! task scheduled on it (functions/CONVENTIONS.md).
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -11,7 +15,7 @@ use metriccare_core::{CoreError, Result};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 pub struct SqliteLedger {
-    connection: Mutex<Connection>,
+    connection: Arc<Mutex<Connection>>,
 }
 
 fn ledger_error(e: rusqlite::Error) -> CoreError {
@@ -58,16 +62,25 @@ impl SqliteLedger {
         connection.execute_batch(SCHEMA).map_err(ledger_error)?;
         add_missing_columns(&connection).map_err(ledger_error)?;
         Ok(Self {
-            connection: Mutex::new(connection),
+            connection: Arc::new(Mutex::new(connection)),
         })
     }
 
-    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
-        let connection = self
-            .connection
-            .lock()
-            .map_err(|_| CoreError::Ledger("ledger connection poisoned".into()))?;
-        f(&connection).map_err(ledger_error)
+    /// Runs `f` on the connection, on the blocking pool.
+    async fn with<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let connection = self.connection.clone();
+        tokio::task::spawn_blocking(move || {
+            let connection = connection
+                .lock()
+                .map_err(|_| CoreError::Ledger("ledger connection poisoned".into()))?;
+            f(&connection).map_err(ledger_error)
+        })
+        .await
+        .map_err(|e| CoreError::Ledger(format!("sqlite call did not finish: {e}")))?
     }
 }
 
@@ -130,7 +143,8 @@ impl Ledger for SqliteLedger {
     ) -> Result<Claim> {
         let id = object.ledger_id();
         let lease_until = now + lease.as_micros() as i64;
-        self.with(|c| {
+        let (object, tenant_id) = (object.clone(), tenant_id.to_owned());
+        self.with(move |c| {
             // Insert, or take over a FAILED item or an expired PROCESSING lease; otherwise no row
             // changes and the existing item says why.
             let claimed = c.query_row(
@@ -152,6 +166,7 @@ impl Ledger for SqliteLedger {
             let current = c.query_row(&format!("SELECT {COLUMNS} FROM ledger WHERE id = ?1"), [&id], entry)?;
             Ok(Claim::refused_by(current))
         })
+        .await
     }
 
     async fn finish(
@@ -164,7 +179,8 @@ impl Ledger for SqliteLedger {
     ) -> Result<bool> {
         let counts = serde_json::to_string(&outcome.counts)?;
         let instants = serde_json::to_string(&outcome.silver_instants)?;
-        let updated = self.with(|c| {
+        let (id, outcome) = (id.to_owned(), outcome.clone());
+        let updated = self.with(move |c| {
             c.execute(
                 "UPDATE ledger SET status = ?2, counts = ?3, deleted = ?4, rejected = ?5, silver_instants = ?6,
                                    error = ?7, lease_until = 0, updated_at = ?8, handed_off_to = ?10,
@@ -185,20 +201,22 @@ impl Ledger for SqliteLedger {
                     outcome.erased as i64
                 ],
             )
-        })?;
+        })
+        .await?;
         Ok(updated == 1)
     }
 
     async fn take_over(&self, id: &str, now: i64, lease: Duration) -> Result<Claim> {
         let lease_until = now + lease.as_micros() as i64;
-        let taken = self.with(|c| {
+        let owned_id = id.to_owned();
+        let taken = self.with(move |c| {
             let claimed = c
                 .query_row(
                     "UPDATE ledger SET status = 'PROCESSING', attempts = attempts + 1, lease_until = ?2,
                                        updated_at = ?3
                      WHERE id = ?1 AND status = 'HANDED_OFF'
                      RETURNING attempts",
-                    params![id, lease_until, now],
+                    params![owned_id, lease_until, now],
                     |row| row.get::<_, u32>(0),
                 )
                 .optional()?;
@@ -207,24 +225,27 @@ impl Ledger for SqliteLedger {
             }
             c.query_row(
                 &format!("SELECT {COLUMNS} FROM ledger WHERE id = ?1"),
-                [id],
+                [&owned_id],
                 entry,
             )
             .optional()
             .map(|current| current.map(Claim::refused_by))
-        })?;
+        })
+        .await?;
         taken.ok_or_else(|| CoreError::Ledger(format!("no ledger item {id}")))
     }
 
     async fn get(&self, id: &str) -> Result<Option<LedgerEntry>> {
-        self.with(|c| {
+        let id = id.to_owned();
+        self.with(move |c| {
             c.query_row(
                 &format!("SELECT {COLUMNS} FROM ledger WHERE id = ?1"),
-                [id],
+                [&id],
                 entry,
             )
             .optional()
         })
+        .await
     }
 
     async fn list(&self) -> Result<Vec<LedgerEntry>> {
@@ -235,6 +256,7 @@ impl Ledger for SqliteLedger {
             let rows = statement.query_map([], entry)?;
             rows.collect()
         })
+        .await
     }
 }
 

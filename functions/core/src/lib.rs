@@ -4,6 +4,7 @@
 //! crate), the [`ports::Ledger`], the [`ports::Notifier`] and the [`ports::ScaleOut`] job that
 //! takes files too big for a Lambda. Adapters live in their own crates.
 
+mod blocking;
 pub mod bulk_export;
 pub mod catalog;
 pub mod deid;

@@ -259,12 +259,13 @@ async fn refresh_locked(
             // leaves the profile change for the next one to see.
             computed_with.insert(tenant.clone(), profile.fingerprint.clone());
             // The Arrow batches are dropped once read into facts: both at once doubled the peak.
-            let silver = tenant_silver_from_batches(
-                &read_partition(lake, &silver, &partition, |t| Some(silver_columns_read(t)))
-                    .await?,
-                &profile.hai,
-            )?;
-            compute(&silver, &profile, refreshed_at)
+            let batches =
+                read_partition(lake, &silver, &partition, |t| Some(silver_columns_read(t))).await?;
+            crate::blocking::in_place(|| -> Result<GoldRows> {
+                let silver = tenant_silver_from_batches(&batches, &profile.hai)?;
+                drop(batches);
+                Ok(compute(&silver, &profile, refreshed_at))
+            })?
         };
         // Gold of other definitions is not compared (nor read: its columns may differ).
         let previous = if definitions_changed {

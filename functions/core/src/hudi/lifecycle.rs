@@ -27,6 +27,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
+use super::instant::Instant;
 use super::snapshot::{Timeline, parse_base_file_name, replaced_file_groups};
 use super::writer::STALE_PENDING_MICROS;
 use super::{HudiTable, TableDef, layout_of};
@@ -343,16 +344,8 @@ impl HudiTable {
         let mut first = Vec::new();
         for instant in &archived {
             let action = timeline.action(instant);
-            let inflight = if action == "commit" {
-                "inflight".to_owned()
-            } else {
-                format!("{action}.inflight")
-            };
-            first.push(
-                self.def()
-                    .hoodie_path(&format!("{instant}.{action}.requested")),
-            );
-            first.push(self.def().hoodie_path(&format!("{instant}.{inflight}")));
+            first.push(self.def().instant_path(Instant::requested(instant, action)));
+            first.push(self.def().instant_path(Instant::inflight(instant, action)));
             first.push(self.seal_path(instant));
         }
         report.control_files += self.delete_all(first).await?;
@@ -361,7 +354,7 @@ impl HudiTable {
         // like a failed write, its files neither committed nor before the first instant).
         for instant in &archived {
             let action = timeline.action(instant);
-            let completed = self.def().hoodie_path(&format!("{instant}.{action}"));
+            let completed = self.def().instant_path(Instant::completed(instant, action));
             self.delete_all(vec![completed]).await?;
         }
         report.archived_instants += archived.len() as u64;

@@ -44,8 +44,8 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use super::TableDef;
-use super::staging::StagedRows;
-use super::writer::{Delete, string_column, timestamp_column};
+use super::columns::{string_column, timestamp_column};
+use super::staging::{Delete, StagedRows};
 use crate::error::Result;
 
 /// Rows per batch read back from a base file.
@@ -529,12 +529,16 @@ pub async fn rewrite_base_file(
     let schema = batches
         .first()
         .map_or_else(|| def.file_schema(), RecordBatch::schema);
-    let mut buffer = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut buffer, schema, Some(base_file_properties(def)?))?;
-    for batch in batches {
-        writer.write(batch)?;
-    }
-    writer.close()?;
+    let buffer = crate::blocking::in_place(|| -> Result<Vec<u8>> {
+        let mut buffer = Vec::new();
+        let mut writer =
+            ArrowWriter::try_new(&mut buffer, schema, Some(base_file_properties(def)?))?;
+        for batch in batches {
+            writer.write(batch)?;
+        }
+        writer.close()?;
+        Ok(buffer)
+    })?;
     store.put(path, PutPayload::from(buffer)).await?;
     Ok(())
 }

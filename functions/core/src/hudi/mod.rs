@@ -20,6 +20,8 @@
 //! outside the table, under `<lake>/_metriccare/commits/<table path>/` (see [`writer`]).
 
 mod avro;
+mod columns;
+mod instant;
 mod lifecycle;
 mod merge;
 mod schema_evolution;
@@ -33,6 +35,7 @@ mod writer;
 use std::sync::Arc;
 
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use instant::Instant;
 use object_store::path::Path;
 
 pub use avro::avro_schema;
@@ -43,9 +46,9 @@ pub use lifecycle::{
 pub use merge::rewrite_base_file;
 pub use schema_evolution::conform;
 pub use snapshot::{FileSlice, Snapshot, list_partitions, read_base_file};
-pub use staging::StagedRows;
+pub use staging::{Delete, StagedRows};
 pub use tombstones::{DELETED_AT, Tombstones};
-pub use writer::{CommitOutcome, Delete, HudiTable};
+pub use writer::{CommitOutcome, HudiTable};
 
 /// Names of the five Hudi meta columns, in file order.
 pub const META_COLUMNS: [&str; 5] = [
@@ -55,6 +58,15 @@ pub const META_COLUMNS: [&str; 5] = [
     "_hoodie_partition_path",
     "_hoodie_file_name",
 ];
+
+/// Whether an existing table must hold this build's value for a `hoodie.properties` entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Property {
+    /// Decides where records live or how they are keyed: a table with another value is refused.
+    MustMatch,
+    /// Written at creation; a table with another value is still read and written.
+    WrittenOnly,
+}
 
 /// What a table is: its name, key fields and the schema of its data columns (without meta columns).
 #[derive(Debug, Clone)]
@@ -81,39 +93,67 @@ impl TableDef {
         Arc::new(Schema::new(fields))
     }
 
-    /// `hoodie.properties` for this table. The checksum is Hudi's: CRC32 of `"<database>.<table>"`
-    /// (no database here, so `".<table>"`).
-    pub fn properties(&self) -> String {
+    /// Every `hoodie.properties` entry of this table, in file order: the one list of keys. The
+    /// checksum is Hudi's: CRC32 of `"<database>.<table>"` (no database here, so `".<table>"`).
+    fn property_entries(&self) -> [(&'static str, String, Property); 16] {
+        use Property::{MustMatch, WrittenOnly};
         let checksum = crc32fast::hash(format!(".{}", self.name).as_bytes());
-        let entries = [
-            ("hoodie.table.name", self.name.clone()),
-            ("hoodie.table.type", "COPY_ON_WRITE".into()),
-            ("hoodie.table.version", "6".into()),
-            ("hoodie.timeline.layout.version", "1".into()),
-            ("hoodie.table.recordkey.fields", self.record_key.clone()),
+        [
+            ("hoodie.table.name", self.name.clone(), MustMatch),
+            ("hoodie.table.type", "COPY_ON_WRITE".into(), MustMatch),
+            ("hoodie.table.version", "6".into(), MustMatch),
+            ("hoodie.timeline.layout.version", "1".into(), WrittenOnly),
+            (
+                "hoodie.table.recordkey.fields",
+                self.record_key.clone(),
+                MustMatch,
+            ),
             (
                 "hoodie.table.partition.fields",
                 self.partition_field.clone(),
+                MustMatch,
             ),
-            ("hoodie.table.precombine.field", self.precombine.clone()),
+            (
+                "hoodie.table.precombine.field",
+                self.precombine.clone(),
+                MustMatch,
+            ),
             (
                 "hoodie.table.keygenerator.class",
                 "org.apache.hudi.keygen.SimpleKeyGenerator".into(),
+                WrittenOnly,
             ),
             (
                 "hoodie.datasource.write.hive_style_partitioning",
                 "true".into(),
+                WrittenOnly,
             ),
-            ("hoodie.table.base.file.format", "PARQUET".into()),
-            ("hoodie.populate.meta.fields", "true".into()),
-            ("hoodie.archivelog.folder", "archived".into()),
-            ("hoodie.index.type", "BUCKET".into()),
-            ("hoodie.bucket.index.num.buckets", self.buckets.to_string()),
-            ("hoodie.bucket.index.hash.field", self.record_key.clone()),
-            ("hoodie.table.checksum", checksum.to_string()),
-        ];
+            (
+                "hoodie.table.base.file.format",
+                "PARQUET".into(),
+                WrittenOnly,
+            ),
+            ("hoodie.populate.meta.fields", "true".into(), WrittenOnly),
+            ("hoodie.archivelog.folder", "archived".into(), WrittenOnly),
+            ("hoodie.index.type", "BUCKET".into(), WrittenOnly),
+            (
+                "hoodie.bucket.index.num.buckets",
+                self.buckets.to_string(),
+                MustMatch,
+            ),
+            (
+                "hoodie.bucket.index.hash.field",
+                self.record_key.clone(),
+                WrittenOnly,
+            ),
+            ("hoodie.table.checksum", checksum.to_string(), WrittenOnly),
+        ]
+    }
+
+    /// `hoodie.properties` for this table.
+    pub fn properties(&self) -> String {
         let mut text = String::from("#Properties saved by MetricCare\n");
-        for (key, value) in entries {
+        for (key, value, _) in self.property_entries() {
             text.push_str(key);
             text.push('=');
             text.push_str(&value);
@@ -122,8 +162,35 @@ impl TableDef {
         text
     }
 
+    /// Refuses a table whose `hoodie.properties` (`existing`) differs from this definition in an
+    /// entry that decides where records live or how they are keyed.
+    pub(crate) fn check_properties(&self, existing: &str) -> crate::error::Result<()> {
+        let value_of = |key: &str| -> Option<&str> {
+            existing
+                .lines()
+                .find_map(|line| line.strip_prefix(key)?.strip_prefix('='))
+        };
+        for (key, want, check) in self.property_entries() {
+            let have = value_of(key);
+            if check == Property::MustMatch && have != Some(want.as_str()) {
+                return Err(crate::error::CoreError::Table {
+                    table: self.name.clone(),
+                    message: format!(
+                        "existing table has {key}={have:?}, this build expects {want:?}"
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) fn hoodie_path(&self, file: &str) -> Path {
         self.base.clone().join(".hoodie").join(file)
+    }
+
+    /// The timeline file of `instant` in `.hoodie/`.
+    pub(crate) fn instant_path(&self, instant: Instant<'_>) -> Path {
+        self.hoodie_path(&instant.file_name())
     }
 
     pub(crate) fn partition_dir(&self, partition: &str) -> Path {
@@ -271,5 +338,46 @@ mod tests {
             def.properties()
                 .contains("hoodie.table.checksum=241739672\n")
         );
+    }
+
+    #[test]
+    fn a_table_keyed_or_laid_out_otherwise_is_refused_and_naming_details_are_not() {
+        // GIVEN the properties this build writes for the patient table
+        let def = patient_def();
+        let written = def.properties();
+        // THEN they pass their own check
+        def.check_properties(&written).unwrap();
+        // AND another bucket count or record key is refused, naming the key
+        for (from, to) in [
+            (
+                "hoodie.bucket.index.num.buckets=4",
+                "hoodie.bucket.index.num.buckets=8",
+            ),
+            (
+                "hoodie.table.recordkey.fields=patient_key",
+                "hoodie.table.recordkey.fields=id",
+            ),
+        ] {
+            let error = def
+                .check_properties(&written.replace(from, to))
+                .unwrap_err()
+                .to_string();
+            let key = from.split('=').next().unwrap();
+            assert!(error.contains(key), "{error}");
+        }
+        // AND a missing identity entry is refused too
+        let without_type: String = written
+            .lines()
+            .filter(|line| !line.starts_with("hoodie.table.type="))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        assert!(def.check_properties(&without_type).is_err());
+        // AND an entry written only at creation may differ (a table another writer created)
+        def.check_properties(&written.replace("#Properties saved by MetricCare", "#Hudi"))
+            .unwrap();
+        def.check_properties(
+            &written.replace("archivelog.folder=archived", "archivelog.folder=archive"),
+        )
+        .unwrap();
     }
 }

@@ -26,12 +26,14 @@ use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::json;
 
+use super::columns::string_column;
+use super::instant::{Action, Instant};
 use super::merge::base_file_properties;
 use super::snapshot::FileSlice;
 use super::tiers::INSERT_TIERS;
 use super::writer::{
-    ClaimedPlan, HudiTable, PlannedFile, REPLACE_ACTION, inflight_text, local_copy,
-    plan_commit_text, string_column, upload_file, write_token,
+    ClaimedPlan, HudiTable, PlannedFile, inflight_text, local_copy, plan_commit_text, upload_file,
+    write_token,
 };
 use super::{MAX_LAYOUT_DOUBLINGS, TableDef, bucket_of, layout_file_id, tier_file_id};
 use crate::error::{CoreError, Result};
@@ -65,7 +67,7 @@ impl HudiTable {
             return Ok(None);
         }
         let instant = self
-            .reserve_instant(&snapshot.timeline, REPLACE_ACTION)
+            .reserve_instant(&snapshot.timeline, Action::ReplaceCommit)
             .await?;
         let plan = match self
             .write_layout(partition, &slices, resized, &instant)
@@ -98,7 +100,7 @@ impl HudiTable {
         let replaced = BTreeMap::from([(partition.to_owned(), old_ids)]);
         let claim = ClaimedPlan {
             instant: &instant,
-            action: REPLACE_ACTION,
+            action: Action::ReplaceCommit.name(),
             written: touched.iter().cloned().collect(),
             commit: plan_commit_text(self.def(), &plan, Some(&replaced))?,
             token: String::new(),
@@ -107,7 +109,7 @@ impl HudiTable {
             Some(_) => {
                 let path = self
                     .def()
-                    .hoodie_path(&format!("{instant}.{REPLACE_ACTION}"));
+                    .instant_path(Instant::completed(&instant, Action::ReplaceCommit));
                 self.put(&path, claim.commit).await?;
                 tracing::info!(table = %self.def().name, %partition, from = layout, to = resized, %instant, "partition re-sized");
                 Ok(Some(instant))
@@ -142,7 +144,7 @@ impl HudiTable {
             .collect();
         let inflight: Vec<&PlannedFile> = planned.iter().collect();
         self.put(
-            &def.hoodie_path(&format!("{instant}.{REPLACE_ACTION}.inflight")),
+            &def.instant_path(Instant::inflight(instant, Action::ReplaceCommit)),
             inflight_text(&inflight),
         )
         .await?;
@@ -163,7 +165,8 @@ impl HudiTable {
             for slice in bucket_slices {
                 files.push(local_copy(self.store().as_ref(), &slice.path).await?);
             }
-            let children = split_bucket(def, files, layout, &planned)?;
+            let children =
+                crate::blocking::in_place(|| split_bucket(def, files, layout, &planned))?;
             for (bucket, (file, rows)) in children {
                 let target = &planned[bucket as usize];
                 let size = upload_file(

@@ -13,6 +13,7 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::TableDef;
+use super::instant::{Action, Instant, State};
 use crate::error::Result;
 
 /// One base file: the newest version of a file group.
@@ -46,32 +47,23 @@ impl Timeline {
             let Some(name) = object.location.filename() else {
                 continue;
             };
-            let Some((instant, action)) = name.split_once('.') else {
+            let Some(instant) = Instant::parse(name) else {
                 continue;
             };
-            if instant.len() != 17 || !instant.bytes().all(|b| b.is_ascii_digit()) {
-                continue;
-            }
-            match action {
-                "commit" => {
-                    timeline.completed.insert(instant.to_owned());
+            let time = instant.time.to_owned();
+            match (instant.state, instant.action) {
+                (State::Completed, Action::Commit) => {
+                    timeline.completed.insert(time);
                 }
-                "replacecommit" => {
-                    timeline.completed.insert(instant.to_owned());
-                    timeline.replacecommits.insert(instant.to_owned());
+                (State::Completed, Action::ReplaceCommit) => {
+                    timeline.completed.insert(time.clone());
+                    timeline.replacecommits.insert(time);
                 }
-                "commit.requested"
-                | "inflight"
-                | "replacecommit.requested"
-                | "replacecommit.inflight" => {
+                (State::Requested | State::Inflight, _) => {
                     let written = object.last_modified.timestamp_micros();
-                    let entry = timeline
-                        .pending
-                        .entry(instant.to_owned())
-                        .or_insert(written);
+                    let entry = timeline.pending.entry(time).or_insert(written);
                     *entry = (*entry).max(written);
                 }
-                _ => {}
             }
         }
         let completed = timeline.completed.clone();
@@ -88,12 +80,12 @@ impl Timeline {
         completed.max(pending)
     }
 
-    /// The action of a completed instant (`commit` or `replacecommit`).
-    pub fn action(&self, instant: &str) -> &'static str {
+    /// The action of a completed instant.
+    pub(crate) fn action(&self, instant: &str) -> Action {
         if self.replacecommits.contains(instant) {
-            "replacecommit"
+            Action::ReplaceCommit
         } else {
-            "commit"
+            Action::Commit
         }
     }
 
@@ -130,7 +122,7 @@ pub async fn replaced_file_groups(
 ) -> Result<BTreeMap<(String, String), String>> {
     let mut replaced = BTreeMap::new();
     for instant in &timeline.replacecommits {
-        let path = def.hoodie_path(&format!("{instant}.replacecommit"));
+        let path = def.instant_path(Instant::completed(instant, Action::ReplaceCommit));
         let bytes = match store.get(&path).await {
             Ok(found) => found.bytes().await?,
             // Archived meanwhile: its replaced file groups were cleaned before.
@@ -281,6 +273,15 @@ pub async fn read_base_file(
     schema: &SchemaRef,
 ) -> Result<Vec<RecordBatch>> {
     let bytes = store.get(path).await?.bytes().await?;
+    crate::blocking::in_place(|| decode_base_file(bytes, columns, schema))
+}
+
+/// Decodes a base file's bytes (see [`read_base_file`]).
+fn decode_base_file(
+    bytes: bytes::Bytes,
+    columns: Option<&[&str]>,
+    schema: &SchemaRef,
+) -> Result<Vec<RecordBatch>> {
     let mut builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?.with_batch_size(64 * 1024);
     let mut target = schema.clone();
     if let Some(columns) = columns {

@@ -16,9 +16,16 @@ use arrow_ipc::reader::StreamReader;
 use arrow_ipc::writer::StreamWriter;
 use arrow_schema::SchemaRef;
 
-use super::writer::{Delete, string_column};
+use super::columns::string_column;
 use super::{TableDef, bucket_of};
 use crate::error::Result;
+
+/// Removal of a record; `ordering` competes with the precombine value like an upsert's would.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delete {
+    pub key: String,
+    pub ordering: i64,
+}
 
 /// Where one bucket's rows are staged.
 struct BucketStream {

@@ -28,8 +28,8 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::TableDef;
+use super::columns::string_column;
 use super::staging::StagedRows;
-use super::writer::string_column;
 use crate::error::Result;
 
 /// Insert tiers per bucket, besides the base (tier 0).

@@ -19,9 +19,10 @@ use object_store::ObjectStore;
 use object_store::path::Path;
 
 use super::TableDef;
+use super::columns::{string_column, timestamp_column};
 use super::snapshot::read_base_file;
 use super::staging::StagedRows;
-use super::writer::{CommitOutcome, HudiTable, string_column, timestamp_column};
+use super::writer::{CommitOutcome, HudiTable};
 use crate::error::Result;
 use crate::rows::{Kind, field};
 

@@ -19,35 +19,28 @@
 //! invisible files, which the next writer removes once the instant is older than the stale limit.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::SeekFrom;
 use std::sync::Arc;
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::TimestampMicrosecondType;
-use arrow_array::{RecordBatch, StringArray};
 use bytes::Bytes;
 use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{GetResultPayload, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
+use super::instant::{Action, Instant};
 use super::merge::{FileGroupMerge, Merged, empty_base_file};
 use super::snapshot::{FileSlice, Snapshot, Timeline};
 use super::staging::StagedRows;
 use super::tiers::{BucketPlan, INSERT_TIERS, TierFile};
 use super::tombstones::{TombstoneMap, Tombstones};
 use super::{TableDef, avro_schema, tier_file_id};
+use crate::blocking;
 use crate::error::{CoreError, Result};
 use crate::objects;
 use crate::time::{hudi_instant, now_micros, parse_hudi_instant};
-
-/// Removal of a record; `ordering` competes with the precombine value like an upsert's would.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Delete {
-    pub key: String,
-    pub ordering: i64,
-}
 
 /// What a commit did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,9 +78,6 @@ impl SequenceEntry {
     }
 }
 
-/// The timeline actions this writer completes.
-pub(super) const COMMIT_ACTION: &str = "commit";
-pub(super) const REPLACE_ACTION: &str = "replacecommit";
 /// A sequence entry without an instant: a group of deletes that found nothing to remove takes its
 /// place in the commit order over the file groups it looked at, so a concurrent writer that
 /// read the tombstones before this group recorded its own conflicts and starts again (without it,
@@ -95,11 +85,11 @@ pub(super) const REPLACE_ACTION: &str = "replacecommit";
 const NOOP_ACTION: &str = "noop";
 
 fn commit_action() -> String {
-    COMMIT_ACTION.to_owned()
+    Action::Commit.name().to_owned()
 }
 
 fn is_commit_action(action: &str) -> bool {
-    action == COMMIT_ACTION
+    action == Action::Commit.name()
 }
 
 /// A commit about to claim its sequence number: what the entry records.
@@ -144,7 +134,7 @@ impl HudiTable {
         let properties_path = def.hoodie_path("hoodie.properties");
         let wanted = def.properties();
         match objects::read(store.as_ref(), &properties_path).await? {
-            Some(existing) => check_compatible(&def, &String::from_utf8_lossy(&existing))?,
+            Some(existing) => def.check_properties(&String::from_utf8_lossy(&existing))?,
             // Another writer creating it meanwhile wrote the same properties.
             None => {
                 objects::create(store.as_ref(), &properties_path, wanted.into()).await?;
@@ -283,7 +273,7 @@ impl HudiTable {
                 None => TombstoneMap::new(),
             };
             let instant = self
-                .reserve_instant(&snapshot.timeline, COMMIT_ACTION)
+                .reserve_instant(&snapshot.timeline, Action::Commit)
                 .await?;
             let attempt = self
                 .write_files(
@@ -339,7 +329,7 @@ impl HudiTable {
             }
             let claim = ClaimedPlan {
                 instant: &instant,
-                action: COMMIT_ACTION,
+                action: Action::Commit.name(),
                 written: if has_deletes {
                     touched.iter().cloned().collect()
                 } else {
@@ -353,7 +343,9 @@ impl HudiTable {
             match self.claim_sequence(base_sequence, &claim, &touched).await? {
                 Some(sequence) => {
                     self.put(
-                        &self.def.hoodie_path(&format!("{instant}.commit")),
+                        &self
+                            .def
+                            .instant_path(Instant::completed(&instant, Action::Commit)),
                         claim.commit,
                     )
                     .await?;
@@ -523,9 +515,16 @@ impl HudiTable {
         if entry.is_noop() {
             return Ok(entry);
         }
+        let action = Action::from_name(&entry.action).ok_or_else(|| CoreError::Table {
+            table: self.def.name.clone(),
+            message: format!(
+                "sequence {sequence} names an unknown action {:?}",
+                entry.action
+            ),
+        })?;
         let commit_path = self
             .def
-            .hoodie_path(&format!("{}.{}", entry.instant, entry.action));
+            .instant_path(Instant::completed(&entry.instant, action));
         if self.exists(&commit_path).await? {
             return Ok(entry);
         }
@@ -534,7 +533,7 @@ impl HudiTable {
         // which must not come back: it would cut the active timeline in two.
         let requested = self
             .def
-            .hoodie_path(&format!("{}.{}.requested", entry.instant, entry.action));
+            .instant_path(Instant::requested(&entry.instant, action));
         if self.exists(&requested).await? {
             tracing::warn!(table = %self.def.name, instant = %entry.instant, "completing a commit whose writer stopped");
             self.put(&commit_path, entry.commit.to_string()).await?;
@@ -588,7 +587,7 @@ impl HudiTable {
     pub(super) async fn reserve_instant(
         &self,
         timeline: &Timeline,
-        action: &str,
+        action: Action,
     ) -> Result<String> {
         let newest = timeline
             .newest_instant()
@@ -600,18 +599,11 @@ impl HudiTable {
             // An instant is unique whatever its action: create ours, then look for the other
             // action's. Of two writers that created both, each sees the other's and gives the
             // instant up, so no two ever share one.
-            let other = if action == COMMIT_ACTION {
-                REPLACE_ACTION
-            } else {
-                COMMIT_ACTION
-            };
-            let path = self
-                .def
-                .hoodie_path(&format!("{instant}.{action}.requested"));
+            let path = self.def.instant_path(Instant::requested(&instant, action));
             if objects::create(self.store.as_ref(), &path, PutPayload::new()).await? {
                 let other = self
                     .def
-                    .hoodie_path(&format!("{instant}.{other}.requested"));
+                    .instant_path(Instant::requested(&instant, action.other()));
                 if !self.exists(&other).await? {
                     return Ok(instant);
                 }
@@ -623,11 +615,8 @@ impl HudiTable {
 
     /// Deletes an uncommitted instant's base files and timeline files.
     pub(super) async fn roll_back(&self, instant: &str) -> Result<()> {
-        for (inflight, requested) in [
-            ("inflight", "commit.requested"),
-            ("replacecommit.inflight", "replacecommit.requested"),
-        ] {
-            let inflight = self.def.hoodie_path(&format!("{instant}.{inflight}"));
+        for action in Action::ALL {
+            let inflight = self.def.instant_path(Instant::inflight(instant, action));
             match self.store.get(&inflight).await {
                 Ok(found) => {
                     let planned: Value =
@@ -641,7 +630,7 @@ impl HudiTable {
                 Err(e) => return Err(e.into()),
             }
             self.delete_if_present(&inflight).await?;
-            self.delete_if_present(&self.def.hoodie_path(&format!("{instant}.{requested}")))
+            self.delete_if_present(&self.def.instant_path(Instant::requested(instant, action)))
                 .await?;
         }
         Ok(())
@@ -698,7 +687,9 @@ impl HudiTable {
             })
             .collect();
         self.put(
-            &self.def.hoodie_path(&format!("{instant}.inflight")),
+            &self
+                .def
+                .instant_path(Instant::inflight(instant, Action::Commit)),
             inflight_text(&planned.iter().collect::<Vec<_>>()),
         )
         .await?;
@@ -718,37 +709,43 @@ impl HudiTable {
                     copies.push((tier, local_copy(self.store.as_ref(), &slice.path).await?));
                 }
             }
-            let committed = copies
-                .iter()
-                .map(|(tier, file)| TierFile::open(*tier, file))
-                .collect::<Result<Vec<_>>>()?;
             let replace = group.iter().any(|staged| staged.replaces(partition));
-            let plan = if replace {
-                BucketPlan::replace(&committed)
-            } else {
-                BucketPlan::upsert(&self.def, group, partition, *bucket, &committed)?
-            };
+            // Reads the committed files' footers and every staged key of the bucket.
+            let (committed, plan) = blocking::in_place(|| -> Result<_> {
+                let committed = copies
+                    .iter()
+                    .map(|(tier, file)| TierFile::open(*tier, file))
+                    .collect::<Result<Vec<_>>>()?;
+                let plan = if replace {
+                    BucketPlan::replace(&committed)
+                } else {
+                    BucketPlan::upsert(&self.def, group, partition, *bucket, &committed)?
+                };
+                Ok((committed, plan))
+            })?;
             let file_of = |tier: u32| committed.iter().find(|t| t.tier == tier).map(|t| t.file);
             for merge in &plan.merges {
                 let target = &bucket_files[merge.tier as usize];
                 let carried: Vec<&std::fs::File> =
                     merge.carried.iter().filter_map(|t| file_of(*t)).collect();
                 let mut out = std::io::BufWriter::new(tempfile::tempfile()?);
-                let merged = FileGroupMerge {
-                    def: &self.def,
-                    group,
-                    partition,
-                    bucket: *bucket,
-                    existing: file_of(merge.tier),
-                    carried: &carried,
-                    accepts: &|key| plan.accepts(merge, key),
-                    replace,
-                    tombstones: tombstoned.get(partition).unwrap_or(&none),
-                    instant,
-                    file_id: &target.file_id,
-                    file_name: &target.file_name,
-                }
-                .run(&mut out)?;
+                let merged = blocking::in_place(|| {
+                    FileGroupMerge {
+                        def: &self.def,
+                        group,
+                        partition,
+                        bucket: *bucket,
+                        existing: file_of(merge.tier),
+                        carried: &carried,
+                        accepts: &|key| plan.accepts(merge, key),
+                        replace,
+                        tombstones: tombstoned.get(partition).unwrap_or(&none),
+                        instant,
+                        file_id: &target.file_id,
+                        file_name: &target.file_name,
+                    }
+                    .run(&mut out)
+                })?;
                 outcome.ignored += merged.ignored;
                 if !merged.changed {
                     continue;
@@ -844,29 +841,6 @@ pub(super) struct PlannedFile {
     pub stats: Value,
 }
 
-pub(super) fn string_column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a StringArray> {
-    batch
-        .column_by_name(name)
-        .and_then(|c| c.as_string_opt::<i32>())
-        .ok_or_else(|| CoreError::Table {
-            table: name.to_owned(),
-            message: format!("missing string column {name}"),
-        })
-}
-
-pub(super) fn timestamp_column<'a>(
-    batch: &'a RecordBatch,
-    name: &str,
-) -> Result<&'a arrow_array::PrimitiveArray<TimestampMicrosecondType>> {
-    batch
-        .column_by_name(name)
-        .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>())
-        .ok_or_else(|| CoreError::Table {
-            table: name.to_owned(),
-            message: format!("missing timestamp column {name}"),
-        })
-}
-
 /// A base file up to this size is uploaded in one request; a bigger one in parts, streamed.
 const SINGLE_PUT_BYTES: u64 = 8 << 20;
 
@@ -876,13 +850,16 @@ pub(super) async fn local_copy(store: &dyn ObjectStore, path: &Path) -> Result<s
     match store.get(path).await?.payload {
         GetResultPayload::File(file, _) => Ok(file),
         GetResultPayload::Stream(mut stream) => {
-            let mut copy = std::io::BufWriter::new(tempfile::tempfile()?);
+            // Written through Tokio's file, whose writes run on the blocking pool.
+            let mut copy = tokio::io::BufWriter::with_capacity(
+                1 << 20,
+                tokio::fs::File::from_std(tempfile::tempfile()?),
+            );
             while let Some(chunk) = stream.next().await {
-                copy.write_all(&chunk?)?;
+                copy.write_all(&chunk?).await?;
             }
-            Ok(copy
-                .into_inner()
-                .map_err(|e| CoreError::Io(e.into_error()))?)
+            copy.flush().await?;
+            Ok(copy.into_inner().into_std().await)
         }
     }
 }
@@ -891,13 +868,15 @@ pub(super) async fn local_copy(store: &dyn ObjectStore, path: &Path) -> Result<s
 pub(super) async fn upload_file(
     store: &dyn ObjectStore,
     path: &Path,
-    mut file: std::fs::File,
+    file: std::fs::File,
 ) -> Result<u64> {
-    let size = file.seek(SeekFrom::End(0))?;
-    file.seek(SeekFrom::Start(0))?;
+    // Read through Tokio's file, whose reads run on the blocking pool.
+    let mut file = tokio::fs::File::from_std(file);
+    let size = file.seek(SeekFrom::End(0)).await?;
+    file.seek(SeekFrom::Start(0)).await?;
     if size <= SINGLE_PUT_BYTES {
         let mut bytes = Vec::with_capacity(size as usize);
-        file.read_to_end(&mut bytes)?;
+        file.read_to_end(&mut bytes).await?;
         store.put(path, PutPayload::from(bytes)).await?;
         return Ok(size);
     }
@@ -918,10 +897,10 @@ pub(super) async fn upload_file(
     Ok(size)
 }
 
-async fn copy_parts(upload: &mut WriteMultipart, file: &mut std::fs::File) -> Result<()> {
+async fn copy_parts(upload: &mut WriteMultipart, file: &mut tokio::fs::File) -> Result<()> {
     let mut chunk = vec![0u8; 1 << 20];
     loop {
-        let n = file.read(&mut chunk)?;
+        let n = file.read(&mut chunk).await?;
         if n == 0 {
             return Ok(());
         }
@@ -1008,30 +987,4 @@ pub(super) fn plan_commit_text(
         }),
     }
     .to_string())
-}
-
-fn check_compatible(def: &TableDef, existing: &str) -> Result<()> {
-    let wanted = def.properties();
-    let value_of = |text: &str, key: &str| -> Option<String> {
-        text.lines()
-            .find_map(|l| l.strip_prefix(key)?.strip_prefix('=').map(str::to_owned))
-    };
-    for key in [
-        "hoodie.table.name",
-        "hoodie.table.type",
-        "hoodie.table.version",
-        "hoodie.table.recordkey.fields",
-        "hoodie.table.partition.fields",
-        "hoodie.table.precombine.field",
-        "hoodie.bucket.index.num.buckets",
-    ] {
-        let (have, want) = (value_of(existing, key), value_of(&wanted, key));
-        if have != want {
-            return Err(CoreError::Table {
-                table: def.name.clone(),
-                message: format!("existing table has {key}={have:?}, this build expects {want:?}"),
-            });
-        }
-    }
-    Ok(())
 }

@@ -43,6 +43,17 @@ pub enum AwsError {
 }
 
 impl AwsError {
+    /// Whether the same invocation cannot succeed if made again: configuration, an event this
+    /// function does not handle, or a permanent core error. SDK and storage errors may be
+    /// transient (throttling, a timeout) and are retried.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            Self::Config { .. } | Self::Event(_) => true,
+            Self::Sdk { .. } | Self::Retry(_) | Self::Storage(_) => false,
+            Self::Core(core) => core.is_permanent(),
+        }
+    }
+
     pub fn config(variable: &'static str, problem: impl Into<String>) -> Self {
         Self::Config {
             variable,
@@ -60,6 +71,41 @@ impl AwsError {
             service,
             operation,
             message: DisplayErrorContext(&error).to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_errors_no_retry_can_fix_are_permanent() {
+        let permanent = [
+            AwsError::config("METRICCARE_LAKE_BUCKET", "is not set"),
+            AwsError::Event("not an S3 notification".into()),
+            AwsError::Core(CoreError::KeyMismatch {
+                lake: "lake".into(),
+                expected: "a".into(),
+                actual: "b".into(),
+            }),
+            AwsError::Core(CoreError::Invariant("a reject log sealed twice")),
+        ];
+        let transient = [
+            AwsError::Sdk {
+                service: "DynamoDB",
+                operation: "UpdateItem",
+                message: "ThrottlingException".into(),
+            },
+            AwsError::Retry("b: held by another worker".into()),
+            AwsError::Core(CoreError::Ledger("timeout".into())),
+            AwsError::Core(CoreError::Io(std::io::Error::other("disk full"))),
+        ];
+        for error in &permanent {
+            assert!(error.is_permanent(), "{error}");
+        }
+        for error in &transient {
+            assert!(!error.is_permanent(), "{error}");
         }
     }
 }

@@ -224,7 +224,7 @@ impl IngestFunction {
                 Err(e) => {
                     let error =
                         redact_key(&e.to_string(), &request.record.key, "<erasure request>");
-                    tracing::error!(error = %error, tenant_id = %tenant, "erasure failed; it will be retried");
+                    tracing::error!(error = %error, permanent = e.is_permanent(), tenant_id = %tenant, "erasure failed; it will be retried");
                     answer.retry.push(error);
                 }
             }
@@ -319,7 +319,7 @@ impl IngestFunction {
                 let error = group.iter().fold(e.to_string(), |text, upload| {
                     redact_key(&text, &upload.record.key, "<raw object>")
                 });
-                tracing::error!(error = %error, tenant_id = %tenant, files = group.len(), "a group could not be processed; its objects will be retried");
+                tracing::error!(error = %error, permanent = e.is_permanent(), tenant_id = %tenant, files = group.len(), "a group could not be processed; its objects will be retried");
                 for upload in &group {
                     handled[upload.notification].retry.push(error.clone());
                 }

@@ -31,6 +31,15 @@ pub fn init_logging() {
         .init();
 }
 
+/// The error a handler returns to Lambda, logged once with whether retrying can help: Lambda
+/// retries a failed asynchronous invocation (twice, then the dead-letter topic) either way, and an
+/// alarm on `permanent=true` finds the ones no retry will fix (configuration, a refused key, an
+/// unreadable event).
+pub fn invocation_error(error: AwsError) -> Box<dyn std::error::Error + Send + Sync> {
+    tracing::error!(error = %error, permanent = error.is_permanent(), "the invocation failed");
+    Box::new(error)
+}
+
 /// Ends a function that cannot start, with one JSON line that names the problem (a missing or
 /// invalid variable, an unreachable parameter) for the Lambda console's init error.
 pub fn fail_start(error: &AwsError) -> ! {

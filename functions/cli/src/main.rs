@@ -585,8 +585,8 @@ async fn watch(
         let drive = async move {
             while let Some(joined) = queues.next().await {
                 if let Err(e) = joined {
-                    return Err(metriccare_core::CoreError::Config(format!(
-                        "an ingest task failed: {e}"
+                    return Err(metriccare_core::CoreError::Task(format!(
+                        "an ingest task: {e}"
                     )));
                 }
             }
@@ -638,7 +638,8 @@ fn by_tenant_folder(
 fn skippable(error: &metriccare_core::CoreError) -> bool {
     matches!(
         error,
-        metriccare_core::CoreError::InvalidTenant(_) | metriccare_core::CoreError::Config(_)
+        metriccare_core::CoreError::InvalidTenant(_)
+            | metriccare_core::CoreError::NotInTenantFolder(_)
     )
 }
 

@@ -28,10 +28,10 @@ pub async fn read_latest(
 ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
     let Some((_, def)) = tables().into_iter().find(|(n, _)| n == name) else {
         let known: Vec<String> = tables().into_iter().map(|(n, _)| n).collect();
-        return Err(CoreError::Config(format!(
-            "no table {name:?}; the tables are {}",
-            known.join(", ")
-        )));
+        return Err(CoreError::NoSuchTable {
+            name: name.to_owned(),
+            known: known.join(", "),
+        });
     };
     let hudi = HudiTable::open(lake.clone(), def.clone()).await?;
     let batches = hudi

@@ -59,13 +59,13 @@ pub fn parse_request(bytes: &[u8]) -> Result<String> {
         patient_id: String,
     }
     let request: Request = serde_json::from_slice(bytes).map_err(|e| {
-        CoreError::Config(format!(
-            "an erasure request is {{\"patient_id\": \"<Patient.id>\"}}: {e}"
+        CoreError::ErasureRequest(format!(
+            "it must be {{\"patient_id\": \"<Patient.id>\"}}: {e}"
         ))
     })?;
     if !crate::fhir::is_valid_id(&request.patient_id) {
-        return Err(CoreError::Config(
-            "the erasure request's patient_id is not a FHIR id".into(),
+        return Err(CoreError::ErasureRequest(
+            "its patient_id is not a FHIR id".into(),
         ));
     }
     Ok(request.patient_id)

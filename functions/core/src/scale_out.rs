@@ -212,7 +212,7 @@ impl Services {
                         file.fail(format!("the scale-out run stopped: {error}"));
                     }
                     let _ = self.finish_group(files).await;
-                    return Err(CoreError::Config(format!(
+                    return Err(CoreError::ScaleOut(format!(
                         "claiming a file failed: {error}"
                     )));
                 }
@@ -435,7 +435,7 @@ impl Services {
         .await;
         let file = tokio::task::spawn_blocking(move || Part::encode(loaded))
             .await
-            .map_err(|e| CoreError::Config(format!("staging task failed: {e}")))??;
+            .map_err(|e| CoreError::Task(format!("staging a span: {e}")))??;
         let path = task.part_path();
         crate::objects::upload_file(self.quarantine.as_ref(), &path, file).await?;
         Ok(path)
@@ -550,7 +550,7 @@ impl Part {
 
     /// Reads a downloaded part's header.
     fn open(mut file: std::fs::File) -> Result<Self> {
-        let corrupt = || CoreError::Config("the staged part is corrupt".into());
+        let corrupt = || CoreError::StagedPart("corrupt: not as it was written".into());
         let mut magic = [0u8; PART_MAGIC.len()];
         file.read_exact(&mut magic).map_err(|_| corrupt())?;
         let size = file.seek(io::SeekFrom::End(0))?;
@@ -579,7 +579,7 @@ impl Part {
         ledger_id: &str,
         lines_before: u64,
     ) -> Result<()> {
-        let corrupt = || CoreError::Config("the staged part is corrupt".into());
+        let corrupt = || CoreError::StagedPart("corrupt: not as it was written".into());
         let header = &self.header;
         for (kind, count) in &header.counts {
             *merged.counts.entry(kind.clone()).or_default() += count;

@@ -3,7 +3,7 @@
 
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use metriccare_aws::config::Env;
-use metriccare_aws::{GoldFunction, fail_start, init_logging};
+use metriccare_aws::{GoldFunction, fail_start, init_logging, invocation_error};
 use serde_json::Value;
 
 #[tokio::main]
@@ -15,7 +15,10 @@ async fn main() -> Result<(), Error> {
         .unwrap_or_else(|e| fail_start(&e));
     let function = &function;
     run(service_fn(move |event: LambdaEvent<Value>| async move {
-        function.handle(event.payload).await.map_err(Error::from)
+        function
+            .handle(event.payload)
+            .await
+            .map_err(invocation_error)
     }))
     .await
 }

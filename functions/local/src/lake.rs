@@ -53,6 +53,14 @@ fn config_error(message: String) -> CoreError {
     CoreError::Config(message)
 }
 
+/// A file named on the command line that cannot be read.
+fn input_error(path: &FsPath, source: std::io::Error) -> CoreError {
+    CoreError::Input {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
 /// Environment variable naming a JSON file with the HAI value set (default: the shipped one).
 pub const VALUE_SET_VARIABLE: &str = "METRICCARE_HAI_VALUE_SET";
 
@@ -173,11 +181,13 @@ impl LocalLake {
         for file in files {
             let absolute = file
                 .canonicalize()
-                .map_err(|e| config_error(format!("{}: {e}", file.display())))?;
-            keys.push(
-                Path::from_absolute_path(&absolute)
-                    .map_err(|e| config_error(format!("{}: {e}", absolute.display())))?,
-            );
+                .map_err(|source| input_error(file, source))?;
+            keys.push(Path::from_absolute_path(&absolute).map_err(|e| {
+                input_error(
+                    &absolute,
+                    std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()),
+                )
+            })?);
         }
         let source = format!("file:tenant={tenant}");
         self.services
@@ -191,7 +201,7 @@ impl LocalLake {
             .into_iter()
             .map(|file| {
                 let size = std::fs::metadata(&file)
-                    .map_err(|e| config_error(format!("{}: {e}", file.display())))?
+                    .map_err(|source| input_error(&file, source))?
                     .len();
                 Ok((file, size))
             })
@@ -277,10 +287,7 @@ impl LocalLake {
 pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for path in paths {
-        let metadata = std::fs::metadata(path).map_err(|source| CoreError::Input {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let metadata = std::fs::metadata(path).map_err(|source| input_error(path, source))?;
         if metadata.is_dir() {
             let mut found = Vec::new();
             walk(path, &mut found)?;

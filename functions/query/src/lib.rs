@@ -12,7 +12,7 @@ use metriccare_core::{CoreError, Result};
 use object_store::ObjectStore;
 
 fn query_error(e: datafusion::error::DataFusionError) -> CoreError {
-    CoreError::Config(format!("query: {e}"))
+    CoreError::Query(e.to_string())
 }
 
 /// Runs one SQL statement against the lake's latest snapshots. Only the tables the statement
@@ -44,8 +44,7 @@ pub enum Format {
 
 /// Renders results as an aligned table, CSV with a header, or JSON lines.
 pub fn render(batches: &[RecordBatch], format: Format) -> Result<String> {
-    let arrow =
-        |e: datafusion::arrow::error::ArrowError| CoreError::Config(format!("query output: {e}"));
+    let arrow = |e: datafusion::arrow::error::ArrowError| CoreError::Query(format!("output: {e}"));
     match format {
         Format::Table => Ok(
             datafusion::arrow::util::pretty::pretty_format_batches(batches)
@@ -62,7 +61,7 @@ pub fn render(batches: &[RecordBatch], format: Format) -> Result<String> {
                     writer.write(batch).map_err(arrow)?;
                 }
             }
-            String::from_utf8(out).map_err(|e| CoreError::Config(format!("query output: {e}")))
+            String::from_utf8(out).map_err(|e| CoreError::Query(format!("output: {e}")))
         }
         Format::Json => {
             let mut out = Vec::new();
@@ -72,7 +71,7 @@ pub fn render(batches: &[RecordBatch], format: Format) -> Result<String> {
                 writer.write_batches(&refs).map_err(arrow)?;
                 writer.finish().map_err(arrow)?;
             }
-            String::from_utf8(out).map_err(|e| CoreError::Config(format!("query output: {e}")))
+            String::from_utf8(out).map_err(|e| CoreError::Query(format!("output: {e}")))
         }
     }
 }

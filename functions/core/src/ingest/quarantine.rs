@@ -170,10 +170,9 @@ impl RejectLog {
 
     /// The log rewound for reading.
     pub(crate) fn seal(&mut self) -> Result<std::fs::File> {
-        let writer = self
-            .file
-            .take()
-            .ok_or_else(|| CoreError::Config("no rejects to upload".into()))?;
+        let writer = self.file.take().ok_or(CoreError::Invariant(
+            "a reject log sealed with no reject in it, or twice",
+        ))?;
         let mut file = writer
             .into_inner()
             .map_err(|e| CoreError::Io(e.into_error()))?;

@@ -127,8 +127,15 @@ def lambda_binaries() -> dict:
     return found
 
 
+CORE_TUNABLES = FUNCTIONS / "core" / "src" / "tunables.rs"
+# A tunable a function gives its own default (`self.tunables(Settings { lease: DEFAULT_LEASE, ..})`)
+# is a deployment decision: Terraform sets it explicitly. The field -> its variable.
+TUNABLES_A_DEPLOYMENT_SETS = {"lease": "LEASE_SECONDS_VARIABLE"}
+
+
 def config_constants() -> dict:
-    text = (AWS_SRC / "config.rs").read_text()
+    """Constant -> variable name, from the AWS configuration and the core's shared tunables."""
+    text = (AWS_SRC / "config.rs").read_text() + CORE_TUNABLES.read_text()
     return dict(re.findall(r'const (\w+): &str = "(METRICCARE_\w+)";', text))
 
 
@@ -150,7 +157,11 @@ def variables_read(main_rs: Path) -> set:
         body += function_body(config, "common")
     names = {constants[c] for c in re.findall(r"\b([A-Z_]+)\b", body) if c in constants}
     names |= {c for c in constants.values() if c == "METRICCARE_LAKE" and "self.common()" in body}
-    names |= set(re.findall(r'"(METRICCARE_\w+)"', (AWS_SRC / "lib.rs").read_text()))
+    for tunables in re.findall(r"self\.tunables\(Settings \{(.*?)\}\)", body, re.S):
+        names |= {constants[TUNABLES_A_DEPLOYMENT_SETS[field]]
+                  for field in re.findall(r"(\w+):", tunables) if field in TUNABLES_A_DEPLOYMENT_SETS}
+    lib = (AWS_SRC / "lib.rs").read_text()
+    names |= {constants[c] for c in re.findall(r"tunables::([A-Z_]+)", lib)}
     return names
 
 

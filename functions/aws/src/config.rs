@@ -5,12 +5,9 @@ use std::time::Duration;
 
 use metriccare_core::hudi::Retention;
 use metriccare_core::ingest::Settings;
-use metriccare_core::tunables::lifecycle_settings;
+use metriccare_core::tunables::{LAKE_VARIABLE, tunable_settings};
 
 use crate::error::{AwsError, Result};
-
-/// The local backend's lake directory: a Lambda that sees it was configured for the laptop.
-const LOCAL_LAKE_VARIABLE: &str = "METRICCARE_LAKE";
 
 pub const RAW_BUCKET: &str = "METRICCARE_RAW_BUCKET";
 pub const LAKE_BUCKET: &str = "METRICCARE_LAKE_BUCKET";
@@ -24,7 +21,6 @@ pub const MAX_OBJECT_BYTES: &str = "METRICCARE_MAX_OBJECT_BYTES";
 pub const SILVER_DATABASE: &str = "METRICCARE_SILVER_DATABASE";
 pub const GOLD_DATABASE: &str = "METRICCARE_GOLD_DATABASE";
 pub const EVENT_BUS: &str = "METRICCARE_EVENT_BUS";
-pub const LEASE_SECONDS: &str = "METRICCARE_LEASE_SECONDS";
 /// `true` for S3 emulators that only speak path-style requests.
 pub const S3_FORCE_PATH_STYLE: &str = "METRICCARE_S3_FORCE_PATH_STYLE";
 
@@ -148,9 +144,9 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
     }
 
     fn common(&self) -> Result<Common> {
-        if let Some(dir) = self.optional(LOCAL_LAKE_VARIABLE) {
+        if let Some(dir) = self.optional(LAKE_VARIABLE) {
             return Err(AwsError::config(
-                LOCAL_LAKE_VARIABLE,
+                LAKE_VARIABLE,
                 format!(
                     "is set ({dir:?}): that is the local backend's lake directory; a Lambda refuses \
                      to run on the local backend and writes to {LAKE_BUCKET}"
@@ -178,23 +174,23 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
             event_bus: self
                 .optional(EVENT_BUS)
                 .unwrap_or_else(|| "default".to_owned()),
-            settings: self.lifecycle(Settings {
-                lease: Duration::from_secs(self.number(LEASE_SECONDS, DEFAULT_LEASE.as_secs())?),
+            settings: self.tunables(Settings {
+                lease: DEFAULT_LEASE,
                 ..Settings::default()
             })?,
         })
     }
 
-    /// `base` with the optional table-lifecycle tunables set (see [`lifecycle_settings`]).
-    fn lifecycle(&self, base: Settings) -> Result<Settings> {
-        Ok(lifecycle_settings(|name| self.optional(name), base)?)
+    /// `base` with the optional tunables set (see [`tunable_settings`]).
+    fn tunables(&self, base: Settings) -> Result<Settings> {
+        Ok(tunable_settings(|name| self.optional(name), base)?)
     }
 
     pub fn gold(&self) -> Result<GoldConfig> {
         Ok(GoldConfig {
             common: self.common()?,
             notifications_topic_arn: self.arn(NOTIFICATIONS_TOPIC_ARN, "sns")?,
-            retention: self.lifecycle(Settings::default())?.retention,
+            retention: self.tunables(Settings::default())?.retention,
         })
     }
 }
@@ -212,7 +208,9 @@ fn is_bucket_name(name: &str) -> bool {
 mod tests {
     use std::collections::HashMap;
 
-    use metriccare_core::tunables::{FILE_GROUP_MB_VARIABLE, RETAIN_COMMITS_VARIABLE};
+    use metriccare_core::tunables::{
+        FILE_GROUP_MB_VARIABLE, LEASE_SECONDS_VARIABLE, RETAIN_COMMITS_VARIABLE,
+    };
 
     use super::*;
 
@@ -266,7 +264,7 @@ mod tests {
             (LAKE_BUCKET, "./lake"),
             (ALERTS_TOPIC_ARN, "alerts"),
             (MAX_OBJECT_BYTES, "1GB"),
-            (LEASE_SECONDS, "0"),
+            (LEASE_SECONDS_VARIABLE, "0"),
             (S3_FORCE_PATH_STYLE, "yes please"),
             (RETAIN_COMMITS_VARIABLE, "0"),
             (FILE_GROUP_MB_VARIABLE, "big"),
@@ -281,7 +279,7 @@ mod tests {
     #[test]
     fn the_local_backend_is_refused() {
         let mut vars = ingest_env();
-        vars.insert(LOCAL_LAKE_VARIABLE, "./lake".to_owned());
+        vars.insert(LAKE_VARIABLE, "./lake".to_owned());
         let error = read(&vars).unwrap_err().to_string();
         assert!(error.contains("METRICCARE_LAKE") && error.contains("local backend"));
     }

@@ -20,8 +20,9 @@ pub use ingest_function::IngestFunction;
 /// Structured JSON logs on stderr (CloudWatch keeps one event per line). `METRICCARE_LOG` filters
 /// (default `info`: one line per file with its ledger id, tenant and outcome; never a key or PHI).
 pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("METRICCARE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env(metriccare_core::tunables::LOG_VARIABLE)
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)

@@ -75,7 +75,7 @@ stderr, default warn).",
 )]
 struct Cli {
     /// The lake directory (created if missing).
-    #[arg(long, global = true, env = "METRICCARE_LAKE", default_value = "./lake")]
+    #[arg(long, global = true, env = metriccare_core::tunables::LAKE_VARIABLE, default_value = "./lake")]
     lake: PathBuf,
 
     #[command(subcommand)]
@@ -229,8 +229,9 @@ fn fail(message: &str) -> ExitCode {
 }
 
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("METRICCARE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env(metriccare_core::tunables::LOG_VARIABLE)
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)

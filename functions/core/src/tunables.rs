@@ -1,8 +1,19 @@
-//! The tunables of group commits and table services, read from the environment by every binary
-//! (the CLI, both Lambdas): one set of names, one parser, the same defaults and the same errors.
+//! The settings every binary reads (the CLI, both Lambdas, the Glue module) whatever its backend:
+//! each variable named once, here, and read through a `lookup` (the process environment, or a
+//! test's map), with one parser, the same defaults and the same errors. A backend's own variables
+//! (buckets, ARNs; the local key) are named by that backend's configuration.
+
+use std::time::Duration;
 
 use crate::error::{CoreError, Result};
 use crate::ingest::Settings;
+
+/// The local lake directory (the CLI's `--lake`); a Lambda refuses to start with it set.
+pub const LAKE_VARIABLE: &str = "METRICCARE_LAKE";
+/// The log filter (`info` by default), in `tracing`'s `EnvFilter` syntax.
+pub const LOG_VARIABLE: &str = "METRICCARE_LOG";
+/// How long a claim holds, in seconds, before another worker may take the object over.
+pub const LEASE_SECONDS_VARIABLE: &str = "METRICCARE_LEASE_SECONDS";
 
 /// Cleaning keeps the file slices a snapshot as of any of the newest N commits needs.
 pub const RETAIN_COMMITS_VARIABLE: &str = "METRICCARE_RETAIN_COMMITS";
@@ -17,15 +28,22 @@ pub const FILE_GROUP_MB_VARIABLE: &str = "METRICCARE_FILE_GROUP_MB";
 
 const MIB: f64 = (1u64 << 20) as f64;
 
-/// `base` with the tunables `lookup` (an environment) sets; an unset or blank variable keeps
-/// `base`'s value, a value that is not a number in range is an error naming the variable.
-pub fn lifecycle_settings(
+/// `base` with the tunables `lookup` (an environment) sets — the claim lease, group commits and
+/// table services; an unset or blank variable keeps `base`'s value, a value that is not a number
+/// in range is an error naming the variable.
+pub fn tunable_settings(
     lookup: impl Fn(&str) -> Option<String>,
     base: Settings,
 ) -> Result<Settings> {
     let lookup = |variable: &str| lookup(variable).filter(|text| !text.trim().is_empty());
     let retention = &base.retention;
     let mut settings = base.clone();
+    settings.lease = Duration::from_secs(number(
+        &lookup,
+        LEASE_SECONDS_VARIABLE,
+        base.lease.as_secs(),
+        1,
+    )?);
     settings.retention.retain_commits = number(
         &lookup,
         RETAIN_COMMITS_VARIABLE,
@@ -88,7 +106,7 @@ mod tests {
             GROUP_FILES_VARIABLE => Some("  ".to_owned()),
             _ => None,
         };
-        let settings = lifecycle_settings(env, Settings::default()).unwrap();
+        let settings = tunable_settings(env, Settings::default()).unwrap();
         assert_eq!(settings.retention.retain_commits, 3);
         assert_eq!(settings.file_group_bytes, 512 << 10);
         assert_eq!(
@@ -96,12 +114,29 @@ mod tests {
             Settings::default().group.max_files
         );
         assert_eq!(settings.retention.retain_hours, 24);
+        assert_eq!(settings.lease, Settings::default().lease);
+    }
+
+    #[test]
+    fn the_lease_is_read_in_whole_seconds_of_at_least_one() {
+        let env = |value: &'static str| {
+            move |name: &str| (name == LEASE_SECONDS_VARIABLE).then(|| value.to_owned())
+        };
+        let settings = tunable_settings(env("120"), Settings::default()).unwrap();
+        assert_eq!(settings.lease, Duration::from_secs(120));
+        for bad in ["0", "-5", "1.5", "soon"] {
+            let error = tunable_settings(env(bad), Settings::default()).unwrap_err();
+            assert!(
+                error.to_string().contains("METRICCARE_LEASE_SECONDS"),
+                "{error}"
+            );
+        }
     }
 
     #[test]
     fn a_value_out_of_range_names_its_variable() {
         let env = |name: &str| (name == RETAIN_COMMITS_VARIABLE).then(|| "0".to_owned());
-        let error = lifecycle_settings(env, Settings::default()).unwrap_err();
+        let error = tunable_settings(env, Settings::default()).unwrap_err();
         assert!(
             error
                 .to_string()

@@ -5,7 +5,6 @@
 use std::io::Read;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::StreamExt;
 use metriccare_core::deid::{Pseudonymizer, parse_key};
@@ -14,7 +13,7 @@ use metriccare_core::gold::{self, HaiValueSet, RefreshReport};
 use metriccare_core::ingest::{FileReport, Services, Settings};
 use metriccare_core::profile::TenantProfile;
 use metriccare_core::tenant::TenantId;
-use metriccare_core::tunables::lifecycle_settings;
+use metriccare_core::tunables::tunable_settings;
 use metriccare_core::{CoreError, Result};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
@@ -25,8 +24,6 @@ use crate::{JsonLinesNotifier, SqliteLedger};
 
 /// Environment variable with the pseudonymisation key (hex, or any text of at least 32 bytes).
 pub const KEY_VARIABLE: &str = "METRICCARE_PSEUDONYM_KEY";
-/// Environment variable with the claim lease in seconds.
-pub const LEASE_VARIABLE: &str = "METRICCARE_LEASE_SECONDS";
 
 /// A lake directory and its services.
 pub struct LocalLake {
@@ -88,26 +85,28 @@ impl Default for LocalConfig {
 }
 
 impl LocalConfig {
+    /// Configuration from the process environment.
     pub fn from_env() -> Result<Self> {
-        let key = match std::env::var(KEY_VARIABLE) {
-            Ok(text) => Some(parse_key(&text, KEY_VARIABLE)?),
-            Err(_) => None,
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Configuration from the variables `lookup` (an environment) sets.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let key = match lookup(KEY_VARIABLE) {
+            Some(text) => Some(parse_key(&text, KEY_VARIABLE)?),
+            None => None,
         };
-        let hai_value_set = match std::env::var(VALUE_SET_VARIABLE) {
-            Ok(path) => {
+        let hai_value_set = match lookup(VALUE_SET_VARIABLE) {
+            Some(path) => {
                 let text = std::fs::read_to_string(&path)
                     .map_err(|e| config_error(format!("{VALUE_SET_VARIABLE}={path}: {e}")))?;
                 HaiValueSet::from_json(&text)?
             }
-            Err(_) => HaiValueSet::builtin(),
-        };
-        let settings = Settings {
-            lease: lease_from_env()?,
-            ..Settings::default()
+            None => HaiValueSet::builtin(),
         };
         Ok(Self {
             key,
-            settings: lifecycle_settings(|name| std::env::var(name).ok(), settings)?,
+            settings: tunable_settings(lookup, Settings::default())?,
             hai_value_set,
             read_only: false,
         })
@@ -314,23 +313,6 @@ fn walk(dir: &FsPath, out: &mut Vec<PathBuf>) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// A number from the environment, at least `min`; `default` when the variable is not set.
-fn lease_from_env() -> Result<Duration> {
-    match std::env::var(LEASE_VARIABLE) {
-        Ok(text) => text
-            .parse::<u64>()
-            .ok()
-            .filter(|s| *s > 0)
-            .map(Duration::from_secs)
-            .ok_or_else(|| {
-                config_error(format!(
-                    "{LEASE_VARIABLE}={text:?} is not a positive number of seconds"
-                ))
-            }),
-        Err(_) => Ok(Settings::default().lease),
-    }
 }
 
 /// The lake's local key file, created on first use from the operating system's random source.

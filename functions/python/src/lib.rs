@@ -22,7 +22,7 @@ use metriccare_core::deid::redact_key;
 use metriccare_core::ingest::{FileResult, Services};
 use metriccare_core::scale_out::{ScaleOutGroup, Task};
 use metriccare_core::tenant::TenantId;
-use metriccare_local::lake::{LocalLake, RAW_DIR};
+use metriccare_local::lake::{LocalConfig, LocalLake, RAW_DIR};
 use object_store::ObjectStore;
 use object_store::path::Path;
 use pyo3::create_exception;
@@ -92,15 +92,22 @@ struct Opened {
 
 impl Opened {
     async fn open(spec: Spec) -> Result<Self, String> {
+        // The driver's variables (the spec carries them to executors), then this process's.
+        let lookup = |name: &str| {
+            spec.env
+                .get(name)
+                .cloned()
+                .or_else(|| std::env::var(name).ok())
+        };
         let backend = match &spec.dir {
-            Some(dir) => Backend::Local(Box::new(LocalLake::open(dir).map_err(|e| e.to_string())?)),
+            Some(dir) => {
+                let config = LocalConfig::from_lookup(lookup).map_err(|e| e.to_string())?;
+                Backend::Local(Box::new(
+                    LocalLake::open_with(dir, config).map_err(|e| e.to_string())?,
+                ))
+            }
             None => {
-                let env = Env::new(|name| {
-                    spec.env
-                        .get(name)
-                        .cloned()
-                        .or_else(|| std::env::var(name).ok())
-                });
+                let env = Env::new(lookup);
                 let ingest = env.ingest().map_err(|e| e.to_string())?;
                 let gold = env.gold().map_err(|e| e.to_string())?;
                 let sdk = metriccare_aws::clients::sdk_config().await;

@@ -22,16 +22,35 @@ for file in "$@"; do
   binary="$file"
   if [[ "$file" == *.zip ]]; then
     binary="$work/bootstrap"
-    unzip -p "$file" bootstrap >"$binary"
+    if ! unzip -p "$file" bootstrap >"$binary" 2>/dev/null; then
+      echo "$file: holds no bootstrap" >&2
+      failed=1
+      continue
+    fi
+  fi
+  if ! symbols="$(objdump -T "$binary" 2>/dev/null)" || ! references="$(objdump -p "$binary" 2>/dev/null)"; then
+    echo "$file: not an ELF binary objdump can read" >&2
+    failed=1
+    continue
+  fi
+  # A version the binary requires with no symbol behind it (GLIBC_ABI_DT_RELR, from linking
+  # with packed relative relocations, needs glibc 2.36) shows only among its version references.
+  special="$(grep -o 'GLIBC_[A-Z][A-Z_]*' <<<"$references" | sort -u || true)"
+  if [ -n "$special" ]; then
+    echo "$file: requires glibc versions a $max runtime may lack: $(tr '\n' ' ' <<<"$special")" >&2
+    failed=1
+    continue
   fi
   # Every versioned glibc symbol the binary imports, as "VERSION SYMBOL".
-  needed="$(objdump -T "$binary" | sed -n 's/.*(GLIBC_\([0-9][0-9.]*\)) *\([^ ]*\)$/\1 \2/p; s/.*[[:space:]]GLIBC_\([0-9][0-9.]*\)[[:space:]]\+\([^ ]*\)$/\1 \2/p' | sort -u)"
+  needed="$(sed -n 's/.*(GLIBC_\([0-9][0-9.]*\)) *\([^ ]*\)$/\1 \2/p; s/.*[[:space:]]GLIBC_\([0-9][0-9.]*\)[[:space:]]\+\([^ ]*\)$/\1 \2/p' <<<"$symbols" | sort -u)"
+  # And every numbered version it references, with or without a symbol.
+  referenced="$(grep -o 'GLIBC_[0-9][0-9.]*' <<<"$references" | sed 's/GLIBC_//' | sort -u || true)"
   if [ -z "$needed" ]; then
     echo "$file: no versioned glibc symbols found (not a dynamically linked glibc binary?)" >&2
     failed=1
     continue
   fi
-  newest="$(cut -d' ' -f1 <<<"$needed" | sort -V | tail -1)"
+  newest="$( (cut -d' ' -f1 <<<"$needed"; echo "$referenced") | sed '/^$/d' | sort -V | tail -1)"
   if [ "$(printf '%s\n%s\n' "$max" "$newest" | sort -V | tail -1)" != "$max" ]; then
     echo "$file: needs glibc $newest, newer than $max:" >&2
     while read -r version symbol; do
@@ -39,6 +58,12 @@ for file in "$@"; do
         echo "  $symbol@GLIBC_$version" >&2
       fi
     done <<<"$needed"
+    while read -r version; do
+      if [ -n "$version" ] && [ "$(printf '%s\n%s\n' "$max" "$version" | sort -V | tail -1)" != "$max" ] \
+        && ! grep -q "^$version " <<<"$needed"; then
+        echo "  GLIBC_$version (a version reference with no symbol)" >&2
+      fi
+    done <<<"$referenced"
     failed=1
   else
     echo "$file: newest glibc symbol version $newest (<= $max)"

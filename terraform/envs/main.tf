@@ -258,7 +258,7 @@ module "gold_function" {
   architecture          = var.lambda_architecture
   memory_mb             = var.gold_memory_mb
   timeout_seconds       = local.lambda_timeout_seconds
-  max_concurrency       = 2 # one refresh holds the lake's gold lock; a second only waits for the next event
+  max_concurrency       = 2 # reserved only with reserve_lambda_concurrency: a refresh beside another finds the gold lock held and returns
   reserve_concurrency   = var.reserve_lambda_concurrency
   kms_key_arn           = module.kms.key_arn
   log_retention_days    = var.log_retention_days

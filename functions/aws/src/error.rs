@@ -9,6 +9,17 @@ use thiserror::Error;
 
 pub type Result<T, E = AwsError> = std::result::Result<T, E>;
 
+/// Error codes in an SDK error's chain that no retry changes: a policy that does not allow the
+/// call, a resource that does not exist under that name, a malformed request.
+const PERMANENT_SDK_CODES: [&str; 6] = [
+    "AccessDenied",
+    "UnauthorizedOperation",
+    "ResourceNotFoundException",
+    "NoSuchBucket",
+    "ValidationException",
+    "EntityNotFoundException",
+];
+
 #[derive(Debug, Error)]
 pub enum AwsError {
     /// Missing or invalid configuration: the function stops at start.
@@ -44,12 +55,21 @@ pub enum AwsError {
 
 impl AwsError {
     /// Whether the same invocation cannot succeed if made again: configuration, an event this
-    /// function does not handle, or a permanent core error. SDK and storage errors may be
-    /// transient (throttling, a timeout) and are retried.
+    /// function does not handle, an SDK or storage error that says the call is not allowed or its
+    /// resource does not exist, or a permanent core error. Others (throttling, a timeout) may be
+    /// transient.
     pub fn is_permanent(&self) -> bool {
         match self {
             Self::Config { .. } | Self::Event(_) => true,
-            Self::Sdk { .. } | Self::Retry(_) | Self::Storage(_) => false,
+            // The codes AWS returns for a wrong policy, name or request, which no retry changes.
+            Self::Sdk { message, .. } => PERMANENT_SDK_CODES
+                .iter()
+                .any(|code| message.contains(code)),
+            Self::Storage(
+                object_store::Error::PermissionDenied { .. }
+                | object_store::Error::Unauthenticated { .. },
+            ) => true,
+            Self::Retry(_) | Self::Storage(_) => false,
             Self::Core(core) => core.is_permanent(),
         }
     }
@@ -90,8 +110,24 @@ mod tests {
                 actual: "b".into(),
             }),
             AwsError::Core(CoreError::Invariant("a reject log sealed twice")),
+            AwsError::Sdk {
+                service: "DynamoDB",
+                operation: "UpdateItem",
+                message: "service error: ResourceNotFoundException: Requested resource not found"
+                    .into(),
+            },
+            AwsError::Sdk {
+                service: "SSM",
+                operation: "GetParameter",
+                message: "service error: AccessDeniedException: not authorized".into(),
+            },
         ];
         let transient = [
+            AwsError::Sdk {
+                service: "S3",
+                operation: "PutObjectTagging",
+                message: "service error: SlowDown: Please reduce your request rate".into(),
+            },
             AwsError::Sdk {
                 service: "DynamoDB",
                 operation: "UpdateItem",

@@ -85,6 +85,10 @@ pub enum CoreError {
     #[error("hudi table {table}: {message}")]
     Table { table: String, message: String },
 
+    /// Concurrent writers kept committing to the same file groups first, every attempt.
+    #[error("hudi table {table}: gave up after {attempts} conflicting concurrent commits")]
+    Contention { table: String, attempts: usize },
+
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
 
@@ -94,18 +98,24 @@ pub enum CoreError {
 
 impl CoreError {
     /// Whether making the same call again cannot help: bad input, configuration, a refused key or
-    /// profile, a bug. The others come from storage, the ledger, the notifier, the scale-out job or
-    /// local I/O, which fail transiently too.
+    /// profile, storage that refuses these credentials, a bug. Anything that may be transient
+    /// (storage, the ledger, the notifier, the scale-out job, local I/O, contention, and Parquet or
+    /// Arrow errors, which can wrap I/O) is not.
     pub fn is_permanent(&self) -> bool {
         match self {
+            Self::Storage(
+                object_store::Error::PermissionDenied { .. }
+                | object_store::Error::Unauthenticated { .. },
+            ) => true,
             Self::Storage(_)
             | Self::Ledger(_)
             | Self::Notifier(_)
             | Self::ScaleOut(_)
-            | Self::Io(_) => false,
-            Self::Parquet(_)
-            | Self::Arrow(_)
-            | Self::InvalidTenant(_)
+            | Self::Io(_)
+            | Self::Contention { .. }
+            | Self::Parquet(_)
+            | Self::Arrow(_) => false,
+            Self::InvalidTenant(_)
             | Self::NotInTenantFolder(_)
             | Self::Config(_)
             | Self::Query(_)
@@ -119,6 +129,47 @@ impl CoreError {
             | Self::KeyMismatch { .. }
             | Self::Table { .. }
             | Self::Json(_) => true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_what_no_retry_fixes_is_permanent() {
+        let permanent = [
+            CoreError::Config("METRICCARE_LEASE_SECONDS=\"0\"".into()),
+            CoreError::ErasureRequest("its patient_id is not a FHIR id".into()),
+            CoreError::Table {
+                table: "patient".into(),
+                message: "existing table has hoodie.table.type=\"MERGE_ON_READ\"".into(),
+            },
+            CoreError::Storage(object_store::Error::PermissionDenied {
+                path: "silver".into(),
+                source: "AccessDenied".into(),
+            }),
+            CoreError::Invariant("a reject log sealed twice"),
+        ];
+        let transient = [
+            CoreError::Contention {
+                table: "patient".into(),
+                attempts: 20,
+            },
+            CoreError::Storage(object_store::Error::NotFound {
+                path: "silver/patient/.hoodie/x.commit".into(),
+                source: "gone".into(),
+            }),
+            CoreError::Ledger("ProvisionedThroughputExceeded".into()),
+            CoreError::Io(std::io::Error::other("no space left on device")),
+            CoreError::Parquet(parquet::errors::ParquetError::General("eof".into())),
+        ];
+        for error in &permanent {
+            assert!(error.is_permanent(), "{error}");
+        }
+        for error in &transient {
+            assert!(!error.is_permanent(), "{error}");
         }
     }
 }

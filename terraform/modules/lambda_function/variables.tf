@@ -45,7 +45,7 @@ variable "ephemeral_storage_mb" {
 }
 
 variable "max_concurrency" {
-  description = "Most instances that run at once: the SQS event source's maximum concurrency (a ceiling on the load on the lake and the ledger), and the reservation when reserve_concurrency is true."
+  description = "The SQS event source's maximum concurrency (a ceiling on the load on the lake and the ledger), and the reservation when reserve_concurrency is true. A function without sqs_trigger is capped by it only when reserved."
   type        = number
 
   validation {

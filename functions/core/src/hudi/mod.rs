@@ -126,7 +126,7 @@ impl TableDef {
             (
                 "hoodie.datasource.write.hive_style_partitioning",
                 "true".into(),
-                WrittenOnly,
+                MustMatch,
             ),
             (
                 "hoodie.table.base.file.format",
@@ -135,7 +135,7 @@ impl TableDef {
             ),
             ("hoodie.populate.meta.fields", "true".into(), WrittenOnly),
             ("hoodie.archivelog.folder", "archived".into(), WrittenOnly),
-            ("hoodie.index.type", "BUCKET".into(), WrittenOnly),
+            ("hoodie.index.type", "BUCKET".into(), MustMatch),
             (
                 "hoodie.bucket.index.num.buckets",
                 self.buckets.to_string(),
@@ -144,7 +144,7 @@ impl TableDef {
             (
                 "hoodie.bucket.index.hash.field",
                 self.record_key.clone(),
-                WrittenOnly,
+                MustMatch,
             ),
             ("hoodie.table.checksum", checksum.to_string(), WrittenOnly),
         ]
@@ -356,6 +356,14 @@ mod tests {
             (
                 "hoodie.table.recordkey.fields=patient_key",
                 "hoodie.table.recordkey.fields=id",
+            ),
+            (
+                "hoodie.bucket.index.hash.field=patient_key",
+                "hoodie.bucket.index.hash.field=id",
+            ),
+            (
+                "hoodie.datasource.write.hive_style_partitioning=true",
+                "hoodie.datasource.write.hive_style_partitioning=false",
             ),
         ] {
             let error = def

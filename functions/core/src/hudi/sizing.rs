@@ -32,7 +32,7 @@ use super::merge::base_file_properties;
 use super::snapshot::FileSlice;
 use super::tiers::INSERT_TIERS;
 use super::writer::{
-    ClaimedPlan, HudiTable, PlannedFile, inflight_text, local_copy, plan_commit_text, upload_file,
+    ClaimedPlan, HudiTable, PlannedFile, inflight_text, local_copy, plan_commit_text,
     write_token,
 };
 use super::{MAX_LAYOUT_DOUBLINGS, TableDef, bucket_of, layout_file_id, tier_file_id};
@@ -169,7 +169,7 @@ impl HudiTable {
                 crate::blocking::in_place(|| split_bucket(def, files, layout, &planned))?;
             for (bucket, (file, rows)) in children {
                 let target = &planned[bucket as usize];
-                let size = upload_file(
+                let size = crate::objects::upload_file(
                     self.store().as_ref(),
                     &dir.clone().join(target.file_name.as_str()),
                     file,

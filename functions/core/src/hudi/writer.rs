@@ -227,9 +227,7 @@ impl HudiTable {
     /// one after the other, but every touched file group is rewritten once. Retries on conflicts
     /// with concurrent writers; the staged rows stay on disk until the caller drops them.
     pub async fn commit_group(&self, group: &mut [StagedRows]) -> Result<CommitOutcome> {
-        for staged in group.iter_mut() {
-            staged.seal()?;
-        }
+        blocking::in_place(|| group.iter_mut().try_for_each(StagedRows::seal))?;
         let mut partitions: Vec<String> =
             touched_buckets(group).into_iter().map(|(p, _)| p).collect();
         partitions.dedup();
@@ -247,9 +245,12 @@ impl HudiTable {
             let mut layouts = BTreeMap::new();
             for partition in &partitions {
                 let layout = snapshot.layout(&self.def, partition);
-                for staged in group.iter_mut() {
-                    staged.relayout(partition, layout)?;
-                }
+                // Re-reads and rewrites the partition's staged streams when its layout changed.
+                blocking::in_place(|| {
+                    group
+                        .iter_mut()
+                        .try_for_each(|staged| staged.relayout(partition, layout))
+                })?;
                 layouts.insert(partition.clone(), layout);
             }
             let group: &[StagedRows] = group;
@@ -361,9 +362,9 @@ impl HudiTable {
                 }
             }
         }
-        Err(CoreError::Table {
+        Err(CoreError::Contention {
             table: self.def.name.clone(),
-            message: format!("gave up after {MAX_ATTEMPTS} conflicting concurrent commits"),
+            attempts: MAX_ATTEMPTS,
         })
     }
 
@@ -515,13 +516,11 @@ impl HudiTable {
         if entry.is_noop() {
             return Ok(entry);
         }
-        let action = Action::from_name(&entry.action).ok_or_else(|| CoreError::Table {
-            table: self.def.name.clone(),
-            message: format!(
-                "sequence {sequence} names an unknown action {:?}",
-                entry.action
-            ),
-        })?;
+        let Some(action) = Action::from_name(&entry.action) else {
+            // A newer writer's action: it has no timeline file this writer knows to complete.
+            tracing::warn!(table = %self.def.name, sequence, action = %entry.action, "sequence entry with an unknown action left as it is");
+            return Ok(entry);
+        };
         let commit_path = self
             .def
             .instant_path(Instant::completed(&entry.instant, action));
@@ -785,7 +784,7 @@ impl HudiTable {
         instant: &str,
     ) -> Result<PlannedFile> {
         let dir = self.def.partition_dir(&target.partition);
-        let size = upload_file(
+        let size = objects::upload_file(
             self.store.as_ref(),
             &dir.clone().join(target.file_name.as_str()),
             file,
@@ -841,8 +840,6 @@ pub(super) struct PlannedFile {
     pub stats: Value,
 }
 
-/// A base file up to this size is uploaded in one request; a bigger one in parts, streamed.
-const SINGLE_PUT_BYTES: u64 = 8 << 20;
 
 /// The committed base file as a local file the merge can read in batches: a local lake's file
 /// itself, an object store's streamed to a temporary file (never held in memory).
@@ -861,51 +858,6 @@ pub(super) async fn local_copy(store: &dyn ObjectStore, path: &Path) -> Result<s
             copy.flush().await?;
             Ok(copy.into_inner().into_std().await)
         }
-    }
-}
-
-/// Uploads a written base file; returns its size.
-pub(super) async fn upload_file(
-    store: &dyn ObjectStore,
-    path: &Path,
-    file: std::fs::File,
-) -> Result<u64> {
-    // Read through Tokio's file, whose reads run on the blocking pool.
-    let mut file = tokio::fs::File::from_std(file);
-    let size = file.seek(SeekFrom::End(0)).await?;
-    file.seek(SeekFrom::Start(0)).await?;
-    if size <= SINGLE_PUT_BYTES {
-        let mut bytes = Vec::with_capacity(size as usize);
-        file.read_to_end(&mut bytes).await?;
-        store.put(path, PutPayload::from(bytes)).await?;
-        return Ok(size);
-    }
-    let mut upload = WriteMultipart::new(store.put_multipart(path).await?);
-    match copy_parts(&mut upload, &mut file).await {
-        Ok(()) => {
-            upload.finish().await?;
-        }
-        Err(e) => {
-            // Parts of an unfinished upload are billed until aborted; the commit's roll-back
-            // only removes objects, so abort here. The write's error is the one that matters.
-            if let Err(abort) = upload.abort().await {
-                tracing::warn!(error = %abort, "aborting a failed multipart upload failed");
-            }
-            return Err(e);
-        }
-    }
-    Ok(size)
-}
-
-async fn copy_parts(upload: &mut WriteMultipart, file: &mut tokio::fs::File) -> Result<()> {
-    let mut chunk = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        upload.wait_for_capacity(2).await?;
-        upload.write(&chunk[..n]);
     }
 }
 

@@ -40,11 +40,7 @@ const SINGLE_PUT_BYTES: u64 = 8 << 20;
 /// Uploads a local file (all of it, whatever its position) to `path`; returns its size. A small
 /// file is one put; a bigger one is uploaded in parts, streamed, at most two in flight, so it is
 /// never held whole in memory.
-pub async fn upload_file(
-    store: &dyn ObjectStore,
-    path: &Path,
-    file: std::fs::File,
-) -> Result<u64> {
+pub async fn upload_file(store: &dyn ObjectStore, path: &Path, file: std::fs::File) -> Result<u64> {
     // Read through Tokio's file, whose reads run on the blocking pool.
     let mut file = tokio::fs::File::from_std(file);
     let size = file.seek(SeekFrom::End(0)).await?;
@@ -93,8 +89,10 @@ pub async fn download(store: &dyn ObjectStore, path: &Path) -> Result<Option<std
         Err(e) => return Err(e.into()),
     };
     // Written through Tokio's file, whose writes run on the blocking pool.
-    let mut file =
-        tokio::io::BufWriter::with_capacity(1 << 20, tokio::fs::File::from_std(tempfile::tempfile()?));
+    let mut file = tokio::io::BufWriter::with_capacity(
+        1 << 20,
+        tokio::fs::File::from_std(tempfile::tempfile()?),
+    );
     while let Some(chunk) = stream.next().await {
         file.write_all(&chunk?).await?;
     }

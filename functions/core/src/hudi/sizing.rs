@@ -32,8 +32,7 @@ use super::merge::base_file_properties;
 use super::snapshot::FileSlice;
 use super::tiers::INSERT_TIERS;
 use super::writer::{
-    ClaimedPlan, HudiTable, PlannedFile, inflight_text, local_copy, plan_commit_text,
-    write_token,
+    ClaimedPlan, HudiTable, PlannedFile, inflight_text, local_copy, plan_commit_text, write_token,
 };
 use super::{MAX_LAYOUT_DOUBLINGS, TableDef, bucket_of, layout_file_id, tier_file_id};
 use crate::error::{CoreError, Result};

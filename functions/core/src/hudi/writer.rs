@@ -19,16 +19,15 @@
 //! invisible files, which the next writer removes once the instant is older than the stale limit.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::SeekFrom;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::StreamExt;
 use object_store::path::Path;
-use object_store::{GetResultPayload, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use object_store::{GetResultPayload, ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use super::instant::{Action, Instant};
 use super::merge::{FileGroupMerge, Merged, empty_base_file};
@@ -839,7 +838,6 @@ pub(super) struct PlannedFile {
     pub file_name: String,
     pub stats: Value,
 }
-
 
 /// The committed base file as a local file the merge can read in batches: a local lake's file
 /// itself, an object store's streamed to a temporary file (never held in memory).

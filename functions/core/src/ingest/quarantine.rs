@@ -61,7 +61,8 @@ impl Services {
         let path = Path::from("rejects")
             .join(tenant.as_str())
             .join(format!("{ledger_id}.ndjson"));
-        objects::upload_file(self.quarantine.as_ref(), &path, file).await
+        objects::upload_file(self.quarantine.as_ref(), &path, file).await?;
+        Ok(())
     }
 
     /// Copies the file to `files/<tenant>/<ledger id>/` with a `reason.json` beside it. It reads the

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 use futures::StreamExt;
 use metriccare_core::CoreError;
+use metriccare_core::gold::{GoldTable, read_gold_tables};
 use metriccare_core::ingest::Progress;
 use metriccare_core::profile::TenantProfile;
 use metriccare_core::tenant::TenantId;
@@ -478,12 +479,12 @@ async fn gold(lake: &LocalLake) -> metriccare_core::Result<bool> {
     for tenant in &report.refreshed {
         eprintln!("notified: gold.refreshed for {}", tenant.tenant_id);
     }
-    print_hospitals(&metriccare_core::gold::read_gold(&lake.services.lake).await?);
+    print_hospitals(&read_gold_tables(&lake.services.lake, &GoldTable::SUMS).await?);
     Ok(refused)
 }
 
 async fn write_report(lake: &LocalLake, out: Option<PathBuf>) -> metriccare_core::Result<PathBuf> {
-    let gold = metriccare_core::gold::read_gold(&lake.services.lake).await?;
+    let gold = read_gold_tables(&lake.services.lake, &GoldTable::SUMS).await?;
     let generated = metriccare_core::time::rfc3339(metriccare_core::time::now_micros());
     let path = out.unwrap_or_else(|| lake.dir.join("report.html"));
     std::fs::write(&path, html::report(&gold, &generated))?;

@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod deid;
 pub mod erase;
 pub mod error;
+pub mod fast_hash;
 pub mod fhir;
 pub mod gold;
 pub mod hudi;

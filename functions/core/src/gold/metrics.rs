@@ -5,12 +5,13 @@
 //! truth. The two implementations are kept apart on purpose: a test that compares gold with the
 //! ground truth only means something if the expected numbers do not come from this code.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, Result};
+use crate::fast_hash::FastMap;
 use crate::fhir::CodingValue;
 use crate::profile::TenantProfile;
 
@@ -79,11 +80,11 @@ impl HaiValueSet {
 
     /// Whether a coding (system and code) is listed.
     pub fn lists(&self, system: Option<&str>, code: &str) -> bool {
-        self.find(system, code).is_some()
+        self.position(system, code).is_some()
     }
 
-    /// The listed code a coding matches (system and code), if any.
-    fn find(&self, system: Option<&str>, code: &str) -> Option<&HaiCode> {
+    /// Where in `codes` the code a coding matches (system and code) is listed, if it is.
+    fn position(&self, system: Option<&str>, code: &str) -> Option<usize> {
         let system = system?;
         let same = |listed: &str| {
             if system == ICD_10_CM {
@@ -97,7 +98,7 @@ impl HaiValueSet {
         };
         self.codes
             .iter()
-            .find(|c| c.system == system && same(&c.code))
+            .position(|c| c.system == system && same(&c.code))
     }
 }
 
@@ -107,53 +108,62 @@ pub struct PatientFacts {
     pub deceased_at: Option<i64>,
 }
 
+/// An encounter as gold reads it, borrowed from the silver columns (no copy per row).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct EncounterFacts {
-    pub encounter_key: String,
-    pub patient_key: String,
-    pub status: Option<String>,
-    pub class_code: Option<String>,
-    pub class_system: Option<String>,
+pub struct EncounterFacts<'a> {
+    pub encounter_key: &'a str,
+    pub patient_key: &'a str,
+    pub status: Option<&'a str>,
+    pub class_code: Option<&'a str>,
+    pub class_system: Option<&'a str>,
     pub period_start: Option<i64>,
     pub period_end: Option<i64>,
-    pub hospital_key: Option<String>,
-    pub hospital_name: Option<String>,
+    pub hospital_key: Option<&'a str>,
+    pub hospital_name: Option<&'a str>,
     /// The encounter this one is part of: an encounter with one is never a stay; its conditions
     /// count for the stay at the top of its chain.
-    pub part_of_key: Option<String>,
-    pub discharge_disposition: Option<String>,
-    pub discharge_disposition_system: Option<String>,
+    pub part_of_key: Option<&'a str>,
+    pub discharge_disposition: Option<&'a str>,
+    pub discharge_disposition_system: Option<&'a str>,
 }
 
-impl EncounterFacts {
+impl<'a> EncounterFacts<'a> {
     /// The encounter this one is part of. A `partOf` naming the encounter itself (the HL7 R4
     /// example `f203` has one) is no parent: "part of itself" says nothing.
-    fn parent(&self) -> Option<&str> {
+    fn parent(&self) -> Option<&'a str> {
         self.part_of_key
-            .as_deref()
             .filter(|parent| *parent != self.encounter_key)
+    }
+
+    /// Whether [`compute`] reads this encounter with `profile`: a stay, or part of another (a
+    /// condition recorded in it may count for the stay at the top of its chain). The others (a
+    /// tenant's outpatient visits, most of its encounters) need not be kept.
+    pub fn counts(&self, profile: &TenantProfile) -> bool {
+        self.parent().is_some() || stay_period(self, profile).is_some()
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct ConditionFacts {
-    pub encounter_key: Option<String>,
+pub struct ConditionFacts<'a> {
+    pub encounter_key: Option<&'a str>,
     /// `entered-in-error` and `refuted` conditions are not infections.
-    pub verification_status: Option<String>,
+    pub verification_status: Option<&'a str>,
     /// Every coding of the condition's code: it is an HAI when any of them is in the value set.
     pub codings: Vec<CodingValue>,
     pub onset_at: Option<i64>,
     pub recorded_at: Option<i64>,
 }
 
-/// One tenant's silver content, reduced to what the metrics read.
+/// One tenant's silver content, reduced to what the metrics read and borrowed from the silver
+/// columns it was read from.
 #[derive(Debug, Clone, Default)]
-pub struct TenantSilver {
-    pub patients: HashMap<String, PatientFacts>,
-    pub encounters: Vec<EncounterFacts>,
-    pub conditions: Vec<ConditionFacts>,
+pub struct TenantSilver<'a> {
+    /// Patients with a death date (the others have nothing gold reads).
+    pub patients: FastMap<&'a str, PatientFacts>,
+    pub encounters: Vec<EncounterFacts<'a>>,
+    pub conditions: Vec<ConditionFacts<'a>>,
     /// Organization name by `organization_key` and by `identifier_key`.
-    pub hospital_names: HashMap<String, String>,
+    pub hospital_names: FastMap<&'a str, &'a str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -386,9 +396,9 @@ const NUBC_THO: &str = "https://www.nubc.org/CodeSystem/PatDischargeStatus";
 
 /// Why a stay's discharge disposition keeps its episode out of the readmission index: the
 /// patient died, or left against medical advice.
-fn index_exclusion(encounter: &EncounterFacts) -> Option<&'static str> {
-    let code = encounter.discharge_disposition.as_deref()?;
-    let system = encounter.discharge_disposition_system.as_deref();
+fn index_exclusion(encounter: &EncounterFacts<'_>) -> Option<&'static str> {
+    let code = encounter.discharge_disposition?;
+    let system = encounter.discharge_disposition_system;
     DISPOSITIONS_NOT_INDEX
         .iter()
         .find(|(listed, codes, _)| system.is_none_or(|s| s == *listed) && codes.contains(&code))
@@ -412,34 +422,80 @@ fn local_day(micros: i64, zone: chrono_tz::Tz) -> i64 {
     )
 }
 
-/// An inpatient stay with its local admission and discharge days.
+/// The period of an encounter that is an inpatient stay as `profile` reads the tenant: at the top
+/// of its chain, of an inpatient class, finished, with both ends, not ending before it starts.
+fn stay_period(encounter: &EncounterFacts<'_>, profile: &TenantProfile) -> Option<(i64, i64)> {
+    if encounter.parent().is_some() {
+        return None;
+    }
+    let status = encounter.status?;
+    let (start, end) = (encounter.period_start?, encounter.period_end?);
+    let inpatient = profile.is_inpatient(encounter.class_system, encounter.class_code)
+        && FINISHED.contains(&status)
+        && end >= start;
+    inpatient.then_some((start, end))
+}
+
+/// An inpatient stay with its local admission and discharge days, its discharge month, and its
+/// patient and hospital as small numbers: every grouping below is on numbers, not on text keys.
 struct Stay<'a> {
-    encounter: &'a EncounterFacts,
+    encounter: &'a EncounterFacts<'a>,
     start: i64,
     end: i64,
     admission_day: i64,
     discharge_day: i64,
+    month: i32,
+    patient: u32,
+    hospital: u32,
 }
 
-fn stay<'a>(encounter: &'a EncounterFacts, profile: &TenantProfile) -> Option<Stay<'a>> {
-    if encounter.parent().is_some() {
-        return None;
+/// Numbers for text keys, in the order they are first seen.
+#[derive(Default)]
+struct Numbering<'a> {
+    numbers: FastMap<&'a str, u32>,
+    keys: Vec<&'a str>,
+}
+
+impl<'a> Numbering<'a> {
+    fn number(&mut self, key: &'a str) -> u32 {
+        let keys = &mut self.keys;
+        *self.numbers.entry(key).or_insert_with(|| {
+            keys.push(key);
+            u32::try_from(keys.len() - 1).expect("fewer than 2^32 keys in a tenant")
+        })
     }
-    let class = (
-        encounter.class_system.as_deref(),
-        encounter.class_code.as_deref(),
-    );
-    let status = encounter.status.as_deref()?;
-    let (start, end) = (encounter.period_start?, encounter.period_end?);
-    let inpatient =
-        profile.is_inpatient(class.0, class.1) && FINISHED.contains(&status) && end >= start;
-    inpatient.then(|| Stay {
-        encounter,
-        start,
-        end,
-        admission_day: local_day(start, profile.time_zone),
-        discharge_day: local_day(end, profile.time_zone),
-    })
+}
+
+/// The hospital of stays whose encounter names none.
+const UNKNOWN_HOSPITAL: &str = "unknown";
+
+/// A tenant's inpatient stays (in encounter order), and the hospitals they name, numbered.
+fn stays<'a>(
+    silver: &'a TenantSilver<'a>,
+    profile: &TenantProfile,
+) -> (Vec<Stay<'a>>, Vec<&'a str>) {
+    let zone = profile.time_zone;
+    let mut patients = Numbering::default();
+    let mut hospitals = Numbering::default();
+    let stays = silver
+        .encounters
+        .iter()
+        .filter_map(|encounter| {
+            let (start, end) = stay_period(encounter, profile)?;
+            let discharge_day = local_day(end, zone);
+            Some(Stay {
+                encounter,
+                start,
+                end,
+                admission_day: local_day(start, zone),
+                discharge_day,
+                month: month_index(discharge_day),
+                patient: patients.number(encounter.patient_key),
+                hospital: hospitals.number(encounter.hospital_key.unwrap_or(UNKNOWN_HOSPITAL)),
+            })
+        })
+        .collect();
+    (stays, hospitals.keys)
 }
 
 #[derive(Default)]
@@ -469,10 +525,10 @@ const MAX_PART_OF_DEPTH: usize = 16;
 
 /// Each encounter that is part of another → the encounter at the top of its chain (one without
 /// `partOf`), when the chain reaches one within [`MAX_PART_OF_DEPTH`] steps.
-fn top_level_encounters(encounters: &[EncounterFacts]) -> HashMap<&str, &str> {
-    let parent: HashMap<&str, &str> = encounters
+fn top_level_encounters<'a>(encounters: &[EncounterFacts<'a>]) -> FastMap<&'a str, &'a str> {
+    let parent: FastMap<&str, &str> = encounters
         .iter()
-        .filter_map(|e| Some((e.encounter_key.as_str(), e.parent()?)))
+        .filter_map(|e| Some((e.encounter_key, e.parent()?)))
         .collect();
     parent
         .keys()
@@ -489,130 +545,127 @@ fn top_level_encounters(encounters: &[EncounterFacts]) -> HashMap<&str, &str> {
         .collect()
 }
 
-/// The infections counted on each stay (in `stays`' order): onset from day 3 of the stay to its
-/// discharge day, and not a repeat — per patient and listed code, one whose onset falls within the
-/// repeat infection timeframe of a counted one is the same infection.
-fn count_hais<'v>(
-    stays: &[Stay<'_>],
-    hais: &HashMap<&str, Vec<(i64, &'v HaiCode)>>,
-) -> Vec<Vec<&'v HaiCode>> {
-    // (patient, system, code) → (onset day, stay, listed code) of every infection in its stay's
-    // window.
-    type Onset<'v> = (i64, usize, &'v HaiCode);
-    let mut by_patient_code: BTreeMap<(&str, &str, &str), Vec<Onset<'v>>> = BTreeMap::new();
-    for (index, s) in stays.iter().enumerate() {
-        for &(day, listed) in hais
-            .get(s.encounter.encounter_key.as_str())
-            .into_iter()
-            .flatten()
+/// An infection in its stay's window: (patient, listed code, onset day, stay), numbers all.
+type Onset = (u32, u32, i64, u32);
+
+/// Each condition that is an infection in its stay's window (onset from day 3 of the stay to its
+/// discharge day), as an [`Onset`]. A condition recorded in an encounter inside an admission (an
+/// ICU stay) counts for the admission; the first of its codings in the value set names it.
+fn onsets(silver: &TenantSilver<'_>, stays: &[Stay<'_>], profile: &TenantProfile) -> Vec<Onset> {
+    if silver.conditions.is_empty() {
+        return Vec::new();
+    }
+    let top_level = top_level_encounters(&silver.encounters);
+    let stay_numbers: FastMap<&str, u32> = (0u32..)
+        .zip(stays)
+        .map(|(number, s)| (s.encounter.encounter_key, number))
+        .collect();
+    let mut onsets = Vec::new();
+    for c in &silver.conditions {
+        if c.verification_status
+            .is_some_and(|status| NOT_AN_INFECTION.contains(&status))
         {
-            if s.admission_day + 2 <= day && day <= s.discharge_day {
-                by_patient_code
-                    .entry((
-                        s.encounter.patient_key.as_str(),
-                        listed.system.as_str(),
-                        listed.code.as_str(),
-                    ))
-                    .or_default()
-                    .push((day, index, listed));
-            }
+            continue;
+        }
+        let Some(encounter) = c.encounter_key else {
+            continue;
+        };
+        let encounter = top_level.get(encounter).copied().unwrap_or(encounter);
+        let Some(&number) = stay_numbers.get(encounter) else {
+            continue;
+        };
+        let Some(listed) = c
+            .codings
+            .iter()
+            .find_map(|coding| profile.hai.position(coding.system.as_deref(), &coding.code))
+        else {
+            continue;
+        };
+        let Some(onset) = c.onset_at.or(c.recorded_at) else {
+            continue;
+        };
+        let day = local_day(onset, profile.time_zone);
+        let s = &stays[number as usize];
+        if s.admission_day + 2 <= day && day <= s.discharge_day {
+            onsets.push((s.patient, listed as u32, day, number));
         }
     }
-    let mut counted = vec![Vec::new(); stays.len()];
-    for mut onsets in by_patient_code.into_values() {
-        onsets.sort_unstable_by_key(|&(day, index, _)| (day, index));
-        let mut window_end = i64::MIN;
-        for (day, index, listed) in onsets {
-            if day >= window_end {
-                counted[index].push(listed);
-                window_end = day + REPEAT_INFECTION_DAYS;
-            }
+    onsets
+}
+
+/// The infections counted, as (stay, listed code): per patient and listed code, one whose onset
+/// falls within the repeat infection timeframe of a counted one is the same infection.
+fn count_hais(mut onsets: Vec<Onset>) -> Vec<(u32, u32)> {
+    onsets.sort_unstable();
+    let mut counted = Vec::new();
+    let mut group = None;
+    let mut window_end = i64::MIN;
+    for (patient, listed, day, stay) in onsets {
+        if group != Some((patient, listed)) {
+            group = Some((patient, listed));
+            window_end = i64::MIN;
+        }
+        if day >= window_end {
+            counted.push((stay, listed));
+            window_end = day + REPEAT_INFECTION_DAYS;
         }
     }
     counted
 }
 
-/// The hospital of stays whose encounter names none.
-const UNKNOWN_HOSPITAL: &str = "unknown";
-
-impl<'a> Stay<'a> {
-    fn hospital_id(&self) -> &'a str {
-        self.encounter
-            .hospital_key
-            .as_deref()
-            .unwrap_or(UNKNOWN_HOSPITAL)
-    }
+/// Stays chained by transfer: a run of the stays ordered by patient and admission, and the stay
+/// discharged last (the episode's readmission is judged on it).
+struct Episode {
+    members: std::ops::Range<usize>,
+    last: usize,
 }
 
 /// Stays chained by transfer (DESIGN, "Episode"): a patient's stays in admission order, where a
 /// stay at another hospital admitted no later than the calendar day after the previous discharge
-/// continues the previous stay's episode. Each episode lists indices into `stays`, first to last.
-fn episodes(stays: &[Stay<'_>]) -> Vec<Episode> {
-    let mut by_patient: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    for (index, s) in stays.iter().enumerate() {
-        by_patient
-            .entry(s.encounter.patient_key.as_str())
-            .or_default()
-            .push(index);
-    }
-    let mut episodes = Vec::new();
-    for mut indices in by_patient.into_values() {
-        indices.sort_by_key(|&i| {
-            (
-                stays[i].start,
-                stays[i].end,
-                &stays[i].encounter.encounter_key,
-            )
-        });
-        let mut current: Option<Episode> = None;
-        for index in indices {
-            let next = &stays[index];
-            // "The previous discharge" is the episode's latest: a stay inside a longer one (a
-            // short transfer record) does not end the episode.
-            match current.as_mut() {
-                Some(episode)
-                    if next.hospital_id() != stays[episode.last].hospital_id()
-                        && next.admission_day <= stays[episode.last].discharge_day + 1 =>
-                {
-                    episode.stays.push(index);
-                    if next.end > stays[episode.last].end {
-                        episode.last = index;
-                    }
+/// continues the previous stay's episode. Returns the stays' order (by patient, then admission)
+/// that the episodes' members index, and the episodes, each patient's together.
+fn episodes(stays: &[Stay<'_>]) -> (Vec<usize>, Vec<Episode>) {
+    let mut order: Vec<usize> = (0..stays.len()).collect();
+    let sort_key = |index: usize| {
+        let s = &stays[index];
+        (s.patient, s.start, s.end, s.encounter.encounter_key)
+    };
+    order.sort_unstable_by(|&a, &b| sort_key(a).cmp(&sort_key(b)));
+    let mut episodes: Vec<Episode> = Vec::new();
+    for (position, &index) in order.iter().enumerate() {
+        let next = &stays[index];
+        // "The previous discharge" is the episode's latest: a stay inside a longer one (a short
+        // transfer record) does not end the episode.
+        match episodes.last_mut() {
+            Some(episode)
+                if stays[episode.last].patient == next.patient
+                    && next.hospital != stays[episode.last].hospital
+                    && next.admission_day <= stays[episode.last].discharge_day + 1 =>
+            {
+                episode.members.end = position + 1;
+                if next.end > stays[episode.last].end {
+                    episode.last = index;
                 }
-                _ => episodes.extend(current.replace(Episode {
-                    stays: vec![index],
-                    last: index,
-                })),
             }
+            _ => episodes.push(Episode {
+                members: position..position + 1,
+                last: index,
+            }),
         }
-        episodes.extend(current);
     }
-    episodes
+    (order, episodes)
 }
 
-/// Stays chained by transfer: indices into the stays in admission order, and the stay discharged
-/// last (the episode's readmission is judged on it).
-struct Episode {
-    stays: Vec<usize>,
-    last: usize,
-}
-
-/// The totals of the stay's hospital in `month`, created with the hospital's name: the
+/// The totals of the stay's hospital in its month, created with the hospital's name: the
 /// organization's, else the smallest `serviceProvider` display (so that the name does not depend on
 /// the order of the rows).
 fn cell_for<'a, 'c>(
-    cells: &'c mut HashMap<(&'a str, i32), Cell<'a>>,
-    silver: &'a TenantSilver,
+    cells: &'c mut FastMap<(u32, i32), Cell<'a>>,
+    organization_names: &[Option<&'a str>],
     s: &Stay<'a>,
-    month: i32,
 ) -> &'c mut Totals {
-    let hospital_id = s.hospital_id();
-    let cell = cells.entry((hospital_id, month)).or_default();
-    let name = silver
-        .hospital_names
-        .get(hospital_id)
-        .or(s.encounter.hospital_name.as_ref())
-        .map(String::as_str);
+    let cell = cells.entry((s.hospital, s.month)).or_default();
+    let name = organization_names[s.hospital as usize].or(s.encounter.hospital_name);
     if let Some(name) = name
         && cell.hospital_name.is_none_or(|current| name < current)
     {
@@ -623,44 +676,13 @@ fn cell_for<'a, 'c>(
 
 /// Computes a tenant's gold rows from its silver rows, read as its profile says, with the 30-day
 /// windows that had not ended at `as_of` (µs since the epoch, UTC) flagged as open.
-pub fn compute(silver: &TenantSilver, profile: &TenantProfile, as_of: i64) -> GoldRows {
-    let value_set = &profile.hai;
-    let stays: Vec<Stay<'_>> = silver
-        .encounters
-        .iter()
-        .filter_map(|e| stay(e, profile))
-        .collect();
-    // HAI onsets (local day, listed code) per top-level encounter: a condition recorded in an ICU
-    // encounter inside an admission counts for the admission.
-    let top_level = top_level_encounters(&silver.encounters);
-    let mut hais: HashMap<&str, Vec<(i64, &HaiCode)>> = HashMap::new();
-    for c in &silver.conditions {
-        if c.verification_status
-            .as_deref()
-            .is_some_and(|status| NOT_AN_INFECTION.contains(&status))
-        {
-            continue;
-        }
-        let Some(encounter) = c.encounter_key.as_deref() else {
-            continue;
-        };
-        let encounter = top_level.get(encounter).copied().unwrap_or(encounter);
-        // The first coding in the value set names the infection.
-        let Some(listed) = c
-            .codings
-            .iter()
-            .find_map(|coding| value_set.find(coding.system.as_deref(), &coding.code))
-        else {
-            continue;
-        };
-        let Some(onset) = c.onset_at.or(c.recorded_at) else {
-            continue;
-        };
-        hais.entry(encounter)
-            .or_default()
-            .push((local_day(onset, profile.time_zone), listed));
+pub fn compute(silver: &TenantSilver<'_>, profile: &TenantProfile, as_of: i64) -> GoldRows {
+    let (stays, hospitals) = stays(silver, profile);
+    let counted_hais = count_hais(onsets(silver, &stays, profile));
+    let mut hai_counts = vec![0_i64; stays.len()];
+    for &(stay, _) in &counted_hais {
+        hai_counts[stay as usize] += 1;
     }
-    let counted_hais = count_hais(&stays, &hais);
 
     let zone = profile.time_zone;
     let as_of_day = local_day(as_of, zone);
@@ -672,15 +694,19 @@ pub fn compute(silver: &TenantSilver, profile: &TenantProfile, as_of: i64) -> Go
             .map(|t| local_day(t, zone))
     };
     // One detail row per stay; every number of the other tables is summed from these rows.
+    let mut month_labels: FastMap<i32, String> = FastMap::default();
     let mut details: Vec<StayDetail> = stays
         .iter()
-        .zip(&counted_hais)
-        .map(|(s, counted)| StayDetail {
-            stay_key: s.encounter.encounter_key.clone(),
+        .zip(&hai_counts)
+        .map(|(s, &hai_count)| StayDetail {
+            stay_key: s.encounter.encounter_key.to_owned(),
             episode_key: String::new(),
-            patient_key: s.encounter.patient_key.clone(),
-            hospital_id: s.hospital_id().to_owned(),
-            month: month_label(month_index(s.discharge_day)),
+            patient_key: s.encounter.patient_key.to_owned(),
+            hospital_id: hospitals[s.hospital as usize].to_owned(),
+            month: month_labels
+                .entry(s.month)
+                .or_insert_with(|| month_label(s.month))
+                .clone(),
             admission_date: s.admission_day as i32,
             discharge_date: s.discharge_day as i32,
             los: (s.discharge_day - s.admission_day).max(1),
@@ -691,63 +717,65 @@ pub fn compute(silver: &TenantSilver, profile: &TenantProfile, as_of: i64) -> Go
             readmitted: None,
             readmission_stay_key: None,
             readmission_window_open: None,
-            hai_count: counted.len() as i64,
+            hai_count,
             measure_version: MEASURE_VERSION,
         })
         .collect();
-    // Mortality on each episode's first stay, readmission on its last.
-    let episodes = episodes(&stays);
-    let mut episode_admissions: HashMap<&str, Vec<&Stay<'_>>> = HashMap::new();
-    for episode in &episodes {
-        let first = &stays[episode.stays[0]];
-        episode_admissions
-            .entry(first.encounter.patient_key.as_str())
-            .or_default()
-            .push(first);
-    }
-    for episode in &episodes {
-        let (first, last) = (&stays[episode.stays[0]], &stays[episode.last]);
-        let death = death_day(first.encounter.patient_key.as_str());
-        for &index in &episode.stays {
-            details[index].episode_key = first.encounter.encounter_key.clone();
+    // Mortality on each episode's first stay, readmission on its last; a readmission is the first
+    // episode of the same patient admitted within 30 days of the last discharge.
+    let (order, episodes) = episodes(&stays);
+    let first_of = |episode: &Episode| order[episode.members.start];
+    let same_patient = |a: &Episode, b: &Episode| stays[a.last].patient == stays[b.last].patient;
+    for patient_episodes in episodes.chunk_by(same_patient) {
+        for episode in patient_episodes {
+            let (first, last) = (&stays[first_of(episode)], &stays[episode.last]);
+            let death = death_day(first.encounter.patient_key);
+            for &index in &order[episode.members.clone()] {
+                details[index].episode_key = first.encounter.encounter_key.to_owned();
+            }
+            let opening = &mut details[first_of(episode)];
+            opening.died_30d = Some(
+                death.is_some_and(|d| first.admission_day <= d && d <= first.admission_day + 30),
+            );
+            opening.mortality_window_open = Some(as_of_day <= first.admission_day + 30);
+            let exclusion = if death.is_some_and(|d| d <= last.discharge_day) {
+                Some("died")
+            } else {
+                index_exclusion(last.encounter)
+            };
+            let readmission = exclusion
+                .is_none()
+                .then(|| {
+                    patient_episodes
+                        .iter()
+                        .map(|other| &stays[first_of(other)])
+                        .filter(|next| {
+                            next.start > last.end && next.admission_day <= last.discharge_day + 30
+                        })
+                        .min_by_key(|next| (next.start, next.encounter.encounter_key))
+                })
+                .flatten();
+            let closing = &mut details[episode.last];
+            closing.index_episode = Some(exclusion.is_none());
+            closing.exclusion_reason = exclusion.map(str::to_owned);
+            closing.readmitted = exclusion.is_none().then_some(readmission.is_some());
+            closing.readmission_stay_key =
+                readmission.map(|next| next.encounter.encounter_key.to_owned());
+            closing.readmission_window_open = exclusion
+                .is_none()
+                .then_some(as_of_day <= last.discharge_day + 30);
         }
-        let opening = &mut details[episode.stays[0]];
-        opening.died_30d =
-            Some(death.is_some_and(|d| first.admission_day <= d && d <= first.admission_day + 30));
-        opening.mortality_window_open = Some(as_of_day <= first.admission_day + 30);
-        let exclusion = if death.is_some_and(|d| d <= last.discharge_day) {
-            Some("died")
-        } else {
-            index_exclusion(last.encounter)
-        };
-        let readmission = exclusion
-            .is_none()
-            .then(|| {
-                episode_admissions[first.encounter.patient_key.as_str()]
-                    .iter()
-                    .filter(|next| {
-                        next.start > last.end && next.admission_day <= last.discharge_day + 30
-                    })
-                    .min_by_key(|next| (next.start, &next.encounter.encounter_key))
-            })
-            .flatten();
-        let closing = &mut details[episode.last];
-        closing.index_episode = Some(exclusion.is_none());
-        closing.exclusion_reason = exclusion.map(str::to_owned);
-        closing.readmitted = exclusion.is_none().then_some(readmission.is_some());
-        closing.readmission_stay_key = readmission.map(|next| next.encounter.encounter_key.clone());
-        closing.readmission_window_open = exclusion
-            .is_none()
-            .then_some(as_of_day <= last.discharge_day + 30);
     }
 
     // The sums: per hospital and month, per year, per infection code.
-    let mut cells: HashMap<(&str, i32), Cell<'_>> = HashMap::new();
+    let organization_names: Vec<Option<&str>> = hospitals
+        .iter()
+        .map(|id| silver.hospital_names.get(id).copied())
+        .collect();
+    let mut cells: FastMap<(u32, i32), Cell<'_>> = FastMap::default();
     let mut yearly: BTreeMap<i32, (i64, i64)> = BTreeMap::new();
-    let mut hai_rows: BTreeMap<(i32, &str, &str), (&str, i64)> = BTreeMap::new();
-    for ((s, detail), counted) in stays.iter().zip(&details).zip(&counted_hais) {
-        let month = month_index(s.discharge_day);
-        let t = cell_for(&mut cells, silver, s, month);
+    for (s, detail) in stays.iter().zip(&details) {
+        let t = cell_for(&mut cells, &organization_names, s);
         t.stays += 1;
         t.patient_days += detail.los;
         t.hai_count += detail.hai_count;
@@ -756,7 +784,7 @@ pub fn compute(silver: &TenantSilver, profile: &TenantProfile, as_of: i64) -> Go
             t.mortality_episodes += 1;
             t.deaths_30d += i64::from(died);
             t.open_window_mortality += i64::from(detail.mortality_window_open == Some(true));
-            let y = yearly.entry(month.div_euclid(12)).or_default();
+            let y = yearly.entry(s.month.div_euclid(12)).or_default();
             y.0 += 1;
             y.1 += i64::from(died);
         }
@@ -765,36 +793,45 @@ pub fn compute(silver: &TenantSilver, profile: &TenantProfile, as_of: i64) -> Go
             t.readmissions_30d += i64::from(detail.readmitted == Some(true));
             t.open_window_index += i64::from(detail.readmission_window_open == Some(true));
         }
-        for listed in counted {
-            let row = hai_rows
-                .entry((month, listed.system.as_str(), listed.code.as_str()))
-                .or_insert_with(|| (listed.display.as_str(), 0));
-            row.1 += 1;
-        }
+    }
+    let mut hai_rows: BTreeMap<(i32, &str, &str), (&str, i64)> = BTreeMap::new();
+    for &(stay, listed) in &counted_hais {
+        let listed = &profile.hai.codes[listed as usize];
+        let row = hai_rows
+            .entry((
+                stays[stay as usize].month,
+                listed.system.as_str(),
+                listed.code.as_str(),
+            ))
+            .or_insert_with(|| (listed.display.as_str(), 0));
+        row.1 += 1;
     }
     details.sort_unstable_by(|a, b| a.stay_key.cmp(&b.stay_key));
 
     let mut hospital_monthly: Vec<HospitalMonth> = cells
         .into_iter()
-        .map(|((hospital_id, month), c)| HospitalMonth {
-            hospital_name: c.hospital_name.unwrap_or(hospital_id).to_owned(),
-            hospital_id: hospital_id.to_owned(),
-            month: month_label(month),
-            stays: c.totals.stays,
-            deaths_30d: c.totals.deaths_30d,
-            mortality_episodes: c.totals.mortality_episodes,
-            mortality_rate: c.totals.mortality_rate(),
-            index_stays: c.totals.index_stays,
-            readmissions_30d: c.totals.readmissions_30d,
-            readmission_rate: c.totals.readmission_rate(),
-            patient_days: c.totals.patient_days,
-            alos: c.totals.alos(),
-            hai_count: c.totals.hai_count,
-            hai_stays: c.totals.hai_stays,
-            hai_per_1000_patient_days: c.totals.hai_per_1000_patient_days(),
-            open_window_index: c.totals.open_window_index,
-            open_window_mortality: c.totals.open_window_mortality,
-            measure_version: MEASURE_VERSION,
+        .map(|((hospital, month), c)| {
+            let hospital_id = hospitals[hospital as usize];
+            HospitalMonth {
+                hospital_name: c.hospital_name.unwrap_or(hospital_id).to_owned(),
+                hospital_id: hospital_id.to_owned(),
+                month: month_label(month),
+                stays: c.totals.stays,
+                deaths_30d: c.totals.deaths_30d,
+                mortality_episodes: c.totals.mortality_episodes,
+                mortality_rate: c.totals.mortality_rate(),
+                index_stays: c.totals.index_stays,
+                readmissions_30d: c.totals.readmissions_30d,
+                readmission_rate: c.totals.readmission_rate(),
+                patient_days: c.totals.patient_days,
+                alos: c.totals.alos(),
+                hai_count: c.totals.hai_count,
+                hai_stays: c.totals.hai_stays,
+                hai_per_1000_patient_days: c.totals.hai_per_1000_patient_days(),
+                open_window_index: c.totals.open_window_index,
+                open_window_mortality: c.totals.open_window_mortality,
+                measure_version: MEASURE_VERSION,
+            }
         })
         .collect();
     hospital_monthly.sort_by(|a, b| {
@@ -852,17 +889,17 @@ mod tests {
         Some(parse_fhir_datetime(text).unwrap())
     }
 
-    fn stay(key: &str, patient: &str, start: &str, end: &str) -> EncounterFacts {
+    fn stay<'a>(key: &'a str, patient: &'a str, start: &str, end: &str) -> EncounterFacts<'a> {
         EncounterFacts {
-            encounter_key: key.into(),
-            patient_key: patient.into(),
-            status: Some("finished".into()),
-            class_code: Some("IMP".into()),
-            class_system: Some(crate::profile::ACT_CODE.into()),
+            encounter_key: key,
+            patient_key: patient,
+            status: Some("finished"),
+            class_code: Some("IMP"),
+            class_system: Some(crate::profile::ACT_CODE),
             period_start: at(start),
             period_end: at(end),
-            hospital_key: Some("h1".into()),
-            hospital_name: Some("General".into()),
+            hospital_key: Some("h1"),
+            hospital_name: Some("General"),
             ..EncounterFacts::default()
         }
     }
@@ -874,14 +911,14 @@ mod tests {
         }
     }
 
-    fn hai(
-        encounter: &str,
+    fn hai<'a>(
+        encounter: &'a str,
         code: &str,
         onset: Option<&str>,
         recorded: Option<&str>,
-    ) -> ConditionFacts {
+    ) -> ConditionFacts<'a> {
         ConditionFacts {
-            encounter_key: Some(encounter.into()),
+            encounter_key: Some(encounter),
             codings: vec![coding("http://snomed.info/sct", code)],
             onset_at: onset.and_then(at),
             recorded_at: recorded.and_then(at),
@@ -889,22 +926,22 @@ mod tests {
         }
     }
 
-    fn silver(
-        encounters: Vec<EncounterFacts>,
-        deaths: &[(&str, &str)],
-        conditions: Vec<ConditionFacts>,
-    ) -> TenantSilver {
+    fn silver<'a>(
+        encounters: Vec<EncounterFacts<'a>>,
+        deaths: &[(&'a str, &str)],
+        conditions: Vec<ConditionFacts<'a>>,
+    ) -> TenantSilver<'a> {
         let mut silver = TenantSilver {
             encounters,
             conditions,
             ..TenantSilver::default()
         };
         for e in &silver.encounters {
-            silver.patients.entry(e.patient_key.clone()).or_default();
+            silver.patients.entry(e.patient_key).or_default();
         }
         for (patient, death) in deaths {
             silver.patients.insert(
-                (*patient).into(),
+                *patient,
                 PatientFacts {
                     deceased_at: at(death),
                 },
@@ -923,15 +960,15 @@ mod tests {
     #[test]
     fn only_finished_inpatient_stays_with_both_dates_count_and_los_is_at_least_one() {
         let mut ambulatory = stay("amb", "p", "2024-01-05T10:00:00Z", "2024-01-05T11:00:00Z");
-        ambulatory.class_code = Some("AMB".into());
+        ambulatory.class_code = Some("AMB");
         let mut open = stay("open", "p", "2024-01-06T10:00:00Z", "2024-01-06T11:00:00Z");
         open.period_end = None;
         let mut cancelled = stay("cx", "p", "2024-01-07T10:00:00Z", "2024-01-08T11:00:00Z");
-        cancelled.status = Some("cancelled".into());
+        cancelled.status = Some("cancelled");
         let backwards = stay("back", "p", "2024-01-09T10:00:00Z", "2024-01-08T10:00:00Z");
         let mut acute = stay("acute", "q", "2024-01-10T08:00:00Z", "2024-01-13T08:00:00Z");
-        acute.class_code = Some("ACUTE".into());
-        acute.status = Some("completed".into());
+        acute.class_code = Some("ACUTE");
+        acute.status = Some("completed");
         let same_day = stay("same", "r", "2024-01-20T08:00:00Z", "2024-01-20T18:00:00Z");
         let rows = compute_later(
             &silver(
@@ -1154,10 +1191,11 @@ mod tests {
         let first = stay("s1", "p", "2024-07-01T10:00:00Z", "2024-07-10T10:00:00Z");
         let second = stay("s2", "p", "2024-07-20T10:00:00Z", "2024-07-30T10:00:00Z");
         let other = stay("o", "q", "2024-07-01T10:00:00Z", "2024-07-10T10:00:00Z");
-        let with_status = |status: &str, condition: ConditionFacts| ConditionFacts {
-            verification_status: Some(status.into()),
-            ..condition
-        };
+        let with_status =
+            |status: &'static str, condition: ConditionFacts<'static>| ConditionFacts {
+                verification_status: Some(status),
+                ..condition
+            };
         let conditions = vec![
             // A refuted and an entered-in-error sepsis on day 3: not infections
             with_status(
@@ -1220,7 +1258,7 @@ mod tests {
             "2024-07-01T10:00:00Z",
             "2024-08-30T10:00:00Z",
         )];
-        let sepsis = |day: &str| hai("s", "91302008", Some(day), None);
+        let sepsis = |day: &'static str| hai("s", "91302008", Some(day), None);
         // Onset 3 July: day 1 of its window; 16 July is day 14, 17 July day 15
         let rows = compute_later(
             &silver(
@@ -1242,13 +1280,15 @@ mod tests {
         // GIVEN four stays of four patients, each followed by a readmission 10 days later; the
         // first discharged home, the second expired (HL7) with no death date on the patient, the
         // third left against medical advice (NUBC 07), the fourth `aadvice` with no system
-        let disposition =
-            |key: &str, patient: &str, system: Option<&str>, code: &str| EncounterFacts {
-                discharge_disposition: Some(code.into()),
-                discharge_disposition_system: system.map(str::to_owned),
-                ..stay(key, patient, "2024-05-01T10:00:00Z", "2024-05-05T10:00:00Z")
-            };
-        let readmission = |key: &str, patient: &str| {
+        let disposition = |key: &'static str,
+                           patient: &'static str,
+                           system: Option<&'static str>,
+                           code: &'static str| EncounterFacts {
+            discharge_disposition: Some(code),
+            discharge_disposition_system: system,
+            ..stay(key, patient, "2024-05-01T10:00:00Z", "2024-05-05T10:00:00Z")
+        };
+        let readmission = |key: &'static str, patient: &'static str| {
             stay(key, patient, "2024-05-15T10:00:00Z", "2024-05-18T10:00:00Z")
         };
         let hl7 = Some("http://terminology.hl7.org/CodeSystem/discharge-disposition");
@@ -1282,10 +1322,16 @@ mod tests {
     }
 
     /// A stay of `patient` at `hospital`.
-    fn stay_at(key: &str, patient: &str, hospital: &str, start: &str, end: &str) -> EncounterFacts {
+    fn stay_at<'a>(
+        key: &'a str,
+        patient: &'a str,
+        hospital: &'a str,
+        start: &str,
+        end: &str,
+    ) -> EncounterFacts<'a> {
         EncounterFacts {
-            hospital_key: Some(hospital.into()),
-            hospital_name: Some(hospital.into()),
+            hospital_key: Some(hospital),
+            hospital_name: Some(hospital),
             ..stay(key, patient, start, end)
         }
     }
@@ -1489,7 +1535,7 @@ mod tests {
             &[],
             vec![],
         );
-        let open_at = |as_of: &str| {
+        let open_at = |as_of: &'static str| {
             let rows = compute(&data, &utc_profile(), at(as_of).unwrap());
             let r = &rows.hospital_monthly[0];
             (r.open_window_mortality, r.open_window_index)
@@ -1533,10 +1579,10 @@ mod tests {
         // GIVEN an admission of 10 days, an ICU encounter inside it (no hospital of its own), a
         // bed inside the ICU, and two encounters that are part of each other (a cycle)
         let admission = stay("adm", "p", "2024-03-01T10:00:00Z", "2024-03-11T10:00:00Z");
-        let part = |key: &str, parent: &str| EncounterFacts {
+        let part = |key: &'static str, parent: &'static str| EncounterFacts {
             hospital_key: None,
             hospital_name: None,
-            part_of_key: Some(parent.into()),
+            part_of_key: Some(parent),
             ..stay(key, "p", "2024-03-03T10:00:00Z", "2024-03-05T10:00:00Z")
         };
         let encounters = vec![
@@ -1579,14 +1625,14 @@ mod tests {
             "2024-01-29T10:00:00-05:00",
             "2024-01-31T23:30:00-05:00",
         );
-        evening.class_system = Some(local_class.into());
-        evening.class_code = Some("INPATIENT".into());
+        evening.class_system = Some(local_class);
+        evening.class_code = Some("INPATIENT");
         let sepsis = ConditionFacts {
             codings: vec![coding("http://hl7.org/fhir/sid/icd-10-cm", "A419")],
             ..hai("e", "", Some("2024-01-31T12:00:00-05:00"), None)
         };
         let data = silver(vec![evening], &[], vec![sepsis]);
-        let profile = |zone: &str| {
+        let profile = |zone: &'static str| {
             let text = format!(
                 r#"{{"time_zone": "{zone}", "inpatient_classes": [{{"system": "{local_class}", "code": "INPATIENT"}}]}}"#
             );

@@ -16,6 +16,7 @@ mod tables;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
@@ -258,15 +259,26 @@ async fn refresh_locked(
             // Recorded with the watermark, once gold is committed: a refresh that fails before
             // leaves the profile change for the next one to see.
             computed_with.insert(tenant.clone(), profile.fingerprint.clone());
-            // The Arrow batches are dropped once read into facts: both at once doubled the peak.
+            let started = Instant::now();
             let batches =
                 read_partition(lake, &silver, &partition, |t| Some(silver_columns_read(t))).await?;
-            crate::blocking::in_place(|| -> Result<GoldRows> {
-                let silver = tenant_silver_from_batches(&batches, &profile.hai)?;
-                drop(batches);
-                Ok(compute(&silver, &profile, refreshed_at))
-            })?
+            let read_at = Instant::now();
+            let (rows, facts_at) = crate::blocking::in_place(|| -> Result<_> {
+                let silver = tenant_silver_from_batches(&batches, &profile)?;
+                let facts_at = Instant::now();
+                Ok((compute(&silver, &profile, refreshed_at), facts_at))
+            })?;
+            tracing::info!(
+                tenant_id = %tenant,
+                stays = rows.stay_detail.len(),
+                read_ms = millis(read_at - started),
+                facts_ms = millis(facts_at - read_at),
+                compute_ms = millis(facts_at.elapsed()),
+                "gold computed"
+            );
+            rows
         };
+        let started = Instant::now();
         // Gold of other definitions is not compared (nor read: its columns may differ).
         let previous = if definitions_changed {
             GoldRows::default()
@@ -274,14 +286,22 @@ async fn refresh_locked(
             gold_rows_from_batches(&read_partition(lake, &gold, &partition, |_| None).await?)?
         };
         if !definitions_changed && previous == rows {
+            tracing::info!(tenant_id = %tenant, compare_ms = millis(started.elapsed()), "gold unchanged");
             continue;
         }
+        let compared_at = Instant::now();
         for (table, stage) in staged.iter_mut() {
             stage.replace_partition(tenant);
             for batch in table.batches(tenant, &rows, refreshed_at)? {
                 stage.push(tenant, &batch)?;
             }
         }
+        tracing::info!(
+            tenant_id = %tenant,
+            compare_ms = millis(compared_at - started),
+            stage_ms = millis(compared_at.elapsed()),
+            "gold staged"
+        );
         let had_gold =
             !previous.hospital_monthly.is_empty() || !previous.mortality_yearly.is_empty();
         report.refreshed.push(TenantRefresh {
@@ -301,7 +321,13 @@ async fn refresh_locked(
         save_state(lake, &state).await?;
         for (table, hudi) in &gold {
             let stage = staged.get_mut(table).expect("staged per gold table");
+            let started = Instant::now();
             let outcome = hudi.commit_staged(stage).await?;
+            tracing::info!(
+                table = table.name(),
+                commit_ms = millis(started.elapsed()),
+                "gold committed"
+            );
             if let Some(instant) = outcome.instant {
                 report
                     .gold_instants
@@ -331,6 +357,11 @@ async fn refresh_locked(
     }
     save_state(lake, &state).await?;
     Ok(report)
+}
+
+/// A phase's duration for the logs.
+fn millis(elapsed: Duration) -> u64 {
+    elapsed.as_millis().try_into().unwrap_or(u64::MAX)
 }
 
 /// Reads one partition of each table's latest snapshot, only the columns `columns` names for it
@@ -452,9 +483,18 @@ async fn save_state(lake: &Arc<dyn ObjectStore>, state: &State) -> Result<()> {
 
 /// The current gold rows of every tenant that has any, read from the latest gold snapshots.
 pub async fn read_gold(lake: &Arc<dyn ObjectStore>) -> Result<BTreeMap<String, GoldRows>> {
+    read_gold_tables(lake, &GoldTable::ALL).await
+}
+
+/// [`read_gold`] of some gold tables only (the others' rows left empty): a summary needs no
+/// stay detail, a row per stay.
+pub async fn read_gold_tables(
+    lake: &Arc<dyn ObjectStore>,
+    tables: &[GoldTable],
+) -> Result<BTreeMap<String, GoldRows>> {
     let mut by_tenant: BTreeMap<String, BTreeMap<GoldTable, Vec<arrow_array::RecordBatch>>> =
         BTreeMap::new();
-    for table in GoldTable::ALL {
+    for &table in tables {
         let hudi = HudiTable::open(lake.clone(), table.def()).await?;
         let snapshot = hudi.snapshot(None).await?;
         for slice in snapshot.slices.values() {

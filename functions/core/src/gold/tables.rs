@@ -5,17 +5,18 @@ use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Date32Type, Float64Type, Int32Type, Int64Type, TimestampMicrosecondType};
-use arrow_array::{Array, RecordBatch};
+use arrow_array::{Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow_schema::{Schema, SchemaRef};
 use object_store::path::Path;
 
 use super::metrics::{
-    ConditionFacts, EncounterFacts, GoldRows, HaiByCode, HaiValueSet, HospitalMonth, MortalityYear,
+    ConditionFacts, EncounterFacts, GoldRows, HaiByCode, HospitalMonth, MortalityYear,
     PatientFacts, StayDetail, TenantSilver,
 };
 use crate::error::{CoreError, Result};
 use crate::fhir::CodingValue;
 use crate::hudi::TableDef;
+use crate::profile::TenantProfile;
 use crate::rows::{BatchBuilder, Kind, Value, field};
 use crate::silver::{SilverTable, parse_codings_column};
 
@@ -44,6 +45,13 @@ impl GoldTable {
         Self::MortalityYearly,
         Self::HospitalMonthly,
         Self::StayDetail,
+    ];
+
+    /// The tables of sums (per hospital and month, year, infection code): all but the stay detail.
+    pub const SUMS: [GoldTable; 3] = [
+        Self::HaiByCode,
+        Self::MortalityYearly,
+        Self::HospitalMonthly,
     ];
 
     pub fn name(self) -> &'static str {
@@ -260,15 +268,19 @@ impl<'a> Columns<'a> {
             })
     }
 
+    fn strings(&self, name: &str) -> Result<&'a StringArray> {
+        Ok(self.column(name)?.as_string::<i32>())
+    }
+
+    fn times(&self, name: &str) -> Result<&'a TimestampMicrosecondArray> {
+        Ok(self
+            .column(name)?
+            .as_primitive::<TimestampMicrosecondType>())
+    }
+
     fn text(&self, name: &str, row: usize) -> Result<Option<String>> {
         let column = self.column(name)?;
         Ok((!column.is_null(row)).then(|| column.as_string::<i32>().value(row).to_owned()))
-    }
-
-    fn timestamp(&self, name: &str, row: usize) -> Result<Option<i64>> {
-        let column = self.column(name)?;
-        Ok((!column.is_null(row))
-            .then(|| column.as_primitive::<TimestampMicrosecondType>().value(row)))
     }
 
     fn date(&self, name: &str, row: usize) -> Result<i32> {
@@ -291,6 +303,16 @@ impl<'a> Columns<'a> {
     fn float(&self, name: &str, row: usize) -> Result<f64> {
         Ok(self.column(name)?.as_primitive::<Float64Type>().value(row))
     }
+}
+
+/// A text cell, borrowed; `None` when null.
+fn text_at(column: &StringArray, row: usize) -> Option<&str> {
+    column.is_valid(row).then(|| column.value(row))
+}
+
+/// A timestamp cell (µs); `None` when null.
+fn time_at(column: &TimestampMicrosecondArray, row: usize) -> Option<i64> {
+    column.is_valid(row).then(|| column.value(row))
 }
 
 fn each_row<T>(
@@ -368,54 +390,98 @@ fn unreadable_codings(e: &serde_json::Error) -> CoreError {
     }
 }
 
-/// A tenant's silver content as the metrics read it. Of the conditions only those with a coding
-/// in `infections` are kept: the others count for nothing, and a tenant has millions of them.
-pub fn tenant_silver_from_batches(
-    batches: &BTreeMap<SilverTable, Vec<RecordBatch>>,
-    infections: &HaiValueSet,
-) -> Result<TenantSilver> {
+/// A tenant's silver content as the metrics read it with `profile`, borrowed from `batches`. Kept
+/// are only what [`super::compute`] reads: patients with a death date, encounters that are stays or
+/// part of another, and conditions with a coding in the profile's infection codes (a tenant has
+/// millions of the others, which count for nothing).
+pub fn tenant_silver_from_batches<'a>(
+    batches: &'a BTreeMap<SilverTable, Vec<RecordBatch>>,
+    profile: &TenantProfile,
+) -> Result<TenantSilver<'a>> {
     let mut silver = TenantSilver::default();
-    for (key, facts) in each_row(batches.get(&SilverTable::Patient), |c, r| {
-        Ok((
-            c.text("patient_key", r)?.unwrap_or_default(),
-            PatientFacts {
-                deceased_at: c.timestamp("deceased_at", r)?,
-            },
-        ))
-    })? {
-        silver.patients.insert(key, facts);
+    // Each column is resolved once per batch and read borrowed: these loops see every row.
+    for batch in batches.get(&SilverTable::Patient).into_iter().flatten() {
+        let c = Columns { batch };
+        let (keys, deaths) = (c.strings("patient_key")?, c.times("deceased_at")?);
+        for r in 0..batch.num_rows() {
+            if let Some(deceased_at) = time_at(deaths, r) {
+                let key = text_at(keys, r).unwrap_or_default();
+                silver.patients.insert(
+                    key,
+                    PatientFacts {
+                        deceased_at: Some(deceased_at),
+                    },
+                );
+            }
+        }
     }
-    silver.encounters = each_row(batches.get(&SilverTable::Encounter), |c, r| {
-        Ok(EncounterFacts {
-            encounter_key: c.text("encounter_key", r)?.unwrap_or_default(),
-            patient_key: c.text("patient_key", r)?.unwrap_or_default(),
-            status: c.text("status", r)?,
-            class_code: c.text("class_code", r)?,
-            class_system: c.text("class_system", r)?,
-            period_start: c.timestamp("period_start", r)?,
-            period_end: c.timestamp("period_end", r)?,
-            hospital_key: c.text("hospital_key", r)?,
-            hospital_name: c.text("hospital_name", r)?,
-            part_of_key: c.text("part_of_key", r)?,
-            discharge_disposition: c.text("discharge_disposition", r)?,
-            discharge_disposition_system: c.text("discharge_disposition_system", r)?,
-        })
-    })?;
+    for batch in batches.get(&SilverTable::Encounter).into_iter().flatten() {
+        let c = Columns { batch };
+        let [
+            key,
+            patient,
+            status,
+            class_code,
+            class_system,
+            hospital_key,
+            hospital_name,
+            part_of,
+            disposition,
+            disposition_system,
+        ] = [
+            "encounter_key",
+            "patient_key",
+            "status",
+            "class_code",
+            "class_system",
+            "hospital_key",
+            "hospital_name",
+            "part_of_key",
+            "discharge_disposition",
+            "discharge_disposition_system",
+        ]
+        .map(|name| c.strings(name));
+        let (key, patient, status, class_code, class_system) =
+            (key?, patient?, status?, class_code?, class_system?);
+        let (hospital_key, hospital_name, part_of, disposition, disposition_system) = (
+            hospital_key?,
+            hospital_name?,
+            part_of?,
+            disposition?,
+            disposition_system?,
+        );
+        let (start, end) = (c.times("period_start")?, c.times("period_end")?);
+        for r in 0..batch.num_rows() {
+            let encounter = EncounterFacts {
+                encounter_key: text_at(key, r).unwrap_or_default(),
+                patient_key: text_at(patient, r).unwrap_or_default(),
+                status: text_at(status, r),
+                class_code: text_at(class_code, r),
+                class_system: text_at(class_system, r),
+                period_start: time_at(start, r),
+                period_end: time_at(end, r),
+                hospital_key: text_at(hospital_key, r),
+                hospital_name: text_at(hospital_name, r),
+                part_of_key: text_at(part_of, r),
+                discharge_disposition: text_at(disposition, r),
+                discharge_disposition_system: text_at(disposition_system, r),
+            };
+            if encounter.counts(profile) {
+                silver.encounters.push(encounter);
+            }
+        }
+    }
+    let infections = &profile.hai;
     for batch in batches.get(&SilverTable::Condition).into_iter().flatten() {
         let c = Columns { batch };
-        // Resolved once per batch and read borrowed: this loop sees every condition of a tenant.
         let (codings, systems, codes) = (
-            c.column("code_codings")?.as_string::<i32>(),
-            c.column("code_system")?.as_string::<i32>(),
-            c.column("code")?.as_string::<i32>(),
+            c.strings("code_codings")?,
+            c.strings("code_system")?,
+            c.strings("code")?,
         );
         for r in 0..batch.num_rows() {
             let listed = if codings.is_null(r) {
-                !codes.is_null(r)
-                    && infections.lists(
-                        (!systems.is_null(r)).then(|| systems.value(r)),
-                        codes.value(r),
-                    )
+                !codes.is_null(r) && infections.lists(text_at(systems, r), codes.value(r))
             } else {
                 serde_json::from_str::<Vec<CodingRef<'_>>>(codings.value(r))
                     .map_err(|e| unreadable_codings(&e))?
@@ -424,24 +490,34 @@ pub fn tenant_silver_from_batches(
             };
             if listed {
                 silver.conditions.push(ConditionFacts {
-                    encounter_key: c.text("encounter_key", r)?,
-                    verification_status: c.text("verification_status", r)?,
+                    encounter_key: text_at(c.strings("encounter_key")?, r),
+                    verification_status: text_at(c.strings("verification_status")?, r),
                     codings: condition_codings(&c, r)?,
-                    onset_at: c.timestamp("onset_at", r)?,
-                    recorded_at: c.timestamp("recorded_at", r)?,
+                    onset_at: time_at(c.times("onset_at")?, r),
+                    recorded_at: time_at(c.times("recorded_at")?, r),
                 });
             }
         }
     }
-    for (keys, name) in each_row(batches.get(&SilverTable::Organization), |c, r| {
-        Ok((
-            [c.text("organization_key", r)?, c.text("identifier_key", r)?],
-            c.text("name", r)?,
-        ))
-    })? {
-        if let Some(name) = name {
-            for key in keys.into_iter().flatten() {
-                silver.hospital_names.insert(key, name.clone());
+    for batch in batches
+        .get(&SilverTable::Organization)
+        .into_iter()
+        .flatten()
+    {
+        let c = Columns { batch };
+        let (keys, identifiers, names) = (
+            c.strings("organization_key")?,
+            c.strings("identifier_key")?,
+            c.strings("name")?,
+        );
+        for r in 0..batch.num_rows() {
+            if let Some(name) = text_at(names, r) {
+                for key in [text_at(keys, r), text_at(identifiers, r)]
+                    .into_iter()
+                    .flatten()
+                {
+                    silver.hospital_names.insert(key, name);
+                }
             }
         }
     }

@@ -47,6 +47,7 @@ use super::TableDef;
 use super::columns::{string_column, timestamp_column};
 use super::staging::{Delete, StagedRows};
 use crate::error::Result;
+use crate::fast_hash::FastMap;
 
 /// Rows per batch read back from a base file.
 const READ_BATCH_ROWS: usize = 8192;
@@ -184,8 +185,8 @@ impl FileGroupMerge<'_> {
 
     /// The newest incoming operation per key, file by file: ties go to the later row, and a file's
     /// deletes are weighed after its upserts, so a delete beats an upsert of equal ordering.
-    fn incoming_winners(&self, merged: &mut Merged) -> Result<HashMap<Box<str>, Winner>> {
-        let mut winners: HashMap<Box<str>, Winner> = HashMap::new();
+    fn incoming_winners(&self, merged: &mut Merged) -> Result<FastMap<Box<str>, Winner>> {
+        let mut winners: FastMap<Box<str>, Winner> = FastMap::default();
         for (file, staged) in self.group.iter().enumerate() {
             for (batch_index, batch) in staged.bucket_batches(self.partition, self.bucket)? {
                 let batch = batch?;
@@ -245,7 +246,7 @@ impl FileGroupMerge<'_> {
         &self,
         file: &File,
         metadata: &ArrowReaderMetadata,
-        winners: &mut HashMap<Box<str>, Winner>,
+        winners: &mut FastMap<Box<str>, Winner>,
         merged: &mut Merged,
     ) -> Result<Vec<bool>> {
         let builder =
@@ -343,7 +344,7 @@ impl FileGroupMerge<'_> {
     /// Streams the winning incoming rows in input order, with the Hudi meta columns in front.
     fn write_incoming<W: Write + Send>(
         &self,
-        winners: &HashMap<Box<str>, Winner>,
+        winners: &FastMap<Box<str>, Winner>,
         writer: &mut ArrowWriter<W>,
     ) -> Result<u64> {
         let mut written = 0u64;

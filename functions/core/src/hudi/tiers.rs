@@ -21,7 +21,6 @@
 //! Finding a key's tier reads the key column of each committed tier of the bucket: a commit's cost
 //! grows with the key column of the bucket, not with its whole data.
 
-use std::collections::{HashMap, HashSet};
 use std::fs::File;
 
 use parquet::arrow::ProjectionMask;
@@ -31,6 +30,7 @@ use super::TableDef;
 use super::columns::string_column;
 use super::staging::StagedRows;
 use crate::error::Result;
+use crate::fast_hash::{FastMap, FastSet};
 
 /// Insert tiers per bucket, besides the base (tier 0).
 pub const INSERT_TIERS: u32 = 3;
@@ -75,7 +75,7 @@ pub(super) struct TierMerge {
 pub(super) struct BucketPlan {
     pub merges: Vec<TierMerge>,
     /// The committed tier of each incoming key that has one.
-    homes: HashMap<Box<str>, u32>,
+    homes: FastMap<Box<str>, u32>,
     /// The tier new keys go to, if any arrive.
     inserts: Option<u32>,
 }
@@ -100,7 +100,7 @@ impl BucketPlan {
                     .map(|t| t.tier)
                     .collect(),
             }],
-            homes: HashMap::new(),
+            homes: FastMap::default(),
             inserts: Some(0),
         }
     }
@@ -113,8 +113,8 @@ impl BucketPlan {
         bucket: u32,
         committed: &[TierFile],
     ) -> Result<Self> {
-        let mut upserts: HashSet<Box<str>> = HashSet::new();
-        let mut incoming: HashSet<Box<str>> = HashSet::new();
+        let mut upserts: FastSet<Box<str>> = FastSet::default();
+        let mut incoming: FastSet<Box<str>> = FastSet::default();
         for staged in group {
             for (_, batch) in staged.bucket_batches(partition, bucket)? {
                 let batch = batch?;
@@ -186,9 +186,9 @@ fn place_inserts(rows: &[u64; INSERT_TIERS as usize + 1], new_keys: u64) -> Tier
 fn key_homes(
     def: &TableDef,
     committed: &[TierFile],
-    keys: &HashSet<Box<str>>,
-) -> Result<HashMap<Box<str>, u32>> {
-    let mut homes = HashMap::new();
+    keys: &FastSet<Box<str>>,
+) -> Result<FastMap<Box<str>, u32>> {
+    let mut homes = FastMap::default();
     for tier in committed {
         let builder = ParquetRecordBatchReaderBuilder::try_new(tier.file.try_clone()?)?;
         let key_column = builder.schema().index_of(&def.record_key)?;

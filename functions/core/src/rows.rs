@@ -38,18 +38,6 @@ pub fn field(name: &str, kind: Kind, nullable: bool) -> Field {
     Field::new(name, data_type, nullable)
 }
 
-/// One value of a silver row, in schema order.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Value {
-    Str(Option<String>),
-    I32(Option<i32>),
-    I64(Option<i64>),
-    F64(Option<f64>),
-    Bool(Option<bool>),
-    Ts(Option<i64>),
-    Date(Option<i32>),
-}
-
 /// Accumulates rows of one table and turns them into a RecordBatch.
 pub struct BatchBuilder {
     schema: SchemaRef,
@@ -97,30 +85,8 @@ impl BatchBuilder {
         self.rows == 0
     }
 
-    /// Appends one row; `values` must follow the schema (checked in debug builds).
-    pub fn push(&mut self, values: Vec<Value>) {
-        debug_assert_eq!(
-            values.len(),
-            self.columns.len(),
-            "row width differs from the schema"
-        );
-        for (column, value) in self.columns.iter_mut().zip(values) {
-            match (column, value) {
-                (ColumnBuilder::Str(b), Value::Str(v)) => b.append_option(v),
-                (ColumnBuilder::I32(b), Value::I32(v)) => b.append_option(v),
-                (ColumnBuilder::I64(b), Value::I64(v)) => b.append_option(v),
-                (ColumnBuilder::F64(b), Value::F64(v)) => b.append_option(v),
-                (ColumnBuilder::Bool(b), Value::Bool(v)) => b.append_option(v),
-                (ColumnBuilder::Ts(b), Value::Ts(v)) => b.append_option(v),
-                (ColumnBuilder::Date(b), Value::Date(v)) => b.append_option(v),
-                _ => unreachable!("silver row value does not match its column type"),
-            }
-        }
-        self.rows += 1;
-    }
-
-    /// Appends one row column by column, straight from borrowed values: the ingest hot path, where
-    /// a `Vec<Value>` per row (and an owned string per text value) showed in profiles.
+    /// Appends one row column by column, straight from borrowed values: a row of values (and an
+    /// owned string per text value) showed in the profiles of the ingest and of gold.
     pub fn row(&mut self) -> RowWriter<'_> {
         RowWriter {
             builder: self,
@@ -176,6 +142,30 @@ impl RowWriter<'_> {
         match self.next() {
             ColumnBuilder::I32(b) => b.append_option(value),
             _ => unreachable!("an i32 value for a column that is not Int32"),
+        }
+        self
+    }
+
+    pub fn i64(&mut self, value: Option<i64>) -> &mut Self {
+        match self.next() {
+            ColumnBuilder::I64(b) => b.append_option(value),
+            _ => unreachable!("an i64 value for a column that is not Int64"),
+        }
+        self
+    }
+
+    pub fn f64(&mut self, value: Option<f64>) -> &mut Self {
+        match self.next() {
+            ColumnBuilder::F64(b) => b.append_option(value),
+            _ => unreachable!("an f64 value for a column that is not Float64"),
+        }
+        self
+    }
+
+    pub fn date(&mut self, value: Option<i32>) -> &mut Self {
+        match self.next() {
+            ColumnBuilder::Date(b) => b.append_option(value),
+            _ => unreachable!("a date value for a column that is not Date32"),
         }
         self
     }

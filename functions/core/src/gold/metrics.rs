@@ -220,7 +220,7 @@ pub const MEASURE_VERSION: i32 = 2;
 
 /// One stay and what gold counted for it: every number of the other gold tables (but the infections
 /// by code) is a sum over these rows, so an analyst can see which stays make a rate.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StayDetail {
     pub stay_key: String,
     /// The stay that opens this stay's episode (its own key when it is the first).
@@ -422,6 +422,51 @@ fn local_day(micros: i64, zone: chrono_tz::Tz) -> i64 {
     )
 }
 
+/// The facility's calendar: [`local_day`], with the zone's offset from UTC remembered per hour
+/// (a million stays ask for two million days). An hour that starts and ends at the same offset has
+/// it throughout (no zone changes its offset twice within an hour); an hour with a change is worked
+/// out instant by instant.
+struct Calendar {
+    zone: chrono_tz::Tz,
+    offsets: FastMap<i64, Option<i64>>,
+}
+
+impl Calendar {
+    const HOUR: i64 = 3_600_000_000;
+    const DAY: i64 = 86_400_000_000;
+
+    fn new(zone: chrono_tz::Tz) -> Self {
+        Self {
+            zone,
+            offsets: FastMap::default(),
+        }
+    }
+
+    fn day(&mut self, micros: i64) -> i64 {
+        if micros.rem_euclid(Self::DAY) == 0 {
+            return micros.div_euclid(Self::DAY);
+        }
+        let hour = micros.div_euclid(Self::HOUR);
+        let zone = self.zone;
+        let offset = *self.offsets.entry(hour).or_insert_with(|| {
+            let start = utc_offset(zone, hour * Self::HOUR)?;
+            let end = utc_offset(zone, (hour + 1) * Self::HOUR - 1)?;
+            (start == end).then_some(start)
+        });
+        match offset {
+            Some(offset) => (micros + offset).div_euclid(Self::DAY),
+            None => local_day(micros, zone),
+        }
+    }
+}
+
+/// The zone's offset from UTC at an instant, in µs.
+fn utc_offset(zone: chrono_tz::Tz, micros: i64) -> Option<i64> {
+    use chrono::Offset;
+    let at = chrono::DateTime::from_timestamp_micros(micros)?;
+    Some(i64::from(at.with_timezone(&zone).offset().fix().local_minus_utc()) * 1_000_000)
+}
+
 /// The period of an encounter that is an inpatient stay as `profile` reads the tenant: at the top
 /// of its chain, of an inpatient class, finished, with both ends, not ending before it starts.
 fn stay_period(encounter: &EncounterFacts<'_>, profile: &TenantProfile) -> Option<(i64, i64)> {
@@ -469,12 +514,13 @@ impl<'a> Numbering<'a> {
 /// The hospital of stays whose encounter names none.
 const UNKNOWN_HOSPITAL: &str = "unknown";
 
-/// A tenant's inpatient stays (in encounter order), and the hospitals they name, numbered.
+/// A tenant's inpatient stays, in silver's order (reading the encounters and their keys in the
+/// order they lie in memory), and the hospitals they name, numbered.
 fn stays<'a>(
     silver: &'a TenantSilver<'a>,
     profile: &TenantProfile,
+    calendar: &mut Calendar,
 ) -> (Vec<Stay<'a>>, Vec<&'a str>) {
-    let zone = profile.time_zone;
     let mut patients = Numbering::default();
     let mut hospitals = Numbering::default();
     let stays = silver
@@ -482,12 +528,12 @@ fn stays<'a>(
         .iter()
         .filter_map(|encounter| {
             let (start, end) = stay_period(encounter, profile)?;
-            let discharge_day = local_day(end, zone);
+            let discharge_day = calendar.day(end);
             Some(Stay {
                 encounter,
                 start,
                 end,
-                admission_day: local_day(start, zone),
+                admission_day: calendar.day(start),
                 discharge_day,
                 month: month_index(discharge_day),
                 patient: patients.number(encounter.patient_key),
@@ -551,7 +597,12 @@ type Onset = (u32, u32, i64, u32);
 /// Each condition that is an infection in its stay's window (onset from day 3 of the stay to its
 /// discharge day), as an [`Onset`]. A condition recorded in an encounter inside an admission (an
 /// ICU stay) counts for the admission; the first of its codings in the value set names it.
-fn onsets(silver: &TenantSilver<'_>, stays: &[Stay<'_>], profile: &TenantProfile) -> Vec<Onset> {
+fn onsets(
+    silver: &TenantSilver<'_>,
+    stays: &[Stay<'_>],
+    profile: &TenantProfile,
+    calendar: &mut Calendar,
+) -> Vec<Onset> {
     if silver.conditions.is_empty() {
         return Vec::new();
     }
@@ -584,7 +635,7 @@ fn onsets(silver: &TenantSilver<'_>, stays: &[Stay<'_>], profile: &TenantProfile
         let Some(onset) = c.onset_at.or(c.recorded_at) else {
             continue;
         };
-        let day = local_day(onset, profile.time_zone);
+        let day = calendar.day(onset);
         let s = &stays[number as usize];
         if s.admission_day + 2 <= day && day <= s.discharge_day {
             onsets.push((s.patient, listed as u32, day, number));
@@ -625,12 +676,20 @@ struct Episode {
 /// continues the previous stay's episode. Returns the stays' order (by patient, then admission)
 /// that the episodes' members index, and the episodes, each patient's together.
 fn episodes(stays: &[Stay<'_>]) -> (Vec<usize>, Vec<Episode>) {
-    let mut order: Vec<usize> = (0..stays.len()).collect();
-    let sort_key = |index: usize| {
-        let s = &stays[index];
-        (s.patient, s.start, s.end, s.encounter.encounter_key)
-    };
-    order.sort_unstable_by(|&a, &b| sort_key(a).cmp(&sort_key(b)));
+    // Sorted as numbers, beside each other in memory; the key (behind a pointer) breaks ties only.
+    let mut sorted: Vec<(u32, i64, i64, usize)> = (0..stays.len())
+        .map(|index| {
+            let s = &stays[index];
+            (s.patient, s.start, s.end, index)
+        })
+        .collect();
+    let key = |index: usize| stays[index].encounter.encounter_key;
+    sorted.sort_unstable_by(|a, b| {
+        (a.0, a.1, a.2)
+            .cmp(&(b.0, b.1, b.2))
+            .then_with(|| key(a.3).cmp(key(b.3)))
+    });
+    let order: Vec<usize> = sorted.into_iter().map(|(_, _, _, index)| index).collect();
     let mut episodes: Vec<Episode> = Vec::new();
     for (position, &index) in order.iter().enumerate() {
         let next = &stays[index];
@@ -674,24 +733,38 @@ fn cell_for<'a, 'c>(
     &mut cell.totals
 }
 
+/// The positions of `keys` in key order. The first eight bytes of each key, as one number, decide
+/// almost every comparison (keys are hex pseudonyms) without following a pointer to the text.
+fn key_order(keys: &[&str]) -> Vec<usize> {
+    let prefix = |key: &str| {
+        let mut bytes = [0_u8; 8];
+        let len = key.len().min(8);
+        bytes[..len].copy_from_slice(&key.as_bytes()[..len]);
+        u64::from_be_bytes(bytes)
+    };
+    let mut order: Vec<(u64, usize)> = (0..keys.len()).map(|i| (prefix(keys[i]), i)).collect();
+    order.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| keys[a.1].cmp(keys[b.1])));
+    order.into_iter().map(|(_, index)| index).collect()
+}
+
 /// Computes a tenant's gold rows from its silver rows, read as its profile says, with the 30-day
 /// windows that had not ended at `as_of` (µs since the epoch, UTC) flagged as open.
 pub fn compute(silver: &TenantSilver<'_>, profile: &TenantProfile, as_of: i64) -> GoldRows {
-    let (stays, hospitals) = stays(silver, profile);
-    let counted_hais = count_hais(onsets(silver, &stays, profile));
+    let mut calendar = Calendar::new(profile.time_zone);
+    let (stays, hospitals) = stays(silver, profile, &mut calendar);
+    let counted_hais = count_hais(onsets(silver, &stays, profile, &mut calendar));
     let mut hai_counts = vec![0_i64; stays.len()];
     for &(stay, _) in &counted_hais {
         hai_counts[stay as usize] += 1;
     }
 
-    let zone = profile.time_zone;
-    let as_of_day = local_day(as_of, zone);
-    let death_day = |patient: &str| {
+    let as_of_day = calendar.day(as_of);
+    let mut death_day = |patient: &str| {
         silver
             .patients
             .get(patient)
             .and_then(|p| p.deceased_at)
-            .map(|t| local_day(t, zone))
+            .map(|t| calendar.day(t))
     };
     // One detail row per stay; every number of the other tables is summed from these rows.
     let mut month_labels: FastMap<i32, String> = FastMap::default();
@@ -806,7 +879,13 @@ pub fn compute(silver: &TenantSilver<'_>, profile: &TenantProfile, as_of: i64) -
             .or_insert_with(|| (listed.display.as_str(), 0));
         row.1 += 1;
     }
-    details.sort_unstable_by(|a, b| a.stay_key.cmp(&b.stay_key));
+
+    // In stay key order: the stays' positions are sorted, then the rows moved once.
+    let keys: Vec<&str> = stays.iter().map(|s| s.encounter.encounter_key).collect();
+    let details = key_order(&keys)
+        .into_iter()
+        .map(|index| std::mem::take(&mut details[index]))
+        .collect();
 
     let mut hospital_monthly: Vec<HospitalMonth> = cells
         .into_iter()
@@ -1658,6 +1737,60 @@ mod tests {
         let february = month(&east, "2024-02");
         assert_eq!((february.stays, february.patient_days), (1, 2));
         assert_eq!(february.hai_count, 1);
+    }
+
+    #[test]
+    fn the_calendar_gives_the_day_on_the_facilitys_clock_across_offset_changes() {
+        // New York changes by an hour at 02:00 local, Lord Howe by half an hour at 02:00 local
+        // (15:00 or 15:30 UTC); Tehran (+03:30) went back from 24:00 to 23:00 at 19:30 UTC on
+        // 21 September 2021, so half an hour's instants fall on the day before on the new offset.
+        // Every 7 minutes around those changes, and around a midnight.
+        for zone in [
+            "America/New_York",
+            "Australia/Lord_Howe",
+            "Asia/Tehran",
+            "UTC",
+        ] {
+            let zone: chrono_tz::Tz = zone.parse().unwrap();
+            let mut calendar = Calendar::new(zone);
+            for around in [
+                "2024-03-10T07:00:00Z",
+                "2024-11-03T06:00:00Z",
+                "2024-04-06T15:00:00Z",
+                "2024-10-05T15:30:00Z",
+                "2021-09-21T19:30:00Z",
+                "2024-06-01T00:00:00Z",
+            ] {
+                let middle = at(around).unwrap();
+                for step in -200..200 {
+                    let instant = middle + step * 7 * 60_000_000 + step.rem_euclid(3);
+                    assert_eq!(
+                        calendar.day(instant),
+                        local_day(instant, zone),
+                        "{zone} at {instant}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn key_order_is_text_order_whatever_the_first_eight_bytes() {
+        let keys = [
+            "b",
+            "abcdefgh2",
+            "abcdefgh10",
+            "",
+            "abcdefgh",
+            "abc",
+            "ab\u{0}",
+            "ab",
+            "zz",
+            "abcdefgh1",
+        ];
+        let mut expected: Vec<usize> = (0..keys.len()).collect();
+        expected.sort_by_key(|&i| keys[i]);
+        assert_eq!(key_order(&keys), expected);
     }
 
     #[test]

@@ -14,10 +14,11 @@ use super::metrics::{
     PatientFacts, StayDetail, TenantSilver,
 };
 use crate::error::{CoreError, Result};
+use crate::fast_hash::FastMap;
 use crate::fhir::CodingValue;
 use crate::hudi::TableDef;
 use crate::profile::TenantProfile;
-use crate::rows::{BatchBuilder, Kind, Value, field};
+use crate::rows::{BatchBuilder, Kind, RowWriter, field};
 use crate::silver::{SilverTable, parse_codings_column};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -152,99 +153,82 @@ impl GoldTable {
         refreshed_at: i64,
     ) -> Result<Vec<RecordBatch>> {
         let mut builder = BatchBuilder::new(self.schema());
-        let s = |v: &str| Value::Str(Some(v.to_owned()));
-        let i = |v: i64| Value::I64(Some(v));
-        let f = |v: f64| Value::F64(Some(v));
-        let version = |v: i32| Value::I32(Some(v));
-        let text = |v: &Option<String>| Value::Str(v.clone());
-        let flag = |v: Option<bool>| Value::Bool(v);
-        let mut push = |key: String, values: Vec<Value>| {
-            let mut row = vec![Value::Str(Some(key)), s(tenant)];
-            row.extend(values);
-            row.push(Value::Ts(Some(refreshed_at)));
-            builder.push(row);
+        // Every gold row: its key and tenant first, the refresh time last.
+        let mut push = |key: &str, values: &dyn Fn(&mut RowWriter<'_>)| {
+            let mut row = builder.row();
+            row.str(Some(key)).str(Some(tenant));
+            values(&mut row);
+            row.ts(Some(refreshed_at)).end();
         };
         match self {
             Self::HospitalMonthly => {
                 for r in &rows.hospital_monthly {
-                    push(
-                        format!("{}|{}", r.hospital_id, r.month),
-                        vec![
-                            s(&r.hospital_id),
-                            s(&r.hospital_name),
-                            s(&r.month),
-                            i(r.stays),
-                            i(r.deaths_30d),
-                            i(r.mortality_episodes),
-                            f(r.mortality_rate),
-                            i(r.index_stays),
-                            i(r.readmissions_30d),
-                            f(r.readmission_rate),
-                            i(r.patient_days),
-                            f(r.alos),
-                            i(r.hai_count),
-                            i(r.hai_stays),
-                            f(r.hai_per_1000_patient_days),
-                            i(r.open_window_index),
-                            i(r.open_window_mortality),
-                            version(r.measure_version),
-                        ],
-                    );
+                    push(&format!("{}|{}", r.hospital_id, r.month), &|row| {
+                        row.str(Some(&r.hospital_id))
+                            .str(Some(&r.hospital_name))
+                            .str(Some(&r.month))
+                            .i64(Some(r.stays))
+                            .i64(Some(r.deaths_30d))
+                            .i64(Some(r.mortality_episodes))
+                            .f64(Some(r.mortality_rate))
+                            .i64(Some(r.index_stays))
+                            .i64(Some(r.readmissions_30d))
+                            .f64(Some(r.readmission_rate))
+                            .i64(Some(r.patient_days))
+                            .f64(Some(r.alos))
+                            .i64(Some(r.hai_count))
+                            .i64(Some(r.hai_stays))
+                            .f64(Some(r.hai_per_1000_patient_days))
+                            .i64(Some(r.open_window_index))
+                            .i64(Some(r.open_window_mortality))
+                            .i32(Some(r.measure_version));
+                    });
                 }
             }
             Self::HaiByCode => {
                 for r in &rows.hai_by_code {
-                    push(
-                        format!("{}|{}|{}", r.month, r.system, r.code),
-                        vec![
-                            s(&r.month),
-                            s(&r.system),
-                            s(&r.code),
-                            s(&r.display),
-                            i(r.count),
-                            version(r.measure_version),
-                        ],
-                    );
+                    push(&format!("{}|{}|{}", r.month, r.system, r.code), &|row| {
+                        row.str(Some(&r.month))
+                            .str(Some(&r.system))
+                            .str(Some(&r.code))
+                            .str(Some(&r.display))
+                            .i64(Some(r.count))
+                            .i32(Some(r.measure_version));
+                    });
                 }
             }
             Self::MortalityYearly => {
                 for r in &rows.mortality_yearly {
-                    push(
-                        r.year.to_string(),
-                        vec![
-                            version(r.year),
-                            i(r.episodes),
-                            i(r.deaths),
-                            f(r.rate),
-                            version(r.measure_version),
-                        ],
-                    );
+                    push(&r.year.to_string(), &|row| {
+                        row.i32(Some(r.year))
+                            .i64(Some(r.episodes))
+                            .i64(Some(r.deaths))
+                            .f64(Some(r.rate))
+                            .i32(Some(r.measure_version));
+                    });
                 }
             }
             Self::StayDetail => {
                 for r in &rows.stay_detail {
-                    push(
-                        r.stay_key.clone(),
-                        vec![
-                            s(&r.stay_key),
-                            s(&r.episode_key),
-                            s(&r.patient_key),
-                            s(&r.hospital_id),
-                            s(&r.month),
-                            Value::Date(Some(r.admission_date)),
-                            Value::Date(Some(r.discharge_date)),
-                            i(r.los),
-                            flag(r.died_30d),
-                            flag(r.mortality_window_open),
-                            flag(r.index_episode),
-                            text(&r.exclusion_reason),
-                            flag(r.readmitted),
-                            text(&r.readmission_stay_key),
-                            flag(r.readmission_window_open),
-                            i(r.hai_count),
-                            version(r.measure_version),
-                        ],
-                    );
+                    push(&r.stay_key, &|row| {
+                        row.str(Some(&r.stay_key))
+                            .str(Some(&r.episode_key))
+                            .str(Some(&r.patient_key))
+                            .str(Some(&r.hospital_id))
+                            .str(Some(&r.month))
+                            .date(Some(r.admission_date))
+                            .date(Some(r.discharge_date))
+                            .i64(Some(r.los))
+                            .bool(r.died_30d)
+                            .bool(r.mortality_window_open)
+                            .bool(r.index_episode)
+                            .str(r.exclusion_reason.as_deref())
+                            .bool(r.readmitted)
+                            .str(r.readmission_stay_key.as_deref())
+                            .bool(r.readmission_window_open)
+                            .i64(Some(r.hai_count))
+                            .i32(Some(r.measure_version));
+                    });
                 }
             }
         }
@@ -472,6 +456,8 @@ pub fn tenant_silver_from_batches<'a>(
         }
     }
     let infections = &profile.hai;
+    // A tenant's millions of conditions repeat a few thousand codings: each text is parsed once.
+    let mut listed_codings: FastMap<&str, bool> = FastMap::default();
     for batch in batches.get(&SilverTable::Condition).into_iter().flatten() {
         let c = Columns { batch };
         let (codings, systems, codes) = (
@@ -483,10 +469,18 @@ pub fn tenant_silver_from_batches<'a>(
             let listed = if codings.is_null(r) {
                 !codes.is_null(r) && infections.lists(text_at(systems, r), codes.value(r))
             } else {
-                serde_json::from_str::<Vec<CodingRef<'_>>>(codings.value(r))
-                    .map_err(|e| unreadable_codings(&e))?
-                    .iter()
-                    .any(|coding| infections.lists(coding.system.as_deref(), &coding.code))
+                let text = codings.value(r);
+                match listed_codings.get(text) {
+                    Some(&listed) => listed,
+                    None => {
+                        let listed = serde_json::from_str::<Vec<CodingRef<'_>>>(text)
+                            .map_err(|e| unreadable_codings(&e))?
+                            .iter()
+                            .any(|coding| infections.lists(coding.system.as_deref(), &coding.code));
+                        listed_codings.insert(text, listed);
+                        listed
+                    }
+                }
             };
             if listed {
                 silver.conditions.push(ConditionFacts {

@@ -10,7 +10,7 @@ use object_store::path::Path;
 
 use crate::fhir::CodingValue;
 use crate::hudi::TableDef;
-pub use crate::rows::{BatchBuilder, Value};
+pub use crate::rows::BatchBuilder;
 use crate::rows::{Kind, field};
 
 pub(crate) use records::{Resolver, RowError, resolve_references, write_row};
@@ -229,20 +229,21 @@ mod tests {
     fn builds_a_batch_from_rows() {
         let schema = SilverTable::Organization.schema();
         let mut builder = BatchBuilder::new(schema.clone());
-        let mut row = vec![Value::Str(Some("k".into())), Value::Str(Some("t".into()))];
-        row.extend([
-            Value::Str(None),
-            Value::Str(Some("General".into())),
-            Value::Str(None),
-            Value::Bool(Some(true)),
-            Value::Str(None),
-            Value::Str(None),
-            Value::Ts(Some(1)),
-            Value::Str(None),
-            Value::Str(Some("src".into())),
-            Value::Ts(Some(2)),
-        ]);
-        builder.push(row);
+        builder
+            .row()
+            .str(Some("k"))
+            .str(Some("t"))
+            .str(None)
+            .str(Some("General"))
+            .str(None)
+            .bool(Some(true))
+            .str(None)
+            .str(None)
+            .ts(Some(1))
+            .str(None)
+            .str(Some("src"))
+            .ts(Some(2))
+            .end();
         let batch = builder.finish().unwrap();
         assert_eq!(batch.num_rows(), 1);
         assert_eq!(batch.schema(), schema);

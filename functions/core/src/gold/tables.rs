@@ -4,8 +4,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
+use arrow_array::types::ArrowPrimitiveType;
 use arrow_array::types::{Date32Type, Float64Type, Int32Type, Int64Type, TimestampMicrosecondType};
-use arrow_array::{Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow_array::{
+    Array, BooleanArray, PrimitiveArray, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
 use arrow_schema::{Schema, SchemaRef};
 use object_store::path::Path;
 
@@ -257,23 +260,20 @@ impl<'a> Columns<'a> {
     }
 
     fn times(&self, name: &str) -> Result<&'a TimestampMicrosecondArray> {
-        Ok(self
-            .column(name)?
-            .as_primitive::<TimestampMicrosecondType>())
+        self.primitives::<TimestampMicrosecondType>(name)
+    }
+
+    fn primitives<T: ArrowPrimitiveType>(&self, name: &str) -> Result<&'a PrimitiveArray<T>> {
+        Ok(self.column(name)?.as_primitive::<T>())
+    }
+
+    fn flags(&self, name: &str) -> Result<&'a BooleanArray> {
+        Ok(self.column(name)?.as_boolean())
     }
 
     fn text(&self, name: &str, row: usize) -> Result<Option<String>> {
         let column = self.column(name)?;
         Ok((!column.is_null(row)).then(|| column.as_string::<i32>().value(row).to_owned()))
-    }
-
-    fn date(&self, name: &str, row: usize) -> Result<i32> {
-        Ok(self.column(name)?.as_primitive::<Date32Type>().value(row))
-    }
-
-    fn flag(&self, name: &str, row: usize) -> Result<Option<bool>> {
-        let column = self.column(name)?;
-        Ok((!column.is_null(row)).then(|| column.as_boolean().value(row)))
     }
 
     fn int32(&self, name: &str, row: usize) -> Result<i32> {
@@ -294,9 +294,80 @@ fn text_at(column: &StringArray, row: usize) -> Option<&str> {
     column.is_valid(row).then(|| column.value(row))
 }
 
-/// A timestamp cell (µs); `None` when null.
-fn time_at(column: &TimestampMicrosecondArray, row: usize) -> Option<i64> {
+/// A number or timestamp cell; `None` when null.
+fn value_at<T: ArrowPrimitiveType>(column: &PrimitiveArray<T>, row: usize) -> Option<T::Native> {
     column.is_valid(row).then(|| column.value(row))
+}
+
+/// A boolean cell; `None` when null.
+fn flag_at(column: &BooleanArray, row: usize) -> Option<bool> {
+    column.is_valid(row).then(|| column.value(row))
+}
+
+/// The `stay_detail` rows (a million for a large tenant), columns resolved once per batch.
+fn stay_detail_rows(batches: Option<&Vec<RecordBatch>>) -> Result<Vec<StayDetail>> {
+    let mut rows = Vec::new();
+    for batch in batches.into_iter().flatten() {
+        let c = Columns { batch };
+        let [
+            stay,
+            episode,
+            patient,
+            hospital,
+            month,
+            exclusion,
+            readmission,
+        ] = [
+            "stay_key",
+            "episode_key",
+            "patient_key",
+            "hospital_id",
+            "month",
+            "exclusion_reason",
+            "readmission_stay_key",
+        ]
+        .map(|name| c.strings(name));
+        let (stay, episode, patient, hospital) = (stay?, episode?, patient?, hospital?);
+        let (month, exclusion, readmission) = (month?, exclusion?, readmission?);
+        let [died, mortality_open, index, readmitted, readmission_open] = [
+            "died_30d",
+            "mortality_window_open",
+            "index_episode",
+            "readmitted",
+            "readmission_window_open",
+        ]
+        .map(|name| c.flags(name));
+        let (died, mortality_open, index) = (died?, mortality_open?, index?);
+        let (readmitted, readmission_open) = (readmitted?, readmission_open?);
+        let admission = c.primitives::<Date32Type>("admission_date")?;
+        let discharge = c.primitives::<Date32Type>("discharge_date")?;
+        let los = c.primitives::<Int64Type>("los")?;
+        let hai_count = c.primitives::<Int64Type>("hai_count")?;
+        let version = c.primitives::<Int32Type>("measure_version")?;
+        let owned = |column: &StringArray, row: usize| text_at(column, row).map(str::to_owned);
+        for r in 0..batch.num_rows() {
+            rows.push(StayDetail {
+                stay_key: owned(stay, r).unwrap_or_default(),
+                episode_key: owned(episode, r).unwrap_or_default(),
+                patient_key: owned(patient, r).unwrap_or_default(),
+                hospital_id: owned(hospital, r).unwrap_or_default(),
+                month: owned(month, r).unwrap_or_default(),
+                admission_date: admission.value(r),
+                discharge_date: discharge.value(r),
+                los: los.value(r),
+                died_30d: flag_at(died, r),
+                mortality_window_open: flag_at(mortality_open, r),
+                index_episode: flag_at(index, r),
+                exclusion_reason: owned(exclusion, r),
+                readmitted: flag_at(readmitted, r),
+                readmission_stay_key: owned(readmission, r),
+                readmission_window_open: flag_at(readmission_open, r),
+                hai_count: hai_count.value(r),
+                measure_version: version.value(r),
+            });
+        }
+    }
+    Ok(rows)
 }
 
 fn each_row<T>(
@@ -388,7 +459,7 @@ pub fn tenant_silver_from_batches<'a>(
         let c = Columns { batch };
         let (keys, deaths) = (c.strings("patient_key")?, c.times("deceased_at")?);
         for r in 0..batch.num_rows() {
-            if let Some(deceased_at) = time_at(deaths, r) {
+            if let Some(deceased_at) = value_at(deaths, r) {
                 let key = text_at(keys, r).unwrap_or_default();
                 silver.patients.insert(
                     key,
@@ -442,8 +513,8 @@ pub fn tenant_silver_from_batches<'a>(
                 status: text_at(status, r),
                 class_code: text_at(class_code, r),
                 class_system: text_at(class_system, r),
-                period_start: time_at(start, r),
-                period_end: time_at(end, r),
+                period_start: value_at(start, r),
+                period_end: value_at(end, r),
                 hospital_key: text_at(hospital_key, r),
                 hospital_name: text_at(hospital_name, r),
                 part_of_key: text_at(part_of, r),
@@ -487,8 +558,8 @@ pub fn tenant_silver_from_batches<'a>(
                     encounter_key: text_at(c.strings("encounter_key")?, r),
                     verification_status: text_at(c.strings("verification_status")?, r),
                     codings: condition_codings(&c, r)?,
-                    onset_at: time_at(c.times("onset_at")?, r),
-                    recorded_at: time_at(c.times("recorded_at")?, r),
+                    onset_at: value_at(c.times("onset_at")?, r),
+                    recorded_at: value_at(c.times("recorded_at")?, r),
                 });
             }
         }
@@ -553,27 +624,7 @@ pub fn gold_rows_from_batches(batches: &BTreeMap<GoldTable, Vec<RecordBatch>>) -
                 measure_version: c.int32("measure_version", r)?,
             })
         })?,
-        stay_detail: each_row(batches.get(&GoldTable::StayDetail), |c, r| {
-            Ok(StayDetail {
-                stay_key: c.text("stay_key", r)?.unwrap_or_default(),
-                episode_key: c.text("episode_key", r)?.unwrap_or_default(),
-                patient_key: c.text("patient_key", r)?.unwrap_or_default(),
-                hospital_id: c.text("hospital_id", r)?.unwrap_or_default(),
-                month: c.text("month", r)?.unwrap_or_default(),
-                admission_date: c.date("admission_date", r)?,
-                discharge_date: c.date("discharge_date", r)?,
-                los: c.int("los", r)?,
-                died_30d: c.flag("died_30d", r)?,
-                mortality_window_open: c.flag("mortality_window_open", r)?,
-                index_episode: c.flag("index_episode", r)?,
-                exclusion_reason: c.text("exclusion_reason", r)?,
-                readmitted: c.flag("readmitted", r)?,
-                readmission_stay_key: c.text("readmission_stay_key", r)?,
-                readmission_window_open: c.flag("readmission_window_open", r)?,
-                hai_count: c.int("hai_count", r)?,
-                measure_version: c.int32("measure_version", r)?,
-            })
-        })?,
+        stay_detail: stay_detail_rows(batches.get(&GoldTable::StayDetail))?,
         mortality_yearly: each_row(batches.get(&GoldTable::MortalityYearly), |c, r| {
             Ok(MortalityYear {
                 year: c.int32("year", r)?,

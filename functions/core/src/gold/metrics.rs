@@ -143,25 +143,27 @@ impl<'a> EncounterFacts<'a> {
     }
 }
 
+/// A condition with a listed infection code, owned: a tenant has few of them, and owning them lets
+/// the millions of condition rows be dropped before the measures run.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct ConditionFacts<'a> {
-    pub encounter_key: Option<&'a str>,
+pub struct ConditionFacts {
+    pub encounter_key: Option<String>,
     /// `entered-in-error` and `refuted` conditions are not infections.
-    pub verification_status: Option<&'a str>,
+    pub verification_status: Option<String>,
     /// Every coding of the condition's code: it is an HAI when any of them is in the value set.
     pub codings: Vec<CodingValue>,
     pub onset_at: Option<i64>,
     pub recorded_at: Option<i64>,
 }
 
-/// One tenant's silver content, reduced to what the metrics read and borrowed from the silver
-/// columns it was read from.
+/// One tenant's silver content, reduced to what the metrics read; patients, encounters and
+/// organizations borrowed from the silver columns they were read from.
 #[derive(Debug, Clone, Default)]
 pub struct TenantSilver<'a> {
     /// Patients with a death date (the others have nothing gold reads).
     pub patients: FastMap<&'a str, PatientFacts>,
     pub encounters: Vec<EncounterFacts<'a>>,
-    pub conditions: Vec<ConditionFacts<'a>>,
+    pub conditions: Vec<ConditionFacts>,
     /// Organization name by `organization_key` and by `identifier_key`.
     pub hospital_names: FastMap<&'a str, &'a str>,
 }
@@ -614,11 +616,12 @@ fn onsets(
     let mut onsets = Vec::new();
     for c in &silver.conditions {
         if c.verification_status
+            .as_deref()
             .is_some_and(|status| NOT_AN_INFECTION.contains(&status))
         {
             continue;
         }
-        let Some(encounter) = c.encounter_key else {
+        let Some(encounter) = c.encounter_key.as_deref() else {
             continue;
         };
         let encounter = top_level.get(encounter).copied().unwrap_or(encounter);
@@ -990,14 +993,14 @@ mod tests {
         }
     }
 
-    fn hai<'a>(
-        encounter: &'a str,
+    fn hai(
+        encounter: &str,
         code: &str,
         onset: Option<&str>,
         recorded: Option<&str>,
-    ) -> ConditionFacts<'a> {
+    ) -> ConditionFacts {
         ConditionFacts {
-            encounter_key: Some(encounter),
+            encounter_key: Some(encounter.into()),
             codings: vec![coding("http://snomed.info/sct", code)],
             onset_at: onset.and_then(at),
             recorded_at: recorded.and_then(at),
@@ -1008,7 +1011,7 @@ mod tests {
     fn silver<'a>(
         encounters: Vec<EncounterFacts<'a>>,
         deaths: &[(&'a str, &str)],
-        conditions: Vec<ConditionFacts<'a>>,
+        conditions: Vec<ConditionFacts>,
     ) -> TenantSilver<'a> {
         let mut silver = TenantSilver {
             encounters,
@@ -1270,11 +1273,10 @@ mod tests {
         let first = stay("s1", "p", "2024-07-01T10:00:00Z", "2024-07-10T10:00:00Z");
         let second = stay("s2", "p", "2024-07-20T10:00:00Z", "2024-07-30T10:00:00Z");
         let other = stay("o", "q", "2024-07-01T10:00:00Z", "2024-07-10T10:00:00Z");
-        let with_status =
-            |status: &'static str, condition: ConditionFacts<'static>| ConditionFacts {
-                verification_status: Some(status),
-                ..condition
-            };
+        let with_status = |status: &str, condition: ConditionFacts| ConditionFacts {
+            verification_status: Some(status.into()),
+            ..condition
+        };
         let conditions = vec![
             // A refuted and an entered-in-error sepsis on day 3: not infections
             with_status(

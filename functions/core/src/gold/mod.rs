@@ -26,7 +26,8 @@ use sha2::{Digest, Sha256};
 pub use metrics::{GoldRows, HaiCode, HaiValueSet, Headline, TenantSilver, compute};
 pub use notify::message_for;
 pub use tables::{
-    GoldTable, gold_rows_from_batches, silver_columns_read, tenant_silver_from_batches,
+    GoldTable, gold_rows_from_batches, listed_conditions, silver_columns_read,
+    tenant_silver_from_batches,
 };
 
 use crate::error::Result;
@@ -260,18 +261,28 @@ async fn refresh_locked(
             // leaves the profile change for the next one to see.
             computed_with.insert(tenant.clone(), profile.fingerprint.clone());
             let started = Instant::now();
+            // The conditions first, reduced to the listed infections before anything else is
+            // read: their columns would otherwise be held (a fifth of the peak) while gold runs.
+            let condition = SilverTable::Condition;
+            let columns = Some(silver_columns_read(condition));
+            let rows = read_one(lake, &silver[&condition], &partition, columns).await?;
+            let conditions = crate::blocking::in_place(|| listed_conditions(&rows, &profile.hai))?;
+            drop(rows);
+            let conditions_at = Instant::now();
+            let others: Vec<_> = silver.iter().filter(|(t, _)| **t != condition).collect();
             let batches =
-                read_partition(lake, &silver, &partition, |t| Some(silver_columns_read(t))).await?;
+                read_partition(lake, others, &partition, |t| Some(silver_columns_read(t))).await?;
             let read_at = Instant::now();
             let (rows, facts_at) = crate::blocking::in_place(|| -> Result<_> {
-                let silver = tenant_silver_from_batches(&batches, &profile)?;
+                let silver = tenant_silver_from_batches(&batches, conditions, &profile)?;
                 let facts_at = Instant::now();
                 Ok((compute(&silver, &profile, refreshed_at), facts_at))
             })?;
             tracing::info!(
                 tenant_id = %tenant,
                 stays = rows.stay_detail.len(),
-                read_ms = millis(read_at - started),
+                conditions_ms = millis(conditions_at - started),
+                read_ms = millis(read_at - conditions_at),
                 facts_ms = millis(facts_at - read_at),
                 compute_ms = millis(facts_at.elapsed()),
                 "gold computed"
@@ -364,20 +375,30 @@ fn millis(elapsed: Duration) -> u64 {
     elapsed.as_millis().try_into().unwrap_or(u64::MAX)
 }
 
-/// Reads one partition of each table's latest snapshot, only the columns `columns` names for it
-/// (`None`: all).
-async fn read_partition<T: Copy + Ord>(
+/// Reads one partition of a table's latest snapshot, only `columns` (`None`: all).
+async fn read_one(
     lake: &Arc<dyn ObjectStore>,
-    tables: &BTreeMap<T, HudiTable>,
+    hudi: &HudiTable,
+    partition: &str,
+    columns: Option<&[&str]>,
+) -> Result<Vec<arrow_array::RecordBatch>> {
+    let snapshot = hudi.snapshot(Some(&[partition.to_owned()])).await?;
+    snapshot.read(lake.as_ref(), Some(partition), columns).await
+}
+
+/// [`read_one`] of each table, with the columns `columns` names for it (`None`: all).
+async fn read_partition<'t, T: Copy + Ord + 't>(
+    lake: &Arc<dyn ObjectStore>,
+    tables: impl IntoIterator<Item = (&'t T, &'t HudiTable)>,
     partition: &str,
     columns: impl Fn(T) -> Option<&'static [&'static str]>,
 ) -> Result<BTreeMap<T, Vec<arrow_array::RecordBatch>>> {
     let mut batches = BTreeMap::new();
-    let partitions = [partition.to_owned()];
     for (table, hudi) in tables {
-        let snapshot = hudi.snapshot(Some(&partitions)).await?;
-        let read = snapshot.read(lake.as_ref(), Some(partition), columns(*table));
-        batches.insert(*table, read.await?);
+        batches.insert(
+            *table,
+            read_one(lake, hudi, partition, columns(*table)).await?,
+        );
     }
     Ok(batches)
 }

@@ -13,7 +13,7 @@ use arrow_schema::{Schema, SchemaRef};
 use object_store::path::Path;
 
 use super::metrics::{
-    ConditionFacts, EncounterFacts, GoldRows, HaiByCode, HospitalMonth, MortalityYear,
+    ConditionFacts, EncounterFacts, GoldRows, HaiByCode, HaiValueSet, HospitalMonth, MortalityYear,
     PatientFacts, StayDetail, TenantSilver,
 };
 use crate::error::{CoreError, Result};
@@ -445,15 +445,67 @@ fn unreadable_codings(e: &serde_json::Error) -> CoreError {
     }
 }
 
-/// A tenant's silver content as the metrics read it with `profile`, borrowed from `batches`. Kept
-/// are only what [`super::compute`] reads: patients with a death date, encounters that are stays or
-/// part of another, and conditions with a coding in the profile's infection codes (a tenant has
-/// millions of the others, which count for nothing).
+/// The conditions with a coding in `infections`, owned: a tenant has millions of the others, which
+/// count for nothing, and the condition columns can be dropped once these are read.
+pub fn listed_conditions(
+    batches: &[RecordBatch],
+    infections: &HaiValueSet,
+) -> Result<Vec<ConditionFacts>> {
+    let mut conditions = Vec::new();
+    // A tenant's millions of conditions repeat a few thousand codings: each text is parsed once.
+    let mut listed_codings: FastMap<&str, bool> = FastMap::default();
+    for batch in batches {
+        let c = Columns { batch };
+        let (codings, systems, codes) = (
+            c.strings("code_codings")?,
+            c.strings("code_system")?,
+            c.strings("code")?,
+        );
+        for r in 0..batch.num_rows() {
+            let listed = if codings.is_null(r) {
+                !codes.is_null(r) && infections.lists(text_at(systems, r), codes.value(r))
+            } else {
+                let text = codings.value(r);
+                match listed_codings.get(text) {
+                    Some(&listed) => listed,
+                    None => {
+                        let listed = serde_json::from_str::<Vec<CodingRef<'_>>>(text)
+                            .map_err(|e| unreadable_codings(&e))?
+                            .iter()
+                            .any(|coding| infections.lists(coding.system.as_deref(), &coding.code));
+                        listed_codings.insert(text, listed);
+                        listed
+                    }
+                }
+            };
+            if listed {
+                conditions.push(ConditionFacts {
+                    encounter_key: text_at(c.strings("encounter_key")?, r).map(str::to_owned),
+                    verification_status: text_at(c.strings("verification_status")?, r)
+                        .map(str::to_owned),
+                    codings: condition_codings(&c, r)?,
+                    onset_at: value_at(c.times("onset_at")?, r),
+                    recorded_at: value_at(c.times("recorded_at")?, r),
+                });
+            }
+        }
+    }
+    Ok(conditions)
+}
+
+/// A tenant's silver content as the metrics read it with `profile`, borrowed from `batches` (its
+/// patients, encounters and organizations), with its `conditions` ([`listed_conditions`]). Kept are
+/// only what [`super::compute`] reads: patients with a death date, encounters that are stays or part
+/// of another.
 pub fn tenant_silver_from_batches<'a>(
     batches: &'a BTreeMap<SilverTable, Vec<RecordBatch>>,
+    conditions: Vec<ConditionFacts>,
     profile: &TenantProfile,
 ) -> Result<TenantSilver<'a>> {
-    let mut silver = TenantSilver::default();
+    let mut silver = TenantSilver {
+        conditions,
+        ..TenantSilver::default()
+    };
     // Each column is resolved once per batch and read borrowed: these loops see every row.
     for batch in batches.get(&SilverTable::Patient).into_iter().flatten() {
         let c = Columns { batch };
@@ -523,44 +575,6 @@ pub fn tenant_silver_from_batches<'a>(
             };
             if encounter.counts(profile) {
                 silver.encounters.push(encounter);
-            }
-        }
-    }
-    let infections = &profile.hai;
-    // A tenant's millions of conditions repeat a few thousand codings: each text is parsed once.
-    let mut listed_codings: FastMap<&str, bool> = FastMap::default();
-    for batch in batches.get(&SilverTable::Condition).into_iter().flatten() {
-        let c = Columns { batch };
-        let (codings, systems, codes) = (
-            c.strings("code_codings")?,
-            c.strings("code_system")?,
-            c.strings("code")?,
-        );
-        for r in 0..batch.num_rows() {
-            let listed = if codings.is_null(r) {
-                !codes.is_null(r) && infections.lists(text_at(systems, r), codes.value(r))
-            } else {
-                let text = codings.value(r);
-                match listed_codings.get(text) {
-                    Some(&listed) => listed,
-                    None => {
-                        let listed = serde_json::from_str::<Vec<CodingRef<'_>>>(text)
-                            .map_err(|e| unreadable_codings(&e))?
-                            .iter()
-                            .any(|coding| infections.lists(coding.system.as_deref(), &coding.code));
-                        listed_codings.insert(text, listed);
-                        listed
-                    }
-                }
-            };
-            if listed {
-                silver.conditions.push(ConditionFacts {
-                    encounter_key: text_at(c.strings("encounter_key")?, r),
-                    verification_status: text_at(c.strings("verification_status")?, r),
-                    codings: condition_codings(&c, r)?,
-                    onset_at: value_at(c.times("onset_at")?, r),
-                    recorded_at: value_at(c.times("recorded_at")?, r),
-                });
             }
         }
     }

@@ -7,10 +7,13 @@ Generates its inputs with fhir-generator, then measures, each as a separate proc
   python peer      bench/peers/python_orjson.py (orjson + pyarrow) on the same NDJSON, one core
   pyspark peer     bench/peers/pyspark_flatten.py, Spark local[1], on the same NDJSON
   memory           `metriccare ingest` of one Encounter file at two sizes (peak RSS flat?)
-  gold             `metriccare gold` after the NDJSON load
+  gold             `metriccare gold` after the NDJSON load, one core
+  duckdb peer      bench/peers/duckdb_gold.py, DuckDB SQL with one thread, hospital_monthly from the
+                   same silver files, one core
   many files       `metriccare watch --once` over many Bundle files of 4 tenants, 1 core vs 2
 and prints MB/s, records/s and peak RSS (of the whole process tree) with the ratios. Before the
-table it checks that the peers and MetricCare produced the same record keys (same pseudonyms).
+table it checks that the peers and MetricCare produced the same record keys (same pseudonyms), and
+that the DuckDB peer's hospital_monthly equals gold's.
 
     .venv/bin/python bench/run.py --size small        # a few minutes; --size full for the README
     .venv/bin/python bench/run.py --size tiny --profile debug --no-build   # the test command's run
@@ -242,7 +245,23 @@ class Bench:
                 env=self.env)
         stays = truth_inpatient_stays(json.loads((generated / "ground-truth.json").read_text()))
         measured = run(self.metriccare(lake, "gold"), self.one_core, self.env)
-        self.record(f"MetricCare gold refresh, {stays} inpatient stays, 1 core", measured)
+        ours = self.record(f"MetricCare gold refresh, {stays} inpatient stays, 1 core", measured)
+        ours["ratio"] = 1.0
+        # The DuckDB peer on the same silver files, one thread on the same core.
+        peer_out = self.work / "peer-duckdb-hospital_monthly.parquet"
+        duck = run([sys.executable, str(ROOT / "bench/peers/duckdb_gold.py"), "--lake", str(lake),
+                    "--tenant", TENANT, "--out", str(peer_out)], self.one_core)
+        summary = json.loads(next(line for line in duck.output.splitlines()
+                                  if line.startswith('{"rows"')))
+        self.record("DuckDB peer, hospital_monthly in SQL, 1 thread", duck,
+                    note=f"(process; Hudi file listing {summary['list_seconds']} s)")
+        # The SQL alone (its Parquet reads included), without Python's start and the listing.
+        in_sql = Measurement(summary["sql_seconds"], duck.peak_rss, "")
+        peer = self.record("DuckDB peer, hospital_monthly in SQL, 1 thread", in_sql,
+                           note="(the SQL)")
+        peer["ratio"] = round(in_sql.seconds / measured.seconds, 1)
+        check_same_hospital_monthly(gold_hospital_monthly(lake, TENANT),
+                                    pq.read_table(peer_out).to_pylist())
         if self.size["gold_patients"]:
             shutil.rmtree(generated)
             shutil.rmtree(lake)
@@ -306,6 +325,43 @@ class Bench:
                        f"{r['mb_per_s'] or '—'} MB/s | {r['records_per_s'] or '—'} | "
                        f"{r['peak_rss_mb'] or '—'} MB | {r.get('ratio', '')} |")
         return "\n".join(out)
+
+
+HOSPITAL_MONTHLY_COUNTS = ["stays", "deaths_30d", "mortality_episodes", "index_stays",
+                           "readmissions_30d", "patient_days", "hai_count", "hai_stays",
+                           "open_window_index", "open_window_mortality", "measure_version"]
+HOSPITAL_MONTHLY_RATES = ["mortality_rate", "readmission_rate", "alos",
+                          "hai_per_1000_patient_days"]
+
+
+def gold_hospital_monthly(lake: Path, tenant: str) -> list[dict]:
+    """MetricCare's gold hospital_monthly rows of one tenant (the latest Hudi snapshot)."""
+    from hudi import HudiTableBuilder
+    table = lake.resolve() / "gold" / "hospital_monthly"
+    batches = HudiTableBuilder.from_base_uri(str(table)).build().read()
+    return [row for batch in batches for row in batch.to_pylist() if row["tenant_id"] == tenant]
+
+
+def check_same_hospital_monthly(gold: list[dict], peer: list[dict]) -> None:
+    """Exits unless the peer's rows equal gold's: the same (hospital_id, month) cells and names,
+    every count exactly, every rate within 1e-9."""
+    def by_cell(rows):
+        return {(r["hospital_id"], r["month"]): r for r in rows}
+    ours, theirs = by_cell(gold), by_cell(peer)
+    for cell in sorted(ours.keys() | theirs.keys()):
+        row = f"hospital_monthly row hospital_id={cell[0]} month={cell[1]}"
+        if cell not in theirs:
+            sys.exit(f"DuckDB peer: {row} is in gold but not in the peer's result")
+        if cell not in ours:
+            sys.exit(f"DuckDB peer: {row} is in the peer's result but not in gold")
+        a, b = ours[cell], theirs[cell]
+        differ = [f"{c}: gold {a[c]!r}, peer {b[c]!r}" for c in ["hospital_name",
+                  *HOSPITAL_MONTHLY_COUNTS] if a[c] != b[c]]
+        differ += [f"{c}: gold {a[c]!r}, peer {b[c]!r}" for c in HOSPITAL_MONTHLY_RATES
+                   if abs(a[c] - b[c]) > 1e-9]
+        if differ:
+            sys.exit(f"DuckDB peer: {row} differs from gold: " + "; ".join(differ))
+    print(f"  DuckDB peer: the same {len(ours)} hospital_monthly rows as gold")
 
 
 def truth_inpatient_stays(truth: dict) -> int:

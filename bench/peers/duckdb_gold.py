@@ -378,8 +378,10 @@ def main() -> None:
     parser.add_argument("--lake", required=True, type=Path)
     parser.add_argument("--tenant", required=True)
     parser.add_argument("--out", required=True, help="hospital_monthly as Parquet")
+    parser.add_argument("--as-of", type=int, help="the instant open windows are judged at, in µs "
+                        "since the epoch (gold's refreshed_at, to compare with it); default: now")
     args = parser.parse_args()
-    as_of_us = time.time_ns() // 1000
+    as_of_us = args.as_of if args.as_of is not None else time.time_ns() // 1000
     started = time.perf_counter()
     files = {t: latest_files(args.lake.resolve(), t, args.tenant)
              for t in ("patient", "encounter", "condition", "organization")}

@@ -157,7 +157,8 @@ pub struct ConditionFacts {
 }
 
 /// One tenant's silver content, reduced to what the metrics read; patients, encounters and
-/// organizations borrowed from the silver columns they were read from.
+/// organizations borrowed from the silver columns they were read from. Keys are unique within a
+/// tenant (they are silver's record keys, de-duplicated by the table's merge).
 #[derive(Debug, Clone, Default)]
 pub struct TenantSilver<'a> {
     /// Patients with a death date (the others have nothing gold reads).
@@ -407,16 +408,23 @@ fn index_exclusion(encounter: &EncounterFacts<'_>) -> Option<&'static str> {
         .map(|(_, _, reason)| *reason)
 }
 
-/// The calendar day (days since 1970-01-01) of an instant on the facility's clock. An instant at
-/// exactly midnight UTC is a FHIR date without a time (silver keeps `2024-03-05` as its first
-/// instant, UTC): it is that date wherever the facility is, not the evening before in the Americas.
+const DAY_MICROS: i64 = 86_400_000_000;
+
+/// The day of an instant at exactly midnight UTC: a FHIR date without a time (silver keeps
+/// `2024-03-05` as its first instant, UTC) is that date wherever the facility is, not the evening
+/// before in the Americas.
+fn date_only_day(micros: i64) -> Option<i64> {
+    (micros.rem_euclid(DAY_MICROS) == 0).then(|| micros.div_euclid(DAY_MICROS))
+}
+
+/// The calendar day (days since 1970-01-01) of an instant on the facility's clock (a date without
+/// a time: [`date_only_day`]).
 fn local_day(micros: i64, zone: chrono_tz::Tz) -> i64 {
-    const DAY: i64 = 86_400_000_000;
-    if micros.rem_euclid(DAY) == 0 {
-        return micros.div_euclid(DAY);
+    if let Some(day) = date_only_day(micros) {
+        return day;
     }
     chrono::DateTime::from_timestamp_micros(micros).map_or_else(
-        || micros.div_euclid(DAY),
+        || micros.div_euclid(DAY_MICROS),
         |at| {
             let date = at.with_timezone(&zone).date_naive();
             i64::from(date.num_days_from_ce()) - 719_163
@@ -435,7 +443,6 @@ struct Calendar {
 
 impl Calendar {
     const HOUR: i64 = 3_600_000_000;
-    const DAY: i64 = 86_400_000_000;
 
     fn new(zone: chrono_tz::Tz) -> Self {
         Self {
@@ -445,18 +452,24 @@ impl Calendar {
     }
 
     fn day(&mut self, micros: i64) -> i64 {
-        if micros.rem_euclid(Self::DAY) == 0 {
-            return micros.div_euclid(Self::DAY);
+        if let Some(day) = date_only_day(micros) {
+            return day;
         }
         let hour = micros.div_euclid(Self::HOUR);
         let zone = self.zone;
+        // Instants chrono cannot place (hundreds of millennia away) have no offset: worked out
+        // by `local_day` as it does for them.
         let offset = *self.offsets.entry(hour).or_insert_with(|| {
-            let start = utc_offset(zone, hour * Self::HOUR)?;
-            let end = utc_offset(zone, (hour + 1) * Self::HOUR - 1)?;
+            let start = utc_offset(zone, hour.checked_mul(Self::HOUR)?)?;
+            let last = hour
+                .checked_add(1)?
+                .checked_mul(Self::HOUR)?
+                .checked_sub(1)?;
+            let end = utc_offset(zone, last)?;
             (start == end).then_some(start)
         });
-        match offset {
-            Some(offset) => (micros + offset).div_euclid(Self::DAY),
+        match offset.and_then(|offset| micros.checked_add(offset)) {
+            Some(local) => local.div_euclid(DAY_MICROS),
             None => local_day(micros, zone),
         }
     }
@@ -1772,6 +1785,23 @@ mod tests {
                         "{zone} at {instant}"
                     );
                 }
+            }
+            // Before 1970, and instants no calendar can place.
+            let before = at("1969-12-31T23:30:00Z").unwrap();
+            for instant in [
+                before,
+                -1,
+                1,
+                i64::MIN,
+                i64::MIN + 1,
+                i64::MAX - 1,
+                i64::MAX,
+            ] {
+                assert_eq!(
+                    calendar.day(instant),
+                    local_day(instant, zone),
+                    "{zone} at {instant}"
+                );
             }
         }
     }

@@ -265,9 +265,9 @@ async fn refresh_locked(
             // read: their columns would otherwise be held (a fifth of the peak) while gold runs.
             let condition = SilverTable::Condition;
             let columns = Some(silver_columns_read(condition));
-            let rows = read_one(lake, &silver[&condition], &partition, columns).await?;
-            let conditions = crate::blocking::in_place(|| listed_conditions(&rows, &profile.hai))?;
-            drop(rows);
+            let all = read_one(lake, &silver[&condition], &partition, columns).await?;
+            let conditions = crate::blocking::in_place(|| listed_conditions(&all, &profile.hai))?;
+            drop(all);
             let conditions_at = Instant::now();
             let others: Vec<_> = silver.iter().filter(|(t, _)| **t != condition).collect();
             let batches =

@@ -461,6 +461,11 @@ pub fn listed_conditions(
             c.strings("code_system")?,
             c.strings("code")?,
         );
+        let (encounters, statuses) = (
+            c.strings("encounter_key")?,
+            c.strings("verification_status")?,
+        );
+        let (onsets, recorded) = (c.times("onset_at")?, c.times("recorded_at")?);
         for r in 0..batch.num_rows() {
             let listed = if codings.is_null(r) {
                 !codes.is_null(r) && infections.lists(text_at(systems, r), codes.value(r))
@@ -480,12 +485,11 @@ pub fn listed_conditions(
             };
             if listed {
                 conditions.push(ConditionFacts {
-                    encounter_key: text_at(c.strings("encounter_key")?, r).map(str::to_owned),
-                    verification_status: text_at(c.strings("verification_status")?, r)
-                        .map(str::to_owned),
+                    encounter_key: text_at(encounters, r).map(str::to_owned),
+                    verification_status: text_at(statuses, r).map(str::to_owned),
                     codings: condition_codings(&c, r)?,
-                    onset_at: value_at(c.times("onset_at")?, r),
-                    recorded_at: value_at(c.times("recorded_at")?, r),
+                    onset_at: value_at(onsets, r),
+                    recorded_at: value_at(recorded, r),
                 });
             }
         }

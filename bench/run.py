@@ -54,15 +54,13 @@ SIZES = {
 
 
 class Measurement:
-    def __init__(self, seconds: float, peak_rss: int, output: str):
+    def __init__(self, seconds: float, peak_rss: int, output: str, peak_temp: int = 0):
         self.seconds, self.peak_rss, self.output = seconds, peak_rss, output
+        self.peak_temp = peak_temp
 
 
-def tree_peak_rss(pid: int) -> int:
-    """Peak resident bytes (VmHWM) of a process plus its descendants (a Spark driver's JVM too).
-
-    VmHWM belongs to the process's own address space, so unlike the rusage maxrss of a child it
-    does not inherit the high-water mark of the Python process that forked it."""
+def tree_pids(pid: int) -> list[int]:
+    """A process and its descendants."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -72,9 +70,21 @@ def tree_peak_rss(pid: int) -> int:
                 children.setdefault(parent, []).append(int(entry))
             except (OSError, ValueError, IndexError):
                 continue
-    total, stack = 0, [pid]
+    found, stack = [], [pid]
     while stack:
         current = stack.pop()
+        found.append(current)
+        stack.extend(children.get(current, []))
+    return found
+
+
+def tree_peak_rss(pid: int) -> int:
+    """Peak resident bytes (VmHWM) of a process plus its descendants (a Spark driver's JVM too).
+
+    VmHWM belongs to the process's own address space, so unlike the rusage maxrss of a child it
+    does not inherit the high-water mark of the Python process that forked it."""
+    total = 0
+    for current in tree_pids(pid):
         try:
             with open(f"/proc/{current}/status") as status:
                 for line in status:
@@ -82,24 +92,51 @@ def tree_peak_rss(pid: int) -> int:
                         total += int(line.split()[1]) * 1024
         except (OSError, ValueError):
             pass
-        stack.extend(children.get(current, []))
     return total
 
 
-def run(command: list, cpus: set | None = None, env: dict | None = None) -> Measurement:
+def temp_bytes(pid: int, temp: Path) -> int:
+    """Bytes a process tree holds in its temporary directory: the files still named there plus the
+    unnamed ones (`tempfile::tempfile()` unlinks its file at once) it has open."""
+    total = sum(f.stat().st_size for f in temp.rglob("*") if f.is_file())
+    prefix = str(temp) + "/"
+    for current in tree_pids(pid):
+        try:
+            descriptors = os.listdir(f"/proc/{current}/fd")
+        except OSError:
+            continue
+        for fd in descriptors:
+            try:
+                target = os.readlink(f"/proc/{current}/fd/{fd}")
+                if target.startswith(prefix) and target.endswith(" (deleted)"):
+                    total += os.stat(f"/proc/{current}/fd/{fd}").st_size
+            except OSError:
+                continue
+    return total
+
+
+def run(command: list, cpus: set | None = None, env: dict | None = None,
+        temp: Path | None = None) -> Measurement:
     """Runs a command to completion: wall time, and the peak RSS of its process tree sampled every
-    10 ms (VmHWM only grows, so a sample misses at most the last 10 ms of growth)."""
+    10 ms (VmHWM only grows, so a sample misses at most the last 10 ms of growth). With `temp`,
+    the command's TMPDIR is that directory and the peak of what it holds there is sampled too (a
+    sample can miss a short-lived peak)."""
     merged_env = {**os.environ, **(env or {})}
+    if temp:
+        temp.mkdir(parents=True, exist_ok=True)
+        merged_env["TMPDIR"] = str(temp)
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                env=merged_env,
                                preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
-    peak = [0]
+    peak, peak_temp = [0], [0]
     done = threading.Event()
 
     def sample():
         while not done.wait(0.01):
             peak[0] = max(peak[0], tree_peak_rss(process.pid))
+            if temp:
+                peak_temp[0] = max(peak_temp[0], temp_bytes(process.pid, temp))
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -111,7 +148,7 @@ def run(command: list, cpus: set | None = None, env: dict | None = None) -> Meas
     seconds = time.perf_counter() - started
     if process.returncode != 0:
         sys.exit(f"failed ({process.returncode}): {' '.join(map(str, command))}\n{output[-4000:]}")
-    return Measurement(seconds, peak[0], output)
+    return Measurement(seconds, peak[0], output, peak_temp[0])
 
 
 def dir_bytes(path: Path) -> int:
@@ -124,10 +161,9 @@ def lines(path: Path) -> int:
 
 
 class Bench:
-    def __init__(self, args):
+    def __init__(self, args, bin: Path):
         self.args = args
-        target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
-        self.bin = target / args.profile
+        self.bin = bin
         self.work = Path(tempfile.mkdtemp(prefix="metriccare-bench-", dir=args.work))
         self.size = SIZES[args.size]
         self.rows: list[dict] = []
@@ -375,21 +411,31 @@ def truth_inpatient_stays(truth: dict) -> int:
                for month in tenant["hospital_monthly"])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--size", choices=sorted(SIZES), default="small")
+def add_binary_options(parser: argparse.ArgumentParser) -> None:
+    """The options every benchmark script shares: which binaries, and where the scratch data goes."""
     parser.add_argument("--profile", choices=["release", "debug"], default="release")
     parser.add_argument("--no-build", action="store_true",
                         help="use the binaries already built instead of building them")
-    parser.add_argument("--skip-spark", action="store_true")
     parser.add_argument("--work", help="parent folder for the scratch data (default: $TMPDIR)")
-    parser.add_argument("--json", help="also write the results to this file")
-    args = parser.parse_args()
+
+
+def binaries(args) -> Path:
+    """The folder of the `metriccare` and `fhir-generator` binaries, built first unless --no-build."""
     if not args.no_build:
         profile = ["--release"] if args.profile == "release" else []
         subprocess.run(["cargo", "build", "--quiet", *profile, "-p", "metriccare-cli",
                         "-p", "fhir-generator"], cwd=ROOT, check=True)
-    bench = Bench(args)
+    return Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / args.profile
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size", choices=sorted(SIZES), default="small")
+    add_binary_options(parser)
+    parser.add_argument("--skip-spark", action="store_true")
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args()
+    bench = Bench(args, binaries(args))
     print(f"== MetricCare benchmarks, size {args.size}, {args.profile} build, "
           f"{os.cpu_count()} cores, scratch {bench.work}", flush=True)
     try:

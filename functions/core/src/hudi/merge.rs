@@ -2,8 +2,8 @@
 //!
 //! The rows are never held whole. Three passes over local files:
 //! 1. the staged incoming rows of every file of the group are read once, in file order, for their
-//!    keys and orderings only, to find the winning operation per key (the one map that grows with the input: a key and 16 bytes per
-//!    incoming key of this bucket);
+//!    keys and orderings only, to find the winning operation per key (the one map that grows with
+//!    the input: 48 bytes per incoming key of this bucket, see [`super::key_map`]);
 //! 2. the committed base file is read for its key and ordering columns only, deciding per row
 //!    whether it is kept, replaced or deleted — after this pass the counts are known, and an
 //!    unchanged file group is left alone without writing anything;
@@ -45,9 +45,9 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use super::TableDef;
 use super::columns::{string_column, timestamp_column};
+use super::key_map::KeyMap;
 use super::staging::{Delete, StagedRows};
 use crate::error::Result;
-use crate::fast_hash::FastMap;
 
 /// Rows per batch read back from a base file.
 const READ_BATCH_ROWS: usize = 8192;
@@ -185,8 +185,8 @@ impl FileGroupMerge<'_> {
 
     /// The newest incoming operation per key, file by file: ties go to the later row, and a file's
     /// deletes are weighed after its upserts, so a delete beats an upsert of equal ordering.
-    fn incoming_winners(&self, merged: &mut Merged) -> Result<FastMap<Box<str>, Winner>> {
-        let mut winners: FastMap<Box<str>, Winner> = FastMap::default();
+    fn incoming_winners(&self, merged: &mut Merged) -> Result<KeyMap<Winner>> {
+        let mut winners: KeyMap<Winner> = KeyMap::default();
         for (file, staged) in self.group.iter().enumerate() {
             for (batch_index, batch) in staged.bucket_batches(self.partition, self.bucket)? {
                 let batch = batch?;
@@ -218,7 +218,7 @@ impl FileGroupMerge<'_> {
                             }
                         }
                         None => {
-                            winners.insert(key.into(), Winner::new(order, op));
+                            winners.insert(key, Winner::new(order, op));
                         }
                     }
                 }
@@ -231,7 +231,7 @@ impl FileGroupMerge<'_> {
                     Some(current) if current.ordering > *ordering => merged.ignored += 1,
                     Some(current) => *current = Winner::new(*ordering, Op::Delete),
                     None => {
-                        winners.insert(key.as_str().into(), Winner::new(*ordering, Op::Delete));
+                        winners.insert(key.as_str(), Winner::new(*ordering, Op::Delete));
                     }
                 }
             }
@@ -246,7 +246,7 @@ impl FileGroupMerge<'_> {
         &self,
         file: &File,
         metadata: &ArrowReaderMetadata,
-        winners: &mut FastMap<Box<str>, Winner>,
+        winners: &mut KeyMap<Winner>,
         merged: &mut Merged,
     ) -> Result<Vec<bool>> {
         let builder =
@@ -344,7 +344,7 @@ impl FileGroupMerge<'_> {
     /// Streams the winning incoming rows in input order, with the Hudi meta columns in front.
     fn write_incoming<W: Write + Send>(
         &self,
-        winners: &FastMap<Box<str>, Winner>,
+        winners: &KeyMap<Winner>,
         writer: &mut ArrowWriter<W>,
     ) -> Result<u64> {
         let mut written = 0u64;

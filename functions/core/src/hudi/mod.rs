@@ -22,6 +22,7 @@
 mod avro;
 mod columns;
 mod instant;
+mod key_map;
 mod lifecycle;
 mod merge;
 mod schema_evolution;

@@ -28,9 +28,9 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::TableDef;
 use super::columns::string_column;
+use super::key_map::{KeyMap, KeySet};
 use super::staging::StagedRows;
 use crate::error::Result;
-use crate::fast_hash::{FastMap, FastSet};
 
 /// Insert tiers per bucket, besides the base (tier 0).
 pub const INSERT_TIERS: u32 = 3;
@@ -75,7 +75,7 @@ pub(super) struct TierMerge {
 pub(super) struct BucketPlan {
     pub merges: Vec<TierMerge>,
     /// The committed tier of each incoming key that has one.
-    homes: FastMap<Box<str>, u32>,
+    homes: KeyMap<u32>,
     /// The tier new keys go to, if any arrive.
     inserts: Option<u32>,
 }
@@ -100,7 +100,7 @@ impl BucketPlan {
                     .map(|t| t.tier)
                     .collect(),
             }],
-            homes: FastMap::default(),
+            homes: KeyMap::default(),
             inserts: Some(0),
         }
     }
@@ -113,21 +113,24 @@ impl BucketPlan {
         bucket: u32,
         committed: &[TierFile],
     ) -> Result<Self> {
-        let mut upserts: FastSet<Box<str>> = FastSet::default();
-        let mut incoming: FastSet<Box<str>> = FastSet::default();
+        let (mut upserts, mut deletes) = (KeySet::default(), KeySet::default());
         for staged in group {
             for (_, batch) in staged.bucket_batches(partition, bucket)? {
                 let batch = batch?;
                 let keys = string_column(&batch, &def.record_key)?;
-                upserts.extend(keys.iter().flatten().map(Box::from));
+                for key in keys.iter().flatten() {
+                    upserts.insert(key, ());
+                }
             }
-            let deletes = staged.bucket_deletes(partition, bucket);
-            incoming.extend(deletes.iter().map(|d| Box::from(d.key.as_str())));
+            for delete in staged.bucket_deletes(partition, bucket) {
+                deletes.insert(&delete.key, ());
+            }
         }
-        incoming.extend(upserts.iter().cloned());
-        let homes = key_homes(def, committed, &incoming)?;
+        let homes = key_homes(def, committed, |key| {
+            upserts.contains_key(key) || deletes.contains_key(key)
+        })?;
         let mut merges: Vec<TierMerge> = Vec::new();
-        let new_keys = upserts.iter().filter(|k| !homes.contains_key(*k)).count() as u64;
+        let new_keys = upserts.count_missing_from(&homes) as u64;
         let inserts = (new_keys > 0).then(|| {
             let mut rows = [0u64; INSERT_TIERS as usize + 1];
             for tier in committed {
@@ -182,13 +185,13 @@ fn place_inserts(rows: &[u64; INSERT_TIERS as usize + 1], new_keys: u64) -> Tier
     TierMerge { tier: 0, carried }
 }
 
-/// The tier holding each of `keys` that is committed, from the key columns of the tiers' files.
+/// The tier holding each committed key that is `incoming`, from the key columns of the tiers' files.
 fn key_homes(
     def: &TableDef,
     committed: &[TierFile],
-    keys: &FastSet<Box<str>>,
-) -> Result<FastMap<Box<str>, u32>> {
-    let mut homes = FastMap::default();
+    incoming: impl Fn(&str) -> bool,
+) -> Result<KeyMap<u32>> {
+    let mut homes = KeyMap::default();
     for tier in committed {
         let builder = ParquetRecordBatchReaderBuilder::try_new(tier.file.try_clone()?)?;
         let key_column = builder.schema().index_of(&def.record_key)?;
@@ -197,8 +200,8 @@ fn key_homes(
             let batch = batch?;
             let column = string_column(&batch, &def.record_key)?;
             for key in column.iter().flatten() {
-                if let Some(key) = keys.get(key) {
-                    homes.insert(key.clone(), tier.tier);
+                if incoming(key) {
+                    homes.insert(key, tier.tier);
                 }
             }
         }

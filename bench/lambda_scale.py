@@ -10,11 +10,14 @@ held there (named files and the unnamed ones the process has open).
 
     .venv/bin/python bench/lambda_scale.py                  # a 5 GB file and 900,000 patients
     .venv/bin/python bench/lambda_scale.py --ingest-mb 4 --gold-patients 60 --profile debug \\
-        --no-build --check                                  # the test command's run (nothing timed)
+        --no-build                                          # the test command's run (nothing timed)
 
-With --check it also verifies the outcome: every line of the big file is a silver encounter, and
-gold has as many stays as the generator's ground truth.
+Each run also checks the outcome: every line of the big file is a silver encounter, and gold has as
+many stays as the generator's ground truth. Sizes are in MiB (2^20 bytes, as Lambda's), except the
+input file's, in MB.
 """
+
+from __future__ import annotations
 
 import argparse
 import json
@@ -83,6 +86,8 @@ class Scale:
                 dst.write(line)
                 written += len(line)
         shutil.rmtree(self.work / "big")
+        if written < want * 0.99:
+            sys.exit(f"the generated Encounter file gave {written:,} bytes of the {want:,} asked for")
         return cut
 
     def ingest(self) -> None:
@@ -92,11 +97,10 @@ class Scale:
                        self.env, temp=self.work / "tmp-ingest")
         self.record(f"ingest, one NDJSON file of {file.stat().st_size / 1e6:,.0f} MB", measured,
                     file.stat().st_size)
-        if self.args.check:
-            expected, loaded = lines(file), self.query_count(lake, "silver_encounter")
-            if loaded != expected:
-                sys.exit(f"ingest: {loaded} silver encounters for {expected} lines")
-            print(f"  checked: {loaded} silver encounters, one per line")
+        expected, loaded = lines(file), self.query_count(lake, "silver_encounter")
+        if loaded != expected:
+            sys.exit(f"ingest: {loaded} silver encounters for {expected} lines")
+        print(f"  checked: {loaded} silver encounters, one per line")
         shutil.rmtree(lake)
         file.unlink()
 
@@ -108,11 +112,10 @@ class Scale:
         measured = run(self.metriccare(lake, "gold"), self.one_core, self.env,
                        temp=self.work / "tmp-gold")
         self.record(f"gold refresh, {stays:,} inpatient stays", measured)
-        if self.args.check:
-            detailed = self.query_count(lake, "gold_stay_detail")
-            if detailed != stays:
-                sys.exit(f"gold: {detailed} stay_detail rows for {stays} inpatient stays")
-            print(f"  checked: {detailed} stay_detail rows, the ground truth's stays")
+        detailed = self.query_count(lake, "gold_stay_detail")
+        if detailed != stays:
+            sys.exit(f"gold: {detailed} stay_detail rows for {stays} inpatient stays")
+        print(f"  checked: {detailed} stay_detail rows, the ground truth's stays")
 
     def table(self) -> str:
         out = [f"| what | time | peak RSS (limit {LAMBDA_MEMORY_MB:,} MB) | peak temporary storage "
@@ -129,8 +132,6 @@ def main() -> None:
     parser.add_argument("--gold-patients", type=int, default=900_000,
                         help="patients of the gold lake (about 1.15 inpatient stays each)")
     add_binary_options(parser)
-    parser.add_argument("--check", action="store_true",
-                        help="also check what was loaded and computed (the test command's run)")
     args = parser.parse_args()
     scale = Scale(args, binaries(args))
     print(f"== Lambda at scale, {args.profile} build, scratch {scale.work}", flush=True)

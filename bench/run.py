@@ -21,6 +21,8 @@ that the DuckDB peer's hospital_monthly equals gold's.
 Needs: .venv (tests/python/requirements.txt) to run it, .venv-glue (pyspark) for the Spark peer.
 """
 
+from __future__ import annotations
+
 import argparse
 import json
 import os
@@ -78,13 +80,13 @@ def tree_pids(pid: int) -> list[int]:
     return found
 
 
-def tree_peak_rss(pid: int) -> int:
-    """Peak resident bytes (VmHWM) of a process plus its descendants (a Spark driver's JVM too).
+def tree_peak_rss(pids: list[int]) -> int:
+    """Peak resident bytes (VmHWM) of a process tree's processes (a Spark driver's JVM too).
 
     VmHWM belongs to the process's own address space, so unlike the rusage maxrss of a child it
     does not inherit the high-water mark of the Python process that forked it."""
     total = 0
-    for current in tree_pids(pid):
+    for current in pids:
         try:
             with open(f"/proc/{current}/status") as status:
                 for line in status:
@@ -95,12 +97,25 @@ def tree_peak_rss(pid: int) -> int:
     return total
 
 
-def temp_bytes(pid: int, temp: Path) -> int:
-    """Bytes a process tree holds in its temporary directory: the files still named there plus the
-    unnamed ones (`tempfile::tempfile()` unlinks its file at once) it has open."""
-    total = sum(f.stat().st_size for f in temp.rglob("*") if f.is_file())
+def temp_bytes(pids: list[int], temp: Path) -> int:
+    """Bytes a process tree holds in its temporary directory (an absolute, resolved path): the
+    files still named there plus the unnamed ones (`tempfile::tempfile()` unlinks its file at once)
+    it has open, each file once however many descriptors it has. Files come and go while this
+    looks: one that is gone is not counted."""
+    files: dict[tuple[int, int], int] = {}
+
+    def add(path: str) -> None:
+        try:
+            found = os.stat(path)
+        except OSError:
+            return
+        files[(found.st_dev, found.st_ino)] = found.st_size
+
+    for folder, _, names in os.walk(temp):
+        for name in names:
+            add(os.path.join(folder, name))
     prefix = str(temp) + "/"
-    for current in tree_pids(pid):
+    for current in pids:
         try:
             descriptors = os.listdir(f"/proc/{current}/fd")
         except OSError:
@@ -108,11 +123,11 @@ def temp_bytes(pid: int, temp: Path) -> int:
         for fd in descriptors:
             try:
                 target = os.readlink(f"/proc/{current}/fd/{fd}")
-                if target.startswith(prefix) and target.endswith(" (deleted)"):
-                    total += os.stat(f"/proc/{current}/fd/{fd}").st_size
             except OSError:
                 continue
-    return total
+            if target.startswith(prefix) and target.endswith(" (deleted)"):
+                add(f"/proc/{current}/fd/{fd}")
+    return sum(files.values())
 
 
 def run(command: list, cpus: set | None = None, env: dict | None = None,
@@ -124,19 +139,25 @@ def run(command: list, cpus: set | None = None, env: dict | None = None,
     merged_env = {**os.environ, **(env or {})}
     if temp:
         temp.mkdir(parents=True, exist_ok=True)
+        # The descriptors' targets are absolute and resolved: so must the prefix be.
+        temp = temp.resolve()
         merged_env["TMPDIR"] = str(temp)
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                env=merged_env,
                                preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
-    peak, peak_temp = [0], [0]
+    peak, peak_temp, failure = [0], [0], []
     done = threading.Event()
 
     def sample():
-        while not done.wait(0.01):
-            peak[0] = max(peak[0], tree_peak_rss(process.pid))
-            if temp:
-                peak_temp[0] = max(peak_temp[0], temp_bytes(process.pid, temp))
+        try:
+            while not done.wait(0.01):
+                pids = tree_pids(process.pid)
+                peak[0] = max(peak[0], tree_peak_rss(pids))
+                if temp:
+                    peak_temp[0] = max(peak_temp[0], temp_bytes(pids, temp))
+        except Exception as e:  # a sampler that stopped would report a peak too low
+            failure.append(e)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -148,6 +169,8 @@ def run(command: list, cpus: set | None = None, env: dict | None = None,
     seconds = time.perf_counter() - started
     if process.returncode != 0:
         sys.exit(f"failed ({process.returncode}): {' '.join(map(str, command))}\n{output[-4000:]}")
+    if failure:
+        sys.exit(f"the sampler failed ({failure[0]!r}): {' '.join(map(str, command))}")
     return Measurement(seconds, peak[0], output, peak_temp[0])
 
 

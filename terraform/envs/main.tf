@@ -257,6 +257,7 @@ module "gold_function" {
   zip_path              = "${var.lambda_zip_dir}/metriccare-gold/bootstrap.zip"
   architecture          = var.lambda_architecture
   memory_mb             = var.gold_memory_mb
+  ephemeral_storage_mb  = var.gold_ephemeral_storage_mb
   timeout_seconds       = local.lambda_timeout_seconds
   max_concurrency       = 2 # reserved only with reserve_lambda_concurrency: a refresh beside another finds the gold lock held and returns
   reserve_concurrency   = var.reserve_lambda_concurrency

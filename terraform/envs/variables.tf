@@ -73,6 +73,12 @@ variable "gold_memory_mb" {
   default     = 2048
 }
 
+variable "gold_ephemeral_storage_mb" {
+  description = "Size of the gold function's /tmp (a tenant's staged gold rows and new stay_detail file, and the copy of its previous one): about 450 MB per million inpatient stays."
+  type        = number
+  default     = 1024
+}
+
 variable "max_object_bytes" {
   description = "Raw files larger than this go to the Glue job instead of the ingest function."
   type        = number

@@ -143,8 +143,7 @@ impl<'a> EncounterFacts<'a> {
     }
 }
 
-/// A condition with a listed infection code, owned: a tenant has few of them, and owning them lets
-/// the millions of condition rows be dropped before the measures run.
+/// A condition as the infection measure reads it (see [`ConditionFacts::infection`]).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ConditionFacts {
     pub encounter_key: Option<String>,
@@ -156,6 +155,41 @@ pub struct ConditionFacts {
     pub recorded_at: Option<i64>,
 }
 
+impl ConditionFacts {
+    /// The condition as a possible infection, if it can be one: not refuted nor entered in error,
+    /// recorded in an encounter, with a coding in `value_set` and a time. A tenant holds hundreds
+    /// of thousands of these while gold runs, so they are reduced to this much.
+    pub fn infection(&self, value_set: &HaiValueSet) -> Option<Infection> {
+        if self
+            .verification_status
+            .as_deref()
+            .is_some_and(|status| NOT_AN_INFECTION.contains(&status))
+        {
+            return None;
+        }
+        Some(Infection {
+            encounter_key: self.encounter_key.as_deref()?.into(),
+            // Counted under the first of its codings that is listed.
+            listed: self
+                .codings
+                .iter()
+                .find_map(|coding| value_set.position(coding.system.as_deref(), &coding.code))?
+                as u32,
+            onset_at: self.onset_at.or(self.recorded_at)?,
+        })
+    }
+}
+
+/// A condition that is an infection if its onset falls inside a stay ([`ConditionFacts::infection`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Infection {
+    pub encounter_key: Box<str>,
+    /// Its code's position in the value set.
+    pub listed: u32,
+    /// The onset, else the recorded time.
+    pub onset_at: i64,
+}
+
 /// One tenant's silver content, reduced to what the metrics read; patients, encounters and
 /// organizations borrowed from the silver columns they were read from. Keys are unique within a
 /// tenant (they are silver's record keys, de-duplicated by the table's merge).
@@ -164,7 +198,8 @@ pub struct TenantSilver<'a> {
     /// Patients with a death date (the others have nothing gold reads).
     pub patients: FastMap<&'a str, PatientFacts>,
     pub encounters: Vec<EncounterFacts<'a>>,
-    pub conditions: Vec<ConditionFacts>,
+    /// The conditions that may be infections under the tenant's value set.
+    pub infections: Vec<Infection>,
     /// Organization name by `organization_key` and by `identifier_key`.
     pub hospital_names: FastMap<&'a str, &'a str>,
 }
@@ -609,16 +644,11 @@ fn top_level_encounters<'a>(encounters: &[EncounterFacts<'a>]) -> FastMap<&'a st
 /// An infection in its stay's window: (patient, listed code, onset day, stay), numbers all.
 type Onset = (u32, u32, i64, u32);
 
-/// Each condition that is an infection in its stay's window (onset from day 3 of the stay to its
+/// Each possible infection whose onset is in its stay's window (from day 3 of the stay to its
 /// discharge day), as an [`Onset`]. A condition recorded in an encounter inside an admission (an
-/// ICU stay) counts for the admission; the first of its codings in the value set names it.
-fn onsets(
-    silver: &TenantSilver<'_>,
-    stays: &[Stay<'_>],
-    profile: &TenantProfile,
-    calendar: &mut Calendar,
-) -> Vec<Onset> {
-    if silver.conditions.is_empty() {
+/// ICU stay) counts for the admission.
+fn onsets(silver: &TenantSilver<'_>, stays: &[Stay<'_>], calendar: &mut Calendar) -> Vec<Onset> {
+    if silver.infections.is_empty() {
         return Vec::new();
     }
     let top_level = top_level_encounters(&silver.encounters);
@@ -627,34 +657,16 @@ fn onsets(
         .map(|(number, s)| (s.encounter.encounter_key, number))
         .collect();
     let mut onsets = Vec::new();
-    for c in &silver.conditions {
-        if c.verification_status
-            .as_deref()
-            .is_some_and(|status| NOT_AN_INFECTION.contains(&status))
-        {
-            continue;
-        }
-        let Some(encounter) = c.encounter_key.as_deref() else {
-            continue;
-        };
+    for infection in &silver.infections {
+        let encounter = &*infection.encounter_key;
         let encounter = top_level.get(encounter).copied().unwrap_or(encounter);
         let Some(&number) = stay_numbers.get(encounter) else {
             continue;
         };
-        let Some(listed) = c
-            .codings
-            .iter()
-            .find_map(|coding| profile.hai.position(coding.system.as_deref(), &coding.code))
-        else {
-            continue;
-        };
-        let Some(onset) = c.onset_at.or(c.recorded_at) else {
-            continue;
-        };
-        let day = calendar.day(onset);
+        let day = calendar.day(infection.onset_at);
         let s = &stays[number as usize];
         if s.admission_day + 2 <= day && day <= s.discharge_day {
-            onsets.push((s.patient, listed as u32, day, number));
+            onsets.push((s.patient, infection.listed, day, number));
         }
     }
     onsets
@@ -763,12 +775,29 @@ fn key_order(keys: &[&str]) -> Vec<usize> {
     order.into_iter().map(|(_, index)| index).collect()
 }
 
+/// Puts `items` in `order` in place: position `i` gets the item that was at `order[i]` (`order` is
+/// a permutation). Each cycle of the permutation is followed once, one swap per item moved.
+fn permute<T>(items: &mut [T], mut order: Vec<usize>) {
+    const PLACED: usize = usize::MAX;
+    for start in 0..items.len() {
+        let mut at = start;
+        while order[at] != PLACED {
+            let from = std::mem::replace(&mut order[at], PLACED);
+            if from == start {
+                break;
+            }
+            items.swap(at, from);
+            at = from;
+        }
+    }
+}
+
 /// Computes a tenant's gold rows from its silver rows, read as its profile says, with the 30-day
 /// windows that had not ended at `as_of` (µs since the epoch, UTC) flagged as open.
 pub fn compute(silver: &TenantSilver<'_>, profile: &TenantProfile, as_of: i64) -> GoldRows {
     let mut calendar = Calendar::new(profile.time_zone);
     let (stays, hospitals) = stays(silver, profile, &mut calendar);
-    let counted_hais = count_hais(onsets(silver, &stays, profile, &mut calendar));
+    let counted_hais = count_hais(onsets(silver, &stays, &mut calendar));
     let mut hai_counts = vec![0_i64; stays.len()];
     for &(stay, _) in &counted_hais {
         hai_counts[stay as usize] += 1;
@@ -896,12 +925,10 @@ pub fn compute(silver: &TenantSilver<'_>, profile: &TenantProfile, as_of: i64) -
         row.1 += 1;
     }
 
-    // In stay key order: the stays' positions are sorted, then the rows moved once.
+    // In stay key order: the stays' positions are sorted, then the rows moved in place (a second
+    // vector of a million rows would be a sixth of the refresh's peak).
     let keys: Vec<&str> = stays.iter().map(|s| s.encounter.encounter_key).collect();
-    let details = key_order(&keys)
-        .into_iter()
-        .map(|index| std::mem::take(&mut details[index]))
-        .collect();
+    permute(&mut details, key_order(&keys));
 
     let mut hospital_monthly: Vec<HospitalMonth> = cells
         .into_iter()
@@ -1026,9 +1053,13 @@ mod tests {
         deaths: &[(&'a str, &str)],
         conditions: Vec<ConditionFacts>,
     ) -> TenantSilver<'a> {
+        let value_set = HaiValueSet::builtin();
         let mut silver = TenantSilver {
             encounters,
-            conditions,
+            infections: conditions
+                .iter()
+                .filter_map(|c| c.infection(&value_set))
+                .collect(),
             ..TenantSilver::default()
         };
         for e in &silver.encounters {
@@ -1804,6 +1835,33 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn permute_puts_each_item_where_the_order_says() {
+        // GIVEN every permutation of five items (cycles of every length, fixed points)
+        let mut order: Vec<usize> = (0..5).collect();
+        let mut count = 0;
+        loop {
+            // WHEN the items are permuted in place
+            let mut items: Vec<String> = (0..5).map(|i| format!("item {i}")).collect();
+            permute(&mut items, order.clone());
+            // THEN position i holds the item that was at order[i]
+            let expected: Vec<String> = order.iter().map(|i| format!("item {i}")).collect();
+            assert_eq!(items, expected, "order {order:?}");
+            count += 1;
+            // The next permutation in lexicographic order.
+            let Some(pivot) = (0..4).rev().find(|&i| order[i] < order[i + 1]) else {
+                break;
+            };
+            let swap = (pivot + 1..5)
+                .rev()
+                .find(|&j| order[j] > order[pivot])
+                .unwrap();
+            order.swap(pivot, swap);
+            order[pivot + 1..].reverse();
+        }
+        assert_eq!(count, 120);
     }
 
     #[test]

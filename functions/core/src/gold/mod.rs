@@ -18,6 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arrow_array::RecordBatch;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
@@ -26,7 +27,7 @@ use sha2::{Digest, Sha256};
 pub use metrics::{GoldRows, HaiCode, HaiValueSet, Headline, TenantSilver, compute};
 pub use notify::message_for;
 pub use tables::{
-    GoldTable, gold_rows_from_batches, listed_conditions, silver_columns_read,
+    GoldTable, ListedConditions, gold_rows_from_batches, silver_columns_read, silver_rows_kept,
     tenant_silver_from_batches,
 };
 
@@ -72,10 +73,31 @@ struct State {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TenantRefresh {
     pub tenant_id: String,
-    pub rows: GoldRows,
+    pub rows: RowCounts,
     pub headline: Headline,
     /// The headline before this refresh (`None` on the first).
     pub previous: Option<Headline>,
+}
+
+/// A tenant's rows in each gold table. A refresh keeps these, not the rows: a million stays'
+/// `stay_detail` rows are dropped once staged, before the commits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowCounts {
+    pub hospital_monthly: usize,
+    pub hai_by_code: usize,
+    pub mortality_yearly: usize,
+    pub stay_detail: usize,
+}
+
+impl RowCounts {
+    fn of(rows: &GoldRows) -> Self {
+        Self {
+            hospital_monthly: rows.hospital_monthly.len(),
+            hai_by_code: rows.hai_by_code.len(),
+            mortality_yearly: rows.mortality_yearly.len(),
+            stay_detail: rows.stay_detail.len(),
+        }
+    }
 }
 
 /// What a refresh did.
@@ -261,20 +283,36 @@ async fn refresh_locked(
             // leaves the profile change for the next one to see.
             computed_with.insert(tenant.clone(), profile.fingerprint.clone());
             let started = Instant::now();
-            // The conditions first, reduced to the listed infections before anything else is
-            // read: their columns would otherwise be held (a fifth of the peak) while gold runs.
+            // Silver is read a batch at a time and only what the measures read is kept: the
+            // conditions that may be infections (reduced), the patients with a death date, the
+            // encounters that are stays or part of another. Held whole, a million stays' silver
+            // columns were most of the refresh's peak.
             let condition = SilverTable::Condition;
-            let columns = Some(silver_columns_read(condition));
-            let all = read_one(lake, &silver[&condition], &partition, columns).await?;
-            let conditions = crate::blocking::in_place(|| listed_conditions(&all, &profile.hai))?;
-            drop(all);
+            let mut listed = ListedConditions::new(&profile.hai);
+            silver[&condition]
+                .snapshot(Some(std::slice::from_ref(&partition)))
+                .await?
+                .read_each(
+                    lake.as_ref(),
+                    Some(&partition),
+                    Some(silver_columns_read(condition)),
+                    |batch| listed.add(&batch),
+                )
+                .await?;
+            let infections = listed.into_infections();
             let conditions_at = Instant::now();
             let others: Vec<_> = silver.iter().filter(|(t, _)| **t != condition).collect();
-            let batches =
-                read_partition(lake, others, &partition, |t| Some(silver_columns_read(t))).await?;
+            let batches = read_partition(
+                lake,
+                others,
+                &partition,
+                |t| Some(silver_columns_read(t)),
+                |t, batch| silver_rows_kept(t, batch, &profile),
+            )
+            .await?;
             let read_at = Instant::now();
             let (rows, facts_at) = crate::blocking::in_place(|| -> Result<_> {
-                let silver = tenant_silver_from_batches(&batches, conditions, &profile)?;
+                let silver = tenant_silver_from_batches(&batches, infections, &profile)?;
                 let facts_at = Instant::now();
                 Ok((compute(&silver, &profile, refreshed_at), facts_at))
             })?;
@@ -294,7 +332,9 @@ async fn refresh_locked(
         let previous = if definitions_changed {
             GoldRows::default()
         } else {
-            gold_rows_from_batches(&read_partition(lake, &gold, &partition, |_| None).await?)?
+            gold_rows_from_batches(
+                &read_partition(lake, &gold, &partition, |_| None, |_, batch| Ok(batch)).await?,
+            )?
         };
         if !definitions_changed && previous == rows {
             tracing::info!(tenant_id = %tenant, compare_ms = millis(started.elapsed()), "gold unchanged");
@@ -319,7 +359,7 @@ async fn refresh_locked(
             tenant_id: tenant.clone(),
             headline: rows.headline(),
             previous: had_gold.then(|| previous.headline()),
-            rows,
+            rows: RowCounts::of(&rows),
         });
     }
     if !report.refreshed.is_empty() {
@@ -376,29 +416,29 @@ fn millis(elapsed: Duration) -> u64 {
 }
 
 /// Reads one partition of a table's latest snapshot, only `columns` (`None`: all).
-async fn read_one(
-    lake: &Arc<dyn ObjectStore>,
-    hudi: &HudiTable,
-    partition: &str,
-    columns: Option<&[&str]>,
-) -> Result<Vec<arrow_array::RecordBatch>> {
-    let snapshot = hudi.snapshot(Some(&[partition.to_owned()])).await?;
-    snapshot.read(lake.as_ref(), Some(partition), columns).await
-}
-
-/// [`read_one`] of each table, with the columns `columns` names for it (`None`: all).
+/// One partition of each table's latest snapshot: the columns `columns` names for it (`None`:
+/// all), and of each batch as it is read, the rows `keep` keeps.
 async fn read_partition<'t, T: Copy + Ord + 't>(
     lake: &Arc<dyn ObjectStore>,
     tables: impl IntoIterator<Item = (&'t T, &'t HudiTable)>,
     partition: &str,
     columns: impl Fn(T) -> Option<&'static [&'static str]>,
-) -> Result<BTreeMap<T, Vec<arrow_array::RecordBatch>>> {
+    keep: impl Fn(T, RecordBatch) -> Result<RecordBatch>,
+) -> Result<BTreeMap<T, Vec<RecordBatch>>> {
     let mut batches = BTreeMap::new();
-    for (table, hudi) in tables {
-        batches.insert(
-            *table,
-            read_one(lake, hudi, partition, columns(*table)).await?,
-        );
+    for (&table, hudi) in tables {
+        let snapshot = hudi.snapshot(Some(&[partition.to_owned()])).await?;
+        let mut kept = Vec::new();
+        snapshot
+            .read_each(lake.as_ref(), Some(partition), columns(table), |batch| {
+                let batch = keep(table, batch)?;
+                if batch.num_rows() > 0 {
+                    kept.push(batch);
+                }
+                Ok(())
+            })
+            .await?;
+        batches.insert(table, kept);
     }
     Ok(batches)
 }
@@ -410,18 +450,18 @@ async fn announce_committed(
     notifier: &dyn Notifier,
     state: &State,
 ) -> Result<()> {
-    let gold = read_gold(lake).await?;
+    let mut gold = read_gold(lake).await?;
     let report = RefreshReport {
         silver_sequences: state.silver_sequences.clone(),
         ..RefreshReport::default()
     };
     for tenant in &state.unannounced {
-        let rows = gold.get(tenant).cloned().unwrap_or_default();
+        let rows = gold.remove(tenant).unwrap_or_default();
         let refresh = TenantRefresh {
             tenant_id: tenant.clone(),
             headline: rows.headline(),
             previous: None,
-            rows,
+            rows: RowCounts::of(&rows),
         };
         notifier.publish(&message_for(&refresh, &report)).await?;
     }
@@ -513,8 +553,7 @@ pub async fn read_gold_tables(
     lake: &Arc<dyn ObjectStore>,
     tables: &[GoldTable],
 ) -> Result<BTreeMap<String, GoldRows>> {
-    let mut by_tenant: BTreeMap<String, BTreeMap<GoldTable, Vec<arrow_array::RecordBatch>>> =
-        BTreeMap::new();
+    let mut by_tenant: BTreeMap<String, BTreeMap<GoldTable, Vec<RecordBatch>>> = BTreeMap::new();
     for &table in tables {
         let hudi = HudiTable::open(lake.clone(), table.def()).await?;
         let snapshot = hudi.snapshot(None).await?;

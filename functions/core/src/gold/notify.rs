@@ -162,12 +162,7 @@ pub fn message_for(tenant: &TenantRefresh, report: &RefreshReport) -> Message {
             "tenant_id": tenant.tenant_id,
             "silver_sequences": report.silver_sequences,
             "gold_instants": report.gold_instants,
-            "rows": {
-                "hospital_monthly": tenant.rows.hospital_monthly.len(),
-                "hai_by_code": tenant.rows.hai_by_code.len(),
-                "mortality_yearly": tenant.rows.mortality_yearly.len(),
-                "stay_detail": tenant.rows.stay_detail.len(),
-            },
+            "rows": tenant.rows,
             "headline": h,
             "previous": tenant.previous,
             "change": change,

@@ -13,8 +13,8 @@ use arrow_schema::{Schema, SchemaRef};
 use object_store::path::Path;
 
 use super::metrics::{
-    ConditionFacts, EncounterFacts, GoldRows, HaiByCode, HaiValueSet, HospitalMonth, MortalityYear,
-    PatientFacts, StayDetail, TenantSilver,
+    ConditionFacts, EncounterFacts, GoldRows, HaiByCode, HaiValueSet, HospitalMonth, Infection,
+    MortalityYear, PatientFacts, StayDetail, TenantSilver,
 };
 use crate::error::{CoreError, Result};
 use crate::fast_hash::FastMap;
@@ -445,16 +445,27 @@ fn unreadable_codings(e: &serde_json::Error) -> CoreError {
     }
 }
 
-/// The conditions with a coding in `infections`, owned: a tenant has millions of the others, which
-/// count for nothing, and the condition columns can be dropped once these are read.
-pub fn listed_conditions(
-    batches: &[RecordBatch],
-    infections: &HaiValueSet,
-) -> Result<Vec<ConditionFacts>> {
-    let mut conditions = Vec::new();
-    // A tenant's millions of conditions repeat a few thousand codings: each text is parsed once.
-    let mut listed_codings: FastMap<&str, bool> = FastMap::default();
-    for batch in batches {
+/// The conditions with a coding in the value set, as [`Infection`]s: a tenant has millions of the
+/// others, which count for nothing. They are read a batch at a time ([`Self::add`]), so the
+/// condition columns are never held whole.
+pub struct ListedConditions<'v> {
+    value_set: &'v HaiValueSet,
+    /// A tenant's millions of conditions repeat a few thousand codings: each text is parsed once.
+    listed_codings: FastMap<Box<str>, bool>,
+    infections: Vec<Infection>,
+}
+
+impl<'v> ListedConditions<'v> {
+    pub fn new(value_set: &'v HaiValueSet) -> Self {
+        Self {
+            value_set,
+            listed_codings: FastMap::default(),
+            infections: Vec::new(),
+        }
+    }
+
+    /// Keeps the listed conditions of one batch (the columns [`silver_columns_read`] names).
+    pub fn add(&mut self, batch: &RecordBatch) -> Result<()> {
         let c = Columns { batch };
         let (codings, systems, codes) = (
             c.strings("code_codings")?,
@@ -468,46 +479,146 @@ pub fn listed_conditions(
         let (onsets, recorded) = (c.times("onset_at")?, c.times("recorded_at")?);
         for r in 0..batch.num_rows() {
             let listed = if codings.is_null(r) {
-                !codes.is_null(r) && infections.lists(text_at(systems, r), codes.value(r))
+                !codes.is_null(r) && self.value_set.lists(text_at(systems, r), codes.value(r))
             } else {
                 let text = codings.value(r);
-                match listed_codings.get(text) {
+                match self.listed_codings.get(text) {
                     Some(&listed) => listed,
                     None => {
                         let listed = serde_json::from_str::<Vec<CodingRef<'_>>>(text)
                             .map_err(|e| unreadable_codings(&e))?
                             .iter()
-                            .any(|coding| infections.lists(coding.system.as_deref(), &coding.code));
-                        listed_codings.insert(text, listed);
+                            .any(|coding| {
+                                self.value_set.lists(coding.system.as_deref(), &coding.code)
+                            });
+                        self.listed_codings.insert(text.into(), listed);
                         listed
                     }
                 }
             };
             if listed {
-                conditions.push(ConditionFacts {
+                let condition = ConditionFacts {
                     encounter_key: text_at(encounters, r).map(str::to_owned),
                     verification_status: text_at(statuses, r).map(str::to_owned),
                     codings: condition_codings(&c, r)?,
                     onset_at: value_at(onsets, r),
                     recorded_at: value_at(recorded, r),
-                });
+                };
+                self.infections.extend(condition.infection(self.value_set));
             }
         }
+        Ok(())
     }
-    Ok(conditions)
+
+    pub fn into_infections(self) -> Vec<Infection> {
+        self.infections
+    }
+}
+
+/// The encounter columns [`tenant_silver_from_batches`] reads, resolved once per batch.
+struct EncounterColumns<'a> {
+    strings: [&'a StringArray; 10],
+    start: &'a TimestampMicrosecondArray,
+    end: &'a TimestampMicrosecondArray,
+}
+
+impl<'a> EncounterColumns<'a> {
+    fn new(batch: &'a RecordBatch) -> Result<Self> {
+        const NAMES: [&str; 10] = [
+            "encounter_key",
+            "patient_key",
+            "status",
+            "class_code",
+            "class_system",
+            "hospital_key",
+            "hospital_name",
+            "part_of_key",
+            "discharge_disposition",
+            "discharge_disposition_system",
+        ];
+        let c = Columns { batch };
+        let strings = NAMES
+            .iter()
+            .map(|name| c.strings(name))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            strings: strings.try_into().expect("one column per name"),
+            start: c.times("period_start")?,
+            end: c.times("period_end")?,
+        })
+    }
+
+    fn row(&self, r: usize) -> EncounterFacts<'a> {
+        let [
+            key,
+            patient,
+            status,
+            class_code,
+            class_system,
+            hospital_key,
+            hospital_name,
+            part_of,
+            disposition,
+            disposition_system,
+        ] = self.strings;
+        EncounterFacts {
+            encounter_key: text_at(key, r).unwrap_or_default(),
+            patient_key: text_at(patient, r).unwrap_or_default(),
+            status: text_at(status, r),
+            class_code: text_at(class_code, r),
+            class_system: text_at(class_system, r),
+            period_start: value_at(self.start, r),
+            period_end: value_at(self.end, r),
+            hospital_key: text_at(hospital_key, r),
+            hospital_name: text_at(hospital_name, r),
+            part_of_key: text_at(part_of, r),
+            discharge_disposition: text_at(disposition, r),
+            discharge_disposition_system: text_at(disposition_system, r),
+        }
+    }
+}
+
+/// The rows of a silver batch (the columns [`silver_columns_read`] names) that
+/// [`tenant_silver_from_batches`] keeps with `profile`: patients with a death date, encounters
+/// that are stays or part of another, every organization. A refresh applies it as it reads, so the
+/// others (most patients and encounters) are never held.
+pub fn silver_rows_kept(
+    table: SilverTable,
+    batch: RecordBatch,
+    profile: &TenantProfile,
+) -> Result<RecordBatch> {
+    let keep: BooleanArray = match table {
+        SilverTable::Patient => {
+            let deaths = Columns { batch: &batch }.times("deceased_at")?;
+            (0..batch.num_rows())
+                .map(|r| Some(deaths.is_valid(r)))
+                .collect()
+        }
+        SilverTable::Encounter => {
+            let encounters = EncounterColumns::new(&batch)?;
+            (0..batch.num_rows())
+                .map(|r| Some(encounters.row(r).counts(profile)))
+                .collect()
+        }
+        SilverTable::Condition | SilverTable::Organization => return Ok(batch),
+    };
+    if keep.true_count() == batch.num_rows() {
+        return Ok(batch);
+    }
+    Ok(arrow_select::filter::filter_record_batch(&batch, &keep)?)
 }
 
 /// A tenant's silver content as the metrics read it with `profile`, borrowed from `batches` (its
-/// patients, encounters and organizations), with its `conditions` ([`listed_conditions`]). Kept are
+/// patients, encounters and organizations), with its `infections` ([`ListedConditions`]). Kept are
 /// only what [`super::compute`] reads: patients with a death date, encounters that are stays or part
 /// of another.
 pub fn tenant_silver_from_batches<'a>(
     batches: &'a BTreeMap<SilverTable, Vec<RecordBatch>>,
-    conditions: Vec<ConditionFacts>,
+    infections: Vec<Infection>,
     profile: &TenantProfile,
 ) -> Result<TenantSilver<'a>> {
     let mut silver = TenantSilver {
-        conditions,
+        infections,
         ..TenantSilver::default()
     };
     // Each column is resolved once per batch and read borrowed: these loops see every row.
@@ -527,56 +638,9 @@ pub fn tenant_silver_from_batches<'a>(
         }
     }
     for batch in batches.get(&SilverTable::Encounter).into_iter().flatten() {
-        let c = Columns { batch };
-        let [
-            key,
-            patient,
-            status,
-            class_code,
-            class_system,
-            hospital_key,
-            hospital_name,
-            part_of,
-            disposition,
-            disposition_system,
-        ] = [
-            "encounter_key",
-            "patient_key",
-            "status",
-            "class_code",
-            "class_system",
-            "hospital_key",
-            "hospital_name",
-            "part_of_key",
-            "discharge_disposition",
-            "discharge_disposition_system",
-        ]
-        .map(|name| c.strings(name));
-        let (key, patient, status, class_code, class_system) =
-            (key?, patient?, status?, class_code?, class_system?);
-        let (hospital_key, hospital_name, part_of, disposition, disposition_system) = (
-            hospital_key?,
-            hospital_name?,
-            part_of?,
-            disposition?,
-            disposition_system?,
-        );
-        let (start, end) = (c.times("period_start")?, c.times("period_end")?);
+        let encounters = EncounterColumns::new(batch)?;
         for r in 0..batch.num_rows() {
-            let encounter = EncounterFacts {
-                encounter_key: text_at(key, r).unwrap_or_default(),
-                patient_key: text_at(patient, r).unwrap_or_default(),
-                status: text_at(status, r),
-                class_code: text_at(class_code, r),
-                class_system: text_at(class_system, r),
-                period_start: value_at(start, r),
-                period_end: value_at(end, r),
-                hospital_key: text_at(hospital_key, r),
-                hospital_name: text_at(hospital_name, r),
-                part_of_key: text_at(part_of, r),
-                discharge_disposition: text_at(disposition, r),
-                discharge_disposition_system: text_at(disposition_system, r),
-            };
+            let encounter = encounters.row(r);
             if encounter.counts(profile) {
                 silver.encounters.push(encounter);
             }

@@ -231,13 +231,33 @@ impl Snapshot {
         columns: Option<&[&str]>,
     ) -> Result<Vec<RecordBatch>> {
         let mut batches = Vec::new();
+        self.read_each(store, partition, columns, |batch| {
+            batches.push(batch);
+            Ok(())
+        })
+        .await?;
+        Ok(batches)
+    }
+
+    /// [`Self::read`] a batch at a time: `visit` sees each batch as it is decoded, so only what
+    /// it keeps stays in memory (a reader that needs a few rows of a large table).
+    pub async fn read_each(
+        &self,
+        store: &dyn ObjectStore,
+        partition: Option<&str>,
+        columns: Option<&[&str]>,
+        mut visit: impl FnMut(RecordBatch) -> Result<()>,
+    ) -> Result<()> {
         for slice in self.slices.values() {
             if partition.is_some_and(|p| p != slice.partition) {
                 continue;
             }
-            batches.extend(read_base_file(store, &slice.path, columns, &self.schema).await?);
+            let bytes = store.get(&slice.path).await?.bytes().await?;
+            crate::blocking::in_place(|| {
+                decode_base_file(bytes, columns, &self.schema)?.try_for_each(|batch| visit(batch?))
+            })?;
         }
-        Ok(batches)
+        Ok(())
     }
 }
 
@@ -273,15 +293,15 @@ pub async fn read_base_file(
     schema: &SchemaRef,
 ) -> Result<Vec<RecordBatch>> {
     let bytes = store.get(path).await?.bytes().await?;
-    crate::blocking::in_place(|| decode_base_file(bytes, columns, schema))
+    crate::blocking::in_place(|| decode_base_file(bytes, columns, schema)?.collect())
 }
 
-/// Decodes a base file's bytes (see [`read_base_file`]).
+/// Decodes a base file's bytes (see [`read_base_file`]) a batch at a time.
 fn decode_base_file(
     bytes: bytes::Bytes,
     columns: Option<&[&str]>,
     schema: &SchemaRef,
-) -> Result<Vec<RecordBatch>> {
+) -> Result<impl Iterator<Item = Result<RecordBatch>>> {
     let mut builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?.with_batch_size(64 * 1024);
     let mut target = schema.clone();
     if let Some(columns) = columns {
@@ -297,10 +317,9 @@ fn decode_base_file(
         let projection = ProjectionMask::roots(builder.parquet_schema(), in_file);
         builder = builder.with_projection(projection);
     }
-    builder
+    Ok(builder
         .build()?
-        .map(|batch| super::conform(batch?, &target))
-        .collect()
+        .map(move |batch| super::conform(batch?, &target)))
 }
 
 #[cfg(test)]

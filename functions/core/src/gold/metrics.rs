@@ -365,6 +365,13 @@ pub struct HospitalTotals {
 }
 
 impl GoldRows {
+    /// Whether the sums (every table but the stay detail) equal `other`'s.
+    pub fn same_sums(&self, other: &GoldRows) -> bool {
+        self.hospital_monthly == other.hospital_monthly
+            && self.hai_by_code == other.hai_by_code
+            && self.mortality_yearly == other.mortality_yearly
+    }
+
     pub fn headline(&self) -> Headline {
         let mut t = Totals::default();
         self.hospital_monthly.iter().for_each(|row| t.add(row));

@@ -27,8 +27,8 @@ use sha2::{Digest, Sha256};
 pub use metrics::{GoldRows, HaiCode, HaiValueSet, Headline, TenantSilver, compute};
 pub use notify::message_for;
 pub use tables::{
-    GoldTable, ListedConditions, gold_rows_from_batches, silver_columns_read, silver_rows_kept,
-    tenant_silver_from_batches,
+    GoldTable, ListedConditions, StayDetailComparison, gold_rows_from_batches, silver_columns_read,
+    silver_rows_kept, tenant_silver_from_batches,
 };
 
 use crate::error::Result;
@@ -328,15 +328,24 @@ async fn refresh_locked(
             rows
         };
         let started = Instant::now();
-        // Gold of other definitions is not compared (nor read: its columns may differ).
-        let previous = if definitions_changed {
-            GoldRows::default()
+        // Gold of other definitions is not compared (nor read: its columns may differ). The
+        // previous sums are read whole (a few rows per hospital and month); the previous stay
+        // detail only when the sums are the same, and a batch at a time.
+        let (previous, unchanged) = if definitions_changed {
+            (GoldRows::default(), false)
         } else {
-            gold_rows_from_batches(
-                &read_partition(lake, &gold, &partition, |_| None, |_, batch| Ok(batch)).await?,
-            )?
+            let sums: Vec<_> = gold
+                .iter()
+                .filter(|(t, _)| GoldTable::SUMS.contains(t))
+                .collect();
+            let previous = gold_rows_from_batches(
+                &read_partition(lake, sums, &partition, |_| None, |_, batch| Ok(batch)).await?,
+            )?;
+            let unchanged = previous.same_sums(&rows)
+                && same_stay_detail(lake, &gold[&GoldTable::StayDetail], &partition, &rows).await?;
+            (previous, unchanged)
         };
-        if !definitions_changed && previous == rows {
+        if unchanged {
             tracing::info!(tenant_id = %tenant, compare_ms = millis(started.elapsed()), "gold unchanged");
             continue;
         }
@@ -416,6 +425,23 @@ fn millis(elapsed: Duration) -> u64 {
 }
 
 /// Reads one partition of a table's latest snapshot, only `columns` (`None`: all).
+/// Whether `rows.stay_detail` is what the partition's `stay_detail` holds now.
+async fn same_stay_detail(
+    lake: &Arc<dyn ObjectStore>,
+    hudi: &HudiTable,
+    partition: &str,
+    rows: &GoldRows,
+) -> Result<bool> {
+    let mut comparison = StayDetailComparison::new(&rows.stay_detail);
+    hudi.snapshot(Some(&[partition.to_owned()]))
+        .await?
+        .read_each(lake.as_ref(), Some(partition), None, |batch| {
+            comparison.add(&batch)
+        })
+        .await?;
+    Ok(comparison.same())
+}
+
 /// One partition of each table's latest snapshot: the columns `columns` names for it (`None`:
 /// all), and of each batch as it is read, the rows `keep` keeps.
 async fn read_partition<'t, T: Copy + Ord + 't>(

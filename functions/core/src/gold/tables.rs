@@ -305,9 +305,11 @@ fn flag_at(column: &BooleanArray, row: usize) -> Option<bool> {
 }
 
 /// The `stay_detail` rows (a million for a large tenant), columns resolved once per batch.
-fn stay_detail_rows(batches: Option<&Vec<RecordBatch>>) -> Result<Vec<StayDetail>> {
+fn stay_detail_rows<'b>(
+    batches: impl IntoIterator<Item = &'b RecordBatch>,
+) -> Result<Vec<StayDetail>> {
     let mut rows = Vec::new();
-    for batch in batches.into_iter().flatten() {
+    for batch in batches {
         let c = Columns { batch };
         let [
             stay,
@@ -368,6 +370,52 @@ fn stay_detail_rows(batches: Option<&Vec<RecordBatch>>) -> Result<Vec<StayDetail
         }
     }
     Ok(rows)
+}
+
+/// Whether a tenant's committed `stay_detail`, read a batch at a time ([`Self::add`]), holds
+/// exactly the rows just computed: a daily refresh compares a million rows without holding a
+/// second copy of them.
+pub struct StayDetailComparison<'r> {
+    /// Sorted by stay key, as [`super::compute`] returns them.
+    computed: &'r [StayDetail],
+    matched: usize,
+    differs: bool,
+}
+
+impl<'r> StayDetailComparison<'r> {
+    pub fn new(computed: &'r [StayDetail]) -> Self {
+        Self {
+            computed,
+            matched: 0,
+            differs: false,
+        }
+    }
+
+    /// Compares one batch of committed rows (any order: files are per bucket).
+    pub fn add(&mut self, batch: &RecordBatch) -> Result<()> {
+        if self.differs {
+            return Ok(());
+        }
+        for committed in stay_detail_rows([batch])? {
+            let found = self
+                .computed
+                .binary_search_by(|row| row.stay_key.cmp(&committed.stay_key));
+            // Stay keys are the table's record keys: each committed row matches one at most.
+            match found {
+                Ok(at) if self.computed[at] == committed => self.matched += 1,
+                _ => {
+                    self.differs = true;
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every committed row equals a computed one, and every computed row was committed.
+    pub fn same(&self) -> bool {
+        !self.differs && self.matched == self.computed.len()
+    }
 }
 
 fn each_row<T>(
@@ -706,7 +754,7 @@ pub fn gold_rows_from_batches(batches: &BTreeMap<GoldTable, Vec<RecordBatch>>) -
                 measure_version: c.int32("measure_version", r)?,
             })
         })?,
-        stay_detail: stay_detail_rows(batches.get(&GoldTable::StayDetail))?,
+        stay_detail: stay_detail_rows(batches.get(&GoldTable::StayDetail).into_iter().flatten())?,
         mortality_yearly: each_row(batches.get(&GoldTable::MortalityYearly), |c, r| {
             Ok(MortalityYear {
                 year: c.int32("year", r)?,
@@ -729,4 +777,68 @@ pub fn gold_rows_from_batches(batches: &BTreeMap<GoldTable, Vec<RecordBatch>>) -
     rows.mortality_yearly.sort_by_key(|r| r.year);
     rows.stay_detail.sort_by(|a, b| a.stay_key.cmp(&b.stay_key));
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn detail(stay_key: &str, hai_count: i64) -> StayDetail {
+        StayDetail {
+            stay_key: stay_key.into(),
+            episode_key: stay_key.into(),
+            patient_key: "p".into(),
+            hospital_id: "h".into(),
+            month: "2024-07".into(),
+            los: 3,
+            hai_count,
+            measure_version: 2,
+            ..StayDetail::default()
+        }
+    }
+
+    /// `rows` as committed: one batch per bucket-like chunk, in another order than the keys'.
+    fn committed(rows: &[StayDetail]) -> Vec<RecordBatch> {
+        rows.rchunks(2)
+            .map(|chunk| {
+                let gold = GoldRows {
+                    stay_detail: chunk.to_vec(),
+                    ..GoldRows::default()
+                };
+                let mut batches = GoldTable::StayDetail.batches("t1", &gold, 0).unwrap();
+                batches.pop().unwrap()
+            })
+            .collect()
+    }
+
+    fn same(computed: &[StayDetail], committed: &[RecordBatch]) -> bool {
+        let mut comparison = StayDetailComparison::new(computed);
+        for batch in committed {
+            comparison.add(batch).unwrap();
+        }
+        comparison.same()
+    }
+
+    #[test]
+    fn the_stay_detail_comparison_finds_a_changed_missing_or_extra_row_in_any_order() {
+        // GIVEN five computed rows, sorted by stay key, and the same rows committed in batches
+        // in another order
+        let computed: Vec<StayDetail> = ["a", "b", "c", "d", "e"]
+            .iter()
+            .map(|key| detail(key, 0))
+            .collect();
+        // WHEN each is compared, THEN the same rows are the same
+        assert!(same(&computed, &committed(&computed)));
+        // and a changed value, a row missing from either side, or another key is not
+        let mut changed = computed.clone();
+        changed[3].hai_count = 1;
+        assert!(!same(&computed, &committed(&changed)));
+        assert!(!same(&computed, &committed(&computed[1..])));
+        assert!(!same(&computed[1..], &committed(&computed)));
+        let mut renamed = computed.clone();
+        renamed[4].stay_key = "f".into();
+        assert!(!same(&computed, &committed(&renamed)));
+        // nothing computed and nothing committed are the same
+        assert!(same(&[], &[]));
+    }
 }

@@ -32,6 +32,9 @@ pub enum GoldTable {
     StayDetail,
 }
 
+/// The most rows of one gold batch.
+const BATCH_ROWS: usize = 64 * 1024;
+
 /// The columns of `stay_detail` that hold a value only on some stays (an episode's first or last).
 const STAY_DETAIL_OPTIONAL: [&str; 7] = [
     "died_30d",
@@ -148,7 +151,8 @@ impl GoldTable {
         Arc::new(Schema::new(fields))
     }
 
-    /// This table's rows of a tenant's gold content, as one batch.
+    /// This table's rows of a tenant's gold content, as batches of at most [`BATCH_ROWS`] rows
+    /// (a million stays' detail as one batch was built, then split by bucket, at twice the cost).
     pub fn batches(
         self,
         tenant: &str,
@@ -156,12 +160,17 @@ impl GoldTable {
         refreshed_at: i64,
     ) -> Result<Vec<RecordBatch>> {
         let mut builder = BatchBuilder::new(self.schema());
+        let mut batches = Vec::new();
         // Every gold row: its key and tenant first, the refresh time last.
-        let mut push = |key: &str, values: &dyn Fn(&mut RowWriter<'_>)| {
+        let mut push = |key: &str, values: &dyn Fn(&mut RowWriter<'_>)| -> Result<()> {
             let mut row = builder.row();
             row.str(Some(key)).str(Some(tenant));
             values(&mut row);
             row.ts(Some(refreshed_at)).end();
+            if builder.len() == BATCH_ROWS {
+                batches.push(builder.finish()?);
+            }
+            Ok(())
         };
         match self {
             Self::HospitalMonthly => {
@@ -185,7 +194,7 @@ impl GoldTable {
                             .i64(Some(r.open_window_index))
                             .i64(Some(r.open_window_mortality))
                             .i32(Some(r.measure_version));
-                    });
+                    })?;
                 }
             }
             Self::HaiByCode => {
@@ -197,7 +206,7 @@ impl GoldTable {
                             .str(Some(&r.display))
                             .i64(Some(r.count))
                             .i32(Some(r.measure_version));
-                    });
+                    })?;
                 }
             }
             Self::MortalityYearly => {
@@ -208,7 +217,7 @@ impl GoldTable {
                             .i64(Some(r.deaths))
                             .f64(Some(r.rate))
                             .i32(Some(r.measure_version));
-                    });
+                    })?;
                 }
             }
             Self::StayDetail => {
@@ -231,11 +240,14 @@ impl GoldTable {
                             .bool(r.readmission_window_open)
                             .i64(Some(r.hai_count))
                             .i32(Some(r.measure_version));
-                    });
+                    })?;
                 }
             }
         }
-        Ok(vec![builder.finish()?])
+        if !builder.is_empty() || batches.is_empty() {
+            batches.push(builder.finish()?);
+        }
+        Ok(batches)
     }
 }
 
